@@ -1,0 +1,76 @@
+// Request bodies for the push API: JSON and urlencoded through @koa/bodyparser, and
+// multipart/form-data (what PHP's curl sends for an array) through busboy. The result is
+// `ctx.request.body`: an object of fields, `{}` when there is no body.
+import { bodyParser } from '@koa/bodyparser';
+import busboy from 'busboy';
+import type { IncomingMessage } from 'node:http';
+import type { Middleware } from 'koa';
+import { HttpError } from './http-errors.ts';
+
+/** Fields per multipart body; more is a 413. */
+const MAX_MULTIPART_FIELDS = 100;
+
+export function parseBody(maxBytes: number): Middleware {
+  const parser = bodyParser({
+    enableTypes: ['json', 'form'],
+    jsonLimit: maxBytes,
+    formLimit: maxBytes,
+  });
+  return async (ctx, next) => {
+    const declared = Number(ctx.get('content-length') || 0);
+    if (declared > maxBytes) throw new HttpError(413, `request body is larger than ${maxBytes} bytes`);
+    if (ctx.method === 'POST' || ctx.method === 'PUT' || ctx.method === 'PATCH') {
+      if (ctx.is('multipart/form-data')) {
+        ctx.request.body = await readMultipart(ctx.req, maxBytes);
+        return next();
+      }
+    }
+    return parser(ctx, next);
+  };
+}
+
+function readMultipart(req: IncomingMessage, maxBytes: number): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({
+        headers: req.headers,
+        limits: { fieldSize: maxBytes, fields: MAX_MULTIPART_FIELDS, fieldNameSize: 200 },
+      });
+    } catch (err) {
+      reject(new HttpError(400, `malformed multipart body: ${(err as Error).message}`));
+      return;
+    }
+    const fields: Record<string, string> = {};
+    let received = 0;
+    let done = false;
+    const fail = (err: HttpError) => {
+      if (done) return;
+      done = true;
+      req.unpipe(parser);
+      req.resume(); // drain what is left so the connection can answer
+      reject(err);
+    };
+    req.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > maxBytes) fail(new HttpError(413, `request body is larger than ${maxBytes} bytes`));
+    });
+    req.on('aborted', () => fail(new HttpError(400, 'request aborted')));
+    parser.on('field', (name, value, info) => {
+      if (info.valueTruncated || info.nameTruncated) {
+        fail(new HttpError(413, `multipart field ${JSON.stringify(name.slice(0, 50))} is too large`));
+        return;
+      }
+      fields[name] = value; // a repeated field: the last wins, as in PHP
+    });
+    parser.on('file', (_name, stream) => stream.resume()); // files are not push fields
+    parser.on('fieldsLimit', () => fail(new HttpError(413, `more than ${MAX_MULTIPART_FIELDS} multipart fields`)));
+    parser.on('error', (err: Error) => fail(new HttpError(400, `malformed multipart body: ${err.message}`)));
+    parser.on('close', () => {
+      if (done) return;
+      done = true;
+      resolve(fields);
+    });
+    req.pipe(parser);
+  });
+}

@@ -1,0 +1,178 @@
+// One typed config, read from environment variables and the matching command-line flags
+// (`IO_PORT` <-> `--io-port`), checked once at start. Every bad value is named with its
+// setting; all problems are reported together.
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+const PORT_MESSAGE = 'must be an integer 0-65535';
+
+const port = z
+  .string()
+  .regex(/^\d{1,5}$/, PORT_MESSAGE)
+  .transform(Number)
+  .refine((n) => n <= 65535, PORT_MESSAGE);
+
+/** A port, or `off` to disable that listener (null). */
+const optionalPort = z.union([z.literal('off').transform(() => null), port]);
+
+const positiveInt = (max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `must be an integer 1-${max}`)
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= max, `must be an integer 1-${max}`);
+
+/** `*` (any origin, reflected) or a comma-separated list of origins. */
+const origins = z
+  .string()
+  .transform((s) => s.trim())
+  .transform((s): '*' | string[] =>
+    s === '*' ? '*' : s.split(',').map((o) => o.trim()).filter((o) => o !== ''),
+  )
+  .refine((v) => v === '*' || v.length > 0, 'must be * or a comma-separated list of origins')
+  .refine(
+    (v) => v === '*' || v.every((o) => /^https?:\/\/[^/\s]+$/.test(o)),
+    'must be * or origins like https://example.com (scheme and host, no path)',
+  );
+
+const host = z.string().min(1, 'must not be empty');
+
+interface Setting<S extends z.ZodType<unknown, string>> {
+  env: string;
+  default: string;
+  doc: string;
+  schema: S;
+}
+
+function setting<S extends z.ZodType<unknown, string>>(
+  env: string,
+  defaultValue: string,
+  doc: string,
+  schema: S,
+): Setting<S> {
+  return { env, default: defaultValue, doc, schema };
+}
+
+/** Every setting: its variable, default and meaning. The Config type is derived from this. */
+export const SETTINGS = {
+  host: setting('HOST', '0.0.0.0', 'address every listener binds to', host),
+  ioPort: setting('IO_PORT', '2120', 'Socket.IO port (0 = any free port)', port),
+  apiPort: setting('API_PORT', '2121', 'HTTP push API port (0 = any free port)', port),
+  webPort: setting(
+    'WEB_PORT',
+    '2123',
+    'demo page port (0 = any free port, off = no demo page)',
+    optionalPort,
+  ),
+  corsOrigins: setting(
+    'CORS_ORIGINS',
+    '*',
+    'origins allowed to open a Socket.IO connection: * (any) or a comma-separated list',
+    origins,
+  ),
+  maxBodyBytes: setting(
+    'MAX_BODY_BYTES',
+    '1048576',
+    'largest push request body in bytes; larger answers 413',
+    positiveInt(64 * 1024 * 1024),
+  ),
+  maxSocketMessageBytes: setting(
+    'MAX_SOCKET_MESSAGE_BYTES',
+    '65536',
+    'largest message a Socket.IO client may send, in bytes; larger closes that connection',
+    positiveInt(16 * 1024 * 1024),
+  ),
+  onlineCountIntervalMs: setting(
+    'ONLINE_COUNT_INTERVAL_MS',
+    '1000',
+    'how often online counts are checked and, when changed, broadcast (update_online_count)',
+    positiveInt(60_000),
+  ),
+  shutdownTimeoutMs: setting(
+    'SHUTDOWN_TIMEOUT_MS',
+    '5000',
+    'on SIGTERM/SIGINT, how long open connections may take to finish before they are cut',
+    positiveInt(120_000),
+  ),
+} as const;
+
+type Settings = typeof SETTINGS;
+export type Config = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
+
+/** Thrown for bad settings; `problems` holds one line per bad value. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('; '));
+    this.name = 'ConfigError';
+  }
+}
+
+const keys = Object.keys(SETTINGS) as (keyof Settings)[];
+
+/** `IO_PORT` -> `io-port` */
+export function flagName(env: string): string {
+  return env.toLowerCase().replace(/_/g, '-');
+}
+
+/** True when the command line asks for the help text. */
+export function wantsHelp(argv: readonly string[]): boolean {
+  return argv.includes('--help') || argv.includes('-h');
+}
+
+export function helpText(): string {
+  const lines = [
+    'Usage: npm start -- [options]',
+    '',
+    'Every option is also an environment variable; a flag wins over the variable.',
+    '',
+  ];
+  for (const key of keys) {
+    const s = SETTINGS[key];
+    lines.push(`  --${flagName(s.env)} <value>   ${s.env}, default ${s.default}`);
+    lines.push(`      ${s.doc}`);
+  }
+  lines.push('  -h, --help   show this text');
+  return lines.join('\n');
+}
+
+/**
+ * Builds the config from environment variables and command-line flags (flags win),
+ * with defaults for what is unset. Throws ConfigError listing every bad value.
+ */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  argv: readonly string[] = [],
+): Config {
+  const problems: string[] = [];
+  const options = Object.fromEntries(
+    keys.map((key) => [flagName(SETTINGS[key].env), { type: 'string' as const }]),
+  );
+  let flags: Record<string, string | boolean | undefined> = {};
+  try {
+    flags = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    problems.push(`command line: ${(err as Error).message}`);
+  }
+
+  const out: Record<string, unknown> = {};
+  for (const key of keys) {
+    const s = SETTINGS[key];
+    const flag = flags[flagName(s.env)];
+    const raw = typeof flag === 'string' ? flag : (env[s.env] ?? s.default);
+    const result = s.schema.safeParse(raw);
+    if (result.success) {
+      out[key] = result.data;
+    } else {
+      const source = typeof flag === 'string' ? `--${flagName(s.env)}` : s.env;
+      const message = result.error.issues[0]?.message ?? 'is invalid';
+      problems.push(`${source} ${message}, got ${JSON.stringify(raw)}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return out as Config;
+}
+
+/** The defaults with some values replaced: for tests and embedding. */
+export function configWith(overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig({}), ...overrides };
+}

@@ -1,0 +1,50 @@
+// The byte-compatible web-msg-sender push endpoint (PROTOCOL.md "Push API"): any path,
+// `type=publish&to=&content=` from the body when it has fields, else from the query string;
+// answers one word: ok, offline or fail.
+import type { Middleware } from 'koa';
+import type { Delivery } from './delivery.ts';
+import { HttpError } from './http-errors.ts';
+
+const HTML_SPECIAL = /[&<>"']/g;
+const HTML_ENTITY: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#039;',
+};
+
+/** PHP 8's htmlspecialchars() with its defaults (ENT_QUOTES | ENT_SUBSTITUTE | ENT_HTML401). */
+export function escapeHtml(text: string): string {
+  return text.replace(HTML_SPECIAL, (c) => HTML_ENTITY[c] ?? c);
+}
+
+type Params = Record<string, unknown>;
+
+function hasFields(body: unknown): body is Params {
+  return typeof body === 'object' && body !== null && !Array.isArray(body) && Object.keys(body).length > 0;
+}
+
+/** One parameter as a string: numbers (JSON) are stringified, a repeated one takes the last. */
+function field(params: Params, name: string): string | undefined {
+  let value = params[name];
+  if (Array.isArray(value)) value = value[value.length - 1];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  throw new HttpError(400, `parameter ${name} must be a string`);
+}
+
+export function legacyPublish(delivery: Delivery): Middleware {
+  return async (ctx) => {
+    const body: unknown = ctx.request.body;
+    const params: Params = hasFields(body) ? body : ctx.query;
+    if (field(params, 'type') !== 'publish') {
+      ctx.body = 'fail';
+      return;
+    }
+    const to = field(params, 'to') ?? '';
+    const content = escapeHtml(field(params, 'content') ?? '');
+    ctx.body = await delivery.publishLegacy(to, content);
+  };
+}

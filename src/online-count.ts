@@ -1,0 +1,45 @@
+// The once-a-second `update_online_count` broadcast of PROTOCOL.md: counts are checked on a
+// timer and sent to every socket only when they changed since the last broadcast.
+import type { Logger } from './log.ts';
+import type { OnlineCounts, Presence } from './presence.ts';
+
+export function formatOnlineCount({ users, pages }: OnlineCounts): string {
+  return `当前<b>${users}</b>人在线，共打开<b>${pages}</b>个页面`;
+}
+
+export class OnlineCountBroadcaster {
+  private last: OnlineCounts = { users: 0, pages: 0 };
+  private readonly timer: NodeJS.Timeout;
+  private busy = false;
+
+  /** `broadcast` sends the HTML to every socket of this node. */
+  constructor(
+    private readonly presence: Presence,
+    private readonly broadcast: (html: string) => void,
+    intervalMs: number,
+    private readonly log: Logger,
+  ) {
+    this.timer = setInterval(() => void this.tick(), intervalMs);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return; // a slow presence backend must not pile up checks
+    this.busy = true;
+    try {
+      const now = await this.presence.counts();
+      if (now.users !== this.last.users || now.pages !== this.last.pages) {
+        this.last = now;
+        this.broadcast(formatOnlineCount(now));
+      }
+    } catch (err) {
+      this.log.error('online count check failed', err);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,48 @@
+// The demo page on WEB_PORT: a fixed set of files from client-demo/, read once at start,
+// plus /config.js telling the page where the Socket.IO and push API ports are.
+import { readFileSync } from 'node:fs';
+import type { RequestListener } from 'node:http';
+import { fileURLToPath } from 'node:url';
+
+const DEMO_DIR = fileURLToPath(new URL('../client-demo/', import.meta.url));
+
+const FILES: Record<string, { file: string; type: string }> = {
+  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/demo.js': { file: 'demo.js', type: 'text/javascript; charset=utf-8' },
+  '/demo.css': { file: 'demo.css', type: 'text/css; charset=utf-8' },
+};
+
+export interface DemoPorts {
+  io: number;
+  api: number;
+}
+
+export function demoHandler(ports: DemoPorts): RequestListener {
+  const bodies = new Map<string, { body: Buffer; type: string }>();
+  for (const [path, { file, type }] of Object.entries(FILES)) {
+    bodies.set(path, { body: readFileSync(DEMO_DIR + file), type });
+  }
+  bodies.set('/config.js', {
+    body: Buffer.from(`window.PUSH_SERVER = ${JSON.stringify({ ioPort: ports.io, apiPort: ports.api })};\n`),
+    type: 'text/javascript; charset=utf-8',
+  });
+
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const entry = bodies.get(path);
+    const headers = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache' };
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { ...headers, allow: 'GET, HEAD', 'content-type': 'text/plain' });
+      res.end('method not allowed');
+      return;
+    }
+    if (!entry) {
+      res.writeHead(404, { ...headers, 'content-type': 'text/plain' });
+      res.end('not found');
+      return;
+    }
+    res.writeHead(200, { ...headers, 'content-type': entry.type, 'content-length': entry.body.length });
+    res.end(req.method === 'HEAD' ? undefined : entry.body);
+  };
+}

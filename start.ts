@@ -1,0 +1,47 @@
+// Entry point: config -> server -> signals. The only file that touches process.*.
+import { ConfigError, helpText, loadConfig, wantsHelp } from './src/config.ts';
+import { createServer, StartupError } from './src/server.ts';
+
+const argv = process.argv.slice(2);
+if (wantsHelp(argv)) {
+  console.log(helpText());
+  process.exit(0);
+}
+
+try {
+  const config = loadConfig(process.env, argv);
+  const server = await createServer(config);
+  const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  const url = (port: number) => `http://${shown}:${port}`;
+  const { io, api, web } = server.ports;
+  console.log(
+    `push server: socket.io ${url(io)} | push API ${url(api)} | demo ${web === null ? 'off' : url(web)}` +
+      ` | bound to ${config.host} | engine memory | auth off`,
+  );
+  console.warn('warning: push API has no secret: anyone who reaches it can push to any user');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${signal}: shutting down`);
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(`error during shutdown: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+} catch (err) {
+  if (err instanceof ConfigError) {
+    console.error(`push server: bad configuration: ${err.problems.join('; ')} (see --help)`);
+  } else if (err instanceof StartupError) {
+    console.error(`push server: cannot start: ${err.message}`);
+  } else {
+    throw err;
+  }
+  process.exit(1);
+}
