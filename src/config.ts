@@ -151,7 +151,7 @@ export function loadConfig(
   try {
     flags = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
   } catch (err) {
-    problems.push(`command line: ${(err as Error).message}`);
+    problems.push(`command line: ${(err as Error).message.split('. ')[0]}`);
   }
 
   const out: Record<string, unknown> = {};

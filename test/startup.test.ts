@@ -1,0 +1,176 @@
+// Config, startup errors, graceful shutdown and close(): the real start.ts as a child process.
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { ConfigError, loadConfig, SETTINGS } from '../src/config.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
+import { connectClient, withDeadline } from './support/clients.ts';
+import { legacyPush, startServer } from './support/server.ts';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+
+interface Run {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function runStart(args: string[], env: Record<string, string> = {}): Run {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'start.ts', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  onCleanup(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    return exited;
+  });
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+async function waitForOutput(read: () => string, pattern: RegExp, ms = 10_000): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const m = pattern.exec(read());
+    if (m) return m;
+    if (Date.now() > deadline) throw new Error(`no ${pattern} in output: ${read()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function occupyPort(): Promise<NetServer> {
+  return new Promise((resolve) => {
+    const s = createNetServer().listen(0, '127.0.0.1', () => resolve(s));
+    onCleanup(() => new Promise((r) => s.close(r)));
+  });
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createNetServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+describe('config', () => {
+  it('has defaults that match the original ports', () => {
+    const c = loadConfig({});
+    expect(c).to.include({ host: '0.0.0.0', ioPort: 2120, apiPort: 2121, webPort: 2123, corsOrigins: '*' });
+  });
+
+  it('reads environment variables, and a flag wins over its variable', () => {
+    const c = loadConfig({ IO_PORT: '3000', API_PORT: '3001', WEB_PORT: 'off' }, ['--io-port', '4000', '--cors-origins', 'https://a.example, http://b.example:8080']);
+    expect(c.ioPort).to.equal(4000);
+    expect(c.apiPort).to.equal(3001);
+    expect(c.webPort).to.equal(null);
+    expect(c.corsOrigins).to.deep.equal(['https://a.example', 'http://b.example:8080']);
+  });
+
+  it('names every bad value at once', () => {
+    let error: unknown;
+    try {
+      loadConfig({ API_PORT: '21a1', WEB_PORT: '70000', MAX_BODY_BYTES: '0', CORS_ORIGINS: 'example.com/x' }, ['--nope']);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).to.be.instanceOf(ConfigError);
+    expect((error as ConfigError).problems).to.deep.equal([
+      "command line: Unknown option '--nope'",
+      'API_PORT must be an integer 0-65535, got "21a1"',
+      'WEB_PORT must be an integer 0-65535, got "70000"',
+      'CORS_ORIGINS must be * or origins like https://example.com (scheme and host, no path), got "example.com/x"',
+      'MAX_BODY_BYTES must be an integer 1-67108864, got "0"',
+    ]);
+  });
+});
+
+describe('start.ts', function () {
+  this.timeout(30_000);
+  afterEach(cleanupAll);
+
+  it('--help lists every setting with its flag', async () => {
+    const run = runStart(['--help']);
+    expect(await run.exited).to.equal(0);
+    for (const s of Object.values(SETTINGS)) {
+      expect(run.stdout()).to.include(s.env);
+      expect(run.stdout()).to.include(`--${s.env.toLowerCase().replace(/_/g, '-')}`);
+    }
+  });
+
+  it('stops with one clear line when a port is in use', async () => {
+    const taken = await occupyPort();
+    const port = (taken.address() as { port: number }).port;
+    const run = runStart([], { IO_PORT: '0', API_PORT: String(port), WEB_PORT: 'off' });
+    expect(await run.exited).to.equal(1);
+    expect(run.stderr().trim()).to.equal(`push server: cannot start: API_PORT ${port} on 127.0.0.1: port is already in use`);
+  });
+
+  it('stops with one clear line on a bad value', async () => {
+    const run = runStart(['--io-port', 'abc']);
+    expect(await run.exited).to.equal(1);
+    expect(run.stderr().trim()).to.equal('push server: bad configuration: --io-port must be an integer 0-65535, got "abc" (see --help)');
+  });
+
+  it('prints its URLs, serves, and exits 0 on SIGTERM, disconnecting clients', async () => {
+    const run = runStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: '0' });
+    const [, io, api, web] = await waitForOutput(
+      run.stdout,
+      /socket\.io http:\/\/127\.0\.0\.1:(\d+) \| push API http:\/\/127\.0\.0\.1:(\d+) \| demo http:\/\/127\.0\.0\.1:(\d+)/,
+    );
+    const page = await fetch(`http://127.0.0.1:${web}/`);
+    expect(await page.text()).to.include('Push server demo');
+    const client = await connectClient('v2', `http://127.0.0.1:${io}`);
+    await client.login('u1');
+    expect(await legacyPush(`http://127.0.0.1:${api}`, { type: 'publish', to: 'u1', content: 'hi' }))
+      .to.deep.equal({ status: 200, body: 'ok' });
+    expect(await client.waitFor('new_msg')).to.deep.equal(['hi']);
+
+    run.child.kill('SIGTERM');
+    expect(await withDeadline(run.exited, 'exit after SIGTERM', 5000)).to.equal(0);
+    await client.waitFor('disconnect');
+    for (const port of [io, api, web]) expect(await canListen(Number(port))).to.equal(true);
+  });
+});
+
+describe('createServer().close()', () => {
+  afterEach(cleanupAll);
+
+  it('frees every port and closes connected clients of both versions', async () => {
+    const server = await startServer({ webPort: 0 });
+    const clients = [
+      await connectClient('v4', server.ioUrl),
+      await connectClient('v2', server.ioUrl, ['polling']),
+      await connectClient('v4', server.ioUrl, ['polling']),
+    ];
+    for (const [i, c] of clients.entries()) await c.login(`u${i}`);
+    const keepAlive = await fetch(`${server.apiUrl}/?type=publish&to=u0&content=x`);
+    expect(await keepAlive.text()).to.equal('ok');
+
+    await withDeadline(server.close(), 'close()', 3000);
+    for (const c of clients) await c.waitFor('disconnect');
+    const { io, api, web } = server.ports;
+    for (const port of [io, api, web!]) expect(await canListen(port)).to.equal(true, `port ${port} free`);
+    await server.close(); // idempotent
+  });
+
+  it('rejects with a StartupError and leaves nothing bound when a later port is taken', async () => {
+    const taken = await occupyPort();
+    const port = (taken.address() as { port: number }).port;
+    let error: unknown;
+    try {
+      await startServer({ webPort: port });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as Error).name).to.equal('StartupError');
+    expect((error as Error).message).to.equal(`WEB_PORT ${port} on 127.0.0.1: port is already in use`);
+  });
+});
