@@ -1,0 +1,106 @@
+// Pages in real headless Chromium: the demo page, and a legacy page on another origin that
+// loads socket.io-client 2.x the way existing sites do.
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
+import type { Browser } from 'playwright-core';
+import { CHROMIUM, launchBrowser } from './support/browser.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
+import { legacyPush, startServer } from './support/server.ts';
+
+const V2_CLIENT = readFileSync(createRequire(import.meta.url).resolve('socket.io-client-v2/dist/socket.io.js'));
+
+/** A site of its own origin, as a legacy deployment has: its copy of the 2.x client and a page. */
+function legacySite(ioPort: number): Promise<{ url: string }> {
+  const page = `<!doctype html><meta charset="utf-8"><title>legacy</title>
+<script src="/socket.io-2.js"></script>
+<div id="count"></div><pre id="msgs"></pre>
+<script>
+  var q = new URLSearchParams(location.search);
+  var opts = q.get('transports') ? { transports: q.get('transports').split(',') } : undefined;
+  var uid = q.get('uid');
+  // exactly how the original README tells pages to connect
+  var socket = io('http://' + document.domain + ':${ioPort}', opts);
+  window.socket = socket;
+  socket.on('connect', function () { socket.emit('login', uid); });
+  socket.on('new_msg', function (msg) { document.getElementById('msgs').textContent += msg + '\\n'; });
+  socket.on('update_online_count', function (html) { document.getElementById('count').innerHTML = html; });
+</script>`;
+  const server: Server = createServer((req, res) => {
+    if (req.url?.startsWith('/socket.io-2.js')) res.writeHead(200, { 'content-type': 'text/javascript' }).end(V2_CLIENT);
+    else res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      onCleanup(() => new Promise((r) => server.close(r)));
+      resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` });
+    });
+  });
+}
+
+describe('in the browser', function () {
+  this.timeout(30_000);
+  let browser: Browser;
+
+  before(function () {
+    if (!CHROMIUM) this.skip();
+  });
+  beforeEach(async () => {
+    browser = await launchBrowser();
+  });
+  afterEach(cleanupAll);
+
+  it('the demo page shows its uid, a push from its own link, and the online counts', async () => {
+    const server = await startServer({ webPort: 0 });
+    const page = await browser.newPage();
+    await page.goto(server.webUrl + '/');
+    await page.locator('#status', { hasText: 'connected' }).waitFor();
+    const uid = await page.locator('#uid').textContent();
+    expect(uid).to.match(/^\d{13}$/); // a timestamp, as in the original demo
+    await page.locator('#online_box', { hasText: '1 users online, 1 pages open' }).waitFor();
+
+    // the page's own link, built from its host name, pushes to its uid
+    const link = page.locator('#send_to_one');
+    expect(await link.getAttribute('href')).to.equal(
+      `http://127.0.0.1:${server.ports.api}/?type=publish&to=${uid}&content=hello%20${uid}`,
+    );
+    const [popup] = await Promise.all([page.waitForEvent('popup'), link.click()]);
+    await popup.waitForLoadState();
+    expect(await popup.locator('body').textContent()).to.equal('ok');
+    await page.locator('.toast', { hasText: `hello ${uid}` }).waitFor();
+
+    // markup in a push is shown as text, never run or rendered
+    await legacyPush(server.apiUrl, { type: 'publish', to: uid!, content: '<b id="injected">bold</b> & "q"' });
+    await page.locator('.toast', { hasText: '<b id="injected">bold</b> & "q"' }).waitFor();
+    expect(await page.locator('#injected').count()).to.equal(0);
+
+    // a second page of another uid shows in the first page's footer
+    const other = await browser.newPage();
+    await other.goto(server.webUrl + '/?uid=bob');
+    await page.locator('#online_box', { hasText: '2 users online, 2 pages open' }).waitFor();
+    await legacyPush(server.apiUrl, { type: 'publish', to: '', content: 'to everyone' });
+    await page.locator('.toast', { hasText: 'to everyone' }).waitFor();
+    await other.locator('.toast', { hasText: 'to everyone' }).waitFor();
+    await other.close();
+    await page.locator('#online_box', { hasText: '1 users online, 1 pages open' }).waitFor();
+  });
+
+  for (const transports of [undefined, 'websocket', 'polling']) {
+    it(`a legacy page on another origin with socket.io-client 2.x (${transports ?? 'default transports'}) logs in and receives a push`, async () => {
+      const server = await startServer();
+      const site = await legacySite(server.ports.io);
+      const page = await browser.newPage();
+      await page.goto(`${site.url}?uid=legacy-user${transports ? `&transports=${transports}` : ''}`);
+      await page.locator('#count b', { hasText: '1' }).first().waitFor();
+      expect(await page.locator('#count').innerHTML()).to.equal('当前<b>1</b>人在线，共打开<b>1</b>个页面');
+      expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'legacy-user', content: 'hi <you>' }))
+        .to.deep.equal({ status: 200, body: 'ok' });
+      await page.locator('#msgs', { hasText: 'hi &lt;you&gt;' }).waitFor();
+      if (transports) {
+        expect(await page.evaluate(() => (window as unknown as { socket: { io: { engine: { transport: { name: string } } } } }).socket.io.engine.transport.name))
+          .to.equal(transports);
+      }
+    });
+  }
+});
