@@ -1,14 +1,52 @@
-// The one place where a push becomes emits to sockets.
-import { userRoom, type PushIo } from './events.ts';
+// The one place where a push becomes emits to sockets and stored messages.
+import type { Server, Socket } from 'socket.io';
+import type { MessageMeta, PushIo, PushSocket } from './events.ts';
+import type { Logger } from './log.ts';
+import type { MessageStore, StoredMessage } from './message-store.ts';
+import { topicRoom, userRoom } from './names.ts';
 import type { Presence } from './presence.ts';
 
 export type LegacyResult = 'ok' | 'offline';
 
+/** A validated v1 push, to be made now. */
+export interface PushSpec {
+  id: string;
+  /** Uids, deduplicated; absent with `topic` or for everyone. */
+  to?: string[];
+  topic?: string;
+  event: string;
+  data: unknown;
+  /** How long to keep it for uids that are offline or do not ack, ms; 0 = fire and forget. */
+  ttlMs: number;
+  /** Estimated size of `data`, bytes. */
+  bytes: number;
+}
+
+export interface PushResult {
+  id: string;
+  /** Uids of `to` with a page open anywhere. */
+  online: string[];
+  offline: string[];
+  /** Uids it was stored for (ttl > 0). */
+  stored: number;
+}
+
+/** Per-entry bookkeeping on top of the data's own size, for the store's memory bound. */
+const STORED_ENTRY_OVERHEAD = 200;
+
 export class Delivery {
+  /** Pushes name their own events, so emits go through the untyped view of the server. */
+  private readonly emitter: Server;
+
   constructor(
     private readonly io: PushIo,
     private readonly presence: Presence,
-  ) {}
+    private readonly store: MessageStore,
+    private readonly ackTimeoutMs: number,
+    private readonly log: Logger,
+  ) {
+    this.emitter = io as unknown as Server;
+  }
 
   /**
    * Emits `new_msg` with `content` (already escaped) to the uid's sockets, or to every
@@ -22,5 +60,61 @@ export class Delivery {
     }
     this.io.to(userRoom(to)).emit('new_msg', content);
     return (await this.presence.isOnline(to)) ? 'ok' : 'offline';
+  }
+
+  /** Makes a v1 push: `event(data, meta)` to its sockets, and stored per uid when it has a ttl. */
+  async push(spec: PushSpec): Promise<PushResult> {
+    const ts = Date.now();
+    const { id, event, data } = spec;
+    if (!spec.to) {
+      const target = spec.topic === undefined ? this.emitter : this.emitter.to(topicRoom(spec.topic));
+      target.emit(event, data, { id, ts } satisfies MessageMeta);
+      return { id, online: [], offline: [], stored: 0 };
+    }
+
+    const uids = spec.to;
+    const online = await Promise.all(uids.map((uid) => this.presence.isOnline(uid)));
+    const result: PushResult = {
+      id,
+      online: uids.filter((_, i) => online[i]),
+      offline: uids.filter((_, i) => !online[i]),
+      stored: 0,
+    };
+    if (spec.ttlMs === 0) {
+      this.emitter.to(uids.map(userRoom)).emit(event, data, { id, ts } satisfies MessageMeta);
+      return result;
+    }
+
+    const message: StoredMessage = { id, event, data, ts, expiresAt: ts + spec.ttlMs };
+    // stored before the emit, so a login racing with this push finds it in the store
+    result.stored = await this.store.add(uids, message, spec.bytes + STORED_ENTRY_OVERHEAD);
+    const meta: MessageMeta = { id, ts, stored: true };
+    for (const uid of result.online) {
+      this.emitter
+        .to(userRoom(uid))
+        .timeout(this.ackTimeoutMs)
+        .emit(event, data, meta, (_err: Error | null, acks: unknown[]) => {
+          // any page of the uid that acked makes it delivered; the rest may never ack
+          if (acks.length > 0) this.acked(uid, id);
+        });
+    }
+    return result;
+  }
+
+  /** Sends a uid's stored messages to a socket that just logged in, oldest first. */
+  async redeliver(socket: PushSocket, uid: string): Promise<number> {
+    const pending = await this.store.pending(uid);
+    const loose = socket as unknown as Socket;
+    for (const m of pending) {
+      const meta: MessageMeta = { id: m.id, ts: m.ts, stored: true, redelivery: true };
+      loose.timeout(this.ackTimeoutMs).emit(m.event, m.data, meta, (err: Error | null) => {
+        if (!err) this.acked(uid, m.id);
+      });
+    }
+    return pending.length;
+  }
+
+  private acked(uid: string, id: string): void {
+    this.store.ack(uid, id).catch((err: unknown) => this.log.error('ack failed', err));
   }
 }

@@ -3,11 +3,32 @@ import type { Server, Socket } from 'socket.io';
 
 /** What a failed request on the socket answers (in an ack or a `login_error` event). */
 export interface SocketError {
-  code: 'invalid_uid' | 'already_logged_in';
+  code: 'invalid_uid' | 'already_logged_in' | 'invalid_topic' | 'too_many_topics';
   message: string;
 }
 
-export type LoginReply = { ok: true; uid: string } | { ok: false; error: SocketError };
+export type LoginReply =
+  | {
+      ok: true;
+      uid: string;
+      /** Stored messages sent to this socket right before this reply. */
+      pending: number;
+    }
+  | { ok: false; error: SocketError };
+
+export type SubscribeReply = { ok: true; topics: string[] } | { ok: false; error: SocketError };
+
+/** The second argument of every v1 message: `event(data, meta)`. */
+export interface MessageMeta {
+  /** The push id: the same message delivered twice has the same id. */
+  id: string;
+  /** When the push was accepted, ms since the epoch. */
+  ts: number;
+  /** Kept until acked: call the ack callback to have it removed. */
+  stored?: true;
+  /** Sent from the store at login, not live. */
+  redelivery?: true;
+}
 
 export interface ServerToClientEvents {
   /** A pushed message; from the legacy API, HTML-escaped content. */
@@ -18,12 +39,13 @@ export interface ServerToClientEvents {
   login_error: (error: SocketError) => void;
 }
 
+/** Arguments from clients are untrusted: typed unknown and validated by the handlers. */
 export interface ClientToServerEvents {
-  /**
-   * Joins the uid's room. The argument is the uid (string or number), or `{uid}`.
-   * Untrusted: validated by the handler, whatever the type says.
-   */
+  /** Joins the uid's room. The argument is the uid (string or number), or `{uid}`. */
   login: (uid: unknown, ack?: (reply: LoginReply) => void) => void;
+  /** Joins one topic or a list of topics. */
+  subscribe: (topics: unknown, ack?: (reply: SubscribeReply) => void) => void;
+  unsubscribe: (topics: unknown, ack?: (reply: SubscribeReply) => void) => void;
 }
 
 export type InterServerEvents = Record<string, never>;
@@ -35,8 +57,3 @@ export interface SocketData {
 
 export type PushIo = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 export type PushSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
-
-/** The room of a uid's sockets. Prefixed so a uid can never name a socket id's own room. */
-export function userRoom(uid: string): string {
-  return `uid:${uid}`;
-}

@@ -10,9 +10,16 @@ export class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly code: string = codeForStatus(status),
+    /** The request field that is wrong, when one is. */
+    readonly field?: string,
   ) {
     super(message);
     this.name = 'HttpError';
+  }
+
+  /** The `error` object of a JSON answer. */
+  toJSON(): { code: string; message: string; field?: string } {
+    return { code: this.code, message: this.message, ...(this.field !== undefined ? { field: this.field } : {}) };
   }
 }
 
@@ -56,8 +63,7 @@ export function errorMiddleware(log: Logger): Middleware {
       if (status >= 500) log.error(`${ctx.method} ${ctx.path} failed`, err);
       ctx.status = status;
       if (ctx.path.startsWith('/api/')) {
-        const code = err instanceof HttpError ? err.code : codeForStatus(status);
-        ctx.body = { error: { code, message } };
+        ctx.body = { error: err instanceof HttpError ? err.toJSON() : { code: codeForStatus(status), message } };
       } else {
         ctx.type = 'text/plain';
         ctx.body = message;

@@ -1,6 +1,7 @@
 // Composition root: createServer(config, components) wires the listeners and components
 // and returns a handle with the bound ports and close(). A push goes:
-//   http-api.ts -> legacy-api.ts -> delivery.ts -> Socket.IO rooms (socket-handlers.ts)
+//   http-api.ts -> legacy-api.ts (legacy) or push-api.ts (/api/v1) -> delivery.ts
+//   -> Socket.IO rooms joined in socket-handlers.ts, and message-store.ts for stored ones
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { Server } from 'socket.io';
 import type { Config } from './config.ts';
@@ -9,13 +10,17 @@ import type { PushIo } from './events.ts';
 import { createApiApp } from './http-api.ts';
 import { consoleLogger, type Logger } from './log.ts';
 import { OnlineCountBroadcaster } from './online-count.ts';
+import { MemoryMessageStore, type MessageStore } from './message-store.ts';
 import { MemoryPresence, type Presence } from './presence.ts';
+import { PushApi } from './push-api.ts';
+import { Scheduler } from './scheduler.ts';
 import { registerSocketHandlers } from './socket-handlers.ts';
 import { demoHandler } from './web.ts';
 
 /** Swappable parts; in-memory defaults. */
 export interface Components {
   presence?: Presence;
+  store?: MessageStore;
   log?: Logger;
 }
 
@@ -61,6 +66,13 @@ function closeHttp(server: HttpServer): Promise<void> {
 export async function createServer(config: Config, components: Components = {}): Promise<ServerHandle> {
   const log = components.log ?? consoleLogger;
   const presence = components.presence ?? new MemoryPresence();
+  const store =
+    components.store ??
+    new MemoryMessageStore({
+      maxPendingPerUid: config.maxPendingPerUid,
+      maxBytes: config.maxStoreBytes,
+      maxScheduled: config.maxScheduled,
+    });
 
   const ioHttp = createHttpServer((_req, res) => {
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
@@ -76,9 +88,10 @@ export async function createServer(config: Config, components: Components = {}):
     },
     maxHttpBufferSize: config.maxSocketMessageBytes,
   });
-  registerSocketHandlers(io, presence, log);
-  const delivery = new Delivery(io, presence);
-  const api = createApiApp({ delivery, maxBodyBytes: config.maxBodyBytes, log });
+  const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, log);
+  registerSocketHandlers(io, { presence, delivery, maxTopicsPerSocket: config.maxTopicsPerSocket, log });
+  const pushApi = new PushApi(delivery, store, config);
+  const api = createApiApp({ delivery, pushApi, maxBodyBytes: config.maxBodyBytes, log });
   const apiHttp = createHttpServer(api.callback());
   let webHttp: HttpServer | null = null;
 
@@ -99,7 +112,7 @@ export async function createServer(config: Config, components: Components = {}):
   } catch (err) {
     io.engine.close();
     await Promise.all(listening.map(closeHttp));
-    await presence.close();
+    await Promise.all([presence.close(), store.close()]);
     throw err;
   }
 
@@ -110,11 +123,13 @@ export async function createServer(config: Config, components: Components = {}):
     config.onlineCountIntervalMs,
     log,
   );
+  const scheduler = new Scheduler(store, delivery, log);
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       counter.close();
+      scheduler.close();
       const servers = [ioHttp, apiHttp, ...(webHttp ? [webHttp] : [])];
       const cut = setTimeout(() => servers.forEach((s) => s.closeAllConnections()), config.shutdownTimeoutMs);
       cut.unref();
@@ -124,7 +139,7 @@ export async function createServer(config: Config, components: Components = {}):
         ...(webHttp ? [closeHttp(webHttp)] : []),
       ]);
       clearTimeout(cut);
-      await presence.close();
+      await Promise.all([presence.close(), store.close()]);
     })();
     return closing;
   };

@@ -1,35 +1,67 @@
-// What a socket may do: `login` (join the uid's room, count the page) and, on disconnect,
-// give the page back. PROTOCOL.md "Client events".
-import { userRoom, type LoginReply, type PushIo, type PushSocket, type SocketError } from './events.ts';
+// What a socket may do: `login` (join the uid's room, count the page, get stored messages),
+// `subscribe` / `unsubscribe` topics, and on disconnect give the page back.
+// PROTOCOL.md "Client events" for the legacy part.
+import type { Delivery } from './delivery.ts';
+import type { LoginReply, PushIo, PushSocket, SocketError, SubscribeReply } from './events.ts';
 import type { Logger } from './log.ts';
+import { describeIssue, topicRoom, topicSchema, uidSchema, userRoom } from './names.ts';
 import { formatOnlineCount } from './online-count.ts';
 import type { Presence } from './presence.ts';
 
-/** Longest uid accepted, in characters. */
-export const MAX_UID_LENGTH = 256;
+const TOPIC_PREFIX = topicRoom('');
 
-/** The uid from a `login` argument: a string, a finite number, or `{uid}` holding one. */
+/** The uid from a `login` argument: a uid, or `{uid}` holding one. */
 export function parseUid(raw: unknown): string | SocketError {
-  const value =
-    typeof raw === 'object' && raw !== null && 'uid' in raw ? (raw as { uid: unknown }).uid : raw;
-  let uid: string;
-  if (typeof value === 'string') uid = value;
-  else if (typeof value === 'number' && Number.isFinite(value)) uid = String(value);
-  else return { code: 'invalid_uid', message: 'uid must be a string or a number' };
-  if (uid === '') return { code: 'invalid_uid', message: 'uid must not be empty' };
-  if (uid.length > MAX_UID_LENGTH) {
-    return { code: 'invalid_uid', message: `uid must be at most ${MAX_UID_LENGTH} characters` };
-  }
-  return uid;
+  const value = typeof raw === 'object' && raw !== null && 'uid' in raw ? (raw as { uid: unknown }).uid : raw;
+  const parsed = uidSchema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  return { code: 'invalid_uid', message: `uid ${describeIssue(parsed.error).message}` };
 }
 
-export function registerSocketHandlers(io: PushIo, presence: Presence, log: Logger): void {
+/** One topic or a list of them, each valid; at most `max` in one call. */
+function parseTopics(raw: unknown, max: number): string[] | SocketError {
+  const list = Array.isArray(raw) ? raw : [raw];
+  if (list.length === 0 || list.length > max) {
+    return { code: 'invalid_topic', message: `give 1 to ${max} topics` };
+  }
+  const topics: string[] = [];
+  for (const item of list) {
+    const parsed = topicSchema.safeParse(item);
+    if (!parsed.success) return { code: 'invalid_topic', message: `topic ${describeIssue(parsed.error).message}` };
+    topics.push(parsed.data);
+  }
+  return topics;
+}
+
+function topicsOf(socket: PushSocket): string[] {
+  const topics: string[] = [];
+  for (const room of socket.rooms) if (room.startsWith(TOPIC_PREFIX)) topics.push(room.slice(TOPIC_PREFIX.length));
+  return topics;
+}
+
+type Ack<T> = ((reply: T) => void) | undefined;
+
+function ackOf<T>(ack: unknown): Ack<T> {
+  return typeof ack === 'function' ? (ack as (reply: T) => void) : undefined;
+}
+
+export interface SocketHandlerOptions {
+  presence: Presence;
+  delivery: Delivery;
+  /** Topics one socket may be subscribed to at once. */
+  maxTopicsPerSocket: number;
+  log: Logger;
+}
+
+export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions): void {
+  const { presence, delivery, maxTopicsPerSocket, log } = options;
+
   io.on('connection', (socket) => {
     socket.on('login', (raw, ack) => {
-      login(socket, raw, typeof ack === 'function' ? ack : undefined).catch((err: unknown) =>
-        log.error('login failed', err),
-      );
+      login(socket, raw, ackOf<LoginReply>(ack)).catch((err: unknown) => log.error('login failed', err));
     });
+    socket.on('subscribe', (raw, ack) => subscribe(socket, raw, ackOf<SubscribeReply>(ack), true));
+    socket.on('unsubscribe', (raw, ack) => subscribe(socket, raw, ackOf<SubscribeReply>(ack), false));
     socket.on('disconnect', () => {
       const uid = socket.data.uid;
       if (uid === undefined) return;
@@ -37,11 +69,7 @@ export function registerSocketHandlers(io: PushIo, presence: Presence, log: Logg
     });
   });
 
-  async function login(
-    socket: PushSocket,
-    raw: unknown,
-    ack: ((reply: LoginReply) => void) | undefined,
-  ): Promise<void> {
+  async function login(socket: PushSocket, raw: unknown, ack: Ack<LoginReply>): Promise<void> {
     if (socket.data.uid !== undefined) {
       // PROTOCOL.md: a second login on the same socket is ignored. Only an ack is told.
       ack?.({
@@ -62,6 +90,30 @@ export function registerSocketHandlers(io: PushIo, presence: Presence, log: Logg
     await presence.addPage(uid, socket.id);
     const counts = await presence.counts();
     socket.emit('update_online_count', formatOnlineCount(counts));
-    ack?.({ ok: true, uid });
+    const pending = await delivery.redeliver(socket, uid);
+    ack?.({ ok: true, uid, pending });
+  }
+
+  function subscribe(socket: PushSocket, raw: unknown, ack: Ack<SubscribeReply>, join: boolean): void {
+    const topics = parseTopics(raw, maxTopicsPerSocket);
+    if (!Array.isArray(topics)) {
+      ack?.({ ok: false, error: topics });
+      return;
+    }
+    if (join) {
+      const now = new Set(topicsOf(socket));
+      const after = new Set([...now, ...topics]);
+      if (after.size > maxTopicsPerSocket) {
+        ack?.({
+          ok: false,
+          error: { code: 'too_many_topics', message: `at most ${maxTopicsPerSocket} topics per connection` },
+        });
+        return;
+      }
+      socket.join(topics.map(topicRoom));
+    } else {
+      for (const topic of topics) socket.leave(topicRoom(topic));
+    }
+    ack?.({ ok: true, topics: topicsOf(socket) });
   }
 }

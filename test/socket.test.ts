@@ -109,7 +109,7 @@ describe('socket protocol', () => {
         expect(await a.request('login', '')).to.deep.include({ ok: false });
         expect(await a.request('login', 'x'.repeat(257))).to.deep.include({ ok: false });
         // still free to log in properly afterwards
-        expect(await a.request('login', { uid: 'ok-now' })).to.deep.equal({ ok: true, uid: 'ok-now' });
+        expect(await a.request('login', { uid: 'ok-now' })).to.deep.equal({ ok: true, uid: 'ok-now', pending: 0 });
         expect(await a.waitFor('update_online_count')).to.deep.equal([countsHtml(1, 1)]);
       });
     });

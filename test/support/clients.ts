@@ -7,8 +7,8 @@ import { onCleanup } from './cleanup.ts';
 export type ClientVersion = 'v2' | 'v4';
 export type Transports = ('polling' | 'websocket')[];
 
-const RECORDED = ['connect', 'disconnect', 'new_msg', 'update_online_count', 'login_error'] as const;
-type Recorded = (typeof RECORDED)[number];
+/** Events recorded from the start; `track()` adds more (v1 pushes name their own). */
+const RECORDED = ['connect', 'disconnect', 'new_msg', 'update_online_count', 'login_error'];
 
 /** The surface both client versions share. */
 interface RawSocket {
@@ -20,20 +20,31 @@ interface RawSocket {
 }
 
 export class TestClient {
-  private readonly seen = new Map<Recorded, { args: unknown[]; taken: boolean }[]>();
+  private readonly seen = new Map<string, { args: unknown[]; taken: boolean }[]>();
   private readonly waiters = new Set<() => void>();
 
   constructor(
     readonly version: ClientVersion,
     readonly raw: RawSocket,
   ) {
-    for (const event of RECORDED) {
-      this.seen.set(event, []);
-      raw.on(event, (...args: unknown[]) => {
-        this.seen.get(event)!.push({ args, taken: false });
-        for (const wake of this.waiters) wake();
-      });
-    }
+    for (const event of RECORDED) this.track(event);
+  }
+
+  /** Records `event` from now on. An ack callback, when sent, is the last argument. */
+  track(event: string): this {
+    if (this.seen.has(event)) return this;
+    this.seen.set(event, []);
+    this.raw.on(event, (...args: unknown[]) => {
+      this.log(event).push({ args, taken: false });
+      for (const wake of this.waiters) wake();
+    });
+    return this;
+  }
+
+  private log(event: string): { args: unknown[]; taken: boolean }[] {
+    const log = this.seen.get(event);
+    if (!log) throw new Error(`event ${event} is not tracked; call track('${event}') first`);
+    return log;
   }
 
   get transport(): string {
@@ -53,10 +64,10 @@ export class TestClient {
   }
 
   /** Resolves with the arguments of the first not yet taken `event` matching `match`. */
-  waitFor(event: Recorded, match: (...args: unknown[]) => boolean = () => true, timeoutMs = 5000): Promise<unknown[]> {
+  waitFor(event: string, match: (...args: unknown[]) => boolean = () => true, timeoutMs = 5000): Promise<unknown[]> {
     return new Promise((resolve, reject) => {
       const check = () => {
-        const hit = this.seen.get(event)!.find((e) => !e.taken && match(...e.args));
+        const hit = this.log(event).find((e) => !e.taken && match(...e.args));
         if (!hit) return false;
         hit.taken = true;
         finish();
@@ -65,7 +76,7 @@ export class TestClient {
       };
       const timer = setTimeout(() => {
         finish();
-        const got = this.seen.get(event)!.map((e) => e.args);
+        const got = this.log(event).map((e) => e.args);
         reject(new Error(`${this.version} client: no ${event} within ${timeoutMs} ms; got ${JSON.stringify(got)}`));
       }, timeoutMs);
       const finish = () => {
@@ -78,8 +89,8 @@ export class TestClient {
   }
 
   /** Every `event` received so far, taken or not. */
-  received(event: Recorded): unknown[][] {
-    return this.seen.get(event)!.map((e) => e.args);
+  received(event: string): unknown[][] {
+    return this.log(event).map((e) => e.args);
   }
 
   /**
@@ -89,14 +100,14 @@ export class TestClient {
   async login(uid: string | number): Promise<string> {
     const reply = await this.request<{ ok: boolean }>('login', uid);
     if (!reply.ok) throw new Error(`login ${uid} refused: ${JSON.stringify(reply)}`);
-    const counts = this.seen.get('update_online_count')!;
+    const counts = this.log('update_online_count');
     for (const c of counts) c.taken = true;
     return counts[counts.length - 1]?.args[0] as string;
   }
 
   /** Logs in as legacy pages do, with no ack, and waits for the first count after it. */
   async legacyLogin(uid: string | number): Promise<string> {
-    for (const c of this.seen.get('update_online_count')!) c.taken = true;
+    for (const c of this.log('update_online_count')) c.taken = true;
     this.emit('login', uid);
     const [html] = await this.waitFor('update_online_count');
     return html as string;

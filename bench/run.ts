@@ -1,0 +1,141 @@
+// `npm run bench`: our server against the bare Socket.IO reference, same load, fresh
+// processes for every run, runs interleaved (ours, ref, ours, ref) so a machine that drifts
+// affects both alike. Settings: BENCH_* env vars (bench/options.ts, bench/README.md).
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Child, killAllChildren, PROJECT_ROOT } from './children.ts';
+import { Fleet } from './fleet.ts';
+import type { Figures } from './metrics.ts';
+import { loadOptions, OptionsError, type Options } from './options.ts';
+import { batchPhase, broadcastPhase, connectPhase, targetedPhase, type RunContext } from './phases.ts';
+import { describeMachine, openFilesLimit, peakRssKb } from './proc.ts';
+import { Pusher } from './pusher.ts';
+import { markdown, publicOptions, save, type BenchReport, type RunResult, type Target } from './report.ts';
+
+const HOST = '127.0.0.1'; // loopback only: the benchmark never listens on or reaches other hosts
+const START_TIMEOUT_MS = 20_000;
+/** Both servers print `socket.io http://HOST:PORT | push API http://HOST:PORT`. */
+const PORTS_LINE = /socket\.io http:\/\/[^\s|]*:(\d+) \| push API http:\/\/[^\s|]*:(\d+)/;
+
+const SCRIPTS: Record<Target, string> = {
+  ours: join(PROJECT_ROOT, 'start.ts'),
+  ref: fileURLToPath(new URL('./reference-server.ts', import.meta.url)),
+};
+
+function serverEnv(target: Target, options: Options): NodeJS.ProcessEnv {
+  // Loopback and ephemeral ports are set last, so BENCH_SERVER_ENV cannot move them.
+  const listen = { HOST, IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off' };
+  return target === 'ours' ? { ...process.env, ...options.serverEnv, ...listen } : { ...process.env, ...listen };
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+async function runOnce(target: Target, clients: number, rep: number, options: Options): Promise<RunResult> {
+  const figures: Figures = {};
+  const notes: string[] = [];
+  const startedAt = performance.now();
+  let server: Child | undefined;
+  let fleet: Fleet | undefined;
+  let pusher: Pusher | undefined;
+  try {
+    server = new Child(`${target} server`, SCRIPTS[target], serverEnv(target, options));
+    const [, ioPort, apiPort] = await server.waitForLine(PORTS_LINE, START_TIMEOUT_MS);
+    fleet = await Fleet.start(options.clientProcesses, START_TIMEOUT_MS);
+    const secret = target === 'ours' ? options.serverEnv.PUSH_SECRET : undefined;
+    pusher = new Pusher(HOST, Number(apiPort), options.connections, secret);
+    const ctx: RunContext = {
+      serverPid: server.pid,
+      ioUrl: `http://${HOST}:${ioPort}`,
+      pusher,
+      fleet,
+      uids: Array.from({ length: clients }, (_, i) => i + 1),
+      options,
+      notes,
+      dropped: 0,
+    };
+    const loggedInPerWorker = await connectPhase(ctx, figures);
+    if (loggedInPerWorker) {
+      await targetedPhase(ctx, figures);
+      await broadcastPhase(ctx, figures, loggedInPerWorker);
+      await batchPhase(ctx, figures);
+      if (typeof figures.batch_rate === 'number' && typeof figures.push_rate === 'number') {
+        figures.batch_vs_legacy = figures.batch_rate / figures.push_rate;
+      }
+    }
+    figures.peak_rss_mb = peakRssKb(server.pid) / 1024;
+    if (ctx.dropped > 0) notes.push(`${ctx.dropped} clients lost their connection after logging in`);
+  } catch (err) {
+    notes.push(`run failed: ${describe(err)}`);
+  } finally {
+    pusher?.close();
+    await fleet?.stop();
+    await server?.stop('SIGTERM', 6000);
+  }
+  if (server && server.process.exitCode !== 0 && server.process.exitCode !== null) {
+    notes.push(`server exited with ${server.exitStatus()}: ${server.output().slice(-300)}`);
+  }
+  return { target, clients, rep, seconds: (performance.now() - startedAt) / 1000, figures, notes };
+}
+
+function progress(run: RunResult, reps: number): string {
+  const f = run.figures;
+  const num = (v: unknown, digits = 0) => (typeof v === 'number' ? v.toFixed(digits) : String(v ?? '–'));
+  return (
+    `N=${run.clients} run ${run.rep}/${reps} ${run.target.padEnd(4)}: connect ${num(f.connect_s, 2)} s, ` +
+    `${num(f.push_rate)} pushes/s (lost ${num(f.push_lost)}, p50 ${num(f.push_p50_ms)} ms), ` +
+    `fan-out p50 ${num(f.fanout_p50_ms)} ms, batch ${num(f.batch_rate)}, peak ${num(f.peak_rss_mb)} MiB ` +
+    `[${run.seconds.toFixed(1)} s]${run.notes.length > 0 ? `\n    ${run.notes.join('\n    ')}` : ''}`
+  );
+}
+
+async function main(): Promise<void> {
+  const options = loadOptions(process.env);
+  const files = openFilesLimit('self');
+  // Children raise their soft limit up to the hard one; a server needs a descriptor per client.
+  const needed = Math.max(...options.clients) + 1000;
+  if (files.hard < needed) {
+    throw new Error(`open files hard limit is ${files.hard}, ${needed} needed for ${Math.max(...options.clients)} clients: raise it (ulimit -Hn, as root) or lower BENCH_CLIENTS`);
+  }
+  const began = performance.now();
+  const date = new Date().toISOString();
+  const runs: RunResult[] = [];
+  for (const clients of options.clients) {
+    for (let rep = 1; rep <= options.reps; rep++) {
+      for (const target of options.targets) {
+        const run = await runOnce(target, clients, rep, options);
+        console.error(progress(run, options.reps));
+        runs.push(run);
+      }
+    }
+  }
+  const report: BenchReport = {
+    date,
+    machine: { ...describeMachine(), openFiles: `soft ${Math.min(65536, files.hard)}, hard ${files.hard}` },
+    options: publicOptions(options),
+    totalSeconds: (performance.now() - began) / 1000,
+    runs,
+  };
+  const text = markdown(report);
+  const written = save(report, text);
+  console.log(`\n${text}`);
+  console.log(`written: ${written.map((p) => p.slice(PROJECT_ROOT.length)).join(', ')}`);
+}
+
+// Children must not outlive the runner: not on Ctrl-C, not on a crash.
+process.on('exit', killAllChildren);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    console.error(`\n${signal}: stopping every benchmark process`);
+    killAllChildren();
+    process.exit(130);
+  });
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error(err instanceof OptionsError ? `bench: bad settings: ${err.message}` : `bench: ${describe(err)}`);
+  process.exitCode = 1;
+}

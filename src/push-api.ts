@@ -1,0 +1,202 @@
+// The versioned JSON API under /api/v1: parse, validate, hand to delivery or the scheduler.
+import { randomUUID } from 'node:crypto';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { z } from 'zod';
+import type { Delivery, PushResult, PushSpec } from './delivery.ts';
+import { HttpError } from './http-errors.ts';
+import type { MessageStore, StoredMessage } from './message-store.ts';
+import { describeIssue, eventSchema, topicSchema, uidSchema } from './names.ts';
+
+export interface PushApiLimits {
+  maxUidsPerPush: number;
+  maxBatchMessages: number;
+  maxDataBytes: number;
+  maxTtlSeconds: number;
+  maxScheduleSeconds: number;
+  idempotencySeconds: number;
+}
+
+const idSchema = z
+  .string({ error: 'must be a string' })
+  .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be 1-128 letters, digits, _ . : -');
+
+function pushSchema(limits: PushApiLimits) {
+  return z.strictObject({
+    to: z
+      .union([
+        uidSchema,
+        z
+          .array(uidSchema)
+          .min(1, 'must not be an empty list')
+          .max(limits.maxUidsPerPush, `must list at most ${limits.maxUidsPerPush} uids`),
+      ], { error: 'must be a uid (string or number) or a list of uids' })
+      .optional(),
+    topic: topicSchema.optional(),
+    event: eventSchema.optional(),
+    data: z.json({ error: 'is required: any JSON value' }),
+    ttl: z.number({ error: 'must be a number of seconds' }).min(0, 'must not be negative').optional(),
+    id: idSchema.optional(),
+    delay: z
+      .number({ error: 'must be a number of seconds' })
+      .min(0, 'must not be negative')
+      .max(limits.maxScheduleSeconds, `must be at most ${limits.maxScheduleSeconds} seconds`)
+      .optional(),
+    at: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z' }).optional(),
+  });
+}
+
+type PushBody = z.output<ReturnType<typeof pushSchema>>;
+
+/** A push as the API answers it: made now (200) or scheduled (202). */
+type Answer = { status: 200; body: PushResult & { duplicate?: true } } | { status: 202; body: { id: string; at: string; duplicate?: true } };
+
+function invalid(field: string, message: string): HttpError {
+  return new HttpError(400, `${field} ${message}`, 'invalid_request', field);
+}
+
+export class PushApi {
+  private readonly schema: ReturnType<typeof pushSchema>;
+
+  constructor(
+    private readonly delivery: Delivery,
+    private readonly store: MessageStore,
+    private readonly limits: PushApiLimits,
+  ) {
+    this.schema = pushSchema(limits);
+  }
+
+  routes(): Router {
+    const router = new Router({ prefix: '/api/v1' });
+    router.post('/push', async (ctx) => {
+      const answer = await this.accept(jsonBody(ctx));
+      ctx.status = answer.status;
+      ctx.body = answer.body;
+    });
+    router.post('/push/batch', async (ctx) => {
+      const body = jsonBody(ctx);
+      const messages = typeof body === 'object' && body !== null ? (body as { messages?: unknown }).messages : undefined;
+      const keys = typeof body === 'object' && body !== null ? Object.keys(body) : [];
+      const extra = keys.find((k) => k !== 'messages');
+      if (extra !== undefined) throw invalid(extra, 'is not a known field');
+      if (!Array.isArray(messages) || messages.length === 0) throw invalid('messages', 'must be a non-empty list of pushes');
+      if (messages.length > this.limits.maxBatchMessages) {
+        throw invalid('messages', `must hold at most ${this.limits.maxBatchMessages} pushes`);
+      }
+      const results: unknown[] = [];
+      // one after another, so pushes to one uid keep their order
+      for (const message of messages) {
+        try {
+          const answer = await this.accept(message);
+          results.push({ status: answer.status, ...answer.body });
+        } catch (err) {
+          if (!(err instanceof HttpError)) throw err;
+          results.push({ status: err.status, error: err.toJSON() });
+        }
+      }
+      ctx.body = { results };
+    });
+    router.get('/scheduled', async (ctx) => {
+      const waiting = await this.store.scheduled();
+      ctx.body = { scheduled: waiting.map(({ at, spec }) => ({ at: new Date(at).toISOString(), ...describeSpec(spec) })) };
+    });
+    router.delete('/scheduled/:id', async (ctx) => {
+      const id = ctx.params.id ?? '';
+      if (!(await this.store.cancel(id))) throw new HttpError(404, `no scheduled push with id ${id}`);
+      ctx.body = { id, cancelled: true };
+    });
+    router.get('/users/:uid/messages', async (ctx) => {
+      const uid = ctx.params.uid ?? '';
+      const messages = await this.store.pending(uid);
+      ctx.body = { uid, messages: messages.map((m: StoredMessage) => ({ ...m })) };
+    });
+    return router;
+  }
+
+  /** Validates one push and makes it now or schedules it. Throws HttpError for bad input. */
+  async accept(raw: unknown): Promise<Answer> {
+    const parsed = this.schema.safeParse(raw);
+    if (!parsed.success) {
+      const { field, message } = describeIssue(parsed.error, 'body');
+      throw invalid(field, message);
+    }
+    const { spec, at } = this.toSpec(parsed.data);
+
+    if (parsed.data.id !== undefined) {
+      const ttlMs = spec.ttlMs;
+      const until = Math.max(at ?? 0, Date.now()) + Math.max(ttlMs, this.limits.idempotencySeconds * 1000);
+      const claim = await this.store.claim(spec.id, until);
+      if (!claim.first) return duplicateAnswer(spec.id, claim.result);
+    }
+
+    if (at !== undefined) {
+      if (!(await this.store.schedule({ at, spec }))) {
+        throw new HttpError(503, 'too many scheduled pushes are waiting; try again later');
+      }
+      const result = { id: spec.id, at };
+      if (parsed.data.id !== undefined) await this.store.settle(spec.id, result);
+      return { status: 202, body: { id: spec.id, at: new Date(at).toISOString() } };
+    }
+    const result = await this.delivery.push(spec);
+    if (parsed.data.id !== undefined) await this.store.settle(spec.id, result);
+    return { status: 200, body: result };
+  }
+
+  private toSpec(body: PushBody): { spec: PushSpec; at: number | undefined } {
+    if (body.to !== undefined && body.topic !== undefined) throw invalid('topic', 'cannot be combined with to');
+    if (body.delay !== undefined && body.at !== undefined) throw invalid('at', 'cannot be combined with delay');
+    const ttl = Math.min(body.ttl ?? 0, this.limits.maxTtlSeconds);
+    if (ttl > 0 && body.to === undefined) {
+      throw invalid('ttl', 'needs to: messages are stored per uid, not for topics or everyone');
+    }
+    const bytes = Buffer.byteLength(JSON.stringify(body.data));
+    if (bytes > this.limits.maxDataBytes) {
+      throw new HttpError(413, `data is ${bytes} bytes as JSON, more than ${this.limits.maxDataBytes}`, 'payload_too_large', 'data');
+    }
+    let at: number | undefined;
+    if (body.delay !== undefined) at = Date.now() + body.delay * 1000;
+    if (body.at !== undefined) {
+      at = Math.max(Date.parse(body.at), Date.now()); // a time just past (clock skew) means now
+      if (at > Date.now() + this.limits.maxScheduleSeconds * 1000) {
+        throw invalid('at', `must be at most ${this.limits.maxScheduleSeconds} seconds ahead`);
+      }
+    }
+    const to = Array.isArray(body.to) ? [...new Set(body.to)] : body.to === undefined ? undefined : [body.to];
+    const spec: PushSpec = {
+      id: body.id ?? randomUUID(),
+      event: body.event ?? 'new_msg',
+      data: body.data,
+      ttlMs: Math.round(ttl * 1000),
+      bytes,
+      ...(to ? { to } : {}),
+      ...(body.topic !== undefined ? { topic: body.topic } : {}),
+    };
+    return { spec, at };
+  }
+}
+
+function duplicateAnswer(id: string, first: PushResult | { id: string; at: number } | null): Answer {
+  if (first && 'at' in first) return { status: 202, body: { id, at: new Date(first.at).toISOString(), duplicate: true } };
+  // a duplicate of a push still being made answers what is known: nothing was sent twice
+  return { status: 200, body: { ...(first ?? { id, online: [], offline: [], stored: 0 }), duplicate: true } };
+}
+
+/** A spec as the API shows it back (ttl in seconds, as it was given). */
+function describeSpec(spec: PushSpec) {
+  return {
+    id: spec.id,
+    ...(spec.to ? { to: spec.to } : {}),
+    ...(spec.topic !== undefined ? { topic: spec.topic } : {}),
+    event: spec.event,
+    data: spec.data,
+    ttl: spec.ttlMs / 1000,
+  };
+}
+
+/** v1 takes JSON only; the body parser has parsed it already. */
+function jsonBody(ctx: Context): unknown {
+  if (!ctx.is('application/json')) {
+    throw new HttpError(415, 'send the body as JSON with content-type: application/json');
+  }
+  return ctx.request.body;
+}

@@ -1,0 +1,40 @@
+// Fires scheduled pushes: a short timer asks the store for what is due. The store hands each
+// due push out once, so in a cluster every node may tick and a push still fires once.
+import type { Delivery } from './delivery.ts';
+import type { Logger } from './log.ts';
+import type { MessageStore } from './message-store.ts';
+
+/** How often due pushes are looked for; a push fires at most this late (plus its own work). */
+export const SCHEDULER_TICK_MS = 200;
+
+export class Scheduler {
+  private readonly timer: NodeJS.Timeout;
+  private busy = false;
+
+  constructor(
+    private readonly store: MessageStore,
+    private readonly delivery: Delivery,
+    private readonly log: Logger,
+  ) {
+    this.timer = setInterval(() => void this.tick(), SCHEDULER_TICK_MS);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      for (const { spec } of await this.store.takeDue(Date.now())) {
+        await this.delivery.push(spec).catch((err: unknown) => this.log.error(`scheduled push ${spec.id} failed`, err));
+      }
+    } catch (err) {
+      this.log.error('looking for due pushes failed', err);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,307 @@
+// The JSON API under /api/v1: stored messages with acks, idempotency, schedules, topics,
+// batches and every validation error, against a real server and real clients.
+import { expect } from 'chai';
+import type { MessageMeta } from '../src/events.ts';
+import { cleanupAll } from './support/cleanup.ts';
+import { connectClient, type ClientVersion } from './support/clients.ts';
+import { legacyPush, startServer, type TestServer } from './support/server.ts';
+
+interface Reply {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+async function v1(server: TestServer, path: string, body?: unknown, method = body === undefined ? 'GET' : 'POST'): Promise<Reply> {
+  const res = await fetch(`${server.apiUrl}/api/v1${path}`, {
+    method,
+    ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** Polls a condition with a deadline (for state that changes after an ack travels back). */
+async function until(check: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function storedFor(server: TestServer, uid: string): Promise<{ id: string; data: unknown }[]> {
+  return (await v1(server, `/users/${encodeURIComponent(uid)}/messages`)).body.messages as { id: string; data: unknown }[];
+}
+
+describe('v1 push API', () => {
+  let server: TestServer;
+  beforeEach(async () => {
+    server = await startServer();
+  });
+  afterEach(cleanupAll);
+
+  describe('stored messages', () => {
+    for (const version of ['v4', 'v2'] as ClientVersion[]) {
+      it(`${version}: a message stored for an offline uid arrives once at login, and is gone once acked`, async () => {
+        const push = await v1(server, '/push', { to: 'carol', data: { text: 'while you were away' }, ttl: 60 });
+        expect(push.status).to.equal(200);
+        expect(push.body).to.deep.include({ online: [], offline: ['carol'], stored: 1 });
+
+        const first = await connectClient(version, server.ioUrl);
+        const login = await first.request<{ ok: boolean; pending: number }>('login', 'carol');
+        expect(login).to.deep.equal({ ok: true, uid: 'carol', pending: 1 });
+        const [data, meta, ack] = await first.waitFor('new_msg');
+        expect(data).to.deep.equal({ text: 'while you were away' });
+        expect(meta).to.include({ id: push.body.id, stored: true, redelivery: true });
+        expect((meta as MessageMeta).ts).to.be.a('number');
+        expect(first.received('new_msg')).to.have.length(1);
+
+        (ack as () => void)();
+        await until(async () => (await storedFor(server, 'carol')).length === 0, 'the ack to remove it');
+        first.close();
+        const second = await connectClient(version, server.ioUrl);
+        expect(await second.request('login', 'carol')).to.deep.equal({ ok: true, uid: 'carol', pending: 0 });
+        expect(second.received('new_msg')).to.have.length(0);
+      });
+    }
+
+    it('comes again at the next login when it was not acked', async () => {
+      await v1(server, '/push', { to: 'dave', data: 'again', ttl: 60 });
+      for (let i = 0; i < 2; i++) {
+        const c = await connectClient('v4', server.ioUrl);
+        expect(await c.request('login', 'dave')).to.deep.include({ pending: 1 });
+        expect((await c.waitFor('new_msg'))[0]).to.equal('again');
+        c.close();
+      }
+      expect(await storedFor(server, 'dave')).to.have.length(1);
+    });
+
+    it('goes live to an online uid with stored meta, and the ack removes it', async () => {
+      const c = await connectClient('v4', server.ioUrl);
+      await c.login('erin');
+      const push = await v1(server, '/push', { to: ['erin', 'frank'], data: 42, ttl: 60 });
+      expect(push.body).to.deep.include({ online: ['erin'], offline: ['frank'], stored: 2 });
+      const [data, meta, ack] = await c.waitFor('new_msg');
+      expect(data).to.equal(42);
+      expect(meta).to.deep.equal({ id: push.body.id, ts: (meta as MessageMeta).ts, stored: true });
+      (ack as () => void)();
+      await until(async () => (await storedFor(server, 'erin')).length === 0, 'the ack');
+      expect(await storedFor(server, 'frank')).to.have.length(1); // frank has not acked
+    });
+
+    it('keeps the order of 1000 stored messages', async () => {
+      const ids: string[] = [];
+      for (let b = 0; b < 10; b++) {
+        const messages = Array.from({ length: 100 }, (_, i) => ({ to: 'grace', data: b * 100 + i, ttl: 600 }));
+        const res = await v1(server, '/push/batch', { messages });
+        for (const r of res.body.results as { id: string; status: number }[]) {
+          expect(r.status).to.equal(200);
+          ids.push(r.id);
+        }
+      }
+      const c = await connectClient('v4', server.ioUrl);
+      expect(await c.request('login', 'grace')).to.deep.include({ pending: 1000 });
+      await c.waitFor('new_msg', (data) => data === 999);
+      const got = c.received('new_msg');
+      expect(got.map(([data]) => data)).to.deep.equal(Array.from({ length: 1000 }, (_, i) => i));
+      expect(got.map(([, meta]) => (meta as MessageMeta).id)).to.deep.equal(ids);
+    });
+
+    it('never delivers an expired message', async () => {
+      await v1(server, '/push', { to: 'heidi', data: 'short-lived', ttl: 0.2 });
+      expect(await storedFor(server, 'heidi')).to.have.length(1);
+      await until(async () => (await storedFor(server, 'heidi')).length === 0, 'expiry');
+      const c = await connectClient('v4', server.ioUrl);
+      expect(await c.request('login', 'heidi')).to.deep.include({ pending: 0 });
+      expect(c.received('new_msg')).to.have.length(0);
+    });
+
+    it('drops the oldest past MAX_PENDING_PER_UID', async () => {
+      const small = await startServer({ maxPendingPerUid: 3 });
+      for (let i = 0; i < 5; i++) await v1(small, '/push', { to: 'ivan', data: i, ttl: 60 });
+      expect((await storedFor(small, 'ivan')).map((m) => m.data)).to.deep.equal([2, 3, 4]);
+    });
+  });
+
+  it('delivers a push with one idempotency key once', async () => {
+    const c = await connectClient('v4', server.ioUrl);
+    await c.login('judy');
+    const first = await v1(server, '/push', { to: 'judy', data: 'once', id: 'order-17-shipped' });
+    const again = await v1(server, '/push', { to: 'judy', data: 'once', id: 'order-17-shipped' });
+    expect(first.body).to.deep.equal({ id: 'order-17-shipped', online: ['judy'], offline: [], stored: 0 });
+    expect(again.body).to.deep.equal({ ...first.body, duplicate: true });
+    await v1(server, '/push', { to: 'judy', data: 'next' });
+    await c.waitFor('new_msg', (d) => d === 'next');
+    expect(c.received('new_msg').map(([d]) => d)).to.deep.equal(['once', 'next']);
+  });
+
+  describe('scheduled pushes', () => {
+    it('fires within 1 s of its time, by delay or at', async () => {
+      const c = await connectClient('v4', server.ioUrl);
+      await c.login('kim');
+      const byDelay = await v1(server, '/push', { to: 'kim', data: 'by delay', delay: 0.3 });
+      const atTime = new Date(Date.now() + 400).toISOString();
+      const byAt = await v1(server, '/push', { to: 'kim', data: 'by at', at: atTime });
+      expect(byDelay.status).to.equal(202);
+      expect(byAt).to.deep.equal({ status: 202, body: { id: byAt.body.id, at: atTime } });
+      for (const [data, answer] of [['by delay', byDelay], ['by at', byAt]] as const) {
+        await c.waitFor('new_msg', (d) => d === data);
+        const late = Date.now() - Date.parse(answer.body.at as string);
+        expect(late, `${data} late by ${late} ms`).to.be.within(-20, 1000);
+      }
+      expect((await v1(server, '/scheduled')).body.scheduled).to.deep.equal([]);
+    });
+
+    it('lists waiting pushes, and a cancelled one never fires', async () => {
+      const c = await connectClient('v4', server.ioUrl);
+      await c.login('lee');
+      const cancelled = await v1(server, '/push', { to: 'lee', data: 'never', delay: 0.3, id: 'cancel-me' });
+      const kept = await v1(server, '/push', { to: 'lee', data: 'later', delay: 0.6 });
+      const listed = (await v1(server, '/scheduled')).body.scheduled as { id: string; data: unknown }[];
+      expect(listed.map((s) => s.id)).to.deep.equal(['cancel-me', kept.body.id]);
+      expect(await v1(server, '/scheduled/cancel-me', undefined, 'DELETE')).to.deep.equal({
+        status: 200,
+        body: { id: 'cancel-me', cancelled: true },
+      });
+      expect((await v1(server, '/scheduled/cancel-me', undefined, 'DELETE')).status).to.equal(404);
+      await c.waitFor('new_msg', (d) => d === 'later'); // past the cancelled one's time
+      expect(c.received('new_msg').map(([d]) => d)).to.deep.equal(['later']);
+      expect(cancelled.status).to.equal(202);
+    });
+  });
+
+  describe('topics and events', () => {
+    it('reaches the sockets subscribed to a topic, until they unsubscribe', async () => {
+      const a = await connectClient('v4', server.ioUrl);
+      const b = await connectClient('v2', server.ioUrl);
+      expect(await a.request('subscribe', 'news')).to.deep.equal({ ok: true, topics: ['news'] });
+      expect(await b.request('subscribe', ['sports', 'news'])).to.deep.equal({ ok: true, topics: ['sports', 'news'] });
+      await v1(server, '/push', { topic: 'sports', data: 'goal' });
+      await v1(server, '/push', { topic: 'news', data: 'headline' });
+      expect((await b.waitFor('new_msg'))[0]).to.equal('goal');
+      expect((await b.waitFor('new_msg'))[0]).to.equal('headline');
+      expect((await a.waitFor('new_msg'))[0]).to.equal('headline');
+
+      expect(await a.request('unsubscribe', 'news')).to.deep.equal({ ok: true, topics: [] });
+      await v1(server, '/push', { topic: 'news', data: 'second' });
+      await v1(server, '/push', { data: 'to everyone' });
+      await a.waitFor('new_msg', (d) => d === 'to everyone');
+      expect(a.received('new_msg').map(([d]) => d)).to.deep.equal(['headline', 'to everyone']);
+    });
+
+    it('refuses bad topics and more than MAX_TOPICS_PER_SOCKET', async () => {
+      const small = await startServer({ maxTopicsPerSocket: 2 });
+      const a = await connectClient('v4', small.ioUrl);
+      expect(await a.request('subscribe', 'bad topic!')).to.deep.equal({
+        ok: false,
+        error: { code: 'invalid_topic', message: 'topic may hold only letters, digits and _ . : @ / -' },
+      });
+      expect(await a.request('subscribe', ['t1', 't2'])).to.deep.include({ ok: true });
+      expect(await a.request('subscribe', 't3')).to.deep.equal({
+        ok: false,
+        error: { code: 'too_many_topics', message: 'at most 2 topics per connection' },
+      });
+    });
+
+    it('sends its own event name with data as is, to both client versions', async () => {
+      for (const version of ['v4', 'v2'] as ClientVersion[]) {
+        const c = (await connectClient(version, server.ioUrl)).track('order.updated');
+        await c.login(`user-${version}`);
+        const data = { order: 17, status: 'shipped', html: '<b>not escaped</b>', list: [1, null, true] };
+        const push = await v1(server, '/push', { to: `user-${version}`, event: 'order.updated', data });
+        const [got, meta] = await c.waitFor('order.updated');
+        expect(got).to.deep.equal(data);
+        expect(meta).to.deep.equal({ id: push.body.id, ts: (meta as MessageMeta).ts });
+      }
+    });
+  });
+
+  describe('batch', () => {
+    it('answers one result per message, in order', async () => {
+      const res = await v1(server, '/push/batch', {
+        messages: [{ to: 'a', data: 1 }, { to: 'b', data: 2, bogus: 1 }, { topic: 't', data: 3, delay: 5 }],
+      });
+      expect(res.status).to.equal(200);
+      const results = res.body.results as Record<string, unknown>[];
+      expect(results.map((r) => r.status)).to.deep.equal([200, 400, 202]);
+      expect(results[1]).to.deep.equal({
+        status: 400,
+        error: { code: 'invalid_request', message: 'bogus is not a known field', field: 'bogus' },
+      });
+    });
+
+    it('refuses an empty batch, too many messages and unknown fields', async () => {
+      const small = await startServer({ maxBatchMessages: 2 });
+      for (const [body, field] of [
+        [{ messages: [] }, 'messages'],
+        [{ messages: [{ data: 1 }, { data: 2 }, { data: 3 }] }, 'messages'],
+        [{ messages: [{ data: 1 }], extra: true }, 'extra'],
+        [{}, 'messages'],
+      ] as const) {
+        const res = await v1(small, '/push/batch', body);
+        expect(res.status).to.equal(400);
+        expect((res.body.error as { field: string }).field).to.equal(field);
+      }
+    });
+  });
+
+  describe('errors', () => {
+    const cases: [string, unknown, number, string][] = [
+      ['no data', { to: 'a' }, 400, 'data'],
+      ['unknown field', { data: 1, color: 'red' }, 400, 'color'],
+      ['empty to list', { to: [], data: 1 }, 400, 'to'],
+      ['object uid', { to: [{}], data: 1 }, 400, 'to.0'],
+      ['to and topic', { to: 'a', topic: 't', data: 1 }, 400, 'topic'],
+      ['bad topic', { topic: 'a b', data: 1 }, 400, 'topic'],
+      ['reserved event', { event: 'disconnect', data: 1 }, 400, 'event'],
+      ['bad event', { event: '1x', data: 1 }, 400, 'event'],
+      ['negative ttl', { to: 'a', data: 1, ttl: -1 }, 400, 'ttl'],
+      ['ttl for everyone', { data: 1, ttl: 5 }, 400, 'ttl'],
+      ['string ttl', { to: 'a', data: 1, ttl: '5' }, 400, 'ttl'],
+      ['bad id', { data: 1, id: 'has space' }, 400, 'id'],
+      ['delay and at', { data: 1, delay: 1, at: '2030-01-01T00:00:00Z' }, 400, 'at'],
+      ['bad at', { data: 1, at: 'tomorrow' }, 400, 'at'],
+      ['at too far', { data: 1, at: '2999-01-01T00:00:00Z' }, 400, 'at'],
+      ['delay too far', { data: 1, delay: 1e9 }, 400, 'delay'],
+      ['data too big', { data: 'x'.repeat(70_000) }, 413, 'data'],
+    ];
+    for (const [name, body, status, field] of cases) {
+      it(`${name}: ${status} naming ${field}`, async () => {
+        const res = await v1(server, '/push', body);
+        expect(res.status).to.equal(status);
+        const error = res.body.error as { field: string; message: string; code: string };
+        expect(error.field).to.equal(field);
+        expect(error.message.startsWith(field.split('.')[0]!)).to.equal(true, error.message);
+      });
+    }
+
+    it('answers JSON for routes, methods, content types and malformed bodies', async () => {
+      expect(await v1(server, '/nope')).to.deep.equal({
+        status: 404,
+        body: { error: { code: 'not_found', message: 'no API route GET /api/v1/nope' } },
+      });
+      const wrongMethod = await fetch(`${server.apiUrl}/api/v1/push`);
+      expect(wrongMethod.status).to.equal(405);
+      expect(wrongMethod.headers.get('allow')).to.equal('POST');
+      const form = await fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', body: new URLSearchParams({ data: '1' }) });
+      expect(form.status).to.equal(415);
+      const broken = await fetch(`${server.apiUrl}/api/v1/push`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"data": ',
+      });
+      expect(broken.status).to.equal(400);
+      expect(((await broken.json()) as { error: { message: string } }).error.message).to.match(/^malformed body/);
+    });
+
+    it('leaves every other path to the legacy endpoint', async () => {
+      const c = await connectClient('v4', server.ioUrl);
+      await c.login('m');
+      for (const path of ['/api', '/api/v2/push', '/apiv1']) {
+        expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'm', content: path }, 'get', path))
+          .to.deep.equal({ status: 200, body: 'ok' });
+      }
+      expect(c.received('new_msg').length).to.be.at.most(3);
+      await c.waitFor('new_msg', (d) => d === '/apiv1');
+    });
+  });
+});
