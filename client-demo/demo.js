@@ -1,5 +1,5 @@
-// The demo page: logs in as a uid, shows pushes as notifications and the online counts.
-// Everything from the server is shown with textContent, never as HTML.
+// The demo page: logs in as a uid through the SDK, shows pushes as notifications and the
+// online counts. Everything from the server is shown with textContent, never as HTML.
 (function () {
   'use strict';
   var cfg = window.PUSH_SERVER;
@@ -19,19 +19,27 @@
   $('send_to_one').href = toOne; setText('send_to_one', toOne);
   $('send_to_all').href = toAll; setText('send_to_all', toAll);
   setText('curl_example', "curl '" + toOne + "'");
+  setText('curl_v1', "curl -H 'content-type: application/json' -d '" +
+    JSON.stringify({ to: uid, data: 'kept for you', ttl: 300 }) + "' " + apiUrl + '/api/v1/push');
 
   // Legacy pushes arrive HTML-escaped; decode to plain text without running any markup.
   function decode(html) {
     return new DOMParser().parseFromString(String(html), 'text/html').documentElement.textContent || '';
   }
 
-  function notify(text) {
+  function notify(text, tag) {
     var item = document.createElement('li');
     item.textContent = new Date().toLocaleTimeString() + '  ' + text;
+    if (tag) {
+      var badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.textContent = tag;
+      item.appendChild(badge);
+    }
     $('messages').prepend(item);
     var toast = document.createElement('div');
     toast.className = 'toast';
-    toast.textContent = text;
+    toast.textContent = text + (tag ? '  (' + tag + ')' : '');
     $('toasts').appendChild(toast);
     setTimeout(function () { toast.remove(); }, 6000);
   }
@@ -43,27 +51,32 @@
     setText('online_pages', m[2]); setText('online_pages_cn', m[2]);
   }
 
-  function setStatus(text, cls) {
-    var el = $('status');
-    el.textContent = text;
-    el.className = 'status ' + cls;
-  }
-
-  function connect() {
-    var socket = window.io(ioUrl);
-    socket.on('connect', function () {
-      setStatus('connected', 'online');
-      socket.emit('login', uid); // again after every reconnect
+  var online = true;
+  function start() {
+    var client = window.PushClient.connect(ioUrl, { uid: uid });
+    client.onStatus(function (status, login) {
+      var el = $('status');
+      el.className = 'status ' + (status === 'connected' ? 'online' : 'offline');
+      if (login && !login.ok) el.textContent = 'login refused: ' + login.error.message;
+      else if (login) el.textContent = 'connected as ' + login.uid + ', ' + login.pending + ' stored message(s) delivered';
+      else el.textContent = status === 'connected' ? 'connected' : online ? status + '…' : 'offline (by the button)';
     });
-    socket.on('disconnect', function () { setStatus('disconnected, retrying…', 'offline'); });
-    socket.on('new_msg', function (content) { notify(decode(content)); });
-    socket.on('update_online_count', showCounts);
-    socket.on('login_error', function (err) { setStatus('login refused: ' + err.message, 'offline'); });
+    client.on('new_msg', function (data, meta) {
+      // legacy pushes carry no meta and escaped HTML; v1 data is any JSON value, as sent
+      var text = meta ? (typeof data === 'string' ? data : JSON.stringify(data)) : decode(data);
+      notify(text, meta && meta.redelivery ? 'stored, delivered after reconnect' : meta && meta.stored ? 'stored' : '');
+    });
+    client.on('update_online_count', showCounts);
+    $('toggle').onclick = function () {
+      online = !online;
+      if (online) client.connect(); else client.disconnect();
+      setText('toggle', online ? 'Go offline' : 'Come back online');
+    };
   }
 
   var script = document.createElement('script');
   script.src = ioUrl + '/socket.io/socket.io.js'; // served by the Socket.IO server: no CDN
-  script.onload = connect;
-  script.onerror = function () { setStatus('cannot reach the Socket.IO server at ' + ioUrl, 'offline'); };
+  script.onload = start;
+  script.onerror = function () { setText('status', 'cannot reach the Socket.IO server at ' + ioUrl); };
   document.head.appendChild(script);
 })();

@@ -104,7 +104,7 @@ export async function createServer(config: Config, components: Components = {}):
     listening.push(apiHttp);
     let webPort: number | null = null;
     if (config.webPort !== null) {
-      webHttp = createHttpServer(demoHandler({ io: ioPort, api: apiPort }));
+      webHttp = createHttpServer(await demoHandler({ io: ioPort, api: apiPort }));
       webPort = await listen(webHttp, config.webPort, config.host, 'WEB_PORT');
       listening.push(webHttp);
     }

@@ -1,5 +1,8 @@
 // The demo page on WEB_PORT: a fixed set of files from client-demo/, read once at start,
-// plus /config.js telling the page where the Socket.IO and push API ports are.
+// /push-client.js (the SDK, bundled from TypeScript by esbuild at start, so what is served
+// is always built from the source beside it), and /config.js telling the page where the
+// Socket.IO and push API ports are.
+import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import type { RequestListener } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -18,8 +21,23 @@ export interface DemoPorts {
   api: number;
 }
 
-export function demoHandler(ports: DemoPorts): RequestListener {
+/** The SDK as one plain script defining the global `PushClient`. */
+export async function buildSdk(): Promise<string> {
+  const result = await build({
+    entryPoints: [DEMO_DIR + 'sdk/push-client.ts'],
+    bundle: true,
+    format: 'iife',
+    globalName: 'PushClient',
+    target: 'es2018',
+    write: false,
+    logLevel: 'silent',
+  });
+  return result.outputFiles[0]!.text;
+}
+
+export async function demoHandler(ports: DemoPorts): Promise<RequestListener> {
   const bodies = new Map<string, { body: Buffer; type: string }>();
+  bodies.set('/push-client.js', { body: Buffer.from(await buildSdk()), type: 'text/javascript; charset=utf-8' });
   for (const [path, { file, type }] of Object.entries(FILES)) {
     bodies.set(path, { body: readFileSync(DEMO_DIR + file), type });
   }

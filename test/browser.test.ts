@@ -86,6 +86,40 @@ describe('in the browser', function () {
     await page.locator('#online_box', { hasText: '1 users online, 1 pages open' }).waitFor();
   });
 
+  it('the demo page, through the SDK, gets stored messages once and after coming back online', async () => {
+    const server = await startServer({ webPort: 0 });
+    const v1 = (body: unknown) =>
+      fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const storedCount = async () =>
+      ((await (await fetch(`${server.apiUrl}/api/v1/users/sdk-user/messages`)).json()) as { messages: unknown[] }).messages.length;
+
+    await v1({ to: 'sdk-user', data: 'kept while away', ttl: 300 });
+    const page = await browser.newPage();
+    await page.goto(server.webUrl + '/?uid=sdk-user');
+    await page.locator('#status', { hasText: 'connected as sdk-user, 1 stored message(s) delivered' }).waitFor();
+    await page.locator('#messages li', { hasText: 'kept while away' }).waitFor();
+    expect(await page.locator('#messages li').first().textContent()).to.include('stored, delivered after reconnect');
+    const deadline = Date.now() + 5000;
+    while ((await storedCount()) > 0) {
+      if (Date.now() > deadline) throw new Error('the page did not ack');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+
+    // acked: a reload gets nothing again
+    await page.reload();
+    await page.locator('#status', { hasText: 'connected as sdk-user, 0 stored message(s) delivered' }).waitFor();
+    expect(await page.locator('#messages li').count()).to.equal(0);
+
+    // offline by the button, a push is kept; back online, it arrives
+    await page.locator('#toggle').click();
+    await page.locator('#status', { hasText: 'offline' }).waitFor();
+    await v1({ to: 'sdk-user', data: { note: 'sent while offline' }, ttl: 300 });
+    await page.locator('#toggle', { hasText: 'Come back online' }).click();
+    await page.locator('#status', { hasText: '1 stored message(s) delivered' }).waitFor();
+    await page.locator('#messages li', { hasText: '{"note":"sent while offline"}' }).waitFor();
+    expect(await page.locator('#messages li').count()).to.equal(1);
+  });
+
   for (const transports of [undefined, 'websocket', 'polling']) {
     it(`a legacy page on another origin with socket.io-client 2.x (${transports ?? 'default transports'}) logs in and receives a push`, async () => {
       const server = await startServer();
