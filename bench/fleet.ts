@@ -72,9 +72,9 @@ export class Fleet {
     match: (reply: Reply<T>) => boolean,
     timeoutMs: number,
   ): Promise<Reply<T>> {
-    const answer = this.reply(worker, type, match, timeoutMs + REPLY_GRACE_MS);
     worker.process.send(command);
-    return answer;
+    // Listening after send is safe: a reply can only arrive on a later turn of the event loop.
+    return this.reply(worker, type, match, timeoutMs + REPLY_GRACE_MS);
   }
 
   /** The worker's next reply of `type` that matches; fails if the worker exits or stays silent. */

@@ -20,6 +20,8 @@ export const METRICS = {
   push_p99_ms: { label: 'targeted latency p99', unit: 'ms', better: 'lower', decimals: 1 },
   cpu_per_push_ms: { label: 'server CPU per push', unit: 'ms', better: 'lower', decimals: 4 },
   push_cpu_pct: { label: 'server CPU while pushing (100 = one core)', unit: '%', better: 'lower', decimals: 0 },
+  // Not a figure of the server: shows whether the load generator, not the server, was the limit.
+  load_cpu_pct: { label: 'load generator CPU while pushing (bench runner + client workers)', unit: '%', better: 'lower', decimals: 0 },
   fanout_p50_ms: { label: 'broadcast: time until all N received, p50', unit: 'ms', better: 'lower', decimals: 1 },
   fanout_p99_ms: { label: 'broadcast: time until all N received, p99', unit: 'ms', better: 'lower', decimals: 1 },
   broadcast_lost: { label: 'broadcast deliveries lost', unit: '', better: 'lower', decimals: 0 },

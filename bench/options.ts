@@ -4,12 +4,14 @@
 export interface Options {
   /** BENCH_CLIENTS: the client counts N, one table each. @default 1000,5000 (quick: 200) */
   clients: number[];
-  /** BENCH_REPS: runs per server and N, interleaved (ours, ref, ours, ref). @default 2 */
+  /** BENCH_REPS: runs per server and N, interleaved (ours, ref, ours, ref, ...). @default 3 */
   reps: number;
   /** BENCH_QUICK=1: a smoke run with small defaults. */
   quick: boolean;
   /** BENCH_PUSHES: targeted pushes per run, at most. @default 20000 (quick: 2000) */
   pushes: number;
+  /** BENCH_WARMUP: unmeasured targeted pushes before the measured ones (0 = none). @default 2000 (quick: 200) */
+  warmup: number;
   /** BENCH_PUSH_SECONDS: the targeted and batch phases stop sending after this. @default 10 (quick: 5) */
   pushSeconds: number;
   /** BENCH_BROADCASTS: broadcasts per run. @default 10 (quick: 3) */
@@ -84,9 +86,10 @@ export function loadOptions(env: NodeJS.ProcessEnv): Options {
 
   const options: Options = {
     clients,
-    reps: integer('BENCH_REPS', 2),
+    reps: integer('BENCH_REPS', 3),
     quick,
     pushes: integer('BENCH_PUSHES', quick ? 2000 : 20_000),
+    warmup: integer('BENCH_WARMUP', quick ? 200 : 2000, 0),
     pushSeconds: integer('BENCH_PUSH_SECONDS', quick ? 5 : 10),
     broadcasts: integer('BENCH_BROADCASTS', quick ? 3 : 10),
     batches: integer('BENCH_BATCHES', quick ? 20 : 200),

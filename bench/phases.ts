@@ -6,7 +6,7 @@ import { messageContent, type WorkerReply } from './ipc.ts';
 import type { Figures } from './metrics.ts';
 import { BATCH_SIZE, type Options } from './options.ts';
 import { cpuMs, rssKb } from './proc.ts';
-import { runLanes, type Pusher } from './pusher.ts';
+import { RequestTimeout, runLanes, type Pusher } from './pusher.ts';
 import { max, percentile, seededRandom } from './stats.ts';
 
 /** Same seed for every server: each gets the same sequence of target uids. */
@@ -93,22 +93,20 @@ export async function connectPhase(ctx: RunContext, figures: Figures): Promise<n
   return replies.map((r) => r.loggedIn);
 }
 
-/** Phase 2: legacy pushes, each to a random uid, on every connection at once. */
-export async function targetedPhase(ctx: RunContext, figures: Figures): Promise<void> {
-  const { fleet, uids, options, pusher, serverPid } = ctx;
-  const random = seededRandom(SEED);
+/** Legacy pushes under `key`, each to a random uid, on every connection at once, then drained. */
+async function burst(ctx: RunContext, key: string, count: number, random: () => number) {
+  const { fleet, uids, options, pusher } = ctx;
   const expected = new Set<number>();
   const expectedPerWorker = new Array<number>(fleet.size).fill(0);
   let offline = 0;
   let errors = 0;
+  let timeouts = 0;
   let firstError = '';
-
-  const cpuBefore = cpuMs(serverPid);
   const startedAt = Date.now();
-  const sent = await runLanes(pusher.connections, options.pushes, startedAt + options.pushSeconds * 1000, async (seq) => {
+  const sent = await runLanes(pusher.connections, count, startedAt + options.pushSeconds * 1000, async (seq) => {
     const uid = uids[Math.floor(random() * uids.length)]!;
     try {
-      const answer = await pusher.legacy(String(uid), messageContent('t', seq, Date.now()));
+      const answer = await pusher.legacy(String(uid), messageContent(key, seq, Date.now()));
       if (answer === 'ok') {
         expected.add(seq);
         expectedPerWorker[fleet.workerOf(uid)]! += 1;
@@ -116,30 +114,57 @@ export async function targetedPhase(ctx: RunContext, figures: Figures): Promise<
       else throw new Error(`answered "${answer.slice(0, 100)}"`);
     } catch (err) {
       errors += 1;
+      if (err instanceof RequestTimeout) timeouts += 1;
       firstError ||= describe(err);
     }
   });
   const answeredAt = Date.now();
-  const result = tally(ctx, await fleet.collect('t', expectedPerWorker, DRAIN_MS), expected);
-  const cpu = cpuMs(serverPid) - cpuBefore;
-  const busyMs = Math.max(answeredAt, result.lastAt) - startedAt;
-
-  if (sent < options.pushes) ctx.notes.push(`targeted: stopped at ${options.pushSeconds} s after ${sent} pushes`);
-  if (offline > 0) ctx.notes.push(`targeted: ${offline} pushes answered offline`);
-  if (errors > 0) ctx.notes.push(`targeted: ${errors} push errors, first: ${firstError}`);
+  const result = tally(ctx, await fleet.collect(key, expectedPerWorker, DRAIN_MS), expected);
+  const what = key === 'w' ? 'warm-up' : 'targeted';
+  if (sent < count) ctx.notes.push(`${what}: stopped at ${options.pushSeconds} s after ${sent} pushes`);
+  if (offline > 0) ctx.notes.push(`${what}: ${offline} pushes answered offline`);
+  if (errors > 0) ctx.notes.push(`${what}: ${errors} push errors, first: ${firstError}`);
   if (result.lost > 0) {
-    ctx.notes.push(`targeted: ${result.lost} of ${expected.size} messages lost${result.timedOut ? ` (not arrived ${DRAIN_MS / 1000} s after the last push)` : ''}`);
+    ctx.notes.push(`${what}: ${result.lost} of ${expected.size} messages lost${result.timedOut ? ` (not arrived ${DRAIN_MS / 1000} s after the last push)` : ''}`);
   }
   if (result.duplicates + result.unexpected > 0) {
-    ctx.notes.push(`targeted: ${result.duplicates} duplicates, ${result.unexpected} unexpected messages`);
+    ctx.notes.push(`${what}: ${result.duplicates} duplicates, ${result.unexpected} unexpected messages`);
   }
-  figures.push_rate = rate(expected.size, answeredAt - startedAt);
-  figures.delivery_rate = rate(result.delivered, result.lastAt - startedAt);
+  return { ...result, timedOut: result.timedOut || timeouts > 0, pushed: expected.size, startedAt, answeredAt };
+}
+
+/** CPU ms of the load generator so far: this runner and the client workers. */
+function loadCpuMs(fleet: Fleet): number {
+  const own = process.cpuUsage();
+  return (own.user + own.system) / 1000 + fleet.workers.reduce((sum, w) => sum + cpuMs(w.pid), 0);
+}
+
+/**
+ * Phase 2: targeted legacy pushes at the highest rate the connections allow. An unmeasured
+ * warm-up burst comes first: without it a run measures V8 compiling the push path, which
+ * at N=1000 (a short connect phase) made runs differ by a third.
+ */
+export async function targetedPhase(ctx: RunContext, figures: Figures): Promise<void> {
+  const { fleet, options, serverPid } = ctx;
+  const random = seededRandom(SEED);
+  if (options.warmup > 0) await burst(ctx, 'w', options.warmup, random);
+
+  const serverBefore = cpuMs(serverPid);
+  const loadBefore = loadCpuMs(fleet);
+  const result = await burst(ctx, 't', options.pushes, random);
+  const serverCpu = cpuMs(serverPid) - serverBefore;
+  const loadCpu = loadCpuMs(fleet) - loadBefore;
+  const busyMs = Math.max(result.answeredAt, result.lastAt) - result.startedAt;
+
+  // Rates over a phase in which the server stopped answering would be no figure of it.
+  figures.push_rate = result.timedOut ? 'timeout' : rate(result.pushed, result.answeredAt - result.startedAt);
+  figures.delivery_rate = result.timedOut ? 'timeout' : rate(result.delivered, result.lastAt - result.startedAt);
   figures.push_lost = result.lost;
   figures.push_p50_ms = percentile(result.latencies, 50) ?? 'none arrived';
   figures.push_p99_ms = percentile(result.latencies, 99) ?? 'none arrived';
-  figures.cpu_per_push_ms = expected.size > 0 ? cpu / expected.size : 'no pushes';
-  figures.push_cpu_pct = busyMs > 0 ? (cpu / busyMs) * 100 : 'n/a';
+  figures.cpu_per_push_ms = result.pushed > 0 ? serverCpu / result.pushed : 'no pushes';
+  figures.push_cpu_pct = busyMs > 0 ? (serverCpu / busyMs) * 100 : 'n/a';
+  figures.load_cpu_pct = busyMs > 0 ? (loadCpu / busyMs) * 100 : 'n/a';
 }
 
 /** Phase 3: broadcasts (`to=` empty) one at a time, each awaited until every client has it. */
@@ -169,8 +194,10 @@ export async function broadcastPhase(ctx: RunContext, figures: Figures, loggedIn
   }
   if (k < options.broadcasts) ctx.notes.push(`broadcast: phase time up after ${k} broadcasts`);
   if (incomplete > 0) ctx.notes.push(`broadcast: ${incomplete} of ${k} broadcasts did not reach everyone within ${BROADCAST_MS / 1000} s (${lost} deliveries lost)`);
-  figures.fanout_p50_ms = percentile(untilAll, 50) ?? 'timeout';
-  figures.fanout_p99_ms = percentile(untilAll, 99) ?? 'timeout';
+  // Percentiles over only the broadcasts that made it would flatter a server that lost some.
+  const timedOut = incomplete > 0 ? `timeout (${incomplete} of ${k})` : null;
+  figures.fanout_p50_ms = timedOut ?? percentile(untilAll, 50) ?? 'none sent';
+  figures.fanout_p99_ms = timedOut ?? percentile(untilAll, 99) ?? 'none sent';
   figures.broadcast_lost = lost;
 }
 
@@ -204,6 +231,7 @@ export async function batchPhase(ctx: RunContext, figures: Figures): Promise<voi
   const expected = new Set<number>();
   const expectedPerWorker = new Array<number>(fleet.size).fill(0);
   let errors = 0;
+  let timeouts = 0;
   let refused = 0;
   let firstError = '';
   let unsupported: string | null = null;
@@ -234,6 +262,7 @@ export async function batchPhase(ctx: RunContext, figures: Figures): Promise<voi
       }
     } catch (err) {
       errors += 1;
+      if (err instanceof RequestTimeout) timeouts += 1;
       firstError ||= describe(err);
     }
   };
@@ -257,6 +286,6 @@ export async function batchPhase(ctx: RunContext, figures: Figures): Promise<voi
   if (result.delivered === 0) ctx.notes.push('v1 batch: no message arrived as a new_msg string or {data} object');
   else if (result.lost > 0) ctx.notes.push(`v1 batch: ${result.lost} of ${expected.size} messages lost`);
   // The probe batch is left out of the rate: it ran alone, before the lanes started.
-  figures.batch_rate = rate(expected.size - probeAccepted, answeredAt - startedAt);
+  figures.batch_rate = result.timedOut || timeouts > 0 ? 'timeout' : rate(expected.size - probeAccepted, answeredAt - startedAt);
   figures.batch_lost = result.lost;
 }

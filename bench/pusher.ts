@@ -6,6 +6,11 @@ import { Agent, request } from 'node:http';
 /** A request that takes longer than this counts as an error, so no lane can hang a phase. */
 const REQUEST_TIMEOUT_MS = 10_000;
 
+/** A request the server did not answer in time: the phase reports a timeout, not a figure. */
+export class RequestTimeout extends Error {
+  override name = 'RequestTimeout';
+}
+
 export interface HttpAnswer {
   status: number;
   contentType: string;
@@ -58,7 +63,7 @@ export class Pusher {
         );
         res.on('error', reject);
       });
-      req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
+      req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new RequestTimeout(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
       req.on('error', reject);
       req.end(body);
     });

@@ -85,7 +85,7 @@ function table(runs: RunResult[], clients: number): string {
   }
   const notes = runs
     .filter((r) => r.clients === clients && r.notes.length > 0)
-    .flatMap((r) => r.notes.map((note) => `- ${r.target} run ${r.rep}: ${note}`));
+    .flatMap((r) => r.notes.map((note) => `- ${r.target} run ${r.rep}: ${note.replace(/\s*\n\s*/g, ' / ')}`));
   if (notes.length > 0) lines.push('', 'Notes:', '', ...notes);
   return lines.join('\n');
 }
@@ -101,25 +101,27 @@ export function markdown(report: BenchReport): string {
     `- node ${m.node}`,
     `- load: socket.io-client 2.x clients (transports ${o.transports.join(',')}) in ${o.clientProcesses} processes, ` +
       `${o.connectWindow} connects in flight; legacy GET pushes on ${o.connections} keep-alive connections, ` +
-      `${o.pushes} targeted pushes (at most ${o.pushSeconds} s), ${o.broadcasts} broadcasts, ${o.batches} v1 batches of 100`,
-    `- ${o.reps} runs per server, interleaved (ours, ref, ours, ref), fresh processes each; medians, single runs in brackets`,
+      `${o.warmup} unmeasured warm-up pushes, then ${o.pushes} targeted pushes (at most ${o.pushSeconds} s), ${o.broadcasts} broadcasts, ${o.batches} v1 batches of 100`,
+    `- runs per server and N: ${o.reps}, interleaved (ours, ref, ours, ref, ...), fresh processes each; medians, single runs in brackets`,
     `- our server's extra env: ${serverEnv}`,
     '- "ours / ref" above 1 is better where "better" is higher, worse where it is lower',
   ];
   return [...header, '', ...o.clients.map((n) => table(report.runs, n) + '\n')].join('\n');
 }
 
-/** Writes latest.{md,json} and a dated copy; each file appears whole or not at all. */
+/**
+ * Writes latest.{md,json} and a dated copy; each file appears whole or not at all. A quick
+ * run writes quick-latest.{md,json} only (git-ignored), so smoke figures never pass for real ones.
+ */
 export function save(report: BenchReport, text: string): string[] {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const stamp = report.date.replace(/[:.]/g, '-').replace(/-\d+Z$/, 'Z');
   const json = JSON.stringify(report, null, 2) + '\n';
-  const files: [string, string][] = [
-    ['latest.md', text],
-    ['latest.json', json],
-    [`${stamp}.md`, text],
-    [`${stamp}.json`, json],
-  ];
+  const names = report.options.quick ? ['quick-latest'] : ['latest', stamp];
+  const files = names.flatMap((name): [string, string][] => [
+    [`${name}.md`, text],
+    [`${name}.json`, json],
+  ]);
   return files.map(([name, content]) => {
     const path = RESULTS_DIR + name;
     writeFileSync(`${path}.tmp`, content);
