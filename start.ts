@@ -12,13 +12,17 @@ try {
   const config = loadConfig(process.env, argv);
   const server = await createServer(config);
   const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
-  const url = (port: number) => `http://${shown}:${port}`;
+  const scheme = config.tlsCert === null ? 'http' : 'https';
+  const url = (port: number) => `${scheme}://${shown}:${port}`;
   const { io, api, web } = server.ports;
   console.log(
     `push server: socket.io ${url(io)} | push API ${url(api)} | demo ${web === null ? 'off' : url(web)}` +
-      ` | bound to ${config.host} | engine memory | auth off`,
+      ` | bound to ${config.host} | engine memory` +
+      ` | push auth ${config.pushSecret === null ? 'off' : 'on'} | login auth ${config.loginSecret === null ? 'off' : 'on'}`,
   );
-  console.warn('warning: push API has no secret: anyone who reaches it can push to any user');
+  if (config.pushSecret === null) {
+    console.warn('warning: PUSH_SECRET is not set: anyone who reaches the push API can push to any user');
+  }
 
   let stopping = false;
   const stop = (signal: string) => {

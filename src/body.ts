@@ -21,7 +21,10 @@ export function parseBody(maxBytes: number): Middleware {
     if (declared > maxBytes) throw new HttpError(413, `request body is larger than ${maxBytes} bytes`);
     if (ctx.method === 'POST' || ctx.method === 'PUT' || ctx.method === 'PATCH') {
       if (ctx.is('multipart/form-data')) {
-        ctx.request.body = await readMultipart(ctx.req, maxBytes);
+        const { fields, raw } = await readMultipart(ctx.req, maxBytes);
+        ctx.request.body = fields;
+        // as @koa/bodyparser does for JSON and forms: a signed request covers the body text
+        (ctx.request as { rawBody?: string }).rawBody = raw;
         return next();
       }
     }
@@ -29,7 +32,7 @@ export function parseBody(maxBytes: number): Middleware {
   };
 }
 
-function readMultipart(req: IncomingMessage, maxBytes: number): Promise<Record<string, string>> {
+function readMultipart(req: IncomingMessage, maxBytes: number): Promise<{ fields: Record<string, string>; raw: string }> {
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
@@ -42,6 +45,7 @@ function readMultipart(req: IncomingMessage, maxBytes: number): Promise<Record<s
       return;
     }
     const fields: Record<string, string> = {};
+    const chunks: Buffer[] = [];
     let received = 0;
     let done = false;
     const fail = (err: HttpError) => {
@@ -53,6 +57,7 @@ function readMultipart(req: IncomingMessage, maxBytes: number): Promise<Record<s
     };
     req.on('data', (chunk: Buffer) => {
       received += chunk.length;
+      chunks.push(chunk);
       if (received > maxBytes) fail(new HttpError(413, `request body is larger than ${maxBytes} bytes`));
     });
     req.on('aborted', () => fail(new HttpError(400, 'request aborted')));
@@ -69,7 +74,7 @@ function readMultipart(req: IncomingMessage, maxBytes: number): Promise<Record<s
     parser.on('close', () => {
       if (done) return;
       done = true;
-      resolve(fields);
+      resolve({ fields, raw: Buffer.concat(chunks).toString('utf8') });
     });
     req.pipe(parser);
   });

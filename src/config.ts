@@ -37,6 +37,23 @@ const origins = z
 
 const host = z.string().min(1, 'must not be empty');
 
+/** A shared secret, or empty for none (null). Short secrets are guessable: refused. */
+const secret = z
+  .string()
+  .transform((s) => (s === '' ? null : s))
+  .refine((s) => s === null || s.length >= 16, 'must be at least 16 characters (or empty for none)');
+
+/** A file path, or empty for none (null); read at start. */
+const optionalPath = z.string().transform((s) => (s === '' ? null : s));
+
+/** An integer >= 0 where 0 turns the limit off. */
+const limitOrOff = (max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `must be an integer 0-${max} (0 = no limit)`)
+    .transform(Number)
+    .refine((n) => n <= max, `must be an integer 0-${max} (0 = no limit)`);
+
 interface Setting<S extends z.ZodType<unknown, string>> {
   env: string;
   default: string;
@@ -148,6 +165,38 @@ export const SETTINGS = {
     'topics one connection may be subscribed to at once',
     positiveInt(100_000),
   ),
+  pushSecret: setting(
+    'PUSH_SECRET',
+    '',
+    'secret every push must prove (Bearer header, secret field or HMAC signature); empty = anyone may push',
+    secret,
+  ),
+  loginSecret: setting(
+    'LOGIN_SECRET',
+    '',
+    'secret login tokens are signed with (HMAC of the uid, or HS256 JWT); empty = any page may log in as any uid',
+    secret,
+  ),
+  pushRatePerIp: setting(
+    'PUSH_RATE_PER_IP',
+    '0',
+    'API requests per second per client address, bursts up to twice that; over it answers 429 (0 = no limit)',
+    limitOrOff(1_000_000),
+  ),
+  socketEventsPerSecond: setting(
+    'SOCKET_EVENTS_PER_SECOND',
+    '20',
+    'events per second one connection may send, bursts up to twice that; over it the event is refused',
+    positiveInt(100_000),
+  ),
+  maxConnectionsPerIp: setting(
+    'MAX_CONNECTIONS_PER_IP',
+    '1000',
+    'Socket.IO connections open at once from one address (0 = no limit)',
+    limitOrOff(10_000_000),
+  ),
+  tlsCert: setting('TLS_CERT', '', 'PEM certificate file: serve https and wss on every port (with TLS_KEY)', optionalPath),
+  tlsKey: setting('TLS_KEY', '', 'PEM private key file for TLS_CERT', optionalPath),
   onlineCountIntervalMs: setting(
     'ONLINE_COUNT_INTERVAL_MS',
     '1000',
@@ -233,6 +282,9 @@ export function loadConfig(
       const message = result.error.issues[0]?.message ?? 'is invalid';
       problems.push(`${source} ${message}, got ${JSON.stringify(raw)}`);
     }
+  }
+  if ((out.tlsCert === null) !== (out.tlsKey === null) && 'tlsCert' in out && 'tlsKey' in out) {
+    problems.push('TLS_CERT and TLS_KEY go together: set both or neither');
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return out as Config;

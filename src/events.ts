@@ -3,7 +3,14 @@ import type { Server, Socket } from 'socket.io';
 
 /** What a failed request on the socket answers (in an ack or a `login_error` event). */
 export interface SocketError {
-  code: 'invalid_uid' | 'already_logged_in' | 'invalid_topic' | 'too_many_topics';
+  code:
+    | 'invalid_uid'
+    | 'already_logged_in'
+    | 'invalid_topic'
+    | 'too_many_topics'
+    | 'unauthorized'
+    | 'token_expired'
+    | 'rate_limited';
   message: string;
 }
 
@@ -37,13 +44,18 @@ export interface ServerToClientEvents {
   update_online_count: (html: string) => void;
   /** A rejected `login` from a client that passed no ack callback. */
   login_error: (error: SocketError) => void;
+  /** Any other refused event from a client that passed no ack callback (e.g. rate_limited). */
+  request_error: (error: SocketError & { event: string }) => void;
 }
 
 /** Arguments from clients are untrusted: typed unknown and validated by the handlers. */
 export interface ClientToServerEvents {
-  /** Joins the uid's room. The argument is the uid (string or number), or `{uid}`. */
+  /**
+   * Joins the uid's room. The argument is the uid (string or number), or `{uid, token}`;
+   * with LOGIN_SECRET the token may also come in the handshake (`auth.token`, or `?token=`).
+   */
   login: (uid: unknown, ack?: (reply: LoginReply) => void) => void;
-  /** Joins one topic or a list of topics. */
+  /** Joins topics: a name, `{topic, token}` (private- topics need a token), or a list of them. */
   subscribe: (topics: unknown, ack?: (reply: SubscribeReply) => void) => void;
   unsubscribe: (topics: unknown, ack?: (reply: SubscribeReply) => void) => void;
 }

@@ -1,24 +1,29 @@
-// The push API's Koa application on API_PORT: errors, body, routes. /api/v1 is the JSON API;
-// every other path reaches the legacy endpoint, as in the original.
+// The push API's Koa application on API_PORT: errors, rate limit, body, auth, routes.
+// /api/v1 is the JSON API; every other path reaches the legacy endpoint, as in the original.
 import Router from '@koa/router';
-import Koa, { type Middleware } from 'koa';
+import Koa, { type Context, type Middleware } from 'koa';
 import { parseBody } from './body.ts';
+import type { Config } from './config.ts';
 import type { Delivery } from './delivery.ts';
 import { errorMiddleware, HttpError } from './http-errors.ts';
 import { legacyPublish } from './legacy-api.ts';
 import type { Logger } from './log.ts';
+import { PushAuth } from './push-auth.ts';
 import type { PushApi } from './push-api.ts';
+import { RateLimiter } from './rate-limit.ts';
 
 export interface ApiOptions {
   delivery: Delivery;
   pushApi: PushApi;
-  maxBodyBytes: number;
+  config: Pick<Config, 'maxBodyBytes' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp'>;
   log: Logger;
 }
 
+const isV1 = (ctx: Context) => ctx.path === '/api/v1' || ctx.path.startsWith('/api/v1/');
+
 /** What no /api/v1 route took: 405 when the path exists with other methods, else 404. */
 const v1Fallthrough: Middleware = async (ctx, next) => {
-  if (ctx.path !== '/api/v1' && !ctx.path.startsWith('/api/v1/')) return next();
+  if (!isV1(ctx)) return next();
   const matched = (ctx as { matched?: { methods: string[] }[] }).matched ?? [];
   const methods = [...new Set(matched.flatMap((layer) => layer.methods))];
   if (methods.length > 0) {
@@ -28,16 +33,35 @@ const v1Fallthrough: Middleware = async (ctx, next) => {
   throw new HttpError(404, `no API route ${ctx.method} ${ctx.path}`);
 };
 
-export function createApiApp({ delivery, pushApi, maxBodyBytes, log }: ApiOptions): Koa {
+/** PUSH_RATE_PER_IP: a token bucket per client address, bursts up to twice the rate. */
+function rateLimit(perSecond: number): { middleware: Middleware; close(): void } {
+  const limiter = new RateLimiter<string>(perSecond, 2 * perSecond);
+  const sweeper = setInterval(() => limiter.sweep(), 10_000);
+  sweeper.unref();
+  const middleware: Middleware = async (ctx, next) => {
+    const waitMs = limiter.take(ctx.ip);
+    if (waitMs > 0) {
+      ctx.set('Retry-After', String(Math.ceil(waitMs / 1000)));
+      throw new HttpError(429, `more than ${perSecond} requests a second from ${ctx.ip}; retry later`);
+    }
+    return next();
+  };
+  return { middleware, close: () => clearInterval(sweeper) };
+}
+
+export function createApiApp({ delivery, pushApi, config, log }: ApiOptions): { app: Koa; close(): void } {
   const app = new Koa();
   app.silent = true; // errors are answered and logged by errorMiddleware
   const legacy = new Router();
-  legacy.all('/{*path}', legacyPublish(delivery));
+  legacy.all('/{*path}', legacyPublish(delivery, config.maxDataBytes));
 
   app.use(errorMiddleware(log));
-  app.use(parseBody(maxBodyBytes));
+  const limit = config.pushRatePerIp > 0 ? rateLimit(config.pushRatePerIp) : null;
+  if (limit) app.use(limit.middleware);
+  app.use(parseBody(config.maxBodyBytes));
+  if (config.pushSecret !== null) app.use(new PushAuth(config.pushSecret).middleware((ctx) => !isV1(ctx)));
   app.use(pushApi.routes().routes());
   app.use(v1Fallthrough);
   app.use(legacy.routes());
-  return app;
+  return { app, close: () => limit?.close() };
 }

@@ -35,7 +35,8 @@ function field(params: Params, name: string): string | undefined {
   throw new HttpError(400, `parameter ${name} must be a string`);
 }
 
-export function legacyPublish(delivery: Delivery): Middleware {
+/** `maxContentBytes`: a longer content answers 413 (MAX_DATA_BYTES). */
+export function legacyPublish(delivery: Delivery, maxContentBytes: number): Middleware {
   return async (ctx) => {
     const body: unknown = ctx.request.body;
     const params: Params = hasFields(body) ? body : ctx.query;
@@ -44,7 +45,11 @@ export function legacyPublish(delivery: Delivery): Middleware {
       return;
     }
     const to = field(params, 'to') ?? '';
-    const content = escapeHtml(field(params, 'content') ?? '');
-    ctx.body = await delivery.publishLegacy(to, content);
+    const raw = field(params, 'content') ?? '';
+    // a UTF-8 byte is at most 3 UTF-16 units' worth, so most contents skip the exact count
+    if (raw.length * 3 > maxContentBytes && Buffer.byteLength(raw) > maxContentBytes) {
+      throw new HttpError(413, `content is larger than ${maxContentBytes} bytes`);
+    }
+    ctx.body = await delivery.publishLegacy(to, escapeHtml(raw));
   };
 }

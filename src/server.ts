@@ -2,13 +2,16 @@
 // and returns a handle with the bound ports and close(). A push goes:
 //   http-api.ts -> legacy-api.ts (legacy) or push-api.ts (/api/v1) -> delivery.ts
 //   -> Socket.IO rooms joined in socket-handlers.ts, and message-store.ts for stored ones
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { Server } from 'socket.io';
 import type { Config } from './config.ts';
 import { Delivery } from './delivery.ts';
 import type { PushIo } from './events.ts';
 import { createApiApp } from './http-api.ts';
 import { consoleLogger, type Logger } from './log.ts';
+import { LoginVerifier } from './login-auth.ts';
 import { OnlineCountBroadcaster } from './online-count.ts';
 import { MemoryMessageStore, type MessageStore } from './message-store.ts';
 import { MemoryPresence, type Presence } from './presence.ts';
@@ -63,6 +66,36 @@ function closeHttp(server: HttpServer): Promise<void> {
   });
 }
 
+/** The certificate and key when TLS is on; an unreadable file stops the start. */
+function readTls(config: Config): { cert: Buffer; key: Buffer } | null {
+  if (config.tlsCert === null || config.tlsKey === null) return null;
+  const read = (setting: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new StartupError(`${setting} ${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  };
+  return { cert: read('TLS_CERT', config.tlsCert), key: read('TLS_KEY', config.tlsKey) };
+}
+
+/** Counts open Socket.IO connections per client address, for MAX_CONNECTIONS_PER_IP. */
+class ConnectionCounter {
+  private readonly open = new Map<string, number>();
+  constructor(private readonly max: number) {}
+  allows(address: string): boolean {
+    return this.max === 0 || (this.open.get(address) ?? 0) < this.max;
+  }
+  opened(address: string): void {
+    this.open.set(address, (this.open.get(address) ?? 0) + 1);
+  }
+  closed(address: string): void {
+    const n = (this.open.get(address) ?? 1) - 1;
+    if (n <= 0) this.open.delete(address);
+    else this.open.set(address, n);
+  }
+}
+
 export async function createServer(config: Config, components: Components = {}): Promise<ServerHandle> {
   const log = components.log ?? consoleLogger;
   const presence = components.presence ?? new MemoryPresence();
@@ -74,25 +107,46 @@ export async function createServer(config: Config, components: Components = {}):
       maxScheduled: config.maxScheduled,
     });
 
-  const ioHttp = createHttpServer((_req, res) => {
+  const tls = readTls(config);
+  const listener = (handler: RequestListener): HttpServer =>
+    tls ? (createHttpsServer(tls, handler) as unknown as HttpServer) : createHttpServer(handler);
+
+  const ioHttp = listener((_req, res) => {
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
   });
   const allowed = config.corsOrigins === '*' ? null : new Set(config.corsOrigins);
+  const connections = new ConnectionCounter(config.maxConnectionsPerIp);
   const io: PushIo = new Server(ioHttp, {
     allowEIO3: true, // socket.io-client 2.x pages
     cors: { origin: allowed === null ? true : [...allowed], credentials: true },
-    // CORS does not cover WebSocket: an origin list is enforced on every request.
     allowRequest: (req, cb) => {
+      // CORS does not cover WebSocket: an origin list is enforced on every request.
       const origin = req.headers.origin;
-      cb(null, allowed === null || origin === undefined || allowed.has(origin));
+      if (allowed !== null && origin !== undefined && !allowed.has(origin)) return cb('origin not allowed', false);
+      const isHandshake = !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('sid');
+      if (isHandshake && !connections.allows(req.socket.remoteAddress ?? '')) {
+        return cb('too many connections from this address', false);
+      }
+      cb(null, true);
     },
     maxHttpBufferSize: config.maxSocketMessageBytes,
   });
+  io.engine.on('connection', (raw: { remoteAddress: string; once(event: 'close', fn: () => void): void }) => {
+    connections.opened(raw.remoteAddress);
+    raw.once('close', () => connections.closed(raw.remoteAddress));
+  });
   const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, log);
-  registerSocketHandlers(io, { presence, delivery, maxTopicsPerSocket: config.maxTopicsPerSocket, log });
+  registerSocketHandlers(io, {
+    presence,
+    delivery,
+    verifier: config.loginSecret === null ? null : new LoginVerifier(config.loginSecret),
+    maxTopicsPerSocket: config.maxTopicsPerSocket,
+    eventsPerSecond: config.socketEventsPerSecond,
+    log,
+  });
   const pushApi = new PushApi(delivery, store, config);
-  const api = createApiApp({ delivery, pushApi, maxBodyBytes: config.maxBodyBytes, log });
-  const apiHttp = createHttpServer(api.callback());
+  const api = createApiApp({ delivery, pushApi, config, log });
+  const apiHttp = listener(api.app.callback());
   let webHttp: HttpServer | null = null;
 
   const listening: HttpServer[] = [];
@@ -104,13 +158,14 @@ export async function createServer(config: Config, components: Components = {}):
     listening.push(apiHttp);
     let webPort: number | null = null;
     if (config.webPort !== null) {
-      webHttp = createHttpServer(await demoHandler({ io: ioPort, api: apiPort }));
+      webHttp = listener(await demoHandler({ io: ioPort, api: apiPort }));
       webPort = await listen(webHttp, config.webPort, config.host, 'WEB_PORT');
       listening.push(webHttp);
     }
     ports = { io: ioPort, api: apiPort, web: webPort };
   } catch (err) {
     io.engine.close();
+    api.close();
     await Promise.all(listening.map(closeHttp));
     await Promise.all([presence.close(), store.close()]);
     throw err;
@@ -130,6 +185,7 @@ export async function createServer(config: Config, components: Components = {}):
     closing ??= (async () => {
       counter.close();
       scheduler.close();
+      api.close();
       const servers = [ioHttp, apiHttp, ...(webHttp ? [webHttp] : [])];
       const cut = setTimeout(() => servers.forEach((s) => s.closeAllConnections()), config.shutdownTimeoutMs);
       cut.unref();

@@ -4,33 +4,43 @@
 import type { Delivery } from './delivery.ts';
 import type { LoginReply, PushIo, PushSocket, SocketError, SubscribeReply } from './events.ts';
 import type { Logger } from './log.ts';
+import { PRIVATE_TOPIC_PREFIX, topicSubject, type LoginVerifier } from './login-auth.ts';
 import { describeIssue, topicRoom, topicSchema, uidSchema, userRoom } from './names.ts';
 import { formatOnlineCount } from './online-count.ts';
 import type { Presence } from './presence.ts';
+import { RateLimiter } from './rate-limit.ts';
 
 const TOPIC_PREFIX = topicRoom('');
 
-/** The uid from a `login` argument: a uid, or `{uid}` holding one. */
-export function parseUid(raw: unknown): string | SocketError {
-  const value = typeof raw === 'object' && raw !== null && 'uid' in raw ? (raw as { uid: unknown }).uid : raw;
+/** What a `login` argument holds: a uid, or `{uid, token}`. */
+export function parseLogin(raw: unknown): { uid: string; token: unknown } | SocketError {
+  const isObject = typeof raw === 'object' && raw !== null && 'uid' in raw;
+  const value = isObject ? (raw as { uid: unknown }).uid : raw;
   const parsed = uidSchema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  return { code: 'invalid_uid', message: `uid ${describeIssue(parsed.error).message}` };
+  if (!parsed.success) return { code: 'invalid_uid', message: `uid ${describeIssue(parsed.error).message}` };
+  return { uid: parsed.data, token: isObject ? (raw as { token?: unknown }).token : undefined };
 }
 
-/** One topic or a list of them, each valid; at most `max` in one call. */
-function parseTopics(raw: unknown, max: number): string[] | SocketError {
+/** One topic or a list of them, each a name or `{topic, token}`; at most `max` in one call. */
+function parseTopics(raw: unknown, max: number): { topic: string; token: unknown }[] | SocketError {
   const list = Array.isArray(raw) ? raw : [raw];
   if (list.length === 0 || list.length > max) {
     return { code: 'invalid_topic', message: `give 1 to ${max} topics` };
   }
-  const topics: string[] = [];
+  const topics: { topic: string; token: unknown }[] = [];
   for (const item of list) {
-    const parsed = topicSchema.safeParse(item);
+    const isObject = typeof item === 'object' && item !== null && 'topic' in item;
+    const parsed = topicSchema.safeParse(isObject ? (item as { topic: unknown }).topic : item);
     if (!parsed.success) return { code: 'invalid_topic', message: `topic ${describeIssue(parsed.error).message}` };
-    topics.push(parsed.data);
+    topics.push({ topic: parsed.data, token: isObject ? (item as { token?: unknown }).token : undefined });
   }
   return topics;
+}
+
+/** A token the client gave when it connected: `auth.token` (4.x) or `?token=` (2.x). */
+function handshakeToken(socket: PushSocket): unknown {
+  const auth = socket.handshake.auth as { token?: unknown } | undefined;
+  return auth?.token ?? socket.handshake.query.token;
 }
 
 function topicsOf(socket: PushSocket): string[] {
@@ -48,21 +58,42 @@ function ackOf<T>(ack: unknown): Ack<T> {
 export interface SocketHandlerOptions {
   presence: Presence;
   delivery: Delivery;
+  /** Checks login and private-topic tokens; null: any uid may log in, private topics refused. */
+  verifier: LoginVerifier | null;
   /** Topics one socket may be subscribed to at once. */
   maxTopicsPerSocket: number;
+  /** Events one socket may send a second; bursts up to twice that. */
+  eventsPerSecond: number;
   log: Logger;
 }
 
 export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions): void {
-  const { presence, delivery, maxTopicsPerSocket, log } = options;
+  const { presence, delivery, verifier, maxTopicsPerSocket, eventsPerSecond, log } = options;
+  const limiter = new RateLimiter<string>(eventsPerSecond, 2 * eventsPerSecond);
+  /** Sockets whose login waits on its token check: a second login then is a second login. */
+  const verifying = new WeakSet<PushSocket>();
 
   io.on('connection', (socket) => {
+    // over the rate, an event is refused: answered through its ack, else a request_error
+    socket.use((packet, next) => {
+      if (limiter.take(socket.id) === 0) return next();
+      const error: SocketError = { code: 'rate_limited', message: `more than ${eventsPerSecond} events a second` };
+      const ack = packet[packet.length - 1];
+      if (typeof ack === 'function') (ack as (reply: unknown) => void)({ ok: false, error });
+      else socket.emit('request_error', { ...error, event: String(packet[0]) });
+    });
+
     socket.on('login', (raw, ack) => {
       login(socket, raw, ackOf<LoginReply>(ack)).catch((err: unknown) => log.error('login failed', err));
     });
-    socket.on('subscribe', (raw, ack) => subscribe(socket, raw, ackOf<SubscribeReply>(ack), true));
-    socket.on('unsubscribe', (raw, ack) => subscribe(socket, raw, ackOf<SubscribeReply>(ack), false));
+    socket.on('subscribe', (raw, ack) => {
+      subscribe(socket, raw, ackOf<SubscribeReply>(ack), true).catch((err: unknown) => log.error('subscribe failed', err));
+    });
+    socket.on('unsubscribe', (raw, ack) => {
+      subscribe(socket, raw, ackOf<SubscribeReply>(ack), false).catch((err: unknown) => log.error('unsubscribe failed', err));
+    });
     socket.on('disconnect', () => {
+      limiter.forget(socket.id);
       const uid = socket.data.uid;
       if (uid === undefined) return;
       presence.removePage(uid, socket.id).catch((err: unknown) => log.error('logout failed', err));
@@ -70,19 +101,26 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
   });
 
   async function login(socket: PushSocket, raw: unknown, ack: Ack<LoginReply>): Promise<void> {
-    if (socket.data.uid !== undefined) {
+    if (socket.data.uid !== undefined || verifying.has(socket)) {
       // PROTOCOL.md: a second login on the same socket is ignored. Only an ack is told.
       ack?.({
         ok: false,
-        error: { code: 'already_logged_in', message: `already logged in as ${socket.data.uid}` },
+        error: { code: 'already_logged_in', message: `already logged in as ${socket.data.uid ?? '(pending)'}` },
       });
       return;
     }
-    const uid = parseUid(raw);
-    if (typeof uid !== 'string') {
-      if (ack) ack({ ok: false, error: uid });
-      else socket.emit('login_error', uid);
-      return;
+    const refuse = (error: SocketError) => {
+      if (ack) ack({ ok: false, error });
+      else socket.emit('login_error', error);
+    };
+    const parsed = parseLogin(raw);
+    if ('code' in parsed) return refuse(parsed);
+    const { uid } = parsed;
+    if (verifier) {
+      verifying.add(socket);
+      const problem = await verifier.verify(uid, parsed.token ?? handshakeToken(socket)).finally(() => verifying.delete(socket));
+      if (problem) return refuse(problem);
+      if (socket.disconnected) return;
     }
     // Set before the first await, so a disconnect that comes meanwhile gives the page back.
     socket.data.uid = uid;
@@ -94,21 +132,25 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
     ack?.({ ok: true, uid, pending });
   }
 
-  function subscribe(socket: PushSocket, raw: unknown, ack: Ack<SubscribeReply>, join: boolean): void {
-    const topics = parseTopics(raw, maxTopicsPerSocket);
-    if (!Array.isArray(topics)) {
-      ack?.({ ok: false, error: topics });
-      return;
-    }
+  async function subscribe(socket: PushSocket, raw: unknown, ack: Ack<SubscribeReply>, join: boolean): Promise<void> {
+    const refuse = (error: SocketError) => {
+      if (ack) ack({ ok: false, error });
+      else socket.emit('request_error', { ...error, event: join ? 'subscribe' : 'unsubscribe' });
+    };
+    const parsed = parseTopics(raw, maxTopicsPerSocket);
+    if (!Array.isArray(parsed)) return refuse(parsed);
+    const topics = parsed.map((t) => t.topic);
     if (join) {
+      for (const { topic, token } of parsed) {
+        if (!topic.startsWith(PRIVATE_TOPIC_PREFIX)) continue;
+        if (!verifier) return refuse({ code: 'unauthorized', message: 'private topics need LOGIN_SECRET on the server' });
+        const problem = await verifier.verify(topicSubject(topic), token);
+        if (problem) return refuse({ ...problem, message: `${topic}: ${problem.message}` });
+      }
       const now = new Set(topicsOf(socket));
       const after = new Set([...now, ...topics]);
       if (after.size > maxTopicsPerSocket) {
-        ack?.({
-          ok: false,
-          error: { code: 'too_many_topics', message: `at most ${maxTopicsPerSocket} topics per connection` },
-        });
-        return;
+        return refuse({ code: 'too_many_topics', message: `at most ${maxTopicsPerSocket} topics per connection` });
       }
       socket.join(topics.map(topicRoom));
     } else {

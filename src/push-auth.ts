@@ -1,0 +1,97 @@
+// Who may push (PUSH_SECRET set): every API request proves the secret by one of
+//   Authorization: Bearer <secret>
+//   a `secret` field in the body or the query string (PHP adds one array entry)
+//   X-Push-Timestamp: <unix seconds> and X-Push-Signature: <hex HMAC-SHA256(secret, signed)>
+//   where signed = timestamp + "\n" + METHOD + "\n" + request target (path and query, as sent)
+//   + "\n" + raw body. Off by more than 5 minutes, or seen before, is refused (replay).
+// Comparisons are constant-time. A refusal is 401: `fail` on the legacy endpoint, JSON on /api.
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import type { Context, Middleware } from 'koa';
+import { ExpiryQueue } from './expiry-queue.ts';
+import { HttpError } from './http-errors.ts';
+
+/** How far a signature's timestamp may be from the server's clock, seconds. */
+export const SIGNATURE_WINDOW_SECONDS = 300;
+/** Signatures remembered to refuse exact replays; past it the oldest are forgotten. */
+const MAX_REMEMBERED_SIGNATURES = 100_000;
+
+/** Equal in constant time whatever the lengths (both sides are hashed first). */
+export function safeEqual(a: string, b: string): boolean {
+  const ha = createHash('sha256').update(a).digest();
+  const hb = createHash('sha256').update(b).digest();
+  return timingSafeEqual(ha, hb);
+}
+
+export function signRequest(secret: string, timestamp: string, method: string, target: string, body: string): string {
+  return createHmac('sha256', secret).update(`${timestamp}\n${method}\n${target}\n${body}`).digest('hex');
+}
+
+function bodyOf(ctx: Context): Record<string, unknown> | null {
+  const body: unknown = ctx.request.body;
+  return typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : null;
+}
+
+export class PushAuth {
+  private readonly seen = new Set<string>();
+  private readonly seenExpiry = new ExpiryQueue<string>();
+
+  constructor(private readonly secret: string) {}
+
+  /** Koa middleware; runs after the body is parsed. `legacy(ctx)` says which answer style. */
+  middleware(isLegacy: (ctx: Context) => boolean): Middleware {
+    return async (ctx, next) => {
+      const problem = this.check(ctx);
+      if (problem !== null) {
+        ctx.set('WWW-Authenticate', 'Bearer');
+        if (isLegacy(ctx)) {
+          ctx.status = 401;
+          ctx.body = 'fail';
+          return;
+        }
+        throw new HttpError(401, problem);
+      }
+      return next();
+    };
+  }
+
+  /** null when the request proves the secret, else why not. */
+  check(ctx: Context, now = Date.now()): string | null {
+    const body = bodyOf(ctx);
+    // taken out whatever the outcome, so a strict v1 schema never sees it
+    const fieldSecret = body?.secret ?? ctx.query.secret;
+    if (body) delete body.secret;
+
+    const authorization = ctx.get('authorization');
+    if (authorization !== '') {
+      const m = /^Bearer (.+)$/i.exec(authorization);
+      return m && safeEqual(m[1]!, this.secret) ? null : 'the Authorization header does not hold the push secret';
+    }
+    const signature = ctx.get('x-push-signature');
+    if (signature !== '') return this.checkSignature(ctx, signature, now);
+    if (fieldSecret !== undefined) {
+      return typeof fieldSecret === 'string' && safeEqual(fieldSecret, this.secret) ? null : 'the secret field is wrong';
+    }
+    return 'a push must carry the push secret: Authorization: Bearer, a secret field, or an X-Push-Signature';
+  }
+
+  private checkSignature(ctx: Context, signature: string, now: number): string | null {
+    const timestamp = ctx.get('x-push-timestamp');
+    if (!/^\d{1,12}$/.test(timestamp)) return 'X-Push-Timestamp must be unix seconds';
+    if (Math.abs(now / 1000 - Number(timestamp)) > SIGNATURE_WINDOW_SECONDS) {
+      return `X-Push-Timestamp is more than ${SIGNATURE_WINDOW_SECONDS} s from the server's time`;
+    }
+    const rawBody = (ctx.request as { rawBody?: unknown }).rawBody;
+    const expected = signRequest(this.secret, timestamp, ctx.method, ctx.url, typeof rawBody === 'string' ? rawBody : '');
+    if (!safeEqual(signature.toLowerCase(), expected)) return 'X-Push-Signature does not match the request';
+    this.forgetOld(now);
+    if (this.seen.has(expected)) return 'this signed request was made before (replay)';
+    this.seen.add(expected);
+    this.seenExpiry.push(now + 2 * SIGNATURE_WINDOW_SECONDS * 1000, expected);
+    if (this.seen.size > MAX_REMEMBERED_SIGNATURES) this.seen.delete(this.seen.values().next().value!);
+    return null;
+  }
+
+  private forgetOld(now: number): void {
+    for (const sig of this.seenExpiry.popDue(now)) this.seen.delete(sig);
+  }
+}

@@ -1,0 +1,307 @@
+// Attacks on the push API and the socket, each refused with nothing delivered, and the right
+// credentials accepted; every limit just under (passes) and just over (its error).
+import { expect } from 'chai';
+import { SignJWT } from 'jose';
+import { io as ioV4 } from 'socket.io-client';
+import ioV2 from 'socket.io-client-v2';
+import { loginToken } from '../src/login-auth.ts';
+import { signRequest } from '../src/push-auth.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
+import { connectClient, TestClient, type ClientVersion } from './support/clients.ts';
+import { rawRequest } from './support/http.ts';
+import { legacyPush, startServer, type TestServer } from './support/server.ts';
+
+const PUSH_SECRET = 'push-secret-0123456789';
+const LOGIN_SECRET = 'login-secret-0123456789';
+
+function jwt(sub: string, expiresIn: string | number, key = LOGIN_SECRET): Promise<string> {
+  return new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt().setExpirationTime(expiresIn)
+    .sign(new TextEncoder().encode(key));
+}
+
+/** A signed request as the README tells backends to make one. */
+function signed(server: TestServer, method: string, target: string, body: string, secret = PUSH_SECRET, ts = Math.floor(Date.now() / 1000)) {
+  const headers: Record<string, string> = {
+    'x-push-timestamp': String(ts),
+    'x-push-signature': signRequest(secret, String(ts), method, target, body),
+  };
+  if (body !== '') headers['content-type'] = target.startsWith('/api/') ? 'application/json' : 'application/x-www-form-urlencoded';
+  return { url: server.apiUrl + target, options: { method, headers, body } };
+}
+
+describe('security', () => {
+  afterEach(cleanupAll);
+
+  describe('push API with PUSH_SECRET', () => {
+    let server: TestServer;
+    let victim: TestClient;
+    beforeEach(async () => {
+      server = await startServer({ pushSecret: PUSH_SECRET });
+      victim = await connectClient('v4', server.ioUrl);
+      await victim.login('victim');
+    });
+
+    async function nothingDelivered(): Promise<void> {
+      // a legitimate push afterwards is the first and only thing the page got
+      const ok = await legacyPush(server.apiUrl, { type: 'publish', to: 'victim', content: 'legit', secret: PUSH_SECRET });
+      expect(ok.body).to.equal('ok');
+      await victim.waitFor('new_msg', (c) => c === 'legit');
+      expect(victim.received('new_msg').map(([c]) => c)).to.deep.equal(['legit']);
+    }
+
+    it('refuses legacy pushes without the secret or with a wrong one: 401 fail', async () => {
+      const attempts: [string, RequestInit][] = [
+        ['/?type=publish&to=victim&content=x', {}],
+        ['/?type=publish&to=victim&content=x&secret=wrong', {}],
+        ['/?type=publish&to=victim&content=x&secret=' + PUSH_SECRET.slice(0, -1), {}],
+        ['/', { method: 'POST', body: new URLSearchParams({ type: 'publish', to: 'victim', content: 'x', secret: 'nope' }) }],
+        ['/?type=publish&to=victim&content=x', { headers: { authorization: 'Bearer wrong' } }],
+        ['/?type=publish&to=victim&content=x', { headers: { authorization: `Basic ${PUSH_SECRET}` } }],
+      ];
+      for (const [path, init] of attempts) {
+        const res = await fetch(server.apiUrl + path, init);
+        expect(res.status, path).to.equal(401);
+        expect(await res.text()).to.equal('fail');
+        expect(res.headers.get('www-authenticate')).to.equal('Bearer');
+      }
+      await nothingDelivered();
+    });
+
+    it('accepts the secret as a Bearer header, a query, form, multipart or JSON field', async () => {
+      const params = { type: 'publish', to: 'victim', content: 'm' };
+      for (const method of ['get', 'form', 'multipart', 'json'] as const) {
+        expect(await legacyPush(server.apiUrl, { ...params, content: method, secret: PUSH_SECRET }, method)).to.deep.equal({ status: 200, body: 'ok' });
+      }
+      const bearer = await fetch(`${server.apiUrl}/?type=publish&to=victim&content=bearer`, { headers: { authorization: `Bearer ${PUSH_SECRET}` } });
+      expect(await bearer.text()).to.equal('ok');
+      const v1 = await fetch(`${server.apiUrl}/api/v1/push`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ to: 'victim', data: 'v1', secret: PUSH_SECRET }), // the field is taken out before validation
+      });
+      expect(v1.status).to.equal(200);
+      for (const c of ['get', 'form', 'multipart', 'json', 'bearer', 'v1']) await victim.waitFor('new_msg', (d) => d === c);
+    });
+
+    it('accepts an HMAC-signed request once, and refuses altered, stale, replayed or wrongly keyed ones', async () => {
+      const body = 'type=publish&to=victim&content=signed';
+      const good = signed(server, 'POST', '/', body);
+      expect((await rawRequest(good.url, good.options)).body).to.equal('ok');
+      // replayed as is
+      expect((await rawRequest(good.url, good.options)).status).to.equal(401);
+      // altered body, same signature
+      const altered = signed(server, 'POST', '/', body);
+      expect((await rawRequest(altered.url, { ...altered.options, body: body.replace('signed', 'forged') })).status).to.equal(401);
+      // altered query of a signed GET
+      const get = signed(server, 'GET', '/?type=publish&to=victim&content=a', '');
+      expect((await rawRequest(get.url.replace('to=victim', 'to=other'), get.options)).status).to.equal(401);
+      // six minutes old, or from the future
+      for (const skew of [-360, 360]) {
+        const stale = signed(server, 'POST', '/', body, PUSH_SECRET, Math.floor(Date.now() / 1000) + skew);
+        expect((await rawRequest(stale.url, stale.options)).status).to.equal(401);
+      }
+      // wrong key
+      const wrongKey = signed(server, 'POST', '/', body, 'another-secret-0123456789');
+      expect((await rawRequest(wrongKey.url, wrongKey.options)).status).to.equal(401);
+      // v1 answers JSON, and a signed v1 push works
+      const v1Body = JSON.stringify({ to: 'victim', data: 'signed v1' });
+      const v1 = signed(server, 'POST', '/api/v1/push', v1Body);
+      expect((await rawRequest(v1.url, v1.options)).status).to.equal(200);
+      const v1Replay = await rawRequest(v1.url, v1.options);
+      expect(v1Replay.status).to.equal(401);
+      expect(JSON.parse(v1Replay.body)).to.deep.equal({ error: { code: 'unauthorized', message: 'this signed request was made before (replay)' } });
+      await victim.waitFor('new_msg', (d) => d === 'signed');
+      await victim.waitFor('new_msg', (d) => d === 'signed v1');
+      expect(victim.received('new_msg').map(([d]) => d)).to.deep.equal(['signed', 'signed v1']);
+    });
+
+    it('guards every v1 route', async () => {
+      for (const [method, path] of [['GET', '/api/v1/scheduled'], ['GET', '/api/v1/users/victim/messages'], ['POST', '/api/v1/push/batch'], ['DELETE', '/api/v1/scheduled/x']]) {
+        const res = await fetch(server.apiUrl + path!, { method });
+        expect(res.status, `${method} ${path}`).to.equal(401);
+        expect(((await res.json()) as { error: { code: string } }).error.code).to.equal('unauthorized');
+      }
+    });
+  });
+
+  describe('logins with LOGIN_SECRET', () => {
+    let server: TestServer;
+    beforeEach(async () => {
+      server = await startServer({ loginSecret: LOGIN_SECRET });
+    });
+
+    for (const version of ['v4', 'v2'] as ClientVersion[]) {
+      it(`${version}: refuses forged uids and bad tokens, and joins nothing`, async () => {
+        const attacker = await connectClient(version, server.ioUrl);
+        const attempts: [unknown, string][] = [
+          ['alice', 'unauthorized'], // the original's login: a bare uid
+          [{ uid: 'alice', token: 'f'.repeat(64) }, 'unauthorized'],
+          [{ uid: 'alice', token: loginToken(LOGIN_SECRET, 'mallory') }, 'unauthorized'], // another uid's token
+          [{ uid: 'alice', token: loginToken('wrong-secret-0123456789', 'alice') }, 'unauthorized'],
+          [{ uid: 'alice', token: await jwt('alice', Math.floor(Date.now() / 1000) - 10) }, 'token_expired'],
+          [{ uid: 'alice', token: await jwt('mallory', '1h') }, 'unauthorized'],
+          [{ uid: 'alice', token: await jwt('alice', '1h', 'wrong-secret-0123456789') }, 'unauthorized'],
+          [{ uid: 'alice', token: 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.' }, 'unauthorized'], // alg none
+          [{ uid: 'alice', token: 12345 }, 'unauthorized'],
+        ];
+        for (const [arg, code] of attempts) {
+          const reply = await attacker.request<{ ok: boolean; error?: { code: string } }>('login', arg);
+          expect(reply.ok, JSON.stringify(arg)).to.equal(false);
+          expect(reply.error?.code, JSON.stringify(arg)).to.equal(code);
+        }
+        attacker.emit('login', 'alice'); // without an ack: the refusal comes as login_error
+        expect((await attacker.waitFor('login_error'))[0]).to.deep.include({ code: 'unauthorized' });
+        expect((await legacyPush(server.apiUrl, { type: 'publish', to: 'alice', content: 'secret' })).body).to.equal('offline');
+        expect(attacker.received('update_online_count')).to.have.length(0);
+        expect(attacker.received('new_msg')).to.have.length(0);
+      });
+
+      it(`${version}: accepts an HMAC token and a JWT, in the login or the handshake`, async () => {
+        const hmac = await connectClient(version, server.ioUrl);
+        expect(await hmac.request('login', { uid: 'alice', token: loginToken(LOGIN_SECRET, 'alice') })).to.deep.include({ ok: true });
+        const withJwt = await connectClient(version, server.ioUrl);
+        expect(await withJwt.request('login', { uid: 'bob', token: await jwt('bob', '1h') })).to.deep.include({ ok: true });
+        // the token given when connecting: auth in 4.x, the query string in 2.x
+        const token = loginToken(LOGIN_SECRET, 'carol');
+        const raw = version === 'v4'
+          ? ioV4(server.ioUrl, { forceNew: true, reconnection: false, auth: { token } })
+          : ioV2(server.ioUrl, { forceNew: true, reconnection: false, query: { token } });
+        const handshake = new TestClient(version, raw as never);
+        onCleanup(() => handshake.close());
+        await handshake.waitFor('connect');
+        expect(await handshake.request('login', 'carol')).to.deep.include({ ok: true });
+        expect((await legacyPush(server.apiUrl, { type: 'publish', to: 'carol', content: 'hi' })).body).to.equal('ok');
+        expect((await handshake.waitFor('new_msg'))[0]).to.equal('hi');
+      });
+    }
+
+    it('needs a token for private- topics, per topic', async () => {
+      const c = await connectClient('v4', server.ioUrl);
+      expect(await c.request('subscribe', 'public-news')).to.deep.include({ ok: true });
+      expect(await c.request('subscribe', 'private-team')).to.deep.include({ ok: false });
+      expect(await c.request('subscribe', { topic: 'private-team', token: loginToken(LOGIN_SECRET, 'topic:private-other') })).to.deep.include({ ok: false });
+      expect(await c.request('subscribe', { topic: 'private-team', token: loginToken(LOGIN_SECRET, 'private-team') })).to.deep.include({ ok: false }); // a uid token is not a topic token
+      expect(await c.request('subscribe', { topic: 'private-team', token: loginToken(LOGIN_SECRET, 'topic:private-team') })).to.deep.equal({
+        ok: true,
+        topics: ['public-news', 'private-team'],
+      });
+      expect(await c.request('subscribe', { topic: 'private-jwt', token: await jwt('topic:private-jwt', '1h') })).to.deep.include({ ok: true });
+    });
+
+    it('refuses private- topics when no LOGIN_SECRET is set', async () => {
+      const open = await startServer();
+      const c = await connectClient('v4', open.ioUrl);
+      expect(await c.request('subscribe', { topic: 'private-x', token: 'anything' })).to.deep.equal({
+        ok: false,
+        error: { code: 'unauthorized', message: 'private topics need LOGIN_SECRET on the server' },
+      });
+    });
+  });
+
+  describe('limits', () => {
+    it('content size: MAX_DATA_BYTES passes, one byte more is 413 (legacy and v1)', async () => {
+      const server = await startServer({ maxDataBytes: 1000 });
+      const c = await connectClient('v4', server.ioUrl);
+      await c.login('u');
+      const atLimit = 'é'.repeat(500); // 1000 bytes in UTF-8
+      expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'u', content: atLimit }, 'form')).to.deep.equal({ status: 200, body: 'ok' });
+      expect((await legacyPush(server.apiUrl, { type: 'publish', to: 'u', content: atLimit + 'x' }, 'form')).status).to.equal(413);
+      const v1 = (data: string) => fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: 'u', data }) });
+      expect((await v1('x'.repeat(998))).status).to.equal(200); // 1000 bytes with its quotes
+      expect((await v1('x'.repeat(999))).status).to.equal(413);
+      await c.waitFor('new_msg', (d) => d === 'x'.repeat(998));
+      expect(c.received('new_msg')).to.have.length(2);
+    });
+
+    it('uids per push and body size: at the limit passes, one over is refused', async () => {
+      const server = await startServer({ maxUidsPerPush: 3, maxBodyBytes: 200 });
+      const push = (body: unknown) => fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect((await push({ to: ['a', 'b', 'c'], data: 1 })).status).to.equal(200);
+      expect((await push({ to: ['a', 'b', 'c', 'd'], data: 1 })).status).to.equal(400);
+      const pad = (n: number) => JSON.stringify({ to: 'a', data: 'x'.repeat(n) });
+      const base = pad(0).length;
+      expect((await fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: pad(200 - base) })).status).to.equal(200);
+      expect((await fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: pad(201 - base) })).status).to.equal(413);
+    });
+
+    it('push requests per IP: the burst passes, then 429 with Retry-After, other work goes on', async () => {
+      const server = await startServer({ pushRatePerIp: 5 });
+      const c = await connectClient('v4', server.ioUrl);
+      await c.login('u');
+      // all at once, so the bucket (burst = 2 x rate) has no time to refill meaningfully
+      const answers = await Promise.all(
+        Array.from({ length: 14 }, (_, i) => fetch(`${server.apiUrl}/?type=publish&to=u&content=${i}`)),
+      );
+      const ok = answers.filter((r) => r.status === 200);
+      const limited = answers.filter((r) => r.status === 429);
+      expect(ok.length + limited.length).to.equal(14);
+      expect(ok.length).to.be.within(10, 11);
+      expect(Number(limited[0]!.headers.get('retry-after'))).to.be.within(1, 2);
+      expect(await limited[0]!.text()).to.equal('more than 5 requests a second from 127.0.0.1; retry later');
+      await c.waitFor('new_msg', () => c.received('new_msg').length === ok.length);
+      expect(await c.request('subscribe', 'still-served')).to.deep.include({ ok: true });
+    });
+
+    it('events per socket: the burst passes, then refused by ack or request_error; others unaffected', async () => {
+      const server = await startServer({ socketEventsPerSecond: 5 });
+      const noisy = (await connectClient('v4', server.ioUrl)).track('request_error');
+      const quiet = await connectClient('v4', server.ioUrl);
+      const replies = await Promise.all(
+        Array.from({ length: 14 }, (_, i) => noisy.request<{ ok: boolean; error?: unknown }>('subscribe', `t${i}`)),
+      );
+      const passed = replies.filter((r) => r.ok).length;
+      expect(passed).to.be.within(10, 11); // burst = 2 x rate
+      for (const r of replies.filter((r) => !r.ok)) {
+        expect(r.error).to.deep.equal({ code: 'rate_limited', message: 'more than 5 events a second' });
+      }
+      noisy.emit('subscribe', 'no-ack');
+      expect((await noisy.waitFor('request_error'))[0]).to.deep.equal({
+        code: 'rate_limited',
+        message: 'more than 5 events a second',
+        event: 'subscribe',
+      });
+      expect(await quiet.request('login', 'quiet')).to.deep.include({ ok: true });
+    });
+
+    it('connections per IP: at the limit connects, one more is refused until one closes', async () => {
+      const server = await startServer({ maxConnectionsPerIp: 2 });
+      const a = await connectClient('v4', server.ioUrl);
+      await connectClient('v2', server.ioUrl, ['websocket']);
+      const refused = ioV4(server.ioUrl, { forceNew: true, reconnection: false, transports: ['websocket'] });
+      onCleanup(() => refused.close());
+      await new Promise<void>((resolve) => refused.once('connect_error', () => resolve()));
+      a.close();
+      await until(async () => {
+        const retry = ioV4(server.ioUrl, { forceNew: true, reconnection: false });
+        onCleanup(() => retry.close());
+        return new Promise<boolean>((resolve) => {
+          retry.once('connect', () => resolve(true));
+          retry.once('connect_error', () => resolve(false));
+        });
+      }, 'a free connection slot');
+    });
+
+    it('CORS_ORIGINS: a listed origin connects, another is refused on every transport', async () => {
+      const server = await startServer({ corsOrigins: ['https://app.example'] });
+      for (const transports of [['polling'], ['websocket']] as const) {
+        const ok = ioV4(server.ioUrl, { forceNew: true, reconnection: false, transports: [...transports], extraHeaders: { origin: 'https://app.example' } });
+        const bad = ioV4(server.ioUrl, { forceNew: true, reconnection: false, transports: [...transports], extraHeaders: { origin: 'https://evil.example' } });
+        onCleanup(() => (ok.close(), bad.close()));
+        // both listeners attached before either outcome can arrive
+        const okConnected = new Promise<void>((resolve, reject) => (ok.once('connect', resolve), ok.once('connect_error', reject)));
+        const badRefused = new Promise<void>((resolve, reject) => (bad.once('connect_error', () => resolve()), bad.once('connect', () => reject(new Error('evil origin connected')))));
+        await Promise.all([okConnected, badRefused]);
+      }
+      const preflight = await fetch(`${server.ioUrl}/socket.io/?EIO=4&transport=polling`, { headers: { origin: 'https://app.example' } });
+      expect(preflight.headers.get('access-control-allow-origin')).to.equal('https://app.example');
+    });
+  });
+});
+
+async function until(check: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
