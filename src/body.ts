@@ -68,7 +68,12 @@ function readMultipart(req: IncomingMessage, maxBytes: number): Promise<{ fields
       }
       fields[name] = value; // a repeated field: the last wins, as in PHP
     });
-    parser.on('file', (_name, stream) => stream.resume()); // files are not push fields
+    parser.on('file', (_name, stream) => {
+      // files are not push fields; a cut-off body errors the file stream too (the parser's own
+      // error answers 400), so it needs a listener or it would take the process down
+      stream.on('error', () => {});
+      stream.resume();
+    });
     parser.on('fieldsLimit', () => fail(new HttpError(413, `more than ${MAX_MULTIPART_FIELDS} multipart fields`)));
     parser.on('error', (err: Error) => fail(new HttpError(400, `malformed multipart body: ${err.message}`)));
     parser.on('close', () => {

@@ -97,6 +97,7 @@ class ConnectionCounter {
 }
 
 export async function createServer(config: Config, components: Components = {}): Promise<ServerHandle> {
+  const tls = readTls(config); // first: a bad file stops the start before anything runs
   const log = components.log ?? consoleLogger;
   const presence = components.presence ?? new MemoryPresence();
   const store =
@@ -107,7 +108,6 @@ export async function createServer(config: Config, components: Components = {}):
       maxScheduled: config.maxScheduled,
     });
 
-  const tls = readTls(config);
   const listener = (handler: RequestListener): HttpServer =>
     tls ? (createHttpsServer(tls, handler) as unknown as HttpServer) : createHttpServer(handler);
 
@@ -147,6 +147,9 @@ export async function createServer(config: Config, components: Components = {}):
   const pushApi = new PushApi(delivery, store, config);
   const api = createApiApp({ delivery, pushApi, config, log });
   const apiHttp = listener(api.app.callback());
+  // a client that trickles its request (slowloris) is cut off instead of holding a socket
+  apiHttp.headersTimeout = 10_000;
+  apiHttp.requestTimeout = 30_000;
   let webHttp: HttpServer | null = null;
 
   const listening: HttpServer[] = [];
