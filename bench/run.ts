@@ -27,7 +27,10 @@ const SCRIPTS: Record<Target, string> = {
 function serverEnv(target: Target, options: Options): NodeJS.ProcessEnv {
   // Loopback and ephemeral ports are set last, so BENCH_SERVER_ENV cannot move them.
   const listen = { HOST, IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off' };
-  return target === 'ours' ? { ...process.env, ...options.serverEnv, ...listen } : { ...process.env, ...listen };
+  // every simulated page comes from 127.0.0.1: the per-address connection cap (a production
+  // default of 1000) would refuse most of them, so the bench lifts it unless told otherwise
+  const bench = { MAX_CONNECTIONS_PER_IP: '0' };
+  return target === 'ours' ? { ...process.env, ...bench, ...options.serverEnv, ...listen } : { ...process.env, ...listen };
 }
 
 function describe(err: unknown): string {
