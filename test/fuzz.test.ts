@@ -7,6 +7,7 @@ import { io as ioV4 } from 'socket.io-client';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
 import { legacyPush, startServer } from './support/server.ts';
+import { until } from './support/until.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 
@@ -125,18 +126,10 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, function () {
     expect(raw.filter((s) => s >= 500)).to.deep.equal([]);
 
     // only the steady page is left, counted once
-    await until(() => server.io.engine.clientsCount === 1, 'fuzzing sockets to be gone');
+    await until(() => server.io.engine.clientsCount === 1, 'fuzzing sockets to be gone', 10_000);
     expect((await legacyPush(server.apiUrl, { type: 'publish', to: 'steady', content: 'still here' })).body).to.equal('ok');
     await page.waitFor('new_msg', (c) => c === 'still here');
     const counts = await page.request<{ ok: boolean }>('login', 'again'); // a second login: refused, nothing counted
     expect(counts.ok).to.equal(false);
   });
 });
-
-async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

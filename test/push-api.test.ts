@@ -5,6 +5,7 @@ import type { MessageMeta } from '../src/events.ts';
 import { cleanupAll } from './support/cleanup.ts';
 import { connectClient, type ClientVersion } from './support/clients.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
+import { until } from './support/until.ts';
 
 interface Reply {
   status: number;
@@ -19,14 +20,6 @@ async function v1(server: TestServer, path: string, body?: unknown, method = bod
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-/** Polls a condition with a deadline (for state that changes after an ack travels back). */
-async function until(check: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function storedFor(server: TestServer, uid: string): Promise<{ id: string; data: unknown }[]> {
   return (await v1(server, `/users/${encodeURIComponent(uid)}/messages`)).body.messages as { id: string; data: unknown }[];

@@ -6,6 +6,7 @@ import type { MessageMeta } from '../src/events.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { withDeadline } from './support/clients.ts';
 import { startServer, type TestServer } from './support/server.ts';
+import { until } from './support/until.ts';
 
 function sdk(server: TestServer, uid: string): PushClient {
   const client = new PushClient(server.ioUrl, { uid, io: (url, opts) => io(url, { ...opts, forceNew: true }) });
@@ -27,13 +28,6 @@ async function stored(server: TestServer, uid: string): Promise<number> {
   return ((await res.json()) as { messages: unknown[] }).messages.length;
 }
 
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function loggedIn(client: PushClient): Promise<{ ok: boolean; pending?: number }> {
   return withDeadline(

@@ -10,6 +10,7 @@ import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, TestClient, type ClientVersion } from './support/clients.ts';
 import { rawRequest } from './support/http.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
+import { until } from './support/until.ts';
 
 const PUSH_SECRET = 'push-secret-0123456789';
 const LOGIN_SECRET = 'login-secret-0123456789';
@@ -297,11 +298,3 @@ describe('security', () => {
     });
   });
 });
-
-async function until(check: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

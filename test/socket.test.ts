@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { cleanupAll } from './support/cleanup.ts';
 import { connectClient, countsHtml, type ClientVersion, type Transports } from './support/clients.ts';
 import { legacyPush, startServer } from './support/server.ts';
+import { until } from './support/until.ts';
 
 const VERSIONS: ClientVersion[] = ['v4', 'v2'];
 const TRANSPORTS: { name: string; transports?: Transports; expect: string }[] = [
@@ -115,12 +116,3 @@ describe('socket protocol', () => {
     });
   }
 });
-
-/** Polls a condition until a deadline. */
-export async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
