@@ -1,5 +1,6 @@
 // Entry point: config -> server -> signals. The only file that touches process.*.
 import { ConfigError, helpText, loadConfig, wantsHelp } from './src/config.ts';
+import { createLogger } from './src/log.ts';
 import { createServer, StartupError } from './src/server.ts';
 
 const argv = process.argv.slice(2);
@@ -10,29 +11,33 @@ if (wantsHelp(argv)) {
 
 try {
   const config = loadConfig(process.env, argv);
-  const server = await createServer(config);
+  const log = createLogger(config.logFormat, config.logLevel);
+  const server = await createServer(config, { log });
   const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
   const scheme = config.tlsCert === null ? 'http' : 'https';
   const url = (port: number) => `${scheme}://${shown}:${port}`;
   const { io, api, web } = server.ports;
-  console.log(
+  log.info(
     `push server: socket.io ${url(io)} | push API ${url(api)} | demo ${web === null ? 'off' : url(web)}` +
       ` | bound to ${config.host} | engine memory` +
       ` | push auth ${config.pushSecret === null ? 'off' : 'on'} | login auth ${config.loginSecret === null ? 'off' : 'on'}`,
   );
   if (config.pushSecret === null) {
-    console.warn('warning: PUSH_SECRET is not set: anyone who reaches the push API can push to any user');
+    log.warn('PUSH_SECRET is not set: anyone who reaches the push API can push to any user');
   }
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`${signal}: shutting down`);
+    log.info(`${signal}: shutting down`);
     server.close().then(
-      () => process.exit(0),
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
       (err: unknown) => {
-        console.error(`error during shutdown: ${(err as Error).message}`);
+        log.error('shutdown failed', err);
         process.exit(1);
       },
     );

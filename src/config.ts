@@ -46,6 +46,12 @@ const secret = z
 /** A file path, or empty for none (null); read at start. */
 const optionalPath = z.string().transform((s) => (s === '' ? null : s));
 
+/** Comma-separated http(s) URLs, or empty for none. */
+const urlList = z
+  .string()
+  .transform((s) => s.split(',').map((u) => u.trim()).filter((u) => u !== ''))
+  .refine((list) => list.every((u) => /^https?:\/\/[^\s]+$/.test(u)), 'must be http(s) URLs separated by commas');
+
 /** An integer >= 0 where 0 turns the limit off. */
 const limitOrOff = (max: number) =>
   z
@@ -197,6 +203,37 @@ export const SETTINGS = {
   ),
   tlsCert: setting('TLS_CERT', '', 'PEM certificate file: serve https and wss on every port (with TLS_KEY)', optionalPath),
   tlsKey: setting('TLS_KEY', '', 'PEM private key file for TLS_CERT', optionalPath),
+  logLevel: setting(
+    'LOG_LEVEL',
+    'info',
+    'least important log lines shown: info, warn or error',
+    z.enum(['info', 'warn', 'error'], { error: 'must be info, warn or error' }),
+  ),
+  logFormat: setting(
+    'LOG_FORMAT',
+    'text',
+    'text (lines for people) or json (one JSON object a line, for log collectors)',
+    z.enum(['text', 'json'], { error: 'must be text or json' }),
+  ),
+  webhookUrl: setting(
+    'WEBHOOK_URL',
+    '',
+    'URLs (comma-separated) that receive user.online / user.offline events as signed JSON POSTs; empty = none',
+    urlList,
+  ),
+  webhookSecret: setting('WEBHOOK_SECRET', '', 'secret webhook bodies are signed with (X-Signature)', secret),
+  webhookGraceMs: setting(
+    'WEBHOOK_GRACE_MS',
+    '5000',
+    'how long a uid may be gone before user.offline is sent (a page refresh sends nothing)',
+    positiveInt(3_600_000),
+  ),
+  adminToken: setting(
+    'ADMIN_TOKEN',
+    '',
+    'token for the admin page at /admin on the web port; empty = no admin page',
+    secret,
+  ),
   onlineCountIntervalMs: setting(
     'ONLINE_COUNT_INTERVAL_MS',
     '1000',

@@ -38,6 +38,12 @@ export interface PushResult {
  */
 const STORED_ENTRY_OVERHEAD = 450;
 
+/** Told of each emit and ack (metrics). */
+export interface DeliveryObserver {
+  emitted(count?: number): void;
+  acked(): void;
+}
+
 export class Delivery {
   /** Pushes name their own events, so emits go through the untyped view of the server. */
   private readonly emitter: Server;
@@ -47,6 +53,7 @@ export class Delivery {
     private readonly presence: Presence,
     private readonly store: MessageStore,
     private readonly ackTimeoutMs: number,
+    private readonly observer: DeliveryObserver,
     private readonly log: Logger,
   ) {
     this.emitter = io as unknown as Server;
@@ -58,6 +65,7 @@ export class Delivery {
    * still attempted, as the original does.
    */
   async publishLegacy(to: string, content: string): Promise<LegacyResult> {
+    this.observer.emitted();
     if (to === '') {
       this.io.emit('new_msg', content);
       return 'ok';
@@ -73,6 +81,7 @@ export class Delivery {
     if (!spec.to) {
       const target = spec.topic === undefined ? this.emitter : this.emitter.to(topicRoom(spec.topic));
       target.emit(event, data, { id, ts } satisfies MessageMeta);
+      this.observer.emitted();
       return { id, online: [], offline: [], stored: 0 };
     }
 
@@ -86,6 +95,7 @@ export class Delivery {
     };
     if (spec.ttlMs === 0) {
       this.emitter.to(uids.map(userRoom)).emit(event, data, { id, ts } satisfies MessageMeta);
+      this.observer.emitted();
       return result;
     }
 
@@ -93,6 +103,7 @@ export class Delivery {
     // stored before the emit, so a login racing with this push finds it in the store
     result.stored = await this.store.add(uids, message, spec.bytes + STORED_ENTRY_OVERHEAD);
     const meta: MessageMeta = { id, ts, stored: true };
+    this.observer.emitted(result.online.length);
     for (const uid of result.online) {
       this.emitter
         .to(userRoom(uid))
@@ -109,6 +120,7 @@ export class Delivery {
   async redeliver(socket: PushSocket, uid: string): Promise<number> {
     const pending = await this.store.pending(uid);
     const loose = socket as unknown as Socket;
+    this.observer.emitted(pending.length);
     for (const m of pending) {
       const meta: MessageMeta = { id: m.id, ts: m.ts, stored: true, redelivery: true };
       loose.timeout(this.ackTimeoutMs).emit(m.event, m.data, meta, (err: Error | null) => {
@@ -119,6 +131,7 @@ export class Delivery {
   }
 
   private acked(uid: string, id: string): void {
+    this.observer.acked();
     this.store.ack(uid, id).catch((err: unknown) => this.log.error('ack failed', err));
   }
 }

@@ -6,7 +6,7 @@ import { parseBody } from './body.ts';
 import type { Config } from './config.ts';
 import type { Delivery } from './delivery.ts';
 import { errorMiddleware, HttpError } from './http-errors.ts';
-import { legacyPublish } from './legacy-api.ts';
+import { legacyPublish, type PushObserver } from './legacy-api.ts';
 import type { Logger } from './log.ts';
 import { PushAuth } from './push-auth.ts';
 import type { PushApi } from './push-api.ts';
@@ -15,6 +15,11 @@ import { RateLimiter } from './rate-limit.ts';
 export interface ApiOptions {
   delivery: Delivery;
   pushApi: PushApi;
+  /** Why the server cannot serve now (e.g. Redis lost), or null when it can: for /readyz. */
+  notReady: () => string | null;
+  /** GET /metrics: Prometheus text. */
+  renderMetrics: () => Promise<{ contentType: string; body: string }>;
+  observer: PushObserver;
   config: Pick<Config, 'maxBodyBytes' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp'>;
   log: Logger;
 }
@@ -49,13 +54,37 @@ function rateLimit(perSecond: number): { middleware: Middleware; close(): void }
   return { middleware, close: () => clearInterval(sweeper) };
 }
 
-export function createApiApp({ delivery, pushApi, config, log }: ApiOptions): { app: Koa; close(): void } {
+/**
+ * Probes and metrics for operators; open (no push secret: firewall them like any metrics
+ * port), answered before any body is read.
+ */
+function operations(notReady: () => string | null, renderMetrics: ApiOptions['renderMetrics']): Router {
+  const router = new Router();
+  router.get('/metrics', async (ctx) => {
+    const { contentType, body } = await renderMetrics();
+    ctx.type = contentType;
+    ctx.body = body;
+  });
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/readyz', (ctx) => {
+    const reason = notReady();
+    ctx.status = reason === null ? 200 : 503;
+    ctx.body = reason === null ? { ready: true } : { ready: false, reason };
+  });
+  return router;
+}
+
+export function createApiApp(options: ApiOptions): { app: Koa; close(): void } {
+  const { delivery, pushApi, notReady, renderMetrics, observer, config, log } = options;
   const app = new Koa();
   app.silent = true; // errors are answered and logged by errorMiddleware
   const legacy = new Router();
-  legacy.all('/{*path}', legacyPublish(delivery, config.maxDataBytes));
+  legacy.all('/{*path}', legacyPublish(delivery, config.maxDataBytes, observer));
 
   app.use(errorMiddleware(log));
+  app.use(operations(notReady, renderMetrics).routes());
   const limit = config.pushRatePerIp > 0 ? rateLimit(config.pushRatePerIp) : null;
   if (limit) app.use(limit.middleware);
   app.use(parseBody(config.maxBodyBytes));

@@ -35,12 +35,21 @@ function field(params: Params, name: string): string | undefined {
   throw new HttpError(400, `parameter ${name} must be a string`);
 }
 
+/** Told of each push's outcome, and when its emit was made (metrics). */
+export interface PushObserver {
+  pushed(api: 'legacy' | 'v1', result: 'ok' | 'offline' | 'fail' | 'stored' | 'scheduled' | 'error'): void;
+  /** `startedAtMs`: performance.now() when the request came in. */
+  observePushToEmit(startedAtMs: number): void;
+}
+
 /** `maxContentBytes`: a longer content answers 413 (MAX_DATA_BYTES). */
-export function legacyPublish(delivery: Delivery, maxContentBytes: number): Middleware {
+export function legacyPublish(delivery: Delivery, maxContentBytes: number, observer: PushObserver): Middleware {
   return async (ctx) => {
+    const startedAt = performance.now();
     const body: unknown = ctx.request.body;
     const params: Params = hasFields(body) ? body : ctx.query;
     if (field(params, 'type') !== 'publish') {
+      observer.pushed('legacy', 'fail');
       ctx.body = 'fail';
       return;
     }
@@ -50,6 +59,9 @@ export function legacyPublish(delivery: Delivery, maxContentBytes: number): Midd
     if (raw.length * 3 > maxContentBytes && Buffer.byteLength(raw) > maxContentBytes) {
       throw new HttpError(413, `content is larger than ${maxContentBytes} bytes`);
     }
-    ctx.body = await delivery.publishLegacy(to, escapeHtml(raw));
+    const result = await delivery.publishLegacy(to, escapeHtml(raw));
+    observer.observePushToEmit(startedAt);
+    observer.pushed('legacy', result);
+    ctx.body = result;
   };
 }

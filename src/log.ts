@@ -1,15 +1,55 @@
-// The logger components are given. One line per notable event; never message contents.
+// The logger components are given: one line per notable event, with optional fields; never
+// message contents or secrets. `text` for people (npm start), `json` (pino) for collectors.
+import { pino } from 'pino';
+
+export type LogFields = Record<string, string | number | boolean | null>;
+
 export interface Logger {
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string, err?: unknown): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, err?: unknown, fields?: LogFields): void;
 }
 
-export const consoleLogger: Logger = {
-  info: (message) => console.log(message),
-  warn: (message) => console.warn(`warning: ${message}`),
-  error: (message, err) =>
-    console.error(`error: ${message}${err instanceof Error ? `: ${err.stack ?? err.message}` : ''}`),
-};
+export type LogLevel = 'info' | 'warn' | 'error';
+export type LogFormat = 'text' | 'json';
+
+const RANK: Record<LogLevel, number> = { info: 20, warn: 30, error: 40 };
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return err.stack ?? err.message;
+  return err === undefined ? '' : String(err);
+}
+
+function textLogger(level: LogLevel): Logger {
+  const on = (l: LogLevel) => RANK[l] >= RANK[level];
+  const line = (message: string, fields?: LogFields) =>
+    fields ? `${message} ${Object.entries(fields).map(([k, v]) => `${k}=${v}`).join(' ')}` : message;
+  return {
+    info(m, f) {
+      if (on('info')) console.log(line(m, f));
+    },
+    warn(m, f) {
+      if (on('warn')) console.warn(`warning: ${line(m, f)}`);
+    },
+    error(m, err, f) {
+      if (on('error')) console.error(`error: ${line(m, f)}${err === undefined ? '' : `: ${describe(err)}`}`);
+    },
+  };
+}
+
+function jsonLogger(level: LogLevel): Logger {
+  const out = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  return {
+    info: (m, f) => out.info(f ?? {}, m),
+    warn: (m, f) => out.warn(f ?? {}, m),
+    error: (m, err, f) => out.error({ ...f, ...(err === undefined ? {} : { err: describe(err) }) }, m),
+  };
+}
+
+export function createLogger(format: LogFormat, level: LogLevel): Logger {
+  return format === 'json' ? jsonLogger(level) : textLogger(level);
+}
+
+export const consoleLogger: Logger = textLogger('info');
 
 export const silentLogger: Logger = { info() {}, warn() {}, error() {} };

@@ -5,6 +5,7 @@ import type { Context } from 'koa';
 import { z } from 'zod';
 import type { Delivery, PushResult, PushSpec } from './delivery.ts';
 import { HttpError } from './http-errors.ts';
+import type { PushObserver } from './legacy-api.ts';
 import type { MessageStore, StoredMessage } from './message-store.ts';
 import { describeIssue, eventSchema, topicSchema, uidSchema } from './names.ts';
 
@@ -62,6 +63,7 @@ export class PushApi {
     private readonly delivery: Delivery,
     private readonly store: MessageStore,
     private readonly limits: PushApiLimits,
+    private readonly observer: PushObserver,
   ) {
     this.schema = pushSchema(limits);
   }
@@ -115,6 +117,7 @@ export class PushApi {
 
   /** Validates one push and makes it now or schedules it. Throws HttpError for bad input. */
   async accept(raw: unknown): Promise<Answer> {
+    const startedAt = performance.now();
     const parsed = this.schema.safeParse(raw);
     if (!parsed.success) {
       const { field, message } = describeIssue(parsed.error, 'body');
@@ -135,9 +138,12 @@ export class PushApi {
       }
       const result = { id: spec.id, at };
       if (parsed.data.id !== undefined) await this.store.settle(spec.id, result);
+      this.observer.pushed('v1', 'scheduled');
       return { status: 202, body: { id: spec.id, at: new Date(at).toISOString() } };
     }
     const result = await this.delivery.push(spec);
+    this.observer.observePushToEmit(startedAt);
+    this.observer.pushed('v1', result.stored > 0 ? 'stored' : result.offline.length > 0 && result.online.length === 0 ? 'offline' : 'ok');
     if (parsed.data.id !== undefined) await this.store.settle(spec.id, result);
     return { status: 200, body: result };
   }

@@ -14,10 +14,12 @@ import { consoleLogger, type Logger } from './log.ts';
 import { LoginVerifier } from './login-auth.ts';
 import { OnlineCountBroadcaster } from './online-count.ts';
 import { MemoryMessageStore, type MessageStore } from './message-store.ts';
+import { connectionsByTransport, Metrics } from './metrics.ts';
 import { MemoryPresence, type Presence } from './presence.ts';
 import { PushApi } from './push-api.ts';
 import { Scheduler } from './scheduler.ts';
-import { registerSocketHandlers } from './socket-handlers.ts';
+import { registerSocketHandlers, type SocketObserver } from './socket-handlers.ts';
+import { MemoryAnnouncedState, PresenceWebhooks, WebhookSender } from './webhooks.ts';
 import { demoHandler } from './web.ts';
 
 /** Swappable parts; in-memory defaults. */
@@ -30,6 +32,7 @@ export interface Components {
 export interface ServerHandle {
   ports: { io: number; api: number; web: number | null };
   io: PushIo;
+  metrics: Metrics;
   /** Stops accepting, disconnects every socket, lets requests finish; idempotent. */
   close(): Promise<void>;
 }
@@ -135,17 +138,47 @@ export async function createServer(config: Config, components: Components = {}):
     connections.opened(raw.remoteAddress);
     raw.once('close', () => connections.closed(raw.remoteAddress));
   });
-  const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, log);
+  const metrics = new Metrics({
+    log,
+    sources: {
+      connections: () => connectionsByTransport(io.of('/').sockets.values()),
+      online: () => presence.counts(),
+      store: () => store.stats(),
+    },
+  });
+  // WEBHOOK_URL set: a uid's first and last page become user.online / user.offline
+  const sender =
+    config.webhookUrl.length > 0 ? new WebhookSender(config.webhookUrl, config.webhookSecret, {}, log, metrics.webhooks) : null;
+  const webhooks = sender
+    ? new PresenceWebhooks(sender, (uid) => presence.isOnline(uid), new MemoryAnnouncedState(), { graceMs: config.webhookGraceMs }, log)
+    : null;
+  const socketObserver: SocketObserver = {
+    login: (result) => metrics.login(result),
+    firstPage: (uid) => webhooks?.online(uid),
+    lastPage: (uid) => webhooks?.offline(uid),
+  };
+
+  const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log);
   registerSocketHandlers(io, {
     presence,
+    observer: socketObserver,
     delivery,
     verifier: config.loginSecret === null ? null : new LoginVerifier(config.loginSecret),
     maxTopicsPerSocket: config.maxTopicsPerSocket,
     eventsPerSecond: config.socketEventsPerSecond,
     log,
   });
-  const pushApi = new PushApi(delivery, store, config);
-  const api = createApiApp({ delivery, pushApi, config, log });
+  const pushApi = new PushApi(delivery, store, config, metrics);
+  let listeningNow = false;
+  const api = createApiApp({
+    delivery,
+    pushApi,
+    notReady: () => (listeningNow ? null : 'not listening yet'),
+    renderMetrics: () => metrics.render(),
+    observer: metrics,
+    config,
+    log,
+  });
   const apiHttp = listener(api.app.callback());
   // a client that trickles its request (slowloris) is cut off instead of holding a socket
   apiHttp.headersTimeout = 10_000;
@@ -166,11 +199,14 @@ export async function createServer(config: Config, components: Components = {}):
       listening.push(webHttp);
     }
     ports = { io: ioPort, api: apiPort, web: webPort };
+    listeningNow = true;
   } catch (err) {
     io.engine.close();
     api.close();
+    metrics.close();
+    webhooks?.close();
     await Promise.all(listening.map(closeHttp));
-    await Promise.all([presence.close(), store.close()]);
+    await Promise.all([presence.close(), store.close(), sender?.close()]);
     throw err;
   }
 
@@ -186,6 +222,7 @@ export async function createServer(config: Config, components: Components = {}):
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      listeningNow = false; // a balancer stops sending new work while connections drain
       counter.close();
       scheduler.close();
       api.close();
@@ -198,10 +235,13 @@ export async function createServer(config: Config, components: Components = {}):
         ...(webHttp ? [closeHttp(webHttp)] : []),
       ]);
       clearTimeout(cut);
-      await Promise.all([presence.close(), store.close()]);
+      webhooks?.close();
+      metrics.close();
+      // webhooks already queued get a moment to go out; offlines still in their grace are dropped
+      await Promise.all([presence.close(), store.close(), sender?.close({ flushMs: Math.min(2000, config.shutdownTimeoutMs) })]);
     })();
     return closing;
   };
 
-  return { ports, io, close };
+  return { ports, io, metrics, close };
 }

@@ -55,8 +55,18 @@ function ackOf<T>(ack: unknown): Ack<T> {
   return typeof ack === 'function' ? (ack as (reply: T) => void) : undefined;
 }
 
+/** Told what sockets do: metrics count logins, webhooks announce first and last pages. */
+export interface SocketObserver {
+  login(result: 'ok' | 'refused'): void;
+  /** The uid's first page anywhere (cluster-wide with a shared presence). */
+  firstPage(uid: string): void;
+  /** The uid's last page anywhere is gone. */
+  lastPage(uid: string): void;
+}
+
 export interface SocketHandlerOptions {
   presence: Presence;
+  observer: SocketObserver;
   delivery: Delivery;
   /** Checks login and private-topic tokens; null: any uid may log in, private topics refused. */
   verifier: LoginVerifier | null;
@@ -68,7 +78,7 @@ export interface SocketHandlerOptions {
 }
 
 export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions): void {
-  const { presence, delivery, verifier, maxTopicsPerSocket, eventsPerSecond, log } = options;
+  const { presence, observer, delivery, verifier, maxTopicsPerSocket, eventsPerSecond, log } = options;
   const limiter = new RateLimiter<string>(eventsPerSecond, 2 * eventsPerSecond);
   /** Sockets whose login waits on its token check: a second login then is a second login. */
   const verifying = new WeakSet<PushSocket>();
@@ -96,7 +106,10 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       limiter.forget(socket.id);
       const uid = socket.data.uid;
       if (uid === undefined) return;
-      presence.removePage(uid, socket.id).catch((err: unknown) => log.error('logout failed', err));
+      presence.removePage(uid, socket.id).then(
+        (last) => last && observer.lastPage(uid),
+        (err: unknown) => log.error('logout failed', err),
+      );
     });
   });
 
@@ -110,6 +123,7 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       return;
     }
     const refuse = (error: SocketError) => {
+      observer.login('refused');
       if (ack) ack({ ok: false, error });
       else socket.emit('login_error', error);
     };
@@ -125,7 +139,8 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
     // Set before the first await, so a disconnect that comes meanwhile gives the page back.
     socket.data.uid = uid;
     socket.join(userRoom(uid));
-    await presence.addPage(uid, socket.id);
+    if (await presence.addPage(uid, socket.id)) observer.firstPage(uid);
+    observer.login('ok');
     const counts = await presence.counts();
     socket.emit('update_online_count', formatOnlineCount(counts));
     const pending = await delivery.redeliver(socket, uid);

@@ -1,0 +1,316 @@
+// Prometheus metrics. Each Metrics owns its Registry, so several servers in one process (tests)
+// do not collide. Events (logins, pushes, emits, acks, webhooks) are counted by the server
+// calling typed methods, cheap enough for the hot path; state (connections, online counts,
+// the store) is read from `sources` at each scrape, so it can never drift.
+import { performance } from 'node:perf_hooks';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Logger } from './log.ts';
+import type { StoreStats } from './message-store.ts';
+import type { OnlineCounts } from './presence.ts';
+import type { WebhookDropReason, WebhookEvent, WebhookEventType, WebhookObserver } from './webhooks.ts';
+
+export type Transport = 'websocket' | 'polling';
+export type LoginResult = 'ok' | 'refused';
+export type PushApiKind = 'legacy' | 'v1';
+/** ok / offline / fail: the legacy answers; stored, scheduled: v1; error: a 5xx. */
+export type PushOutcome = 'ok' | 'offline' | 'fail' | 'stored' | 'scheduled' | 'error';
+
+const TRANSPORTS: readonly Transport[] = ['websocket', 'polling'];
+const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'refused'];
+const PUSH_APIS: readonly PushApiKind[] = ['legacy', 'v1'];
+const PUSH_RESULTS: readonly PushOutcome[] = ['ok', 'offline', 'fail', 'stored', 'scheduled', 'error'];
+const WEBHOOK_TYPES: readonly WebhookEventType[] = ['user.online', 'user.offline', 'message.stored_expired'];
+const DROP_REASONS: readonly WebhookDropReason[] = ['attempts', 'overflow', 'closed'];
+const SOURCES = ['connections', 'online', 'store'] as const;
+type SourceName = (typeof SOURCES)[number];
+
+/**
+ * Push-to-emit latency buckets, seconds: fine under 10 ms, where a healthy server is, and
+ * coarse up to seconds to see a stall.
+ */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** State read at each scrape (render()). A source that throws keeps its last values. */
+export interface MetricsSources {
+  /** This node's open Socket.IO connections by transport; see connectionsByTransport(). */
+  connections?: () => Record<Transport, number>;
+  /** Presence counts (cluster-wide with a shared presence). */
+  online?: () => Promise<OnlineCounts>;
+  /**
+   * Store stats. Its dropped/expired counts are since the store started; with a shared store
+   * every node reports the same cluster totals, so do not sum them across nodes.
+   */
+  store?: () => Promise<StoreStats>;
+}
+
+export interface MetricsOptions {
+  /**
+   * Prefix of this server's metric names; process and Node.js metrics keep their standard
+   * names (process_*, nodejs_*) so stock dashboards work.
+   * @default 'push_'
+   */
+  prefix?: string;
+  /**
+   * Include prom-client's default metrics: event-loop lag (nodejs_eventloop_lag_*), heap, GC,
+   * CPU, file descriptors.
+   * @default true
+   */
+  processMetrics?: boolean;
+  /** @default {} (those gauges stay empty) */
+  sources?: MetricsSources;
+  /** Where a failing source is reported, one line per scrape. @default no logging */
+  log?: Logger;
+}
+
+/**
+ * prom-client's default metrics describe the process, not a server, and cannot be stopped once
+ * collected (an event-loop-delay histogram and a GC observer that hold no timer, but live
+ * forever). So they are collected once per process into this registry and merged into every
+ * Metrics' output. With several Metrics in one process, each scrape resets the shared
+ * event-loop histogram, so its min/max/percentiles cover the time since any scrape.
+ */
+let processRegistry: Registry | null = null;
+
+function sharedProcessRegistry(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+/** Counts `sockets` by transport; e.g. `connectionsByTransport(io.of('/').sockets.values())`. */
+export function connectionsByTransport(
+  sockets: Iterable<{ conn: { transport: { name: string } } }>,
+): Record<Transport, number> {
+  const counts: Record<Transport, number> = { websocket: 0, polling: 0 };
+  for (const socket of sockets) {
+    const name = socket.conn.transport.name;
+    if (name === 'websocket' || name === 'polling') counts[name]++;
+  }
+  return counts;
+}
+
+/** Pre-created children, one per label combination: the hot path allocates no label object. */
+function children<L extends string, C>(values: readonly L[], make: (value: L) => C): Record<L, C> {
+  return Object.fromEntries(values.map((v) => [v, make(v)])) as Record<L, C>;
+}
+
+/** Shows a counter's series at 0 from the start, so rate() and alerts see its first increase. */
+function zeroed(child: Counter.Internal): Counter.Internal {
+  child.inc(0);
+  return child;
+}
+
+export class Metrics {
+  /** The `content-type` of render()'s body (Prometheus text format 0.0.4). */
+  readonly contentType: string;
+  /**
+   * Counts webhook outcomes by event type; pass it to WebhookSender as its observer. `sent`
+   * counts 2xx answers, `failed` every failed attempt (retries included), `dropped` every
+   * delivery given up, by reason.
+   */
+  readonly webhooks: WebhookObserver;
+
+  private readonly registry = new Registry();
+  private readonly exposed: Registry;
+  private readonly sources: MetricsSources;
+  private readonly log: Logger | null;
+
+  private readonly connections: Gauge<'transport'>;
+  private readonly onlineUsers: Gauge;
+  private readonly onlinePages: Gauge;
+  private readonly storedMessages: Gauge;
+  private readonly storedBytes: Gauge;
+  private readonly scheduled: Gauge;
+  private readonly storedDropped: Counter;
+  private readonly storedExpired: Counter;
+  private readonly sourceErrors: Record<SourceName, Counter.Internal>;
+  private readonly logins: Record<LoginResult, Counter.Internal>;
+  private readonly pushes: Record<PushApiKind, Record<PushOutcome, Counter.Internal>>;
+  private readonly deliveries: Counter.Internal;
+  private readonly acks: Counter.Internal;
+  private readonly pushToEmit: Histogram.Internal<string>;
+
+  constructor(options: MetricsOptions = {}) {
+    const prefix = options.prefix ?? 'push_';
+    this.sources = options.sources ?? {};
+    this.log = options.log ?? null;
+    const registers = [this.registry];
+
+    this.connections = new Gauge({
+      name: `${prefix}connections`,
+      help: 'Socket.IO connections open on this node, by transport.',
+      labelNames: ['transport'],
+      registers,
+    });
+    this.onlineUsers = new Gauge({ name: `${prefix}online_users`, help: 'Distinct logged-in uids.', registers });
+    this.onlinePages = new Gauge({ name: `${prefix}online_pages`, help: 'Logged-in pages (sockets).', registers });
+    this.storedMessages = new Gauge({
+      name: `${prefix}stored_messages`,
+      help: 'Kept (uid, message) pairs waiting for an ack.',
+      registers,
+    });
+    this.storedBytes = new Gauge({
+      name: `${prefix}stored_bytes`,
+      help: 'Estimated bytes the kept messages hold (an upper bound).',
+      registers,
+    });
+    this.scheduled = new Gauge({ name: `${prefix}scheduled_pushes`, help: 'Scheduled pushes waiting.', registers });
+    this.storedDropped = new Counter({
+      name: `${prefix}stored_dropped_total`,
+      help: 'Kept messages dropped to make room, since the store started.',
+      registers,
+    });
+    this.storedExpired = new Counter({
+      name: `${prefix}stored_expired_total`,
+      help: 'Kept messages that expired unacked, since the store started.',
+      registers,
+    });
+    const sourceErrors = new Counter({
+      name: `${prefix}metrics_source_errors_total`,
+      help: 'Scrapes where reading a source failed (its metrics kept their last values).',
+      labelNames: ['source'],
+      registers,
+    });
+    this.sourceErrors = children(SOURCES, (s) => zeroed(sourceErrors.labels(s)));
+
+    const logins = new Counter({
+      name: `${prefix}logins_total`,
+      help: 'Socket logins, by result.',
+      labelNames: ['result'],
+      registers,
+    });
+    this.logins = children(LOGIN_RESULTS, (r) => zeroed(logins.labels(r)));
+    const pushes = new Counter({
+      name: `${prefix}pushes_total`,
+      help: 'Push requests answered, by API and result.',
+      labelNames: ['api', 'result'],
+      registers,
+    });
+    this.pushes = children(PUSH_APIS, (api) => children(PUSH_RESULTS, (result) => zeroed(pushes.labels(api, result))));
+    this.deliveries = new Counter({
+      name: `${prefix}deliveries_total`,
+      help: 'Socket.IO emits made for pushes (one per emit to a uid, topic or everyone).',
+      registers,
+    }).labels();
+    this.acks = new Counter({
+      name: `${prefix}acks_total`,
+      help: 'Acks of kept messages received from pages.',
+      registers,
+    }).labels();
+    this.pushToEmit = new Histogram({
+      name: `${prefix}push_to_emit_seconds`,
+      help: 'Time from the start of a push request to its emit.',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }).labels();
+
+    const sent = new Counter({
+      name: `${prefix}webhooks_sent_total`,
+      help: 'Webhook deliveries answered 2xx, by event type (one per url).',
+      labelNames: ['type'],
+      registers,
+    });
+    const failed = new Counter({
+      name: `${prefix}webhook_failures_total`,
+      help: 'Failed webhook attempts (non-2xx, network error, timeout), by event type; retries included.',
+      labelNames: ['type'],
+      registers,
+    });
+    const dropped = new Counter({
+      name: `${prefix}webhooks_dropped_total`,
+      help: 'Webhook deliveries given up, by event type and reason (attempts, overflow, closed).',
+      labelNames: ['type', 'reason'],
+      registers,
+    });
+    const sentBy = children(WEBHOOK_TYPES, (t) => zeroed(sent.labels(t)));
+    const failedBy = children(WEBHOOK_TYPES, (t) => zeroed(failed.labels(t)));
+    const droppedBy = children(WEBHOOK_TYPES, (t) => children(DROP_REASONS, (r) => zeroed(dropped.labels(t, r))));
+    this.webhooks = {
+      sent: (event: WebhookEvent) => sentBy[event.type].inc(),
+      failed: (event: WebhookEvent) => failedBy[event.type].inc(),
+      dropped: (event: WebhookEvent, reason: WebhookDropReason) => droppedBy[event.type][reason].inc(),
+    };
+
+    this.exposed =
+      options.processMetrics === false ? this.registry : Registry.merge([sharedProcessRegistry(), this.registry]);
+    this.contentType = this.exposed.contentType;
+  }
+
+  /** A socket `login` was accepted or refused. */
+  login(result: LoginResult): void {
+    this.logins[result].inc();
+  }
+
+  /** A push request was answered. */
+  pushed(api: PushApiKind, result: PushOutcome): void {
+    this.pushes[api][result].inc();
+  }
+
+  /** `count` Socket.IO emits were made for a push. */
+  emitted(count = 1): void {
+    this.deliveries.inc(count);
+  }
+
+  /** A page acked a kept message. */
+  acked(): void {
+    this.acks.inc();
+  }
+
+  /** A push was emitted; `startedAtMs` is `performance.now()` when its request began. */
+  observePushToEmit(startedAtMs: number): void {
+    this.pushToEmit.observe((performance.now() - startedAtMs) / 1000);
+  }
+
+  /** Reads the sources and renders every metric in Prometheus text format. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    await this.refresh();
+    return { contentType: this.contentType, body: await this.exposed.metrics() };
+  }
+
+  /**
+   * Unregisters this server's metrics. Nothing to stop: prom-client 15's default metrics run
+   * no timers, and they are shared by the process (see sharedProcessRegistry).
+   */
+  close(): void {
+    this.registry.clear();
+  }
+
+  private async refresh(): Promise<void> {
+    const { connections, online, store } = this.sources;
+    await Promise.all([
+      this.read('connections', connections && (async () => connections()), (counts) => {
+        for (const transport of TRANSPORTS) this.connections.labels(transport).set(counts[transport]);
+      }),
+      this.read('online', online, (counts) => {
+        this.onlineUsers.set(counts.users);
+        this.onlinePages.set(counts.pages);
+      }),
+      this.read('store', store, (stats) => {
+        this.storedMessages.set(stats.messages);
+        this.storedBytes.set(stats.bytes);
+        this.scheduled.set(stats.scheduled);
+        // The store counts since it started: mirror its totals (a lower total after a store
+        // restart reads as a counter reset, which Prometheus handles).
+        this.storedDropped.reset();
+        this.storedDropped.inc(stats.dropped);
+        this.storedExpired.reset();
+        this.storedExpired.inc(stats.expired);
+      }),
+    ]);
+  }
+
+  private async read<T>(name: SourceName, source: (() => Promise<T>) | undefined, apply: (value: T) => void): Promise<void> {
+    if (!source) return;
+    let value: T;
+    try {
+      value = await source();
+    } catch (err) {
+      this.sourceErrors[name].inc();
+      this.log?.error(`metrics: reading ${name} failed; its metrics keep their last values`, err);
+      return;
+    }
+    apply(value);
+  }
+}

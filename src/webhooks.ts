@@ -1,0 +1,612 @@
+// Webhooks: signed JSON POSTs to the backend's URLs when a user comes online, goes offline or
+// a kept message expires unacked. WebhookSender delivers at least once, in order per uid, with
+// retries and a bounded queue, and never throws into or slows its callers. PresenceWebhooks
+// turns page transitions into user.online / user.offline with a grace period, so a page
+// refresh sends nothing.
+import { createHmac, randomUUID } from 'node:crypto';
+import type { LogFields, Logger } from './log.ts';
+
+export type WebhookEventType = 'user.online' | 'user.offline' | 'message.stored_expired';
+
+interface EventBase {
+  /** Unique per event (randomUUID); the same on every retry and every url: dedupe by it. */
+  id: string;
+  /** When the event happened, ISO 8601. Across nodes of a cluster, order by it. */
+  time: string;
+  uid: string;
+}
+
+/** The JSON body of a webhook request. */
+export type WebhookEvent =
+  | (EventBase & { type: 'user.online' | 'user.offline' })
+  | (EventBase & {
+      type: 'message.stored_expired';
+      /** The kept message's id (the push's id). */
+      messageId: string;
+      /** Its socket event name. */
+      event: string;
+    });
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** What a caller passes to send(); the sender stamps `id` and `time`. */
+export type WebhookEventInput = DistributiveOmit<WebhookEvent, 'id' | 'time'>;
+
+/** Why a delivery was given up. */
+export type WebhookDropReason = 'attempts' | 'overflow' | 'closed';
+
+/** Told about every outcome, e.g. by Metrics; must not throw (a throw is logged and ignored). */
+export interface WebhookObserver {
+  /** `event` was answered 2xx by one url. */
+  sent(event: WebhookEvent): void;
+  /** One attempt to one url failed; it is retried unless attempts are used up. */
+  failed(event: WebhookEvent, error: string): void;
+  /** `event` was given up for one url: attempts used up, queue full or sender closed. */
+  dropped(event: WebhookEvent, reason: WebhookDropReason): void;
+}
+
+export interface WebhookSenderOptions {
+  /**
+   * How long one attempt may take, connecting to response headers; then it is aborted and
+   * counts as failed.
+   * @default 5000
+   */
+  timeoutMs?: number;
+  /**
+   * Attempts per event and url, the first included; after the last failure it is dropped.
+   * @default 8
+   */
+  maxAttempts?: number;
+  /**
+   * Backoff before retry n (n = 1 after the first failure) is a uniformly random delay in
+   * [0, min(maxDelayMs, baseDelayMs * 2^(n-1))] ("full jitter"), so receivers that come back
+   * are not hit by every sender at once.
+   * @default 500
+   */
+  baseDelayMs?: number;
+  /**
+   * Cap on one backoff delay.
+   * @default 60000
+   */
+  maxDelayMs?: number;
+  /**
+   * Deliveries (an event for N urls counts N) waiting or in flight, in all. Past it the oldest
+   * is dropped (reason 'overflow'), so a receiver that is down costs bounded memory.
+   * @default 10000
+   */
+  maxQueue?: number;
+  /**
+   * Requests in flight per url at once. Uids are served round-robin, so one busy uid does
+   * not starve the others; a mass disconnect does not open thousands of connections.
+   * @default 10
+   */
+  concurrency?: number;
+}
+
+const DEFAULTS: Required<WebhookSenderOptions> = {
+  timeoutMs: 5000,
+  maxAttempts: 8,
+  baseDelayMs: 500,
+  maxDelayMs: 60_000,
+  maxQueue: 10_000,
+  concurrency: 10,
+};
+
+/**
+ * The `X-Signature` header value for one attempt: `sha256=` + hex HMAC-SHA256 with key
+ * `secret` over the string `timestamp + "." + rawBody`, where `timestamp` is the
+ * `X-Webhook-Timestamp` header (unix seconds, decimal) and `rawBody` the request body bytes
+ * exactly as received (UTF-8 JSON). Each attempt is signed with its own timestamp, so a
+ * receiver may refuse timestamps older than a few minutes to stop replays.
+ */
+export function webhookSignature(secret: string, timestamp: number, rawBody: string): string {
+  return 'sha256=' + createHmac('sha256', secret).update(`${timestamp}.${rawBody}`).digest('hex');
+}
+
+/** One event on its way to one url. */
+interface Delivery {
+  readonly event: WebhookEvent;
+  readonly body: string;
+  readonly queue: UidQueue;
+  /** Attempts started so far. */
+  attempts: number;
+  /** Delivered or dropped; an attempt that ends after this changes nothing. */
+  done: boolean;
+}
+
+/**
+ * One (url, uid) FIFO. Only its head is ever in flight, so a uid's events reach a url in the
+ * order they were sent; other uids' queues are independent of it.
+ */
+interface UidQueue {
+  readonly target: Target;
+  readonly uid: string;
+  readonly items: Delivery[];
+  /** idle: empty; ready: head waits for a slot; inflight: head posted; backoff: head waits to retry. */
+  state: 'idle' | 'ready' | 'inflight' | 'backoff';
+  retryTimer: NodeJS.Timeout | null;
+  inflight: AbortController | null;
+}
+
+interface Target {
+  readonly url: string;
+  /** Origin and path only: a query string may hold a token, and logs must not. */
+  readonly shown: string;
+  readonly queues: Map<string, UidQueue>;
+  /** Queues whose head waits for a slot, oldest first. */
+  readonly ready: Set<UidQueue>;
+  active: number;
+  pumpQueued: boolean;
+}
+
+/** Throttles drop logging: a receiver that is down for an hour must not write a line per event. */
+const DROP_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Delivers events to every url, at least once, signed when a secret is set.
+ *
+ * send() returns at once; each event is POSTed to every url with its own per-(url, uid) FIFO.
+ * A non-2xx answer (redirects are not followed), a network error or a timeout is retried with
+ * backoff until maxAttempts, then dropped and reported. Pending deliveries are bounded by
+ * maxQueue (oldest dropped first). Timers are not unref'd: a sender that is never closed keeps
+ * the process (and mocha) alive, which shows the leak.
+ */
+export class WebhookSender {
+  private readonly targets: Target[];
+  private readonly options: Required<WebhookSenderOptions>;
+  /** Every delivery not yet done, in the order sent: the first is the oldest. */
+  private readonly pending = new Set<Delivery>();
+  private readonly running = new Set<Promise<void>>();
+  private accepting = true;
+  private stopped = false;
+  private closing: Promise<void> | null = null;
+  private onDrained: (() => void) | null = null;
+  private nextDropLogAt = 0;
+  private dropsNotLogged = 0;
+
+  /**
+   * @param urls where every event is POSTed (http or https); none makes send() a no-op.
+   * @param secret HMAC key for `X-Signature`; null sends no signature.
+   * @throws Error for a url that is not http(s): a configuration error, found at start.
+   */
+  constructor(
+    urls: readonly string[],
+    private readonly secret: string | null,
+    options: WebhookSenderOptions,
+    private readonly log: Logger,
+    private readonly observer?: WebhookObserver,
+  ) {
+    this.options = { ...DEFAULTS, ...stripUndefined(options) };
+    this.targets = urls.map((url) => {
+      const parsed = new URL(url);
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+        throw new Error(`webhook url must be http or https, got ${parsed.protocol}`);
+      }
+      return {
+        url,
+        shown: parsed.origin + parsed.pathname,
+        queues: new Map(),
+        ready: new Set(),
+        active: 0,
+        pumpQueued: false,
+      };
+    });
+  }
+
+  /** Deliveries waiting or in flight (an event for N urls counts N). */
+  get queued(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Queues `input` for every url and returns at once (O(urls), no I/O). Never throws: after
+   * close() the event is reported dropped ('closed').
+   */
+  send(input: WebhookEventInput): void {
+    try {
+      if (this.targets.length === 0) return;
+      const event: WebhookEvent = { ...input, id: randomUUID(), time: new Date().toISOString() };
+      if (!this.accepting) {
+        for (let i = 0; i < this.targets.length; i++) this.notify('dropped', (o) => o.dropped(event, 'closed'));
+        return;
+      }
+      const body = JSON.stringify(event);
+      for (const target of this.targets) this.enqueue(target, event, body);
+    } catch (err) {
+      this.log.error('webhook send failed', err);
+    }
+  }
+
+  /**
+   * Stops accepting events. Waits up to `flushMs` for every pending delivery to finish
+   * (retries keep running meanwhile), then aborts requests in flight, clears every timer and
+   * drops what is left (observer.dropped with 'closed', one summary log line). With the
+   * default flushMs 0 everything pending is dropped at once. Idempotent.
+   */
+  close(options: { flushMs?: number } = {}): Promise<void> {
+    this.closing ??= (async () => {
+      this.accepting = false;
+      const flushMs = options.flushMs ?? 0;
+      if (flushMs > 0 && this.pending.size > 0) await this.drained(flushMs);
+      this.stopped = true;
+      const left = this.pending.size;
+      // In sending order each one is the head of its queue when reached (see overflow()).
+      for (const delivery of [...this.pending]) this.drop(delivery, 'closed');
+      for (const target of this.targets) {
+        target.ready.clear();
+        target.queues.clear();
+      }
+      await Promise.allSettled([...this.running]);
+      if (left > 0 || this.dropsNotLogged > 0) {
+        this.log.warn('webhooks closed: undelivered deliveries dropped', { dropped: left, unlogged: this.dropsNotLogged });
+      }
+      this.dropsNotLogged = 0;
+    })();
+    return this.closing;
+  }
+
+  private enqueue(target: Target, event: WebhookEvent, body: string): void {
+    while (this.pending.size >= this.options.maxQueue) this.overflow();
+    let queue = target.queues.get(event.uid);
+    if (!queue) {
+      queue = { target, uid: event.uid, items: [], state: 'idle', retryTimer: null, inflight: null };
+      target.queues.set(event.uid, queue);
+    }
+    const delivery: Delivery = { event, body, queue, attempts: 0, done: false };
+    queue.items.push(delivery);
+    this.pending.add(delivery);
+    if (queue.state === 'idle') this.markReady(queue);
+  }
+
+  /**
+   * Drops the oldest pending delivery. It is always the head of its queue: a queue is FIFO and
+   * `pending` keeps sending order, so nothing older of that queue can still be pending.
+   */
+  private overflow(): void {
+    const oldest = this.pending.values().next().value;
+    if (!oldest) return;
+    this.drop(oldest, 'overflow');
+    this.logDrop('webhook queue full: dropped the oldest delivery', () => ({
+      maxQueue: this.options.maxQueue,
+      type: oldest.event.type,
+      id: oldest.event.id,
+      url: oldest.queue.target.shown,
+    }));
+  }
+
+  /**
+   * Removes `delivery`, the head of its queue, from outside its own attempt (overflow, close),
+   * whatever the queue is doing.
+   */
+  private drop(delivery: Delivery, reason: WebhookDropReason): void {
+    const queue = delivery.queue;
+    this.finish(delivery);
+    this.notify('dropped', (o) => o.dropped(delivery.event, reason));
+    if (queue.state === 'inflight') {
+      // The attempt ends with an abort error soon, sees `done` and advances the queue.
+      queue.inflight?.abort(new Error('dropped'));
+    } else if (queue.state === 'backoff') {
+      if (queue.retryTimer) clearTimeout(queue.retryTimer);
+      queue.retryTimer = null;
+      this.advance(queue);
+    } else if (queue.items.length === 0) {
+      // 'ready' with nothing left behind the dropped head.
+      queue.target.ready.delete(queue);
+      this.retire(queue);
+    }
+  }
+
+  /** Takes the head `delivery` off its queue and the pending set. */
+  private finish(delivery: Delivery): void {
+    delivery.done = true;
+    delivery.queue.items.shift();
+    this.pending.delete(delivery);
+    if (this.pending.size === 0) this.onDrained?.();
+  }
+
+  /** After the head is done: the next one waits for a slot, or the queue goes away. */
+  private advance(queue: UidQueue): void {
+    if (queue.items.length > 0) this.markReady(queue);
+    else this.retire(queue);
+  }
+
+  private retire(queue: UidQueue): void {
+    queue.state = 'idle';
+    if (queue.target.queues.get(queue.uid) === queue) queue.target.queues.delete(queue.uid);
+  }
+
+  private markReady(queue: UidQueue): void {
+    queue.state = 'ready';
+    queue.target.ready.add(queue);
+    const target = queue.target;
+    if (target.pumpQueued) return;
+    // Requests start after the caller's synchronous code: send() does no I/O set-up itself,
+    // and a burst of sends is started in one go.
+    target.pumpQueued = true;
+    queueMicrotask(() => {
+      target.pumpQueued = false;
+      this.pump(target);
+    });
+  }
+
+  /** Starts the heads of ready queues while the url has free slots. */
+  private pump(target: Target): void {
+    while (!this.stopped && target.active < this.options.concurrency) {
+      const queue = target.ready.values().next().value;
+      if (!queue) return;
+      target.ready.delete(queue);
+      const delivery = queue.items[0];
+      if (!delivery) {
+        this.retire(queue);
+        continue;
+      }
+      queue.state = 'inflight';
+      target.active++;
+      delivery.attempts++;
+      const run = this.attempt(delivery).catch((err: unknown) => this.log.error('webhook delivery failed', err));
+      this.running.add(run);
+      void run.finally(() => this.running.delete(run));
+    }
+  }
+
+  private async attempt(delivery: Delivery): Promise<void> {
+    const queue = delivery.queue;
+    const target = queue.target;
+    const controller = new AbortController();
+    queue.inflight = controller;
+    const { timeoutMs } = this.options;
+    const timer = setTimeout(() => controller.abort(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    let error: string | null = null;
+    try {
+      const timestamp = Math.floor(Date.now() / 1000);
+      const headers: Record<string, string> = {
+        'content-type': 'application/json',
+        'x-webhook-id': delivery.event.id,
+        'x-webhook-timestamp': String(timestamp),
+      };
+      if (this.secret !== null) headers['x-signature'] = webhookSignature(this.secret, timestamp, delivery.body);
+      const res = await fetch(target.url, {
+        method: 'POST',
+        headers,
+        body: delivery.body,
+        signal: controller.signal,
+        // A redirect would re-send a signed body somewhere not configured: a failure instead.
+        redirect: 'manual',
+      });
+      // The answer's body is not used; cancelling frees the connection.
+      await res.body?.cancel().catch(() => undefined);
+      if (!res.ok) error = `answered ${res.status}`;
+    } catch (err) {
+      error = describe(controller.signal.aborted ? controller.signal.reason : err);
+    } finally {
+      clearTimeout(timer);
+      queue.inflight = null;
+      target.active--;
+    }
+
+    if (delivery.done) {
+      // Dropped while in flight (overflow or close): move on to what queued behind it.
+      if (!this.stopped) this.advance(queue);
+    } else if (error === null) {
+      this.finish(delivery);
+      this.notify('sent', (o) => o.sent(delivery.event));
+      this.advance(queue);
+    } else {
+      const failure = error;
+      this.notify('failed', (o) => o.failed(delivery.event, failure));
+      if (delivery.attempts >= this.options.maxAttempts) {
+        this.finish(delivery);
+        this.notify('dropped', (o) => o.dropped(delivery.event, 'attempts'));
+        this.logDrop('webhook given up', () => ({
+          type: delivery.event.type,
+          id: delivery.event.id,
+          url: target.shown,
+          attempts: delivery.attempts,
+          error: failure,
+        }));
+        this.advance(queue);
+      } else {
+        queue.state = 'backoff';
+        queue.retryTimer = setTimeout(() => {
+          queue.retryTimer = null;
+          this.markReady(queue);
+        }, this.backoff(delivery.attempts));
+      }
+    }
+    this.pump(target);
+  }
+
+  /** Full jitter: uniform in [0, min(maxDelayMs, baseDelayMs * 2^(failures-1))]. */
+  private backoff(failures: number): number {
+    const { baseDelayMs, maxDelayMs } = this.options;
+    return Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (failures - 1));
+  }
+
+  private drained(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.onDrained = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.onDrained = done;
+    });
+  }
+
+  /**
+   * One line now, then at most one per DROP_LOG_INTERVAL_MS, which counts the drops not
+   * logged since the last (`unlogged`); `fields` are only built when written.
+   */
+  private logDrop(message: string, fields: () => LogFields): void {
+    const now = Date.now();
+    if (now < this.nextDropLogAt) {
+      this.dropsNotLogged++;
+      return;
+    }
+    const unlogged = this.dropsNotLogged;
+    this.log.warn(message, unlogged > 0 ? { ...fields(), unlogged } : fields());
+    this.dropsNotLogged = 0;
+    this.nextDropLogAt = now + DROP_LOG_INTERVAL_MS;
+  }
+
+  /** Tells the observer, if any; its throw is logged and goes no further. */
+  private notify(what: keyof WebhookObserver, call: (observer: WebhookObserver) => void): void {
+    if (!this.observer) return;
+    try {
+      call(this.observer);
+    } catch (err) {
+      this.log.error(`webhook observer ${what} threw`, err);
+    }
+  }
+}
+
+function stripUndefined<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** A short reason: fetch hides the network error (ECONNREFUSED, ...) in `cause`. */
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = err.cause;
+    if (cause instanceof Error) return (cause as NodeJS.ErrnoException).code ?? cause.message;
+    return err.message;
+  }
+  return String(err);
+}
+
+/**
+ * Which uids the receivers were last told are online. In a cluster every node shares it, so
+ * a uid that moves from one node to another is announced once; a Redis implementation goes
+ * behind this interface.
+ */
+export interface AnnouncedState {
+  /** Records `uid` as announced online; true when it was not already (so announce it). */
+  markOnline(uid: string): Promise<boolean>;
+  /** Records `uid` as announced offline; true when it was announced online (so announce it). */
+  markOffline(uid: string): Promise<boolean>;
+}
+
+/** The single-node default: the set of uids announced online, as big as the online users. */
+export class MemoryAnnouncedState implements AnnouncedState {
+  private readonly online = new Set<string>();
+
+  async markOnline(uid: string): Promise<boolean> {
+    if (this.online.has(uid)) return false;
+    this.online.add(uid);
+    return true;
+  }
+
+  async markOffline(uid: string): Promise<boolean> {
+    return this.online.delete(uid);
+  }
+}
+
+export interface PresenceWebhooksOptions {
+  /**
+   * How long a uid must stay without pages before user.offline is sent. A page refresh or a
+   * reconnect within it sends neither offline nor online.
+   * @default 5000
+   */
+  graceMs?: number;
+}
+
+/**
+ * Turns page transitions into user.online / user.offline. The server calls online(uid) when
+ * presence says a uid got its first page (cluster-wide) and offline(uid) when it lost its
+ * last one. offline waits graceMs, then sends user.offline only when the uid is still not
+ * online anywhere (`isOnline`); `announced` makes online follow only an announced offline.
+ *
+ * Steps for one uid run one after another, so a slow `isOnline` (Redis) cannot let an online
+ * overtake the offline before it. Across nodes the announced state decides: if a uid comes
+ * back on another node while this one is announcing its offline, the offline is followed by
+ * an online (a re-check after announcing), so the receiver's last word is right; events sent
+ * by different nodes may arrive out of order, which `time` settles.
+ */
+export class PresenceWebhooks {
+  private readonly graceMs: number;
+  private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  private readonly steps = new Map<string, Promise<void>>();
+  private closed = false;
+
+  constructor(
+    private readonly sender: Pick<WebhookSender, 'send'>,
+    private readonly isOnline: (uid: string) => Promise<boolean>,
+    private readonly announced: AnnouncedState,
+    options: PresenceWebhooksOptions,
+    private readonly log: Logger,
+  ) {
+    this.graceMs = options.graceMs ?? 5000;
+  }
+
+  /** Uids in their grace period: offline, not yet announced. */
+  get inGrace(): number {
+    return this.graceTimers.size;
+  }
+
+  /** `uid` got its first page. Within a pending grace period this cancels the offline. */
+  online(uid: string): void {
+    if (this.closed) return;
+    const timer = this.graceTimers.get(uid);
+    if (timer) {
+      // Back before the receiver was told it left: from its point of view it never went away.
+      clearTimeout(timer);
+      this.graceTimers.delete(uid);
+      return;
+    }
+    this.step(uid, () => this.announceOnline(uid));
+  }
+
+  /** `uid` lost its last page; user.offline follows after the grace period unless it returns. */
+  offline(uid: string): void {
+    if (this.closed) return;
+    const previous = this.graceTimers.get(uid);
+    if (previous) clearTimeout(previous);
+    this.graceTimers.set(
+      uid,
+      setTimeout(() => {
+        this.graceTimers.delete(uid);
+        this.step(uid, () => this.graceOver(uid));
+      }, this.graceMs),
+    );
+  }
+
+  /** Clears every grace timer; offlines still in their grace period are not sent. */
+  close(): void {
+    this.closed = true;
+    for (const timer of this.graceTimers.values()) clearTimeout(timer);
+    this.graceTimers.clear();
+  }
+
+  private async announceOnline(uid: string): Promise<void> {
+    if (await this.announced.markOnline(uid)) this.emit('user.online', uid);
+  }
+
+  private async graceOver(uid: string): Promise<void> {
+    if (await this.isOnline(uid)) return; // back on some node: nothing happened
+    if (this.closed || !(await this.announced.markOffline(uid))) return;
+    this.emit('user.offline', uid);
+    // It may have come back elsewhere between the check and the mark, and that node saw it
+    // still announced online: tell the receiver it is back.
+    if (await this.isOnline(uid)) await this.announceOnline(uid);
+  }
+
+  private emit(type: 'user.online' | 'user.offline', uid: string): void {
+    if (!this.closed) this.sender.send({ type, uid });
+  }
+
+  /** Runs `fn` after every earlier step for `uid`; a failure is logged, never thrown. */
+  private step(uid: string, fn: () => Promise<void>): void {
+    const previous = this.steps.get(uid) ?? Promise.resolve();
+    const next = previous
+      .then(() => (this.closed ? undefined : fn()))
+      // After close the presence backend may be gone too: that failure is expected, not logged.
+      .catch((err: unknown) => {
+        if (!this.closed) this.log.error('presence webhook step failed', err);
+      });
+    this.steps.set(uid, next);
+    void next.finally(() => {
+      if (this.steps.get(uid) === next) this.steps.delete(uid);
+    });
+  }
+}

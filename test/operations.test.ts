@@ -1,0 +1,141 @@
+// What operators and backends see of a running server: online/offline webhooks to a real
+// receiver, /metrics moving with the traffic, and the health probes.
+import { expect } from 'chai';
+import { createHmac } from 'node:crypto';
+import { cleanupAll } from './support/cleanup.ts';
+import { connectClient } from './support/clients.ts';
+import { legacyPush, startServer } from './support/server.ts';
+import { until } from './support/until.ts';
+import { closedPortUrl, startWebhookReceiver, type ReceivedRequest } from './support/webhook-receiver.ts';
+
+const SECRET = 'webhook-secret-0123456789';
+
+function verified(request: ReceivedRequest): { type: string; uid: string; id: string; time: string } {
+  const ts = String(request.headers['x-webhook-timestamp']);
+  const expected = 'sha256=' + createHmac('sha256', SECRET).update(`${ts}.${request.body}`).digest('hex');
+  expect(request.headers['x-signature']).to.equal(expected);
+  const event = JSON.parse(request.body) as { type: string; uid: string; id: string; time: string };
+  expect(request.headers['x-webhook-id']).to.equal(event.id);
+  return event;
+}
+
+describe('operations', () => {
+  afterEach(cleanupAll);
+
+  describe('online-status webhooks', () => {
+    it('sends signed user.online at the first page and user.offline after the last page and the grace', async () => {
+      const receiver = await startWebhookReceiver();
+      const server = await startServer({ webhookUrl: [receiver.url], webhookSecret: SECRET, webhookGraceMs: 200 });
+      const page1 = await connectClient('v4', server.ioUrl);
+      await page1.login('ann');
+      const page2 = await connectClient('v2', server.ioUrl);
+      await page2.login('ann'); // a second page: nothing new
+      const [online] = await receiver.waitFor(1);
+      expect(verified(online!)).to.deep.include({ type: 'user.online', uid: 'ann' });
+      page1.close();
+      page2.close();
+      const requests = await receiver.waitFor(2);
+      expect(requests.map((r) => verified(r)).map((e) => [e.type, e.uid])).to.deep.equal([
+        ['user.online', 'ann'],
+        ['user.offline', 'ann'],
+      ]);
+    });
+
+    it('sends nothing for a page refresh within the grace period', async () => {
+      const receiver = await startWebhookReceiver();
+      const server = await startServer({ webhookUrl: [receiver.url], webhookSecret: SECRET, webhookGraceMs: 400 });
+      const before = await connectClient('v4', server.ioUrl);
+      await before.login('bea');
+      await receiver.waitFor(1);
+      before.close(); // the refresh: the old page goes, the new one comes
+      const after = await connectClient('v4', server.ioUrl);
+      await after.login('bea');
+      // another uid's transition after the grace shows the grace has passed with nothing for bea
+      const other = await connectClient('v4', server.ioUrl);
+      await other.login('cid');
+      other.close();
+      const requests = await receiver.waitFor((r) => r.some((x) => x.body.includes('"user.offline"')), 3000);
+      expect(requests.map((r) => verified(r)).map((e) => [e.type, e.uid])).to.deep.equal([
+        ['user.online', 'bea'],
+        ['user.online', 'cid'],
+        ['user.offline', 'cid'],
+      ]);
+    });
+
+    it('keeps pushing while the receiver is down', async () => {
+      const server = await startServer({ webhookUrl: [await closedPortUrl()], webhookGraceMs: 50 });
+      const pages = [];
+      for (let i = 0; i < 20; i++) {
+        const c = await connectClient('v4', server.ioUrl);
+        await c.login(`u${i}`);
+        pages.push(c);
+      }
+      for (let i = 0; i < 20; i++) {
+        expect((await legacyPush(server.apiUrl, { type: 'publish', to: `u${i}`, content: 'still' })).body).to.equal('ok');
+      }
+      for (const c of pages) expect((await c.waitFor('new_msg'))[0]).to.equal('still');
+    });
+  });
+
+  describe('/metrics and probes', () => {
+    async function scrape(apiUrl: string): Promise<Map<string, number>> {
+      const res = await fetch(`${apiUrl}/metrics`);
+      expect(res.headers.get('content-type')).to.match(/^text\/plain; version=0\.0\.4/);
+      const samples = new Map<string, number>();
+      for (const line of (await res.text()).split('\n')) {
+        if (line === '' || line.startsWith('#')) continue;
+        const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (-?[\d.e+-]+|[Nn]a[Nn]|\+Inf|-Inf)$/.exec(line); // Prometheus parses NaN in any case
+        expect(m, `not a Prometheus sample: ${line}`).to.not.equal(null);
+        samples.set(m![1]!, Number(m![2]));
+      }
+      return samples;
+    }
+
+    it('parses, and its counters move with the traffic', async () => {
+      const server = await startServer({ pushSecret: 'push-secret-0123456789' }); // metrics need no secret
+      const before = await scrape(server.apiUrl);
+      expect(before.get('push_online_users')).to.equal(0);
+      const ws = await connectClient('v4', server.ioUrl, ['websocket']);
+      const polling = await connectClient('v2', server.ioUrl, ['polling']);
+      await ws.login('m1');
+      await polling.login('m2');
+      const refused = await connectClient('v4', server.ioUrl);
+      await refused.request('login', '');
+      for (let i = 0; i < 3; i++) await legacyPush(server.apiUrl, { type: 'publish', to: 'm1', content: 'x', secret: 'push-secret-0123456789' });
+      await legacyPush(server.apiUrl, { type: 'publish', to: 'nobody', content: 'x', secret: 'push-secret-0123456789' });
+      await legacyPush(server.apiUrl, { type: 'nope', secret: 'push-secret-0123456789' });
+      await fetch(`${server.apiUrl}/api/v1/push`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer push-secret-0123456789' },
+        body: JSON.stringify({ to: 'm2', data: 1, ttl: 60 }),
+      });
+      const [, , ack] = await polling.waitFor('new_msg');
+      (ack as () => void)();
+
+      await until(async () => (await scrape(server.apiUrl)).get('push_acks_total') === 1, 'the ack to count');
+      const after = await scrape(server.apiUrl);
+      expect(after.get('push_online_users')).to.equal(2);
+      expect(after.get('push_online_pages')).to.equal(2);
+      expect(after.get('push_connections{transport="websocket"}')).to.equal(2);
+      expect(after.get('push_connections{transport="polling"}')).to.equal(1);
+      expect(after.get('push_logins_total{result="ok"}')).to.equal(2);
+      expect(after.get('push_logins_total{result="refused"}')).to.equal(1);
+      expect(after.get('push_pushes_total{api="legacy",result="ok"}')).to.equal(3);
+      expect(after.get('push_pushes_total{api="legacy",result="offline"}')).to.equal(1);
+      expect(after.get('push_pushes_total{api="legacy",result="fail"}')).to.equal(1);
+      expect(after.get('push_pushes_total{api="v1",result="stored"}')).to.equal(1);
+      expect(after.get('push_deliveries_total')).to.equal(5);
+      expect(after.get('push_stored_messages')).to.equal(0);
+      expect(after.get('push_push_to_emit_seconds_count')).to.equal(5);
+      expect(after.has('nodejs_eventloop_lag_seconds')).to.equal(true);
+    });
+
+    it('answers /healthz, and /readyz only while serving', async () => {
+      const server = await startServer();
+      expect(await (await fetch(`${server.apiUrl}/healthz`)).json()).to.deep.equal({ status: 'ok' });
+      const ready = await fetch(`${server.apiUrl}/readyz`);
+      expect(ready.status).to.equal(200);
+      expect(await ready.json()).to.deep.equal({ ready: true });
+    });
+  });
+});
