@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Server } from 'socket.io';
+import { AdminStats } from './admin.ts';
 import type { Config } from './config.ts';
 import { Delivery } from './delivery.ts';
 import type { PushIo } from './events.ts';
@@ -19,7 +20,8 @@ import { MemoryPresence, type Presence } from './presence.ts';
 import { PushApi } from './push-api.ts';
 import { Scheduler } from './scheduler.ts';
 import { registerSocketHandlers, type SocketObserver } from './socket-handlers.ts';
-import { MemoryAnnouncedState, PresenceWebhooks, WebhookSender } from './webhooks.ts';
+import { MemoryAnnouncedState, PresenceWebhooks, WebhookSender, type WebhookObserver } from './webhooks.ts';
+import type { PushObserver } from './legacy-api.ts';
 import { demoHandler } from './web.ts';
 
 /** Swappable parts; in-memory defaults. */
@@ -146,9 +148,18 @@ export async function createServer(config: Config, components: Components = {}):
       store: () => store.stats(),
     },
   });
+  const admin = new AdminStats(() => presence.counts());
   // WEBHOOK_URL set: a uid's first and last page become user.online / user.offline
+  const webhookObserver: WebhookObserver = {
+    sent: (event) => metrics.webhooks.sent(event),
+    failed: (event, error) => {
+      metrics.webhooks.failed(event, error);
+      admin.webhookFailed(event, error);
+    },
+    dropped: (event, reason) => metrics.webhooks.dropped(event, reason),
+  };
   const sender =
-    config.webhookUrl.length > 0 ? new WebhookSender(config.webhookUrl, config.webhookSecret, {}, log, metrics.webhooks) : null;
+    config.webhookUrl.length > 0 ? new WebhookSender(config.webhookUrl, config.webhookSecret, {}, log, webhookObserver) : null;
   const webhooks = sender
     ? new PresenceWebhooks(sender, (uid) => presence.isOnline(uid), new MemoryAnnouncedState(), { graceMs: config.webhookGraceMs }, log)
     : null;
@@ -168,14 +179,21 @@ export async function createServer(config: Config, components: Components = {}):
     eventsPerSecond: config.socketEventsPerSecond,
     log,
   });
-  const pushApi = new PushApi(delivery, store, config, metrics);
+  const pushObserver: PushObserver = {
+    pushed: (api, result) => {
+      metrics.pushed(api, result);
+      if (result !== 'fail') admin.pushed();
+    },
+    observePushToEmit: (startedAt) => metrics.observePushToEmit(startedAt),
+  };
+  const pushApi = new PushApi(delivery, store, config, pushObserver);
   let listeningNow = false;
   const api = createApiApp({
     delivery,
     pushApi,
     notReady: () => (listeningNow ? null : 'not listening yet'),
     renderMetrics: () => metrics.render(),
-    observer: metrics,
+    observer: pushObserver,
     config,
     log,
   });
@@ -194,7 +212,8 @@ export async function createServer(config: Config, components: Components = {}):
     listening.push(apiHttp);
     let webPort: number | null = null;
     if (config.webPort !== null) {
-      webHttp = listener(await demoHandler({ io: ioPort, api: apiPort }));
+      const adminPage = config.adminToken === null ? null : { token: config.adminToken, stats: () => admin.snapshot() };
+      webHttp = listener(await demoHandler({ io: ioPort, api: apiPort }, adminPage));
       webPort = await listen(webHttp, config.webPort, config.host, 'WEB_PORT');
       listening.push(webHttp);
     }

@@ -6,6 +6,8 @@ import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import type { RequestListener } from 'node:http';
 import { fileURLToPath } from 'node:url';
+import type { AdminSnapshot } from './admin.ts';
+import { safeEqual } from './push-auth.ts';
 
 const DEMO_DIR = fileURLToPath(new URL('../client-demo/', import.meta.url));
 
@@ -21,6 +23,17 @@ export interface DemoPorts {
   api: number;
 }
 
+/** The admin page, when ADMIN_TOKEN is set. */
+export interface AdminPage {
+  token: string;
+  stats: () => Promise<AdminSnapshot>;
+}
+
+const ADMIN_FILES: Record<string, { file: string; type: string }> = {
+  '/admin': { file: 'admin.html', type: 'text/html; charset=utf-8' },
+  '/admin.js': { file: 'admin.js', type: 'text/javascript; charset=utf-8' },
+};
+
 /** The SDK as one plain script defining the global `PushClient`. */
 export async function buildSdk(): Promise<string> {
   const result = await build({
@@ -35,8 +48,13 @@ export async function buildSdk(): Promise<string> {
   return result.outputFiles[0]!.text;
 }
 
-export async function demoHandler(ports: DemoPorts): Promise<RequestListener> {
+export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Promise<RequestListener> {
   const bodies = new Map<string, { body: Buffer; type: string }>();
+  if (admin) {
+    for (const [path, { file, type }] of Object.entries(ADMIN_FILES)) {
+      bodies.set(path, { body: readFileSync(DEMO_DIR + file), type });
+    }
+  }
   bodies.set('/push-client.js', { body: Buffer.from(await buildSdk()), type: 'text/javascript; charset=utf-8' });
   for (const [path, { file, type }] of Object.entries(FILES)) {
     bodies.set(path, { body: readFileSync(DEMO_DIR + file), type });
@@ -53,6 +71,25 @@ export async function demoHandler(ports: DemoPorts): Promise<RequestListener> {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { ...headers, allow: 'GET, HEAD', 'content-type': 'text/plain' });
       res.end('method not allowed');
+      return;
+    }
+    if (admin && path === '/admin/stats' && req.method === 'GET') {
+      const auth = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
+      if (!auth || !safeEqual(auth[1]!, admin.token)) {
+        res.writeHead(401, { ...headers, 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'send Authorization: Bearer ADMIN_TOKEN' } }));
+        return;
+      }
+      admin.stats().then(
+        (snapshot) => {
+          res.writeHead(200, { ...headers, 'content-type': 'application/json' });
+          res.end(JSON.stringify(snapshot));
+        },
+        () => {
+          res.writeHead(503, { ...headers, 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: { code: 'unavailable', message: 'stats are not available now' } }));
+        },
+      );
       return;
     }
     if (!entry) {

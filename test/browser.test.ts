@@ -8,6 +8,8 @@ import type { Browser } from 'playwright-core';
 import { CHROMIUM, launchBrowser } from './support/browser.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { legacyPush, startServer } from './support/server.ts';
+import { connectClient } from './support/clients.ts';
+import { closedPortUrl } from './support/webhook-receiver.ts';
 
 const V2_CLIENT = readFileSync(createRequire(import.meta.url).resolve('socket.io-client-v2/dist/socket.io.js'));
 
@@ -118,6 +120,35 @@ describe('in the browser', function () {
     await page.locator('#status', { hasText: '1 stored message(s) delivered' }).waitFor();
     await page.locator('#messages li', { hasText: '{"note":"sent while offline"}' }).waitFor();
     expect(await page.locator('#messages li').count()).to.equal(1);
+  });
+
+  it('the admin page, behind its token, shows users, pages, pushes per second and webhook failures', async () => {
+    const server = await startServer({
+      webPort: 0,
+      adminToken: 'admin-token-0123456789',
+      webhookUrl: [await closedPortUrl()],
+      webhookGraceMs: 50,
+    });
+    const page = await browser.newPage();
+    await page.goto(server.webUrl + '/admin?token=wrong-token-0123456789');
+    await page.locator('#status', { hasText: 'unauthorized' }).waitFor();
+    expect(page.url()).to.equal(server.webUrl + '/admin'); // the token is not left in the address bar
+
+    await page.goto(server.webUrl + '/admin?token=admin-token-0123456789');
+    await page.locator('#status', { hasText: 'live' }).waitFor();
+    const a = await connectClient('v4', server.ioUrl);
+    await a.login('a1'); // user.online to a receiver that is down: a webhook failure
+    const b = await connectClient('v2', server.ioUrl);
+    await b.login('a1');
+    await page.locator('#users', { hasText: '1' }).waitFor();
+    await page.locator('#pages', { hasText: '2' }).waitFor();
+    for (let i = 0; i < 30; i++) await legacyPush(server.apiUrl, { type: 'publish', to: 'a1', content: String(i) });
+    await page.locator('#pushes', { hasText: '30' }).waitFor();
+    // the poll after the pushes shows a rate above 0 and a line in the chart
+    await page.waitForFunction(() => Number(document.getElementById('rate')?.textContent) > 0);
+    expect(await page.locator('#line').getAttribute('points')).to.match(/^[\d.]+,[\d.]+ /);
+    await page.locator('#failures tr', { hasText: 'user.online' }).first().waitFor();
+    expect(await page.locator('#failures tr').first().textContent()).to.include('a1');
   });
 
   for (const transports of [undefined, 'websocket', 'polling']) {
