@@ -1,0 +1,308 @@
+// Presence across a cluster, in Redis: which uids have a page on any node, and the totals.
+//
+// Every node registers in a sorted set of live nodes scored by its lease expiry, renewed by a
+// heartbeat. Its pages are a hash uid -> pages on that node, and they are also summed into
+// cluster totals (uid -> pages anywhere, and all pages). A node that stops heartbeating (killed,
+// frozen, cut off) is reaped by any other node's heartbeat once its lease has passed: its pages
+// are taken out of the totals and it is forgotten. Each node also keeps a local mirror of its
+// own pages, the truth of what this process holds: whenever Redis has lost or dropped the
+// node's entries (a Redis restart without persistence, or this node reaped while it was
+// frozen), the next heartbeat writes the mirror back whole.
+import type { Logger } from './log.ts';
+import type { OnlineCounts, Presence } from './presence.ts';
+import type { RedisClient } from './redis.ts';
+
+export interface RedisPresenceOptions {
+  /**
+   * How long a node's pages outlive its last heartbeat, ms. A dead node's pages are gone
+   * within leaseMs + heartbeatMs of its last beat (8 s with the defaults).
+   * @default 6000
+   */
+  leaseMs?: number;
+  /**
+   * How often this node renews its lease and reaps dead nodes, ms. Must be less than
+   * leaseMs; a third of leaseMs leaves room for two missed beats.
+   * @default 2000
+   */
+  heartbeatMs?: number;
+  /**
+   * Put before every key, so several clusters (or test runs) can share one Redis.
+   * @default 'push:'
+   */
+  prefix?: string;
+}
+
+/*
+ * Keys, after the prefix:
+ *   presence:nodes        ZSET node id -> lease expiry (Redis TIME, ms; no node's clock matters)
+ *   presence:node:<id>    HASH uid -> pages of the uid on that node
+ *   presence:users        HASH uid -> pages of the uid on every node; a uid is here iff > 0
+ *   presence:pages        pages on every node
+ * Invariant, kept by doing every change inside one of the scripts below: users[uid] is the
+ * sum over live nodes of node:<id>[uid], and pages is the sum of users. A reaped node's hash is
+ * deleted in the same script that subtracts it, so two nodes reaping at once subtract it once.
+ *
+ * Scripts take KEYS = [nodes, users, pages] and ARGV = [node key prefix, node id, lease ms, ...];
+ * the node hashes are named inside (a single Redis, or one Cluster slot through a hash tag
+ * in the prefix).
+ */
+const PRELUDE = `
+local nodes, users, pages = KEYS[1], KEYS[2], KEYS[3]
+local nodePrefix, self, leaseMs = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+-- renews this node's lease; true when it was registered already
+local function renew()
+  local known = redis.call('ZSCORE', nodes, self)
+  redis.call('ZADD', nodes, now + leaseMs, self)
+  return known ~= false
+end
+
+-- moves diff pages of uid into (or out of) the totals
+local function adjust(uid, diff)
+  if diff == 0 then return end
+  if redis.call('HINCRBY', users, uid, diff) <= 0 then redis.call('HDEL', users, uid) end
+  redis.call('INCRBY', pages, diff)
+end
+
+-- takes a node's pages out of the totals and deletes its hash
+local function forget(node)
+  local flat = redis.call('HGETALL', nodePrefix .. node)
+  for i = 1, #flat, 2 do adjust(flat[i], -tonumber(flat[i + 1])) end
+  redis.call('DEL', nodePrefix .. node)
+end
+`;
+
+/**
+ * ARGV[4]: how many dead nodes to reap at most. Renews this node's lease, then reaps nodes
+ * whose lease has passed. Returns [1 if this node was registered, reaped node ids...].
+ */
+const HEARTBEAT = `${PRELUDE}
+local known = renew()
+local dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[4]))
+for _, node in ipairs(dead) do
+  forget(node)
+  redis.call('ZREM', nodes, node)
+end
+return {known and 1 or 0, unpack(dead)}
+`;
+
+/**
+ * ARGV[4], ARGV[5]: uid, pages of it on this node now (absolute, not a delta: a repeated or
+ * late write cannot count a page twice). Returns [1 if this node was registered, the uid's
+ * cluster pages before, after].
+ */
+const SET_PAGES = `${PRELUDE}
+local known = renew()
+local uid, n = ARGV[4], tonumber(ARGV[5])
+local node = nodePrefix .. self
+local old = tonumber(redis.call('HGET', node, uid) or '0')
+if n > 0 then redis.call('HSET', node, uid, n) else redis.call('HDEL', node, uid) end
+local before = tonumber(redis.call('HGET', users, uid) or '0')
+adjust(uid, n - old)
+return {known and 1 or 0, before, before + n - old}
+`;
+
+/** ARGV[4..]: uid, pages, uid, pages... Replaces this node's entries with the given ones. */
+const REPLACE = `${PRELUDE}
+renew()
+forget(self)
+local node = nodePrefix .. self
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', node, ARGV[i], ARGV[i + 1])
+  adjust(ARGV[i], tonumber(ARGV[i + 1]))
+end
+return 1
+`;
+
+/** Removes this node and its pages, as if reaped. */
+const LEAVE = `${PRELUDE}
+forget(self)
+redis.call('ZREM', nodes, self)
+return 1
+`;
+
+/** Dead nodes reaped by one heartbeat at most, so one beat never blocks Redis for long. */
+const REAP_BATCH = 10;
+
+function toNumbers(reply: unknown): number[] {
+  if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
+  return reply.map(Number);
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class RedisPresence implements Presence {
+  /** Pages of each uid on this node: what Redis must hold for it. */
+  private readonly mirror = new Map<string, number>();
+  private lastCounts: OnlineCounts = { users: 0, pages: 0 };
+  private readonly keys: [nodes: string, users: string, pages: string];
+  private readonly nodePrefix: string;
+  private readonly leaseMs: number;
+  private readonly heartbeatMs: number;
+  private readonly timer: NodeJS.Timeout;
+  /** The beat under way, awaited by close() so none writes after it. */
+  private beating: Promise<void> | null = null;
+  /** Redis may differ from the mirror (a write failed): the next beat writes the mirror whole. */
+  private dirty = true;
+  private registered = false;
+  private failing = false;
+  private closed: Promise<void> | null = null;
+
+  /**
+   * `nodeId` names this process in Redis: unique among live nodes (hostname, pid and a random
+   * part, say); a node started with a dead node's id replaces that node's pages at its first beat.
+   * The client is the caller's and stays open after close(). Commands go out on it in the
+   * order they are made, which the mirror relies on: build it with disableOfflineQueue so a
+   * write fails at once while Redis is away instead of waiting for it.
+   */
+  constructor(
+    private readonly client: RedisClient,
+    private readonly nodeId: string,
+    private readonly log: Logger,
+    options: RedisPresenceOptions = {},
+  ) {
+    this.leaseMs = options.leaseMs ?? 6000;
+    this.heartbeatMs = options.heartbeatMs ?? 2000;
+    if (!(this.heartbeatMs > 0 && this.heartbeatMs < this.leaseMs)) {
+      throw new RangeError(`presence heartbeatMs (${this.heartbeatMs}) must be above 0 and below leaseMs (${this.leaseMs})`);
+    }
+    const p = (options.prefix ?? 'push:') + 'presence:';
+    this.keys = [p + 'nodes', p + 'users', p + 'pages'];
+    this.nodePrefix = p + 'node:';
+    this.timer = setInterval(() => void this.beat(), this.heartbeatMs);
+    this.timer.unref();
+    void this.beat(); // registers at once, not a beat later
+  }
+
+  // Pages are counted, not named: the socket id is not needed.
+  async addPage(uid: string, _socketId: string): Promise<boolean> {
+    const n = (this.mirror.get(uid) ?? 0) + 1;
+    this.mirror.set(uid, n);
+    const { before, after } = await this.write(uid, n);
+    return before === 0 && after > 0;
+  }
+
+  async removePage(uid: string, _socketId: string): Promise<boolean> {
+    const n = this.mirror.get(uid);
+    if (n === undefined) return false;
+    if (n > 1) this.mirror.set(uid, n - 1);
+    else this.mirror.delete(uid);
+    const { before, after } = await this.write(uid, n - 1);
+    return before > 0 && after === 0;
+  }
+
+  /** While Redis is away, this node's own pages answer: local pushes still say ok. */
+  async isOnline(uid: string): Promise<boolean> {
+    try {
+      return (await this.client.hExists(this.keys[1], uid)) === 1;
+    } catch {
+      return this.mirror.has(uid);
+    }
+  }
+
+  /** While Redis is away, the last cluster totals it gave: counts do not flap to local ones. */
+  async counts(): Promise<OnlineCounts> {
+    try {
+      const [users, pages] = await this.client.multi().hLen(this.keys[1]).get(this.keys[2]).exec();
+      this.lastCounts = { users: Number(users), pages: Math.max(0, Number(pages ?? 0)) };
+    } catch {
+      // the outage is logged once by the connection; the heartbeat rewrites the mirror after
+    }
+    return this.lastCounts;
+  }
+
+  /** Stops the heartbeat and removes this node's pages from the cluster at once. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      clearInterval(this.timer);
+      await this.beating;
+      this.mirror.clear();
+      try {
+        await this.eval(LEAVE);
+      } catch (err) {
+        // Redis is away: the lease removes them instead, within leaseMs
+        this.log.warn(
+          `presence: node ${this.nodeId} could not remove its pages on close (${describe(err)}); ` +
+            `they expire within ${this.leaseMs} ms`,
+        );
+      }
+    })();
+    return this.closed;
+  }
+
+  /**
+   * Writes the uid's page count on this node and answers the uid's cluster pages before and
+   * after it. The mirror is changed before, in the same tick as the command is sent, so a
+   * full rewrite of the mirror sent later includes this change and one sent earlier does not.
+   */
+  private async write(uid: string, n: number): Promise<{ before: number; after: number }> {
+    if (this.closed) return { before: 0, after: 0 }; // the node has left; close() removed its pages
+    try {
+      const [known = 0, before = 0, after = 0] = toNumbers(await this.eval(SET_PAGES, uid, String(n)));
+      if (known === 0 && this.registered) {
+        // Redis forgot this node (restart, or reaped): this write re-registered it with this
+        // uid only; the rest of the mirror follows now rather than at the next beat
+        this.dirty = true;
+        void this.beat();
+      }
+      return { before, after };
+    } catch {
+      // It may or may not have been applied; the next beat rewrites all. The page still counts
+      // here (the socket is served), but whether it was the uid's first or last page anywhere
+      // is unknown, so no transition is reported: webhooks miss what happens during an outage.
+      this.dirty = true;
+      return { before: 0, after: 0 };
+    }
+  }
+
+  private beat(): Promise<void> {
+    this.beating ??= this.renew().finally(() => (this.beating = null));
+    return this.beating;
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      const [known, ...reaped] = await this.eval(HEARTBEAT, String(REAP_BATCH)).then((r) => {
+        if (!Array.isArray(r)) throw new Error(`unexpected reply from Redis: ${String(r)}`);
+        return r.map(String);
+      });
+      for (const node of reaped) this.log.warn(`presence: node ${node} stopped heartbeating; its pages were removed`);
+      if (this.closed) return;
+      if (known !== '1' || this.dirty) {
+        if (this.registered && known !== '1') {
+          this.log.info(
+            `presence: node ${this.nodeId} was not registered in Redis (Redis lost its data, or this node ` +
+              `was reaped); writing its ${this.mirror.size} uids back`,
+          );
+        }
+        this.dirty = false; // before the send: a write failing after it marks it again
+        await this.eval(REPLACE, ...[...this.mirror].flatMap(([uid, n]) => [uid, String(n)]));
+        this.registered = true;
+      }
+      if (this.failing) this.log.info(`presence: heartbeat of node ${this.nodeId} works again`);
+      this.failing = false;
+    } catch (err) {
+      this.dirty = true;
+      if (!this.failing) {
+        const why = describe(err);
+        this.log.warn(`presence: heartbeat of node ${this.nodeId} failed (${why}); retrying every ${this.heartbeatMs} ms`);
+      }
+      this.failing = true;
+    }
+  }
+
+  /**
+   * Scripts go as EVAL, not EVALSHA with a fallback: a fallback re-sends a script after later
+   * commands, and these must reach Redis in the order they are made (see write()).
+   */
+  private eval(script: string, ...args: string[]): Promise<unknown> {
+    return this.client.eval(script, {
+      keys: [...this.keys],
+      arguments: [this.nodePrefix, this.nodeId, String(this.leaseMs), ...args],
+    });
+  }
+}

@@ -1,0 +1,210 @@
+// The Redis message store: the MessageStore contract, what several nodes sharing it need
+// (each due push taken once), and createRedisComponents, which builds it with the clients.
+import { expect } from 'chai';
+import { createServer as createHttpServer } from 'node:http';
+import { Server } from 'socket.io';
+import type { PushSpec } from '../src/delivery.ts';
+import { silentLogger, type Logger } from '../src/log.ts';
+import type { ScheduledPush, StoreLimits } from '../src/message-store.ts';
+import { closeRedis, connectRedis, createRedisComponents, RedisStartupError, type RedisClient } from '../src/redis.ts';
+import { RedisMessageStore } from '../src/redis-store.ts';
+import { messageStoreContract } from './contracts/message-store.contract.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
+import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
+import { until } from './support/until.ts';
+
+const LIMITS: StoreLimits = { maxPendingPerUid: 1000, maxBytes: 1 << 30, maxScheduled: 10_000 };
+
+function spec(id: string): PushSpec {
+  return { id, to: ['u'], event: 'new_msg', data: id, ttlMs: 0, bytes: 4 };
+}
+
+function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    info: (m) => lines.push(`info: ${m}`),
+    warn: (m) => lines.push(`warn: ${m}`),
+    error: (m) => lines.push(`error: ${m}`),
+  };
+}
+
+describe('RedisMessageStore', () => {
+  let redis: TestRedis | undefined;
+  let client: RedisClient | undefined;
+  let tests = 0;
+  /** Every store its own keys on the shared redis-server. */
+  const freshPrefix = () => `store-test-${++tests}:`;
+
+  before(async function () {
+    if (!REDIS_SERVER) return this.skip();
+    redis = await startRedis();
+    client = await connectRedis(redis.url, silentLogger);
+  });
+  after(async () => {
+    if (client) await closeRedis(client);
+    await redis?.stop();
+  });
+  afterEach(cleanupAll);
+
+  function open(limits: StoreLimits = LIMITS, prefix = freshPrefix()): RedisMessageStore {
+    const store = new RedisMessageStore(client!, limits, silentLogger, { prefix });
+    onCleanup(() => store.close());
+    return store;
+  }
+
+  messageStoreContract('redis', async (limits) => new RedisMessageStore(client!, limits, silentLogger, { prefix: freshPrefix() }));
+
+  it('hands each due push to exactly one of several nodes taking at once', async () => {
+    const prefix = freshPrefix();
+    // two nodes: their own store and their own connection, one Redis
+    const other = await connectRedis(redis!.url, silentLogger);
+    onCleanup(() => closeRedis(other));
+    const stores = [open(LIMITS, prefix), new RedisMessageStore(other, LIMITS, silentLogger, { prefix })];
+    const now = Date.now();
+    for (let i = 0; i < 200; i++) {
+      expect(await stores[0]!.schedule({ at: now - 1000 + i, spec: spec(`p${i}`) })).to.equal(true);
+    }
+    const taken: ScheduledPush[][] = [[], []];
+    // both take repeatedly, concurrently, until nothing is left
+    await Promise.all(
+      stores.map(async (store, n) => {
+        for (let round = 0; round < 50; round++) {
+          const due = await Promise.all([store.takeDue(now), store.takeDue(now)]);
+          for (const batch of due) taken[n]!.push(...batch);
+          if ((await store.stats()).scheduled === 0) return;
+        }
+      }),
+    );
+    const ids = [...taken[0]!, ...taken[1]!].map((p) => p.spec.id);
+    expect(ids).to.have.length(200);
+    expect(new Set(ids).size).to.equal(200);
+    expect(await stores[1]!.takeDue(now + 1000)).to.deep.equal([]);
+  });
+
+  it('sweeps expired messages once, counting them, whichever node sweeps', async () => {
+    const prefix = freshPrefix();
+    const [a, b] = [open(LIMITS, prefix), open(LIMITS, prefix)];
+    const now = Date.now();
+    await a.add(['u'], { id: 'short', event: 'e', data: 1, ts: now, expiresAt: now + 10 }, 50);
+    await a.add(['u', 'v'], { id: 'long', event: 'e', data: 1, ts: now, expiresAt: now + 60_000 }, 50);
+    await a.add(['w'], { id: 'acked', event: 'e', data: 1, ts: now, expiresAt: now + 10 }, 50);
+    await b.ack('w', 'acked');
+    const removed = await Promise.all([a.sweep(now + 20), b.sweep(now + 20)]);
+    expect(removed[0] + removed[1]).to.equal(1);
+    expect(await a.stats()).to.include({ messages: 2, bytes: 100, expired: 1 });
+    expect((await b.pending('u')).map((m) => m.id)).to.deep.equal(['long']);
+  });
+
+  it('keeps the data of a message as JSON gave it, for every uid', async () => {
+    const store = open();
+    const now = Date.now();
+    const data = { text: 'a "quoted" \\ line\nnext', n: 1.5, list: [null, true, '/'], nested: { '': 'empty key' } };
+    await store.add(['a', 'b:c'], { id: 'm1', event: 'order.updated', data, ts: now, expiresAt: now + 60_000 }, 10);
+    for (const uid of ['a', 'b:c']) {
+      expect(await store.pending(uid)).to.deep.equal([{ id: 'm1', event: 'order.updated', data, ts: now, expiresAt: now + 60_000 }]);
+    }
+    expect(await store.pending('b')).to.deep.equal([]);
+  });
+
+  it('shares its keys between stores with one prefix, and not with another prefix', async () => {
+    const prefix = freshPrefix();
+    const [a, b, elsewhere] = [open(LIMITS, prefix), open(LIMITS, prefix), open()];
+    const now = Date.now();
+    await a.add(['u'], { id: 'm1', event: 'e', data: 1, ts: now, expiresAt: now + 60_000 }, 10);
+    expect(await a.claim('k', now + 60_000)).to.deep.equal({ first: true });
+    expect((await b.pending('u')).map((m) => m.id)).to.deep.equal(['m1']);
+    expect(await b.claim('k', now + 60_000)).to.deep.equal({ first: false, result: null });
+    expect(await elsewhere.pending('u')).to.deep.equal([]);
+    expect(await elsewhere.claim('k', now + 60_000)).to.deep.equal({ first: true });
+  });
+});
+
+describe('createRedisComponents', () => {
+  let redis: TestRedis | undefined;
+
+  before(async function () {
+    if (!REDIS_SERVER) return this.skip();
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis?.stop();
+  });
+  afterEach(cleanupAll);
+
+  it('rejects at once with one line naming REDIS_URL when nothing listens', async () => {
+    // a port that was free a moment ago: stop a redis-server and use its port
+    const gone = await startRedis();
+    await gone.stop();
+    const url = `redis://:secret@127.0.0.1:${gone.port}`;
+    const started = Date.now();
+    let error: unknown;
+    await createRedisComponents(url, 'n1', silentLogger, LIMITS).catch((err: unknown) => (error = err));
+    expect(Date.now() - started).to.be.below(3000);
+    expect(error).to.be.instanceOf(RedisStartupError);
+    const message = (error as Error).message;
+    expect(message).to.equal(`REDIS_URL redis://:***@127.0.0.1:${gone.port}: cannot connect (ECONNREFUSED)`);
+    expect(message).not.to.include('secret');
+  });
+
+  it('builds a node on Redis whose close() releases every client and timer', async () => {
+    const log = recordingLogger();
+    const components = await createRedisComponents(redis!.url, 'n1', log, LIMITS, { prefix: 'components-1:' });
+    onCleanup(() => components.close());
+    await components.presence.addPage('u', 's1');
+    expect(await components.presence.isOnline('u')).to.equal(true);
+    const now = Date.now();
+    expect(await components.store.add(['u'], { id: 'm', event: 'e', data: 1, ts: now, expiresAt: now + 60_000 }, 10)).to.equal(1);
+    await components.close();
+    await components.close();
+    // what the node held is gone from Redis, and so are its three connections; its timers
+    // are cleared (else mocha, which runs without --exit, would not end)
+    const check = await connectRedis(redis!.url, silentLogger);
+    onCleanup(() => closeRedis(check));
+    expect(await check.hExists('components-1:presence:users', 'u')).to.equal(0);
+    const connections = async () => String(await check.sendCommand(['CLIENT', 'LIST'])).trim().split('\n').length;
+    await until(async () => (await connections()) === 1, 'only this check connection left');
+    expect(log.lines).to.deep.equal([]);
+  });
+
+  it('carries broadcasts between nodes, and survives Redis going away under them', async function () {
+    this.timeout(30_000);
+    const own = await startRedis(); // stopped below: not the shared one
+    onCleanup(() => own.stop());
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    onCleanup(() => process.off('unhandledRejection', onUnhandled));
+
+    const nodes = await Promise.all(
+      ['n1', 'n2'].map(async (nodeId) => {
+        const log = recordingLogger();
+        const components = await createRedisComponents(own.url, nodeId, log, LIMITS, { prefix: 'components-2:' });
+        onCleanup(() => components.close());
+        const http = createHttpServer();
+        const io = new Server(http, { adapter: components.adapter });
+        onCleanup(() => new Promise<void>((resolve) => io.close(() => resolve()))); // before components.close()
+        return { io, log };
+      }),
+    );
+    const [n1, n2] = nodes as [(typeof nodes)[0], (typeof nodes)[0]];
+    // a server-side emit of n1 reaches n2 through Redis and n2's answer comes back
+    n2.io.on('ping', (ack: (reply: string) => void) => ack('pong'));
+    const ping = () => n1.io.serverSideEmitWithAck('ping').catch(() => []);
+    await until(async () => JSON.stringify(await ping()) === '["pong"]', 'n2 to answer n1 through Redis');
+
+    // Redis goes while broadcasts are in flight: no unhandled rejection, one line per outage
+    for (let i = 0; i < 500; i++) n1.io.emit('news', i);
+    await own.stop();
+    for (let i = 0; i < 100; i++) n1.io.emit('news', i);
+    await until(() => nodes.every(({ log }) => log.lines.some((l) => l.includes('connection lost'))), 'the outage to be logged');
+    await own.start();
+    await until(() => nodes.every(({ log }) => log.lines.some((l) => l.includes('connected again'))), 'the clients to reconnect', 10_000);
+    await until(async () => JSON.stringify(await ping()) === '["pong"]', 'n2 to answer n1 again');
+    expect(unhandled).to.deep.equal([]);
+    for (const { log } of nodes) {
+      expect(log.lines.filter((l) => l.includes('connection lost')), log.lines.join('\n')).to.have.length(1);
+      expect(log.lines.filter((l) => l.startsWith('error')), log.lines.join('\n')).to.deep.equal([]);
+    }
+  });
+});

@@ -1,0 +1,111 @@
+// A real redis-server per test file (or per test) on a free port of 127.0.0.1, never the
+// shared 6379. It keeps no data on disk, so a stop + start is a Redis that lost everything:
+// the cluster tests use that to simulate an outage.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { connect, createServer } from 'node:net';
+import { findBinary } from './requirements.ts';
+
+export const REDIS_SERVER = findBinary('redis-server', ['/usr/bin/redis-server', '/usr/local/bin/redis-server']);
+
+/** How long a starting redis-server may take to answer PING. */
+const START_MS = 10_000;
+
+export interface TestRedis {
+  url: string;
+  port: number;
+  /** Kills the server (SIGKILL, as a crash); resolves once it has exited. Idempotent. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port, empty; resolves once it answers PING. */
+  start(): Promise<void>;
+  /** stop() then start(): every key is lost and every client is disconnected. */
+  restart(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** True when a redis-server on `port` answers PING with PONG. */
+function answersPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let reply = '';
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString();
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
+  });
+}
+
+/** Starts a redis-server on a free port. The caller stops it (after(), or onCleanup). */
+export async function startRedis(): Promise<TestRedis> {
+  if (!REDIS_SERVER) throw new Error('redis-server is missing');
+  const binary = REDIS_SERVER;
+  const port = await freePort();
+  let child: ChildProcess | null = null;
+  let exited: Promise<unknown> = Promise.resolve();
+  let output = '';
+
+  const start = async (): Promise<void> => {
+    if (child) return;
+    output = '';
+    const proc = spawn(
+      binary,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--logfile', ''],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child = proc;
+    let failed: Error | null = null;
+    // `once` also takes a spawn 'error' (it rejects); kept so the wait below can give up
+    exited = once(proc, 'exit').catch((err: Error) => (failed = err));
+    // kept for the error message when it does not come up; the pipes must be drained anyway
+    const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
+    proc.stdout!.on('data', keep);
+    proc.stderr!.on('data', keep);
+    const deadline = Date.now() + START_MS;
+    while (!(await answersPing(port))) {
+      if (failed || proc.exitCode !== null || proc.signalCode !== null || Date.now() > deadline) {
+        await stop();
+        const why = failed ? String(failed) : output;
+        throw new Error(`redis-server on port ${port} did not answer PING within ${START_MS} ms:\n${why}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  const stop = async (): Promise<void> => {
+    const proc = child;
+    if (!proc) return;
+    child = null;
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    await exited;
+  };
+
+  await start();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop,
+    start,
+    restart: async () => {
+      await stop();
+      await start();
+    },
+  };
+}
