@@ -19,7 +19,7 @@ try {
   const { io, api, web } = server.ports;
   log.info(
     `push server: socket.io ${url(io)} | push API ${url(api)} | demo ${web === null ? 'off' : url(web)}` +
-      ` | bound to ${config.host} | engine memory` +
+      ` | bound to ${config.host} | engine ${server.engine}` +
       ` | push auth ${config.pushSecret === null ? 'off' : 'on'} | login auth ${config.loginSecret === null ? 'off' : 'on'}`,
   );
   if (config.pushSecret === null) {

@@ -46,6 +46,12 @@ const secret = z
 /** A file path, or empty for none (null); read at start. */
 const optionalPath = z.string().transform((s) => (s === '' ? null : s));
 
+/** A redis:// or rediss:// URL, or empty for none (null). */
+const redisUrl = z
+  .string()
+  .transform((s) => (s === '' ? null : s))
+  .refine((s) => s === null || /^rediss?:\/\/[^\s]+$/.test(s), 'must be a redis:// or rediss:// URL (or empty for one node)');
+
 /** Comma-separated http(s) URLs, or empty for none. */
 const urlList = z
   .string()
@@ -214,6 +220,12 @@ export const SETTINGS = {
     'text',
     'text (lines for people) or json (one JSON object a line, for log collectors)',
     z.enum(['text', 'json'], { error: 'must be text or json' }),
+  ),
+  redisUrl: setting(
+    'REDIS_URL',
+    '',
+    'Redis to join a cluster through (rooms, presence, stored messages); empty = one node, in memory',
+    redisUrl,
   ),
   webhookUrl: setting(
     'WEBHOOK_URL',

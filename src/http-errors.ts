@@ -59,11 +59,14 @@ export function errorMiddleware(log: Logger): Middleware {
       await next();
     } catch (err) {
       const status = statusOf(err);
-      const message = status < 500 ? clientMessage(err) : 'internal server error';
-      if (status >= 500) log.error(`${ctx.method} ${ctx.path} failed`, err);
+      // a 5xx says why only when it was meant for the client (503: a store is unavailable)
+      const exposed = (err as { expose?: unknown }).expose === true;
+      const message = status < 500 || exposed ? clientMessage(err) : 'internal server error';
+      if (status >= 500 && !exposed) log.error(`${ctx.method} ${ctx.path} failed`, err);
       ctx.status = status;
       if (ctx.path.startsWith('/api/')) {
         ctx.body = { error: err instanceof HttpError ? err.toJSON() : { code: codeForStatus(status), message } };
+        if (status === 503) ctx.set('Retry-After', '5');
       } else {
         ctx.type = 'text/plain';
         ctx.body = message;

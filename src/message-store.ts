@@ -60,6 +60,13 @@ export interface MessageStore {
   close(): Promise<void>;
 }
 
+/** A shared store that cannot be reached now: the API answers 503 with this message. */
+export class StoreUnavailableError extends Error {
+  readonly status = 503;
+  readonly expose = true;
+  override name = 'StoreUnavailableError';
+}
+
 export interface StoreLimits {
   /** Messages kept per uid; past it the uid's oldest is dropped. */
   maxPendingPerUid: number;

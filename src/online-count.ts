@@ -11,6 +11,7 @@ export class OnlineCountBroadcaster {
   private last: OnlineCounts = { users: 0, pages: 0 };
   private readonly timer: NodeJS.Timeout;
   private busy = false;
+  private failing = false;
 
   /** `broadcast` sends the HTML to every socket of this node. */
   constructor(
@@ -32,8 +33,10 @@ export class OnlineCountBroadcaster {
         this.last = now;
         this.broadcast(formatOnlineCount(now));
       }
+      this.failing = false;
     } catch (err) {
-      this.log.error('online count check failed', err);
+      if (!this.failing) this.log.error('online count check failed; retrying every tick', err);
+      this.failing = true;
     } finally {
       this.busy = false;
     }

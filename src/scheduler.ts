@@ -10,6 +10,8 @@ export const SCHEDULER_TICK_MS = 200;
 export class Scheduler {
   private readonly timer: NodeJS.Timeout;
   private busy = false;
+  /** The store failed last time: logged once when it starts and once when it ends. */
+  private failing = false;
 
   constructor(
     private readonly store: MessageStore,
@@ -24,11 +26,18 @@ export class Scheduler {
     if (this.busy) return;
     this.busy = true;
     try {
-      for (const { spec } of await this.store.takeDue(Date.now())) {
+      const due = await this.store.takeDue(Date.now());
+      if (this.failing) {
+        this.failing = false;
+        this.log.info('scheduled pushes: the store answers again');
+      }
+      for (const { spec } of due) {
         await this.delivery.push(spec).catch((err: unknown) => this.log.error(`scheduled push ${spec.id} failed`, err));
       }
     } catch (err) {
-      this.log.error('looking for due pushes failed', err);
+      // due pushes stay in the store and fire when it answers again
+      if (!this.failing) this.log.error('scheduled pushes: cannot read the store; retrying', err);
+      this.failing = true;
     } finally {
       this.busy = false;
     }

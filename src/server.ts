@@ -2,7 +2,9 @@
 // and returns a handle with the bound ports and close(). A push goes:
 //   http-api.ts -> legacy-api.ts (legacy) or push-api.ts (/api/v1) -> delivery.ts
 //   -> Socket.IO rooms joined in socket-handlers.ts, and message-store.ts for stored ones
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Server } from 'socket.io';
@@ -14,7 +16,8 @@ import { createApiApp } from './http-api.ts';
 import { consoleLogger, type Logger } from './log.ts';
 import { LoginVerifier } from './login-auth.ts';
 import { OnlineCountBroadcaster } from './online-count.ts';
-import { MemoryMessageStore, type MessageStore } from './message-store.ts';
+import { MemoryMessageStore, type MessageStore, type StoreLimits } from './message-store.ts';
+import type { RedisComponents } from './redis.ts';
 import { connectionsByTransport, Metrics } from './metrics.ts';
 import { MemoryPresence, type Presence } from './presence.ts';
 import { PushApi } from './push-api.ts';
@@ -33,6 +36,8 @@ export interface Components {
 
 export interface ServerHandle {
   ports: { io: number; api: number; web: number | null };
+  /** Where presence and stored messages live: this process, or Redis shared by a cluster. */
+  engine: 'memory' | 'redis';
   io: PushIo;
   metrics: Metrics;
   /** Stops accepting, disconnects every socket, lets requests finish; idempotent. */
@@ -84,6 +89,20 @@ function readTls(config: Config): { cert: Buffer; key: Buffer } | null {
   return { cert: read('TLS_CERT', config.tlsCert), key: read('TLS_KEY', config.tlsKey) };
 }
 
+/**
+ * Connects to Redis for the cluster components. redis.ts (the only importer of redis and the
+ * adapter) is loaded only here, so a single node never loads them. Unreachable: one line.
+ */
+async function joinCluster(url: string, limits: StoreLimits, log: Logger): Promise<RedisComponents> {
+  const { createRedisComponents, RedisStartupError } = await import('./redis.ts');
+  const nodeId = `${hostname()}-${randomBytes(4).toString('hex')}`; // unique among live nodes
+  try {
+    return await createRedisComponents(url, nodeId, log, limits);
+  } catch (err) {
+    throw err instanceof RedisStartupError ? new StartupError(err.message) : err;
+  }
+}
+
 /** Counts open Socket.IO connections per client address, for MAX_CONNECTIONS_PER_IP. */
 class ConnectionCounter {
   private readonly open = new Map<string, number>();
@@ -104,14 +123,16 @@ class ConnectionCounter {
 export async function createServer(config: Config, components: Components = {}): Promise<ServerHandle> {
   const tls = readTls(config); // first: a bad file stops the start before anything runs
   const log = components.log ?? consoleLogger;
-  const presence = components.presence ?? new MemoryPresence();
-  const store =
-    components.store ??
-    new MemoryMessageStore({
-      maxPendingPerUid: config.maxPendingPerUid,
-      maxBytes: config.maxStoreBytes,
-      maxScheduled: config.maxScheduled,
-    });
+  const limits = { maxPendingPerUid: config.maxPendingPerUid, maxBytes: config.maxStoreBytes, maxScheduled: config.maxScheduled };
+  const redis = config.redisUrl === null ? null : await joinCluster(config.redisUrl, limits, log);
+  const presence = components.presence ?? redis?.presence ?? new MemoryPresence();
+  const store = components.store ?? redis?.store ?? new MemoryMessageStore(limits);
+  /** Closes presence and store: through Redis's own close when they are Redis's. */
+  const closeComponents = async () => {
+    await Promise.all([components.presence ? presence.close() : null, components.store ? store.close() : null]);
+    if (redis) await redis.close();
+    else await Promise.all([presence.close(), store.close()]);
+  };
 
   const listener = (handler: RequestListener): HttpServer =>
     tls ? (createHttpsServer(tls, handler) as unknown as HttpServer) : createHttpServer(handler);
@@ -136,6 +157,7 @@ export async function createServer(config: Config, components: Components = {}):
     },
     maxHttpBufferSize: config.maxSocketMessageBytes,
   });
+  if (redis) io.adapter(redis.adapter); // rooms and broadcasts span the nodes
   io.engine.on('connection', (raw: { remoteAddress: string; once(event: 'close', fn: () => void): void }) => {
     connections.opened(raw.remoteAddress);
     raw.once('close', () => connections.closed(raw.remoteAddress));
@@ -191,7 +213,7 @@ export async function createServer(config: Config, components: Components = {}):
   const api = createApiApp({
     delivery,
     pushApi,
-    notReady: () => (listeningNow ? null : 'not listening yet'),
+    notReady: () => (listeningNow ? (redis?.notReady() ?? null) : 'not listening'),
     renderMetrics: () => metrics.render(),
     observer: pushObserver,
     config,
@@ -225,7 +247,7 @@ export async function createServer(config: Config, components: Components = {}):
     metrics.close();
     webhooks?.close();
     await Promise.all(listening.map(closeHttp));
-    await Promise.all([presence.close(), store.close(), sender?.close()]);
+    await Promise.all([closeComponents(), sender?.close()]);
     throw err;
   }
 
@@ -257,10 +279,11 @@ export async function createServer(config: Config, components: Components = {}):
       webhooks?.close();
       metrics.close();
       // webhooks already queued get a moment to go out; offlines still in their grace are dropped
-      await Promise.all([presence.close(), store.close(), sender?.close({ flushMs: Math.min(2000, config.shutdownTimeoutMs) })]);
+      // after io.close(): the Redis adapter unsubscribes through its clients as io closes
+      await Promise.all([closeComponents(), sender?.close({ flushMs: Math.min(2000, config.shutdownTimeoutMs) })]);
     })();
     return closing;
   };
 
-  return { ports, io, metrics, close };
+  return { ports, engine: redis ? 'redis' : 'memory', io, metrics, close };
 }

@@ -143,7 +143,11 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
     observer.login('ok');
     const counts = await presence.counts();
     socket.emit('update_online_count', formatOnlineCount(counts));
-    const pending = await delivery.redeliver(socket, uid);
+    // a store that cannot be read now keeps the messages for the next login
+    const pending = await delivery.redeliver(socket, uid).catch((err: unknown) => {
+      log.warn(`stored messages for a login could not be read: ${(err as Error).message}`);
+      return 0;
+    });
     ack?.({ ok: true, uid, pending });
   }
 
