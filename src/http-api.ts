@@ -10,17 +10,20 @@ import { legacyPublish, type PushObserver } from './legacy-api.ts';
 import type { Logger } from './log.ts';
 import { PushAuth } from './push-auth.ts';
 import type { PushApi } from './push-api.ts';
+import { presenceRoutes } from './presence-api.ts';
+import type { Presence } from './presence.ts';
 import { RateLimiter } from './rate-limit.ts';
 
 export interface ApiOptions {
   delivery: Delivery;
   pushApi: PushApi;
+  presence: Presence;
   /** Why the server cannot serve now (e.g. Redis lost), or null when it can: for /readyz. */
   notReady: () => string | null;
   /** GET /metrics: Prometheus text. */
   renderMetrics: () => Promise<{ contentType: string; body: string }>;
   observer: PushObserver;
-  config: Pick<Config, 'maxBodyBytes' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp'>;
+  config: Pick<Config, 'maxBodyBytes' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp' | 'maxUidsPerPush'>;
   log: Logger;
 }
 
@@ -77,7 +80,10 @@ function operations(notReady: () => string | null, renderMetrics: ApiOptions['re
 }
 
 export function createApiApp(options: ApiOptions): { app: Koa; close(): void } {
-  const { delivery, pushApi, notReady, renderMetrics, observer, config, log } = options;
+  const { delivery, pushApi, presence, notReady, renderMetrics, observer, config, log } = options;
+  // one router for all of /api/v1, so a known path with another method is a 405, not a 404
+  const v1 = pushApi.routes();
+  presenceRoutes(v1, presence, config.maxUidsPerPush);
   const app = new Koa();
   app.silent = true; // errors are answered and logged by errorMiddleware
   const legacy = new Router();
@@ -89,7 +95,7 @@ export function createApiApp(options: ApiOptions): { app: Koa; close(): void } {
   if (limit) app.use(limit.middleware);
   app.use(parseBody(config.maxBodyBytes));
   if (config.pushSecret !== null) app.use(new PushAuth(config.pushSecret).middleware((ctx) => !isV1(ctx)));
-  app.use(pushApi.routes().routes());
+  app.use(v1.routes());
   app.use(v1Fallthrough);
   app.use(legacy.routes());
   return { app, close: () => limit?.close() };

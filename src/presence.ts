@@ -14,6 +14,15 @@ export interface Presence {
   /** Counts one page of `uid` less; true when it was the uid's last page. */
   removePage(uid: string, socketId: string): Promise<boolean>;
   isOnline(uid: string): Promise<boolean>;
+  /** The uid's pages anywhere; 0 when offline. */
+  pagesOf(uid: string): Promise<number>;
+  /**
+   * Online uids page by page: start with cursor null, pass the cursor it answers, stop at null.
+   * A uid online through the whole walk is listed; one that comes or goes during it may not be.
+   * `limit` is a hint: a page may hold fewer uids (even none) before the end, or more (Redis
+   * answers a small set whole).
+   */
+  list(cursor: string | null, limit: number): Promise<{ uids: string[]; cursor: string | null }>;
   counts(): Promise<OnlineCounts>;
   close(): Promise<void>;
 }
@@ -43,6 +52,17 @@ export class MemoryPresence implements Presence {
 
   async isOnline(uid: string): Promise<boolean> {
     return this.pagesByUid.has(uid);
+  }
+
+  async pagesOf(uid: string): Promise<number> {
+    return this.pagesByUid.get(uid) ?? 0;
+  }
+
+  /** The cursor is the last uid listed; uids come in sorted order, so churn cannot repeat one. */
+  async list(cursor: string | null, limit: number): Promise<{ uids: string[]; cursor: string | null }> {
+    const after = [...this.pagesByUid.keys()].filter((uid) => cursor === null || uid > cursor).sort();
+    const uids = after.slice(0, limit);
+    return { uids, cursor: after.length > limit ? uids[uids.length - 1]! : null };
   }
 
   async counts(): Promise<OnlineCounts> {

@@ -204,6 +204,21 @@ export class RedisPresence implements Presence {
     }
   }
 
+  async pagesOf(uid: string): Promise<number> {
+    try {
+      return Number((await this.client.hGet(this.keys[1], uid)) ?? 0);
+    } catch {
+      return this.mirror.get(uid) ?? 0;
+    }
+  }
+
+  /** HSCAN over the cluster's online uids: the cursor is Redis's, "0" ends the walk. */
+  async list(cursor: string | null, limit: number): Promise<{ uids: string[]; cursor: string | null }> {
+    const { cursor: next, entries } = await this.client.hScan(this.keys[1], cursor ?? '0', { COUNT: limit });
+    const uids = entries.map((e) => e.field);
+    return { uids, cursor: String(next) === '0' ? null : String(next) };
+  }
+
   /** While Redis is away, the last cluster totals it gave: counts do not flap to local ones. */
   async counts(): Promise<OnlineCounts> {
     try {

@@ -213,6 +213,7 @@ export async function createServer(config: Config, components: Components = {}):
   const api = createApiApp({
     delivery,
     pushApi,
+    presence,
     notReady: () => (listeningNow ? (redis?.notReady() ?? null) : 'not listening'),
     renderMetrics: () => metrics.render(),
     observer: pushObserver,

@@ -72,6 +72,28 @@ export function presenceContract(name: string, create: PresenceFactory): void {
       expect(await presence.counts()).to.deep.equal({ users: 0, pages: 0 });
     });
 
+    it('tells pages per uid, and lists every online uid page by page', async () => {
+      const presence = await open();
+      const uids = Array.from({ length: 57 }, (_, i) => `list-${i}`);
+      for (const uid of uids) await presence.addPage(uid, `s-${uid}`);
+      await presence.addPage('list-0', 's-extra');
+      expect(await presence.pagesOf('list-0')).to.equal(2);
+      expect(await presence.pagesOf('list-1')).to.equal(1);
+      expect(await presence.pagesOf('nobody')).to.equal(0);
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const page: { uids: string[]; cursor: string | null } = await presence.list(cursor, 10);
+        seen.push(...page.uids);
+        cursor = page.cursor;
+        pages++;
+        expect(pages, 'the walk ends').to.be.below(100);
+      } while (cursor !== null);
+      expect([...new Set(seen)].sort()).to.deep.equal([...uids].sort());
+      expect(seen.length).to.equal(uids.length); // none twice
+    });
+
     it('ignores removing a page that is not there', async () => {
       const presence = await open();
       expect(await presence.removePage('nobody', 's1')).to.equal(false);
