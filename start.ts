@@ -1,7 +1,10 @@
-// Entry point: config -> server -> signals. The only file that touches process.*.
-import { ConfigError, helpText, loadConfig, wantsHelp } from './src/config.ts';
-import { createLogger } from './src/log.ts';
+// Entry point: config -> server (or, with WORKERS > 1, a primary and its workers) -> signals.
+// The only file that touches process.*.
+import cluster from 'node:cluster';
+import { ConfigError, helpText, loadConfig, wantsHelp, type Config } from './src/config.ts';
+import { createLogger, type Logger } from './src/log.ts';
 import { createServer, StartupError } from './src/server.ts';
+import { startPrimary, STICKY_IO_PORT_ENV, type WorkerReady } from './src/workers.ts';
 
 const argv = process.argv.slice(2);
 if (wantsHelp(argv)) {
@@ -9,31 +12,31 @@ if (wantsHelp(argv)) {
   process.exit(0);
 }
 
-try {
-  const config = loadConfig(process.env, argv);
-  const log = createLogger(config.logFormat, config.logLevel);
-  const server = await createServer(config, { log });
+/** One line that says what runs. */
+function announce(config: Config, log: Logger, ports: WorkerReady['ports'], engine: string): void {
   const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
   const scheme = config.tlsCert === null ? 'http' : 'https';
   const url = (port: number) => `${scheme}://${shown}:${port}`;
-  const { io, api, web } = server.ports;
   log.info(
-    `push server: socket.io ${url(io)} | push API ${url(api)} | demo ${web === null ? 'off' : url(web)}` +
-      ` | bound to ${config.host} | engine ${server.engine}` +
+    `push server: socket.io ${url(ports.io)} | push API ${url(ports.api)} | demo ${ports.web === null ? 'off' : url(ports.web)}` +
+      ` | bound to ${config.host} | engine ${engine}` +
       ` | push auth ${config.pushSecret === null ? 'off' : 'on'} | login auth ${config.loginSecret === null ? 'off' : 'on'}`,
   );
   if (config.pushSecret === null) {
     log.warn('PUSH_SECRET is not set: anyone who reaches the push API can push to any user');
   }
+}
 
+/** SIGTERM / SIGINT: close once, exit 0 when closed. */
+function onSignals(log: Logger, close: () => Promise<void>, quiet = false): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info(`${signal}: shutting down`);
-    server.close().then(
+    if (!quiet) log.info(`${signal}: shutting down`);
+    close().then(
       () => {
-        log.info('stopped');
+        if (!quiet) log.info('stopped');
         process.exit(0);
       },
       (err: unknown) => {
@@ -44,6 +47,26 @@ try {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+try {
+  const config = loadConfig(process.env, argv);
+  const log = createLogger(config.logFormat, config.logLevel);
+  if (config.workers > 1 && cluster.isPrimary) {
+    const primary = await startPrimary(config, log);
+    announce(config, log, primary.ports, `redis | workers ${config.workers}`);
+    onSignals(log, () => primary.close());
+  } else if (cluster.isWorker) {
+    // the primary prints and stops for all; a worker serves and says when it is ready
+    const ioPort = Number(process.env[STICKY_IO_PORT_ENV]);
+    const server = await createServer({ ...config, ioPort }, { log, sticky: true });
+    process.send?.({ type: 'push:ready', ports: server.ports } satisfies WorkerReady);
+    onSignals(log, () => server.close(), true);
+  } else {
+    const server = await createServer(config, { log });
+    announce(config, log, server.ports, server.engine);
+    onSignals(log, () => server.close());
+  }
 } catch (err) {
   if (err instanceof ConfigError) {
     console.error(`push server: bad configuration: ${err.problems.join('; ')} (see --help)`);

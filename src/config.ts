@@ -227,6 +227,12 @@ export const SETTINGS = {
     'Redis to join a cluster through (rooms, presence, stored messages); empty = one node, in memory',
     redisUrl,
   ),
+  workers: setting(
+    'WORKERS',
+    '1',
+    'server processes on this machine sharing the ports (above 1 needs REDIS_URL)',
+    positiveInt(256),
+  ),
   webhookUrl: setting(
     'WEBHOOK_URL',
     '',
@@ -334,6 +340,10 @@ export function loadConfig(
   }
   if ((out.tlsCert === null) !== (out.tlsKey === null) && 'tlsCert' in out && 'tlsKey' in out) {
     problems.push('TLS_CERT and TLS_KEY go together: set both or neither');
+  }
+  if (typeof out.workers === 'number' && out.workers > 1) {
+    if (out.redisUrl === null) problems.push('WORKERS above 1 needs REDIS_URL: the workers share rooms, presence and messages through it');
+    if (out.tlsCert !== null && out.tlsCert !== undefined) problems.push('WORKERS above 1 cannot terminate TLS itself: put a TLS proxy in front');
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return out as Config;

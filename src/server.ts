@@ -32,6 +32,11 @@ export interface Components {
   presence?: Presence;
   store?: MessageStore;
   log?: Logger;
+  /**
+   * A WORKERS process: the primary listens on the Socket.IO port and hands connections over
+   * (@socket.io/sticky); this process does not listen on it, and reports ioPort as given.
+   */
+  sticky?: boolean;
 }
 
 export interface ServerHandle {
@@ -229,8 +234,14 @@ export async function createServer(config: Config, components: Components = {}):
   const listening: HttpServer[] = [];
   let ports: ServerHandle['ports'];
   try {
-    const ioPort = await listen(ioHttp, config.ioPort, config.host, 'IO_PORT');
-    listening.push(ioHttp);
+    let ioPort = config.ioPort;
+    if (components.sticky) {
+      const { setupWorker } = await import('@socket.io/sticky');
+      setupWorker(io as unknown as Parameters<typeof setupWorker>[0]);
+    } else {
+      ioPort = await listen(ioHttp, config.ioPort, config.host, 'IO_PORT');
+      listening.push(ioHttp);
+    }
     const apiPort = await listen(apiHttp, config.apiPort, config.host, 'API_PORT');
     listening.push(apiHttp);
     let webPort: number | null = null;

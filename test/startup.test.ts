@@ -92,6 +92,15 @@ describe('config', () => {
   });
 });
 
+describe('config for WORKERS', () => {
+  it('needs REDIS_URL above one worker, and no TLS of its own', () => {
+    expect(() => loadConfig({ WORKERS: '2' })).to.throw(ConfigError, 'WORKERS above 1 needs REDIS_URL');
+    expect(() => loadConfig({ WORKERS: '2', REDIS_URL: 'redis://x', TLS_CERT: 'a', TLS_KEY: 'b' })).to.throw(ConfigError, 'put a TLS proxy in front');
+    expect(loadConfig({ WORKERS: '2', REDIS_URL: 'redis://127.0.0.1:6379' }).workers).to.equal(2);
+    expect(() => loadConfig({ REDIS_URL: 'http://x' })).to.throw(ConfigError, 'REDIS_URL must be a redis:// or rediss:// URL');
+  });
+});
+
 describe('start.ts', function () {
   this.timeout(30_000);
   afterEach(cleanupAll);

@@ -1,0 +1,89 @@
+// WORKERS=n: n server processes on one machine sharing the ports. The primary process owns
+// the Socket.IO port and hands each connection to a worker by its Engine.IO session id
+// (@socket.io/sticky), so long-polling requests of one client always reach the same worker.
+// The workers listen on the push API and web ports themselves (Node's cluster module shares
+// them) and share rooms, presence and stored messages through Redis.
+import { setupMaster } from '@socket.io/sticky';
+import cluster, { type Worker } from 'node:cluster';
+import { createServer as createHttpServer } from 'node:http';
+import type { Config } from './config.ts';
+import type { Logger } from './log.ts';
+import { StartupError } from './server.ts';
+
+/** The environment variable a worker reads the primary's Socket.IO port from. */
+export const STICKY_IO_PORT_ENV = 'PUSH_STICKY_IO_PORT';
+
+/** What a worker tells the primary once it serves. */
+export interface WorkerReady {
+  type: 'push:ready';
+  ports: { io: number; api: number; web: number | null };
+}
+
+export function isWorkerReady(message: unknown): message is WorkerReady {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'push:ready';
+}
+
+export interface Primary {
+  ports: WorkerReady['ports'];
+  /** Stops every worker gracefully (SIGTERM), then the Socket.IO listener. */
+  close(): Promise<void>;
+}
+
+export async function startPrimary(config: Config, log: Logger): Promise<Primary> {
+  const io = createHttpServer();
+  setupMaster(io, { loadBalancingMethod: 'least-connection' });
+  const ioPort = await new Promise<number>((resolve, reject) => {
+    io.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new StartupError(`IO_PORT ${config.ioPort} on ${config.host}: ${err.code === 'EADDRINUSE' ? 'port is already in use' : err.message}`)),
+    );
+    io.listen(config.ioPort, config.host, () => resolve((io.address() as { port: number }).port));
+  });
+
+  // the first request bytes travel to the worker with the socket: Buffers must survive IPC
+  cluster.setupPrimary({ serialization: 'advanced' });
+  let closing = false;
+  const fork = (): Worker => {
+    const worker = cluster.fork({ [STICKY_IO_PORT_ENV]: String(ioPort) });
+    worker.on('exit', (code, signal) => {
+      if (closing) return;
+      log.error(`worker ${worker.process.pid} exited (${signal ?? `code ${code}`}); starting another`);
+      fork();
+    });
+    return worker;
+  };
+
+  // every worker must come up once; a worker that fails at start fails the start
+  const workers = Array.from({ length: config.workers }, fork);
+  const ready = await Promise.all(
+    workers.map(
+      (worker) =>
+        new Promise<WorkerReady>((resolve, reject) => {
+          const onExit = (code: number | null) =>
+            reject(new StartupError(`a worker could not start (exit code ${code}); its error is above`));
+          worker.once('exit', onExit);
+          worker.on('message', (message: unknown) => {
+            if (!isWorkerReady(message)) return;
+            worker.off('exit', onExit);
+            resolve(message);
+          });
+        }),
+    ),
+  ).catch(async (err: unknown) => {
+    closing = true;
+    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGKILL');
+    await new Promise<void>((resolve) => io.close(() => resolve()));
+    throw err;
+  });
+
+  return {
+    ports: ready[0]!.ports,
+    close: async () => {
+      closing = true;
+      const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+      await Promise.all(
+        live.map((w) => new Promise<void>((resolve) => (w.once('exit', () => resolve()), w.kill('SIGTERM')))),
+      );
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+    },
+  };
+}
