@@ -186,25 +186,26 @@ function catchUnawaited(client: RedisClient, onError: (err: unknown) => void): R
  */
 function unavailableOnFailure(store: RedisMessageStore, where: string): MessageStore {
   const wrap =
-    <A extends unknown[], R>(method: (...args: A) => Promise<R>) =>
+    <A extends unknown[], R>(method: (...args: A) => Promise<R>, writes: boolean) =>
     async (...args: A): Promise<R> => {
       try {
         return await method.apply(store, args);
       } catch (err) {
-        throw new StoreUnavailableError(`the message store (redis ${where}) is unavailable: ${reasonOf(err)}; nothing was stored`);
+        const outcome = writes ? '; nothing was stored' : '';
+        throw new StoreUnavailableError(`the message store (redis ${where}) is unavailable: ${reasonOf(err)}${outcome}`);
       }
     };
   return {
-    add: wrap(store.add),
-    pending: wrap(store.pending),
-    ack: wrap(store.ack),
-    claim: wrap(store.claim),
-    settle: wrap(store.settle),
-    schedule: wrap(store.schedule),
-    cancel: wrap(store.cancel),
-    scheduled: wrap(store.scheduled),
-    takeDue: wrap(store.takeDue),
-    stats: wrap(store.stats),
+    add: wrap(store.add, true),
+    pending: wrap(store.pending, false),
+    ack: wrap(store.ack, true),
+    claim: wrap(store.claim, true),
+    settle: wrap(store.settle, true),
+    schedule: wrap(store.schedule, true),
+    cancel: wrap(store.cancel, true),
+    scheduled: wrap(store.scheduled, false),
+    takeDue: wrap(store.takeDue, false),
+    stats: wrap(store.stats, false),
     close: () => store.close(),
   };
 }

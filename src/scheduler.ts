@@ -2,7 +2,7 @@
 // due push out once, so in a cluster every node may tick and a push still fires once.
 import type { Delivery } from './delivery.ts';
 import type { Logger } from './log.ts';
-import type { MessageStore } from './message-store.ts';
+import { StoreUnavailableError, type MessageStore } from './message-store.ts';
 
 /** How often due pushes are looked for; a push fires at most this late (plus its own work). */
 export const SCHEDULER_TICK_MS = 200;
@@ -36,7 +36,13 @@ export class Scheduler {
       }
     } catch (err) {
       // due pushes stay in the store and fire when it answers again
-      if (!this.failing) this.log.error('scheduled pushes: cannot read the store; retrying', err);
+      if (!this.failing) {
+        if (err instanceof StoreUnavailableError) {
+          this.log.warn(`scheduled pushes wait: ${err.message}; retrying every ${SCHEDULER_TICK_MS} ms`);
+        } else {
+          this.log.error('scheduled pushes: cannot read the store; retrying', err);
+        }
+      }
       this.failing = true;
     } finally {
       this.busy = false;
