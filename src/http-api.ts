@@ -5,6 +5,8 @@ import Koa, { type Context, type Middleware } from 'koa';
 import { parseBody } from './body.ts';
 import type { Config } from './config.ts';
 import type { Delivery } from './delivery.ts';
+import type { RequestListener } from 'node:http';
+import { fastLegacy } from './fast-legacy.ts';
 import { errorMiddleware, HttpError } from './http-errors.ts';
 import { legacyPublish, type PushObserver } from './legacy-api.ts';
 import type { Logger } from './log.ts';
@@ -41,20 +43,31 @@ const v1Fallthrough: Middleware = async (ctx, next) => {
   throw new HttpError(404, `no API route ${ctx.method} ${ctx.path}`);
 };
 
+/** A request over PUSH_RATE_PER_IP: how long to wait and what to say. */
+export interface RateRefusal {
+  retryAfterSeconds: number;
+  message: string;
+}
+
 /** PUSH_RATE_PER_IP: a token bucket per client address, bursts up to twice the rate. */
-function rateLimit(perSecond: number): { middleware: Middleware; close(): void } {
+function rateLimit(perSecond: number): { check(ip: string): RateRefusal | null; middleware: Middleware; close(): void } {
   const limiter = new RateLimiter<string>(perSecond, 2 * perSecond);
   const sweeper = setInterval(() => limiter.sweep(), 10_000);
   sweeper.unref();
+  const check = (ip: string): RateRefusal | null => {
+    const waitMs = limiter.take(ip);
+    if (waitMs === 0) return null;
+    return { retryAfterSeconds: Math.ceil(waitMs / 1000), message: `more than ${perSecond} requests a second from ${ip}; retry later` };
+  };
   const middleware: Middleware = async (ctx, next) => {
-    const waitMs = limiter.take(ctx.ip);
-    if (waitMs > 0) {
-      ctx.set('Retry-After', String(Math.ceil(waitMs / 1000)));
-      throw new HttpError(429, `more than ${perSecond} requests a second from ${ctx.ip}; retry later`);
+    const refusal = check(ctx.ip);
+    if (refusal) {
+      ctx.set('Retry-After', String(refusal.retryAfterSeconds));
+      throw new HttpError(429, refusal.message);
     }
     return next();
   };
-  return { middleware, close: () => clearInterval(sweeper) };
+  return { check, middleware, close: () => clearInterval(sweeper) };
 }
 
 /**
@@ -79,7 +92,8 @@ function operations(notReady: () => string | null, renderMetrics: ApiOptions['re
   return router;
 }
 
-export function createApiApp(options: ApiOptions): { app: Koa; close(): void } {
+/** The API port's request handler: the lean legacy GET path in front of the Koa app. */
+export function createApiApp(options: ApiOptions): { handler: RequestListener; close(): void } {
   const { delivery, pushApi, presence, notReady, renderMetrics, observer, config, log } = options;
   // one router for all of /api/v1, so a known path with another method is a 405, not a 404
   const v1 = pushApi.routes();
@@ -94,9 +108,19 @@ export function createApiApp(options: ApiOptions): { app: Koa; close(): void } {
   const limit = config.pushRatePerIp > 0 ? rateLimit(config.pushRatePerIp) : null;
   if (limit) app.use(limit.middleware);
   app.use(parseBody(config.maxBodyBytes));
-  if (config.pushSecret !== null) app.use(new PushAuth(config.pushSecret).middleware((ctx) => !isV1(ctx)));
+  const auth = config.pushSecret === null ? null : new PushAuth(config.pushSecret);
+  if (auth) app.use(auth.middleware((ctx) => !isV1(ctx)));
   app.use(v1.routes());
   app.use(v1Fallthrough);
   app.use(legacy.routes());
-  return { app, close: () => limit?.close() };
+  const handler = fastLegacy({
+    delivery,
+    maxContentBytes: config.maxDataBytes,
+    observer,
+    auth,
+    rateCheck: limit?.check ?? null,
+    log,
+    fallback: app.callback(),
+  });
+  return { handler, close: () => limit?.close() };
 }

@@ -19,7 +19,7 @@ export function escapeHtml(text: string): string {
   return text.replace(HTML_SPECIAL, (c) => HTML_ENTITY[c] ?? c);
 }
 
-type Params = Record<string, unknown>;
+export type Params = Record<string, unknown>;
 
 function hasFields(body: unknown): body is Params {
   return typeof body === 'object' && body !== null && !Array.isArray(body) && Object.keys(body).length > 0;
@@ -42,26 +42,40 @@ export interface PushObserver {
   observePushToEmit(startedAtMs: number): void;
 }
 
+/**
+ * The legacy push, from its parameters to its one-word answer: the one place its rules live,
+ * used by the Koa route and by the lean GET path (fast-legacy.ts). Throws HttpError for a
+ * content over `maxContentBytes` (413) or a parameter that is not a string (400).
+ */
+export async function publishLegacy(
+  params: Params,
+  delivery: Delivery,
+  maxContentBytes: number,
+  observer: PushObserver,
+  startedAt: number,
+): Promise<'ok' | 'offline' | 'fail'> {
+  if (field(params, 'type') !== 'publish') {
+    observer.pushed('legacy', 'fail');
+    return 'fail';
+  }
+  const to = field(params, 'to') ?? '';
+  const raw = field(params, 'content') ?? '';
+  // a UTF-8 byte is at most 3 UTF-16 units' worth, so most contents skip the exact count
+  if (raw.length * 3 > maxContentBytes && Buffer.byteLength(raw) > maxContentBytes) {
+    throw new HttpError(413, `content is larger than ${maxContentBytes} bytes`);
+  }
+  const result = await delivery.publishLegacy(to, escapeHtml(raw));
+  observer.observePushToEmit(startedAt);
+  observer.pushed('legacy', result);
+  return result;
+}
+
 /** `maxContentBytes`: a longer content answers 413 (MAX_DATA_BYTES). */
 export function legacyPublish(delivery: Delivery, maxContentBytes: number, observer: PushObserver): Middleware {
   return async (ctx) => {
     const startedAt = performance.now();
     const body: unknown = ctx.request.body;
     const params: Params = hasFields(body) ? body : ctx.query;
-    if (field(params, 'type') !== 'publish') {
-      observer.pushed('legacy', 'fail');
-      ctx.body = 'fail';
-      return;
-    }
-    const to = field(params, 'to') ?? '';
-    const raw = field(params, 'content') ?? '';
-    // a UTF-8 byte is at most 3 UTF-16 units' worth, so most contents skip the exact count
-    if (raw.length * 3 > maxContentBytes && Buffer.byteLength(raw) > maxContentBytes) {
-      throw new HttpError(413, `content is larger than ${maxContentBytes} bytes`);
-    }
-    const result = await delivery.publishLegacy(to, escapeHtml(raw));
-    observer.observePushToEmit(startedAt);
-    observer.pushed('legacy', result);
-    ctx.body = result;
+    ctx.body = await publishLegacy(params, delivery, maxContentBytes, observer, startedAt);
   };
 }

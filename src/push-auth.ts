@@ -31,6 +31,19 @@ function bodyOf(ctx: Context): Record<string, unknown> | null {
   return typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : null;
 }
 
+/** What the rules look at, wherever the request came from. */
+export interface AuthRequest {
+  authorization: string;
+  signature: string;
+  timestamp: string;
+  method: string;
+  /** Path and query as sent. */
+  target: string;
+  rawBody: string;
+  /** A `secret` field from the body or the query string, if any. */
+  fieldSecret: unknown;
+}
+
 export class PushAuth {
   private readonly seen = new Set<string>();
   private readonly seenExpiry = new ExpiryQueue<string>();
@@ -60,29 +73,41 @@ export class PushAuth {
     // taken out whatever the outcome, so a strict v1 schema never sees it
     const fieldSecret = body?.secret ?? ctx.query.secret;
     if (body) delete body.secret;
+    const rawBody = (ctx.request as { rawBody?: unknown }).rawBody;
+    return this.verify(
+      {
+        authorization: ctx.get('authorization'),
+        signature: ctx.get('x-push-signature'),
+        timestamp: ctx.get('x-push-timestamp'),
+        method: ctx.method,
+        target: ctx.url,
+        rawBody: typeof rawBody === 'string' ? rawBody : '',
+        fieldSecret,
+      },
+      now,
+    );
+  }
 
-    const authorization = ctx.get('authorization');
-    if (authorization !== '') {
-      const m = /^Bearer (.+)$/i.exec(authorization);
+  /** The rules, apart from Koa: null when one of the proofs holds, else why not. */
+  verify(r: AuthRequest, now = Date.now()): string | null {
+    if (r.authorization !== '') {
+      const m = /^Bearer (.+)$/i.exec(r.authorization);
       return m && safeEqual(m[1]!, this.secret) ? null : 'the Authorization header does not hold the push secret';
     }
-    const signature = ctx.get('x-push-signature');
-    if (signature !== '') return this.checkSignature(ctx, signature, now);
-    if (fieldSecret !== undefined) {
-      return typeof fieldSecret === 'string' && safeEqual(fieldSecret, this.secret) ? null : 'the secret field is wrong';
+    if (r.signature !== '') return this.checkSignature(r, now);
+    if (r.fieldSecret !== undefined) {
+      return typeof r.fieldSecret === 'string' && safeEqual(r.fieldSecret, this.secret) ? null : 'the secret field is wrong';
     }
     return 'a push must carry the push secret: Authorization: Bearer, a secret field, or an X-Push-Signature';
   }
 
-  private checkSignature(ctx: Context, signature: string, now: number): string | null {
-    const timestamp = ctx.get('x-push-timestamp');
-    if (!/^\d{1,12}$/.test(timestamp)) return 'X-Push-Timestamp must be unix seconds';
-    if (Math.abs(now / 1000 - Number(timestamp)) > SIGNATURE_WINDOW_SECONDS) {
+  private checkSignature(r: AuthRequest, now: number): string | null {
+    if (!/^\d{1,12}$/.test(r.timestamp)) return 'X-Push-Timestamp must be unix seconds';
+    if (Math.abs(now / 1000 - Number(r.timestamp)) > SIGNATURE_WINDOW_SECONDS) {
       return `X-Push-Timestamp is more than ${SIGNATURE_WINDOW_SECONDS} s from the server's time`;
     }
-    const rawBody = (ctx.request as { rawBody?: unknown }).rawBody;
-    const expected = signRequest(this.secret, timestamp, ctx.method, ctx.url, typeof rawBody === 'string' ? rawBody : '');
-    if (!safeEqual(signature.toLowerCase(), expected)) return 'X-Push-Signature does not match the request';
+    const expected = signRequest(this.secret, r.timestamp, r.method, r.target, r.rawBody);
+    if (!safeEqual(r.signature.toLowerCase(), expected)) return 'X-Push-Signature does not match the request';
     this.forgetOld(now);
     if (this.seen.has(expected)) return 'this signed request was made before (replay)';
     this.seen.add(expected);

@@ -225,7 +225,7 @@ export async function createServer(config: Config, components: Components = {}):
     config,
     log,
   });
-  const apiHttp = listener(api.app.callback());
+  const apiHttp = listener(api.handler);
   // a client that trickles its request (slowloris) is cut off instead of holding a socket
   apiHttp.headersTimeout = 10_000;
   apiHttp.requestTimeout = 30_000;

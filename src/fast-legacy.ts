@@ -1,0 +1,76 @@
+// The lean path for the call backends make most: `GET /?type=publish&to=&content=`. It is
+// answered without Koa (no context objects, no middleware chain per push) but by the same
+// rules: publishLegacy() for the push, PushAuth.verify() for the secret, the same rate limiter.
+// Anything else (other methods, a body, a signed request, /api/v1, the probes) goes to the
+// Koa app unchanged.
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { parse } from 'node:querystring';
+import type { Delivery } from './delivery.ts';
+import { HttpError } from './http-errors.ts';
+import { publishLegacy, type PushObserver } from './legacy-api.ts';
+import type { Logger } from './log.ts';
+import type { PushAuth } from './push-auth.ts';
+import type { RateRefusal } from './http-api.ts';
+
+/** Paths the Koa app answers itself, beside /api/v1. */
+const KOA_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+export interface FastLegacyOptions {
+  delivery: Delivery;
+  maxContentBytes: number;
+  observer: PushObserver;
+  auth: PushAuth | null;
+  /** PUSH_RATE_PER_IP's check, shared with the Koa app; null when off. */
+  rateCheck: ((ip: string) => RateRefusal | null) | null;
+  log: Logger;
+  /** The Koa app, for every request this path does not take. */
+  fallback: RequestListener;
+}
+
+function answer(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function takes(req: IncomingMessage, path: string): boolean {
+  if (req.method !== 'GET') return false;
+  const h = req.headers;
+  // a body, or a signature over one, is the Koa app's to parse and check
+  if (h['content-length'] !== undefined || h['transfer-encoding'] !== undefined || h['x-push-signature'] !== undefined) return false;
+  if (path === '/api/v1' || path.startsWith('/api/v1/') || KOA_PATHS.has(path)) return false;
+  return true;
+}
+
+export function fastLegacy(o: FastLegacyOptions): RequestListener {
+  return (req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (!takes(req, path)) return o.fallback(req, res);
+    const startedAt = performance.now();
+
+    const refusal = o.rateCheck?.(req.socket.remoteAddress ?? '');
+    if (refusal) return answer(res, 429, refusal.message, { 'retry-after': String(refusal.retryAfterSeconds) });
+    const params = q === -1 ? {} : parse(url.slice(q + 1));
+    if (o.auth) {
+      const problem = o.auth.verify({
+        authorization: req.headers.authorization ?? '',
+        signature: '',
+        timestamp: '',
+        method: 'GET',
+        target: url,
+        rawBody: '',
+        fieldSecret: params.secret,
+      });
+      if (problem !== null) return answer(res, 401, 'fail', { 'www-authenticate': 'Bearer' });
+    }
+    publishLegacy(params, o.delivery, o.maxContentBytes, o.observer, startedAt).then(
+      (result) => answer(res, 200, result),
+      (err: unknown) => {
+        if (err instanceof HttpError) return answer(res, err.status, err.message);
+        o.log.error(`GET ${path} failed`, err);
+        answer(res, 500, 'internal server error');
+      },
+    );
+  };
+}
