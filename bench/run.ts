@@ -3,6 +3,7 @@
 // affects both alike. Settings: BENCH_* env vars (bench/options.ts, bench/README.md).
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildServer } from '../scripts/build.ts';
 import { Child, killAllChildren, PROJECT_ROOT } from './children.ts';
 import { Fleet } from './fleet.ts';
 import type { Figures } from './metrics.ts';
@@ -19,10 +20,19 @@ const SHUTDOWN_GRACE_MS = 7000;
 /** Both servers print `socket.io http://HOST:PORT | push API http://HOST:PORT`. */
 const PORTS_LINE = /socket\.io http:\/\/[^\s|]*:(\d+) \| push API http:\/\/[^\s|]*:(\d+)/;
 
+/**
+ * Both servers run as plain JS built by scripts/build.ts, as production runs: a TypeScript
+ * loader would add the same overhead to both and hide part of the difference.
+ */
 const SCRIPTS: Record<Target, string> = {
-  ours: join(PROJECT_ROOT, 'start.ts'),
-  ref: fileURLToPath(new URL('./reference-server.ts', import.meta.url)),
+  ours: join(PROJECT_ROOT, 'dist', 'start.js'),
+  ref: join(PROJECT_ROOT, 'bench', '.build', 'reference-server.js'),
 };
+
+async function buildServers(): Promise<void> {
+  await buildServer(join(PROJECT_ROOT, 'start.ts'), SCRIPTS.ours);
+  await buildServer(fileURLToPath(new URL('./reference-server.ts', import.meta.url)), SCRIPTS.ref);
+}
 
 function serverEnv(target: Target, options: Options): NodeJS.ProcessEnv {
   // Loopback and ephemeral ports are set last, so BENCH_SERVER_ENV cannot move them.
@@ -108,6 +118,7 @@ async function main(): Promise<void> {
   if (files.hard < needed) {
     throw new Error(`open files hard limit is ${files.hard}, ${needed} needed for ${Math.max(...options.clients)} clients: raise it (ulimit -Hn, as root) or lower BENCH_CLIENTS`);
   }
+  await buildServers();
   const began = performance.now();
   const date = new Date().toISOString();
   const runs: RunResult[] = [];
