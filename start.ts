@@ -51,7 +51,7 @@ function onSignals(log: Logger, close: () => Promise<void>, quiet = false): void
 
 try {
   const config = loadConfig(process.env, argv);
-  const log = createLogger(config.logFormat, config.logLevel);
+  const log = await createLogger(config.logFormat, config.logLevel);
   if (config.workers > 1 && cluster.isPrimary) {
     const primary = await startPrimary(config, log);
     announce(config, log, primary.ports, `redis | workers ${config.workers}`);

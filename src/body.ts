@@ -1,8 +1,8 @@
 // Request bodies for the push API: JSON and urlencoded through @koa/bodyparser, and
 // multipart/form-data (what PHP's curl sends for an array) through busboy. The result is
 // `ctx.request.body`: an object of fields, `{}` when there is no body.
-import { bodyParser } from '@koa/bodyparser';
-import busboy from 'busboy';
+import type { bodyParser as BodyParser } from '@koa/bodyparser';
+import type Busboy from 'busboy';
 import type { IncomingMessage } from 'node:http';
 import type { Middleware } from 'koa';
 import { HttpError } from './http-errors.ts';
@@ -10,18 +10,37 @@ import { HttpError } from './http-errors.ts';
 /** Fields per multipart body; more is a 413. */
 const MAX_MULTIPART_FIELDS = 100;
 
+/**
+ * The parsers are loaded at the first request that has a body: a server that only takes GET
+ * pushes never carries them (@koa/bodyparser brings charset tables worth about 20 MB of RSS).
+ */
+let parsers: Promise<{ bodyParser: typeof BodyParser; busboy: typeof Busboy }> | null = null;
+function loadParsers() {
+  parsers ??= Promise.all([import('@koa/bodyparser'), import('busboy')]).then(([b, m]) => ({
+    bodyParser: b.bodyParser,
+    busboy: m.default,
+  }));
+  return parsers;
+}
+
+function hasBody(headers: IncomingMessage['headers']): boolean {
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+}
+
 export function parseBody(maxBytes: number): Middleware {
-  const parser = bodyParser({
-    enableTypes: ['json', 'form'],
-    jsonLimit: maxBytes,
-    formLimit: maxBytes,
-  });
+  let parser: Middleware | null = null;
   return async (ctx, next) => {
+    if (!hasBody(ctx.req.headers)) {
+      ctx.request.body = {}; // as the parser leaves it for a request without a body
+      return next();
+    }
+    const { bodyParser, busboy } = await loadParsers();
+    parser ??= bodyParser({ enableTypes: ['json', 'form'], jsonLimit: maxBytes, formLimit: maxBytes });
     const declared = Number(ctx.get('content-length') || 0);
     if (declared > maxBytes) throw new HttpError(413, `request body is larger than ${maxBytes} bytes`);
     if (ctx.method === 'POST' || ctx.method === 'PUT' || ctx.method === 'PATCH') {
       if (ctx.is('multipart/form-data')) {
-        const { fields, raw } = await readMultipart(ctx.req, maxBytes);
+        const { fields, raw } = await readMultipart(busboy, ctx.req, maxBytes);
         ctx.request.body = fields;
         // as @koa/bodyparser does for JSON and forms: a signed request covers the body text
         (ctx.request as { rawBody?: string }).rawBody = raw;
@@ -32,9 +51,9 @@ export function parseBody(maxBytes: number): Middleware {
   };
 }
 
-function readMultipart(req: IncomingMessage, maxBytes: number): Promise<{ fields: Record<string, string>; raw: string }> {
+function readMultipart(busboy: typeof Busboy, req: IncomingMessage, maxBytes: number): Promise<{ fields: Record<string, string>; raw: string }> {
   return new Promise((resolve, reject) => {
-    let parser: busboy.Busboy;
+    let parser: Busboy.Busboy;
     try {
       parser = busboy({
         headers: req.headers,

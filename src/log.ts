@@ -1,6 +1,6 @@
 // The logger components are given: one line per notable event, with optional fields; never
 // message contents or secrets. `text` for people (npm start), `json` (pino) for collectors.
-import { pino } from 'pino';
+import type { pino as Pino } from 'pino';
 
 export type LogFields = Record<string, string | number | boolean | null>;
 
@@ -37,7 +37,7 @@ function textLogger(level: LogLevel): Logger {
   };
 }
 
-function jsonLogger(level: LogLevel): Logger {
+function jsonLogger(pino: typeof Pino, level: LogLevel): Logger {
   const out = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
   return {
     info: (m, f) => out.info(f ?? {}, m),
@@ -46,8 +46,11 @@ function jsonLogger(level: LogLevel): Logger {
   };
 }
 
-export function createLogger(format: LogFormat, level: LogLevel): Logger {
-  return format === 'json' ? jsonLogger(level) : textLogger(level);
+/** pino is loaded only for the json format: text-only processes do not carry it. */
+export async function createLogger(format: LogFormat, level: LogLevel): Promise<Logger> {
+  if (format === 'text') return textLogger(level);
+  const { pino } = await import('pino');
+  return jsonLogger(pino, level);
 }
 
 export const consoleLogger: Logger = textLogger('info');

@@ -3,7 +3,6 @@
 //   hex(HMAC-SHA256(LOGIN_SECRET, subject))   PHP: hash_hmac('sha256', $uid, $key)
 //   or a JWT signed HS256 with LOGIN_SECRET, `sub` = subject and an `exp`.
 import { createHmac } from 'node:crypto';
-import { errors, jwtVerify } from 'jose';
 import type { SocketError } from './events.ts';
 import { safeEqual } from './push-auth.ts';
 
@@ -40,6 +39,7 @@ export class LoginVerifier {
         : { code: 'unauthorized', message: 'the token is not valid for this uid' };
     }
     if (token.length > 4096 || !JWT.test(token)) return { code: 'unauthorized', message: 'the token is malformed' };
+    const { errors, jwtVerify } = await import('jose'); // loaded at the first JWT, not before
     try {
       const { payload } = await jwtVerify(token, this.key, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
       return payload.sub === subject ? null : { code: 'unauthorized', message: 'the token is for another subject' };

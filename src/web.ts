@@ -2,7 +2,6 @@
 // /push-client.js (the SDK, bundled from TypeScript by esbuild at start, so what is served
 // is always built from the source beside it), and /config.js telling the page where the
 // Socket.IO and push API ports are.
-import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import type { RequestListener } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +35,7 @@ const ADMIN_FILES: Record<string, { file: string; type: string }> = {
 
 /** The SDK as one plain script defining the global `PushClient`. */
 export async function buildSdk(): Promise<string> {
+  const { build } = await import('esbuild'); // loaded only when the demo page is served
   const result = await build({
     entryPoints: [DEMO_DIR + 'sdk/push-client.ts'],
     bundle: true,
