@@ -8,22 +8,12 @@ import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
 import { legacyPush, startServer } from './support/server.ts';
 import { until } from './support/until.ts';
+import { seededRandom } from '../bench/stats.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 
-/** mulberry32: small, seeded, good enough to pick cases. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const random = rng(SEED);
+const random = seededRandom(SEED);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
 const int = (max: number) => Math.floor(random() * max);
 const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));

@@ -10,6 +10,7 @@ import { closeRedis, connectRedis, type RedisClient } from '../src/redis.ts';
 import { presenceContract } from './contracts/presence.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
+import { recordingLogger } from './support/logger.ts';
 import { until } from './support/until.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -21,15 +22,6 @@ const HEARTBEAT_MS = 200;
 presenceContract('memory', async () => new MemoryPresence());
 
 /** A logger that keeps its lines, to check what an outage logs. */
-function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (m) => lines.push(`info: ${m}`),
-    warn: (m) => lines.push(`warn: ${m}`),
-    error: (m) => lines.push(`error: ${m}`),
-  };
-}
 
 /** Checks `condition` over `ms` and fails as soon as it is false. */
 async function holdsFor(condition: () => Promise<boolean>, message: string, ms: number): Promise<void> {

@@ -11,6 +11,7 @@ import { RedisMessageStore } from '../src/redis-store.ts';
 import { messageStoreContract } from './contracts/message-store.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
+import { recordingLogger } from './support/logger.ts';
 import { until } from './support/until.ts';
 
 const LIMITS: StoreLimits = { maxPendingPerUid: 1000, maxBytes: 1 << 30, maxScheduled: 10_000 };
@@ -19,15 +20,6 @@ function spec(id: string): PushSpec {
   return { id, to: ['u'], event: 'new_msg', data: id, ttlMs: 0, bytes: 4 };
 }
 
-function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (m) => lines.push(`info: ${m}`),
-    warn: (m) => lines.push(`warn: ${m}`),
-    error: (m) => lines.push(`error: ${m}`),
-  };
-}
 
 describe('RedisMessageStore', () => {
   let redis: TestRedis | undefined;
