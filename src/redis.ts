@@ -5,6 +5,7 @@
 import { createAdapter } from '@socket.io/redis-adapter';
 import { createClient, type RedisClientType } from 'redis';
 import type { Logger } from './log.ts';
+import type { AnnouncedState } from './webhooks.ts';
 import { StoreUnavailableError, type MessageStore, type StoreLimits } from './message-store.ts';
 import { RedisPresence, type RedisPresenceOptions } from './redis-presence.ts';
 import { RedisMessageStore } from './redis-store.ts';
@@ -210,11 +211,32 @@ function unavailableOnFailure(store: RedisMessageStore, where: string): MessageS
   };
 }
 
+/**
+ * Which uids the webhooks announced online, shared by the nodes: a uid announced at node A
+ * whose last page closes at node B gets its user.offline from B, once.
+ */
+export class RedisAnnouncedState implements AnnouncedState {
+  constructor(
+    private readonly client: RedisClient,
+    private readonly prefix: string,
+  ) {}
+
+  async markOnline(uid: string): Promise<boolean> {
+    return (await this.client.set(`${this.prefix}announced:${uid}`, '1', { NX: true })) === 'OK';
+  }
+
+  async markOffline(uid: string): Promise<boolean> {
+    return (await this.client.del(`${this.prefix}announced:${uid}`)) === 1;
+  }
+}
+
 export interface RedisComponents {
   /** For io.adapter(): rooms and broadcasts reach the sockets of every node. */
   adapter: ReturnType<typeof createAdapter>;
   presence: RedisPresence;
   store: MessageStore;
+  /** For the online/offline webhooks: each transition announced once in the cluster. */
+  announced: AnnouncedState;
   /** Why Redis cannot be used now, or null while it is connected (for /readyz). */
   notReady(): string | null;
   /**
@@ -255,6 +277,7 @@ export async function createRedisComponents(
     adapter,
     presence,
     store: unavailableOnFailure(store, connection.where),
+    announced: new RedisAnnouncedState(main, prefix),
     notReady: () => (connection.lost ? `redis ${connection.where} is not connected` : null),
     close: () =>
       (closing ??= (async () => {

@@ -188,7 +188,7 @@ export async function createServer(config: Config, components: Components = {}):
   const sender =
     config.webhookUrl.length > 0 ? new WebhookSender(config.webhookUrl, config.webhookSecret, {}, log, webhookObserver) : null;
   const webhooks = sender
-    ? new PresenceWebhooks(sender, (uid) => presence.isOnline(uid), new MemoryAnnouncedState(), { graceMs: config.webhookGraceMs }, log)
+    ? new PresenceWebhooks(sender, (uid) => presence.isOnline(uid), redis?.announced ?? new MemoryAnnouncedState(), { graceMs: config.webhookGraceMs }, log)
     : null;
   const socketObserver: SocketObserver = {
     login: (result) => metrics.login(result),

@@ -10,6 +10,9 @@ import { occurrences, startNodes, type ClusterNode } from './support/nodes.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { legacyPush } from './support/server.ts';
 import { until } from './support/until.ts';
+import { startWebhookReceiver } from './support/webhook-receiver.ts';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 
 /** What a v1 push made now answers. */
 interface PushAnswer {
@@ -280,6 +283,61 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     // the node left the presence before it exited: the first push after the exit knows
     expect(answers, 'answers after the exit').to.deep.equal(['offline']);
     await showsCounts(watcher, 1, 1, 2000);
+  });
+
+  it('sends each webhook transition once in the cluster, from whichever node sees it', async () => {
+    const receiver = await startWebhookReceiver();
+    const env = { WEBHOOK_URL: receiver.url, WEBHOOK_GRACE_MS: '200' };
+    const [a, b] = (await startNodes(['A', 'B'], redis.url, env)) as [ClusterNode, ClusterNode];
+    const atA = await connectClient('v4', a.ioUrl);
+    await atA.login('roamer'); // first page anywhere: user.online, from A
+    await receiver.waitFor(1);
+    const atB = await connectClient('v2', b.ioUrl);
+    await atB.login('roamer'); // a second page: nothing
+    atA.close(); // not the last page: nothing
+    await until(async () => (await legacyPush(a.apiUrl, { type: 'publish', to: 'roamer', content: 'x' })).body === 'ok', 'B to hold the page');
+    atB.close(); // the last page, at B: user.offline from B, though A announced the online
+    const requests = await receiver.waitFor(2, 10_000);
+    const events = requests.map((r) => JSON.parse(r.body) as { type: string; uid: string });
+    expect(events.map((e) => [e.type, e.uid])).to.deep.equal([
+      ['user.online', 'roamer'],
+      ['user.offline', 'roamer'],
+    ]);
+    // and nothing more comes: a later transition of another uid is the next request
+    const other = await connectClient('v4', b.ioUrl);
+    await other.login('other');
+    const next = await receiver.waitFor(3, 10_000);
+    expect(JSON.parse(next[2]!.body)).to.deep.include({ type: 'user.online', uid: 'other' });
+  });
+
+  it('WORKERS=2 serves long-polling and websocket clients of both versions, and stops on SIGTERM', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'start.ts'], {
+      cwd: new URL('..', import.meta.url).pathname,
+      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', REDIS_URL: redis.url, WORKERS: '2' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = once(child, 'exit');
+    onCleanup(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      return exited;
+    });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+    await until(() => /workers 2/.test(out), 'the primary to print its line', 20_000);
+    const [, io, api] = /socket\.io http:\/\/127\.0\.0\.1:(\d+) \| push API http:\/\/127\.0\.0\.1:(\d+)/.exec(out)!;
+    const clients: TestClient[] = [];
+    for (const [i, [version, transports]] of ([['v2', ['polling']], ['v4', ['polling']], ['v2', ['websocket']], ['v4', ['websocket']], ['v2', undefined], ['v4', undefined]] as const).entries()) {
+      const c = await connectClient(version, `http://127.0.0.1:${io}`, transports ? [...transports] : undefined);
+      await c.login(`w${i}`);
+      clients.push(c);
+    }
+    for (const [i, c] of clients.entries()) {
+      expect((await legacyPush(`http://127.0.0.1:${api}`, { type: 'publish', to: `w${i}`, content: `to w${i}` })).body).to.equal('ok');
+      expect((await c.waitFor('new_msg'))[0]).to.equal(`to w${i}`);
+    }
+    child.kill('SIGTERM');
+    const [code] = await exited;
+    expect(code).to.equal(0);
   });
 
   it('a stored message pushed at one node is delivered once at a login on another, and an ack there removes it', async () => {
