@@ -30,6 +30,11 @@ export interface RedisPresenceOptions {
    * @default 'push:'
    */
   prefix?: string;
+  /**
+   * Told of each uid left with no page anywhere when this node reaps a dead one: that uid's
+   * last page is gone, as a removePage() that returned true would say. Webhooks use it.
+   */
+  onReapedOffline?: (uid: string) => void;
 }
 
 /*
@@ -59,33 +64,45 @@ local function renew()
   return known ~= false
 end
 
--- moves diff pages of uid into (or out of) the totals
+-- moves diff pages of uid into (or out of) the totals; true when the uid has none left
 local function adjust(uid, diff)
-  if diff == 0 then return end
-  if redis.call('HINCRBY', users, uid, diff) <= 0 then redis.call('HDEL', users, uid) end
+  if diff == 0 then return false end
   redis.call('INCRBY', pages, diff)
+  if redis.call('HINCRBY', users, uid, diff) <= 0 then
+    redis.call('HDEL', users, uid)
+    return true
+  end
+  return false
 end
 
--- takes a node's pages out of the totals and deletes its hash
-local function forget(node)
+-- takes a node's pages out of the totals and deletes its hash; the uids left with no page
+-- anywhere are added to \`offline\` when one is given
+local function forget(node, offline)
   local flat = redis.call('HGETALL', nodePrefix .. node)
-  for i = 1, #flat, 2 do adjust(flat[i], -tonumber(flat[i + 1])) end
+  for i = 1, #flat, 2 do
+    if adjust(flat[i], -tonumber(flat[i + 1])) and offline then table.insert(offline, flat[i]) end
+  end
   redis.call('DEL', nodePrefix .. node)
 end
 `;
 
 /**
  * ARGV[4]: how many dead nodes to reap at most. Renews this node's lease, then reaps nodes
- * whose lease has passed. Returns [1 if this node was registered, reaped node ids...].
+ * whose lease has passed. Returns [1 if this node was registered, the number of reaped
+ * nodes, their ids..., the uids their death left with no page anywhere...].
  */
 const HEARTBEAT = `${PRELUDE}
 local known = renew()
 local dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[4]))
+local offline = {}
 for _, node in ipairs(dead) do
-  forget(node)
+  forget(node, offline)
   redis.call('ZREM', nodes, node)
 end
-return {known and 1 or 0, unpack(dead)}
+local reply = {known and 1 or 0, #dead}
+for _, node in ipairs(dead) do table.insert(reply, node) end
+for _, uid in ipairs(offline) do table.insert(reply, uid) end
+return reply
 `;
 
 /**
@@ -143,6 +160,7 @@ export class RedisPresence implements Presence {
   private readonly nodePrefix: string;
   private readonly leaseMs: number;
   private readonly heartbeatMs: number;
+  private readonly onReapedOffline: (uid: string) => void;
   private readonly timer: NodeJS.Timeout;
   /** The beat under way, awaited by close() so none writes after it. */
   private beating: Promise<void> | null = null;
@@ -167,6 +185,7 @@ export class RedisPresence implements Presence {
   ) {
     this.leaseMs = options.leaseMs ?? 6000;
     this.heartbeatMs = options.heartbeatMs ?? 2000;
+    this.onReapedOffline = options.onReapedOffline ?? (() => {});
     if (!(this.heartbeatMs > 0 && this.heartbeatMs < this.leaseMs)) {
       throw new RangeError(`presence heartbeatMs (${this.heartbeatMs}) must be above 0 and below leaseMs (${this.leaseMs})`);
     }
@@ -281,11 +300,14 @@ export class RedisPresence implements Presence {
 
   private async renew(): Promise<void> {
     try {
-      const [known, ...reaped] = await this.eval(HEARTBEAT, String(REAP_BATCH)).then((r) => {
+      const [known, count, ...rest] = await this.eval(HEARTBEAT, String(REAP_BATCH)).then((r) => {
         if (!Array.isArray(r)) throw new Error(`unexpected reply from Redis: ${String(r)}`);
         return r.map(String);
       });
+      const reaped = rest.slice(0, Number(count));
       for (const node of reaped) this.log.warn(`presence: node ${node} stopped heartbeating; its pages were removed`);
+      // their last pages went with the dead node: told here, once, by the node that reaped it
+      for (const uid of rest.slice(Number(count))) this.onReapedOffline(uid);
       if (this.closed) return;
       if (known !== '1' || this.dirty) {
         if (this.registered && known !== '1') {

@@ -98,11 +98,16 @@ function readTls(config: Config): { cert: Buffer; key: Buffer } | null {
  * Connects to Redis for the cluster components. redis.ts (the only importer of redis and the
  * adapter) is loaded only here, so a single node never loads them. Unreachable: one line.
  */
-async function joinCluster(url: string, limits: StoreLimits, log: Logger): Promise<RedisComponents> {
+async function joinCluster(
+  url: string,
+  limits: StoreLimits,
+  log: Logger,
+  onReapedOffline: (uid: string) => void,
+): Promise<RedisComponents> {
   const { createRedisComponents, RedisStartupError } = await import('./redis.ts');
   const nodeId = `${hostname()}-${randomBytes(4).toString('hex')}`; // unique among live nodes
   try {
-    return await createRedisComponents(url, nodeId, log, limits);
+    return await createRedisComponents(url, nodeId, log, limits, { onReapedOffline });
   } catch (err) {
     throw err instanceof RedisStartupError ? new StartupError(err.message) : err;
   }
@@ -129,7 +134,11 @@ export async function createServer(config: Config, components: Components = {}):
   const tls = readTls(config); // first: a bad file stops the start before anything runs
   const log = components.log ?? consoleLogger;
   const limits = { maxPendingPerUid: config.maxPendingPerUid, maxBytes: config.maxStoreBytes, maxScheduled: config.maxScheduled };
-  const redis = config.redisUrl === null ? null : await joinCluster(config.redisUrl, limits, log);
+  // a dead node's last pages are reported by the node that reaps it; the webhooks are built
+  // below, so the call is bound late
+  let lastPageElsewhere: (uid: string) => void = () => {};
+  const redis =
+    config.redisUrl === null ? null : await joinCluster(config.redisUrl, limits, log, (uid) => lastPageElsewhere(uid));
   const presence = components.presence ?? redis?.presence ?? new MemoryPresence();
   const store = components.store ?? redis?.store ?? new MemoryMessageStore(limits);
   /** Closes presence and store: through Redis's own close when they are Redis's. */
@@ -195,6 +204,7 @@ export async function createServer(config: Config, components: Components = {}):
     firstPage: (uid) => webhooks?.online(uid),
     lastPage: (uid) => webhooks?.offline(uid),
   };
+  lastPageElsewhere = (uid) => socketObserver.lastPage(uid);
 
   const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log);
   registerSocketHandlers(io, {

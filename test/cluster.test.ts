@@ -232,8 +232,10 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     });
   }
 
-  it('a SIGKILLed node’s pages are gone cluster-wide within 10 s', async () => {
-    const [a, b] = (await startNodes(['A', 'B'], redis.url)) as [ClusterNode, ClusterNode];
+  it('a SIGKILLed node’s pages are gone cluster-wide within 10 s, and its uids announced offline once', async () => {
+    const receiver = await startWebhookReceiver();
+    const env = { WEBHOOK_URL: receiver.url, WEBHOOK_GRACE_MS: '200' };
+    const [a, b] = (await startNodes(['A', 'B'], redis.url, env)) as [ClusterNode, ClusterNode];
     const watcher = await pageOn(a, 'watcher');
     const victim = await pageOn(b, 'victim', 'v2');
     await showsCounts(watcher, 2, 2);
@@ -259,6 +261,11 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     await showsCounts(watcher, 1, 1, 2000);
     // the survivor's heartbeat reaped it, and said so once
     expect(occurrences(a.output(), /stopped heartbeating; its pages were removed/)).to.equal(1);
+    // the victim's last page died with B: A, which reaped B, announces it offline
+    const requests = await receiver.waitFor((r) => r.some((x) => x.body.includes('"user.offline"')), 5000);
+    const events = requests.map((r) => JSON.parse(r.body) as { type: string; uid: string }).map((e) => `${e.type} ${e.uid}`);
+    expect(events.filter((e) => e.startsWith('user.offline'))).to.deep.equal(['user.offline victim']);
+    expect([...events].sort()).to.deep.equal(['user.offline victim', 'user.online victim', 'user.online watcher']);
   });
 
   it('a node stopped with SIGTERM removes its pages at once', async () => {
