@@ -60,6 +60,12 @@ export interface MessageStore {
   close(): Promise<void>;
 }
 
+/**
+ * Told of each stored message that expired unacked, once per (uid, message) even when several
+ * nodes sweep one shared store: the message.stored_expired webhook.
+ */
+export type ExpiredListener = (uid: string, message: StoredMessage) => void;
+
 /** A shared store that cannot be reached now: the API answers 503 with this message. */
 export class StoreUnavailableError extends Error {
   readonly status = 503;
@@ -104,7 +110,10 @@ export class MemoryMessageStore implements MessageStore {
 
   private readonly sweeper: NodeJS.Timeout;
 
-  constructor(private readonly limits: StoreLimits) {
+  constructor(
+    private readonly limits: StoreLimits,
+    private readonly onExpired: ExpiredListener = () => {},
+  ) {
     this.sweeper = setInterval(() => this.sweep(Date.now()), SWEEP_MS);
     this.sweeper.unref();
   }
@@ -206,6 +215,7 @@ export class MemoryMessageStore implements MessageStore {
       if (!this.order.has(entry)) continue; // acked or dropped already
       this.remove(entry);
       this.expired++;
+      this.onExpired(entry.uid, entry.message);
     }
     // acked entries stay in the heap until due; rebuild it when they dominate
     if (this.expiries.size > 2 * this.order.size + 1024) this.expiries.retain((e) => this.order.has(e));

@@ -10,6 +10,7 @@ import type {
   MessageStore,
   ScheduledPush,
   StoredMessage,
+  ExpiredListener,
   StoreLimits,
   StoreStats,
 } from './message-store.ts';
@@ -21,6 +22,8 @@ export interface RedisStoreOptions {
    * @default 'push:'
    */
   prefix?: string;
+  /** Told of each message that expired unacked (the sweep script hands each out once). */
+  onExpired?: ExpiredListener;
 }
 
 /** How often expired messages are swept, ms (as MemoryMessageStore). */
@@ -129,12 +132,24 @@ remove(seq)
 return 1
 `);
 
-/** ARGV: prefix, now, limit. Removes up to `limit` pairs that expired by now; returns how many. */
+/**
+ * ARGV: prefix, now, limit. Removes up to `limit` pairs that expired by now. Returns
+ * [how many, then uid and message JSON of each], so each expiry is reported once in a cluster.
+ */
 const SWEEP = new LuaScript(`${REMOVE}
 local due = redis.call('ZRANGEBYSCORE', p .. 'expiry', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, seq in ipairs(due) do remove(seq) end
+local out = {#due}
+for _, seq in ipairs(due) do
+  local entry = redis.call('HGET', p .. 'entries', seq)
+  if entry then
+    local e = cjson.decode(entry)
+    out[#out + 1] = e[1]
+    out[#out + 1] = redis.call('HGET', p .. 'm:' .. e[1], e[2]) or ''
+  end
+  remove(seq)
+end
 if #due > 0 then redis.call('HINCRBY', p .. 'counters', 'expired', #due) end
-return #due
+return out
 `);
 
 /** ARGV: prefix, uid. The uid's message JSONs in push order (expired ones included). */
@@ -211,6 +226,7 @@ function ms(time: number): string {
 export class RedisMessageStore implements MessageStore {
   private readonly prefix: string;
   private readonly sweeper: NodeJS.Timeout;
+  private readonly onExpired: ExpiredListener;
   /** The sweep under way, awaited by close() so none runs on a client the caller closes next. */
   private sweeping: Promise<void> | null = null;
   private sweepFailing = false;
@@ -223,6 +239,7 @@ export class RedisMessageStore implements MessageStore {
     options: RedisStoreOptions = {},
   ) {
     this.prefix = options.prefix ?? 'push:';
+    this.onExpired = options.onExpired ?? (() => {});
     this.sweeper = setInterval(() => {
       this.sweeping ??= this.tick().finally(() => (this.sweeping = null));
     }, SWEEP_MS);
@@ -322,7 +339,14 @@ export class RedisMessageStore implements MessageStore {
   async sweep(now: number): Promise<number> {
     let removed = 0;
     for (;;) {
-      const n = toNumber(await SWEEP.run(this.client, [this.prefix, String(Math.floor(now)), String(SWEEP_BATCH)]));
+      const reply = await SWEEP.run(this.client, [this.prefix, String(Math.floor(now)), String(SWEEP_BATCH)]);
+      if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
+      const [count, ...pairs] = reply.map(String);
+      const n = Number(count);
+      for (let i = 0; i + 1 < pairs.length; i += 2) {
+        if (pairs[i + 1] === '') continue;
+        this.onExpired(pairs[i]!, JSON.parse(pairs[i + 1]!) as StoredMessage);
+      }
       removed += n;
       if (n < SWEEP_BATCH) return removed;
     }

@@ -6,7 +6,7 @@ import { createAdapter } from '@socket.io/redis-adapter';
 import { createClient, type RedisClientType } from 'redis';
 import type { Logger } from './log.ts';
 import type { AnnouncedState } from './webhooks.ts';
-import { StoreUnavailableError, type MessageStore, type StoreLimits } from './message-store.ts';
+import { StoreUnavailableError, type ExpiredListener, type MessageStore, type StoreLimits } from './message-store.ts';
 import { RedisPresence, type RedisPresenceOptions } from './redis-presence.ts';
 import { RedisMessageStore } from './redis-store.ts';
 
@@ -257,7 +257,7 @@ export async function createRedisComponents(
   nodeId: string,
   log: Logger,
   limits: StoreLimits,
-  options: RedisPresenceOptions = {},
+  options: RedisPresenceOptions & { onExpired?: ExpiredListener } = {},
 ): Promise<RedisComponents> {
   const connection = new Connection(url, log);
   const [main, pub, sub] = (await connectAll(connection, 3)) as [RedisClient, RedisClient, RedisClient];
@@ -270,7 +270,7 @@ export async function createRedisComponents(
     key: `${prefix}socket.io`,
   });
   const presence = new RedisPresence(main, nodeId, log, options);
-  const store = new RedisMessageStore(main, limits, log, { prefix });
+  const store = new RedisMessageStore(main, limits, log, { prefix, ...(options.onExpired ? { onExpired: options.onExpired } : {}) });
 
   let closing: Promise<void> | null = null;
   return {

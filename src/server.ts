@@ -16,7 +16,13 @@ import { createApiApp } from './http-api.ts';
 import { consoleLogger, type Logger } from './log.ts';
 import { LoginVerifier } from './login-auth.ts';
 import { OnlineCountBroadcaster } from './online-count.ts';
-import { MemoryMessageStore, type MessageStore, type StoreLimits } from './message-store.ts';
+import {
+  MemoryMessageStore,
+  type ExpiredListener,
+  type MessageStore,
+  type StoreLimits,
+  type StoredMessage,
+} from './message-store.ts';
 import type { RedisComponents } from './redis.ts';
 import { connectionsByTransport, Metrics } from './metrics.ts';
 import { MemoryPresence, type Presence } from './presence.ts';
@@ -102,12 +108,12 @@ async function joinCluster(
   url: string,
   limits: StoreLimits,
   log: Logger,
-  onReapedOffline: (uid: string) => void,
+  found: { onReapedOffline: (uid: string) => void; onExpired: ExpiredListener },
 ): Promise<RedisComponents> {
   const { createRedisComponents, RedisStartupError } = await import('./redis.ts');
   const nodeId = `${hostname()}-${randomBytes(4).toString('hex')}`; // unique among live nodes
   try {
-    return await createRedisComponents(url, nodeId, log, limits, { onReapedOffline });
+    return await createRedisComponents(url, nodeId, log, limits, found);
   } catch (err) {
     throw err instanceof RedisStartupError ? new StartupError(err.message) : err;
   }
@@ -134,13 +140,20 @@ export async function createServer(config: Config, components: Components = {}):
   const tls = readTls(config); // first: a bad file stops the start before anything runs
   const log = components.log ?? consoleLogger;
   const limits = { maxPendingPerUid: config.maxPendingPerUid, maxBytes: config.maxStoreBytes, maxScheduled: config.maxScheduled };
-  // a dead node's last pages are reported by the node that reaps it; the webhooks are built
-  // below, so the call is bound late
-  let lastPageElsewhere: (uid: string) => void = () => {};
+  // What the shared parts find on their own: a dead node's last pages (reported by the node
+  // that reaps it) and messages that expired unacked (by the store's sweep). The webhooks that
+  // announce them are built below, so these are bound late.
+  const found = {
+    lastPage: (_uid: string): void => {},
+    expired: (_uid: string, _message: StoredMessage): void => {},
+  };
+  const onExpired: ExpiredListener = (uid, message) => found.expired(uid, message);
   const redis =
-    config.redisUrl === null ? null : await joinCluster(config.redisUrl, limits, log, (uid) => lastPageElsewhere(uid));
+    config.redisUrl === null
+      ? null
+      : await joinCluster(config.redisUrl, limits, log, { onReapedOffline: (uid) => found.lastPage(uid), onExpired });
   const presence = components.presence ?? redis?.presence ?? new MemoryPresence();
-  const store = components.store ?? redis?.store ?? new MemoryMessageStore(limits);
+  const store = components.store ?? redis?.store ?? new MemoryMessageStore(limits, onExpired);
   /** Closes presence and store: through Redis's own close when they are Redis's. */
   const closeComponents = async () => {
     await Promise.all([components.presence ? presence.close() : null, components.store ? store.close() : null]);
@@ -204,7 +217,8 @@ export async function createServer(config: Config, components: Components = {}):
     firstPage: (uid) => webhooks?.online(uid),
     lastPage: (uid) => webhooks?.offline(uid),
   };
-  lastPageElsewhere = (uid) => socketObserver.lastPage(uid);
+  found.lastPage = (uid) => socketObserver.lastPage(uid);
+  found.expired = (uid, message) => sender?.send({ type: 'message.stored_expired', uid, messageId: message.id, event: message.event });
 
   const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log);
   registerSocketHandlers(io, {

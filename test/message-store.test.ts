@@ -6,7 +6,10 @@ messageStoreContract('memory', async (limits) => new MemoryMessageStore(limits))
 
 describe('MemoryMessageStore sweep', () => {
   it('removes expired messages and counts them, looking only at what is due', async () => {
-    const store = new MemoryMessageStore({ maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10 });
+    const expired: string[] = [];
+    const store = new MemoryMessageStore({ maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10 }, (uid, m) =>
+      expired.push(`${uid}/${m.id}`),
+    );
     const now = Date.now();
     await store.add(['a'], { id: 'short', event: 'e', data: 1, ts: now, expiresAt: now + 10 }, 50);
     await store.add(['a'], { id: 'long', event: 'e', data: 1, ts: now, expiresAt: now + 60_000 }, 50);
@@ -14,6 +17,7 @@ describe('MemoryMessageStore sweep', () => {
     await store.ack('b', 'acked');
     store.sweep(now + 20);
     expect(await store.stats()).to.include({ messages: 1, bytes: 50, expired: 1 });
+    expect(expired).to.deep.equal(['a/short']); // acked ones are not reported
     await store.close();
   });
 });

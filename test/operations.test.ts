@@ -62,6 +62,20 @@ describe('operations', () => {
       ]);
     });
 
+    it('sends message.stored_expired for a stored message that expired unacked', async () => {
+      const receiver = await startWebhookReceiver();
+      const server = await startServer({ webhookUrl: [receiver.url], webhookSecret: SECRET });
+      const res = await fetch(`${server.apiUrl}/api/v1/push`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ to: 'away', event: 'order.updated', data: 1, ttl: 0.2, id: 'order-9' }),
+      });
+      expect(res.status).to.equal(200);
+      const [request] = await receiver.waitFor(1, 5000); // the store sweeps once a second
+      expect(verified(request!)).to.deep.include({ type: 'message.stored_expired', uid: 'away' });
+      expect(JSON.parse(request!.body)).to.deep.include({ messageId: 'order-9', event: 'order.updated' });
+    });
+
     it('keeps pushing while the receiver is down', async () => {
       const server = await startServer({ webhookUrl: [await closedPortUrl()], webhookGraceMs: 50 });
       const pages = [];

@@ -47,6 +47,25 @@ describe('RedisMessageStore', () => {
 
   messageStoreContract('redis', async (limits) => new RedisMessageStore(client!, limits, silentLogger, { prefix: freshPrefix() }));
 
+  it('reports each expired message once, though two stores sweep one Redis', async () => {
+    const prefix = freshPrefix();
+    const reports: string[] = [];
+    const stores = [0, 1].map((i) => {
+      const store = new RedisMessageStore(client!, LIMITS, silentLogger, {
+        prefix,
+        onExpired: (uid, m) => reports.push(`${i}:${uid}/${m.id}/${m.event}`),
+      });
+      onCleanup(() => store.close());
+      return store;
+    });
+    const now = Date.now();
+    await stores[0]!.add(['a', 'b'], { id: 'm1', event: 'e1', data: 1, ts: now, expiresAt: now + 50 }, 10);
+    await stores[0]!.add(['a'], { id: 'm2', event: 'e2', data: 2, ts: now, expiresAt: now + 60_000 }, 10);
+    await Promise.all([stores[0]!.sweep(now + 100), stores[1]!.sweep(now + 100), stores[1]!.sweep(now + 100)]);
+    expect(reports.map((r) => r.slice(2)).sort()).to.deep.equal(['a/m1/e1', 'b/m1/e1']);
+    expect((await stores[1]!.pending('a')).map((m) => m.id)).to.deep.equal(['m2']);
+  });
+
   it('hands each due push to exactly one of several nodes taking at once', async () => {
     const prefix = freshPrefix();
     // two nodes: their own store and their own connection, one Redis
