@@ -9,7 +9,7 @@ import { RedisPresence } from '../src/redis-presence.ts';
 import { closeRedis, connectRedis, type RedisClient } from '../src/redis.ts';
 import { presenceContract } from './contracts/presence.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
-import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
+import { sharedRedis, startRedis } from './support/redis-server.ts';
 import { recordingLogger } from './support/logger.ts';
 import { until } from './support/until.ts';
 
@@ -33,25 +33,15 @@ async function holdsFor(condition: () => Promise<boolean>, message: string, ms: 
 }
 
 describe('RedisPresence', () => {
-  let redis: TestRedis | undefined;
-  let client: RedisClient | undefined;
+  const shared = sharedRedis();
   let tests = 0;
   /** Every test its own keys on the shared redis-server. */
   const freshPrefix = () => `presence-test-${++tests}:`;
 
-  before(async function () {
-    if (!REDIS_SERVER) return this.skip();
-    redis = await startRedis();
-    client = await connectRedis(redis.url, silentLogger);
-  });
-  after(async () => {
-    if (client) await closeRedis(client);
-    await redis?.stop();
-  });
   afterEach(cleanupAll);
 
   function node(id: string, prefix: string, options: { client?: RedisClient; log?: Logger } = {}): RedisPresence {
-    const presence = new RedisPresence(options.client ?? client!, id, options.log ?? silentLogger, {
+    const presence = new RedisPresence(options.client ?? shared.client(), id, options.log ?? silentLogger, {
       prefix,
       leaseMs: LEASE_MS,
       heartbeatMs: HEARTBEAT_MS,
@@ -60,7 +50,7 @@ describe('RedisPresence', () => {
     return presence;
   }
 
-  presenceContract('redis', async () => new RedisPresence(client!, 'node-a', silentLogger, { prefix: freshPrefix() }));
+  presenceContract('redis', async () => new RedisPresence(shared.client(), 'node-a', silentLogger, { prefix: freshPrefix() }));
 
   it('answers first and last page, online and counts for the whole cluster', async () => {
     const prefix = freshPrefix();
@@ -126,7 +116,7 @@ describe('RedisPresence', () => {
     `;
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', program], {
       cwd: ROOT,
-      env: { ...process.env, REDIS_URL: redis!.url, PREFIX: prefix },
+      env: { ...process.env, REDIS_URL: shared.server().url, PREFIX: prefix },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = once(child, 'exit');

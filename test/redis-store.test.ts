@@ -10,7 +10,7 @@ import { closeRedis, connectRedis, createRedisComponents, RedisStartupError, typ
 import { RedisMessageStore } from '../src/redis-store.ts';
 import { messageStoreContract } from './contracts/message-store.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
-import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
+import { sharedRedis, startRedis } from './support/redis-server.ts';
 import { recordingLogger } from './support/logger.ts';
 import { until } from './support/until.ts';
 
@@ -22,36 +22,26 @@ function spec(id: string): PushSpec {
 
 
 describe('RedisMessageStore', () => {
-  let redis: TestRedis | undefined;
-  let client: RedisClient | undefined;
+  const shared = sharedRedis();
   let tests = 0;
   /** Every store its own keys on the shared redis-server. */
   const freshPrefix = () => `store-test-${++tests}:`;
 
-  before(async function () {
-    if (!REDIS_SERVER) return this.skip();
-    redis = await startRedis();
-    client = await connectRedis(redis.url, silentLogger);
-  });
-  after(async () => {
-    if (client) await closeRedis(client);
-    await redis?.stop();
-  });
   afterEach(cleanupAll);
 
   function open(limits: StoreLimits = LIMITS, prefix = freshPrefix()): RedisMessageStore {
-    const store = new RedisMessageStore(client!, limits, silentLogger, { prefix });
+    const store = new RedisMessageStore(shared.client(), limits, silentLogger, { prefix });
     onCleanup(() => store.close());
     return store;
   }
 
-  messageStoreContract('redis', async (limits) => new RedisMessageStore(client!, limits, silentLogger, { prefix: freshPrefix() }));
+  messageStoreContract('redis', async (limits) => new RedisMessageStore(shared.client(), limits, silentLogger, { prefix: freshPrefix() }));
 
   it('reports each expired message once, though two stores sweep one Redis', async () => {
     const prefix = freshPrefix();
     const reports: string[] = [];
     const stores = [0, 1].map((i) => {
-      const store = new RedisMessageStore(client!, LIMITS, silentLogger, {
+      const store = new RedisMessageStore(shared.client(), LIMITS, silentLogger, {
         prefix,
         onExpired: (uid, m) => reports.push(`${i}:${uid}/${m.id}/${m.event}`),
       });
@@ -69,7 +59,7 @@ describe('RedisMessageStore', () => {
   it('hands each due push to exactly one of several nodes taking at once', async () => {
     const prefix = freshPrefix();
     // two nodes: their own store and their own connection, one Redis
-    const other = await connectRedis(redis!.url, silentLogger);
+    const other = await connectRedis(shared.server().url, silentLogger);
     onCleanup(() => closeRedis(other));
     const stores = [open(LIMITS, prefix), new RedisMessageStore(other, LIMITS, silentLogger, { prefix })];
     const now = Date.now();
@@ -132,15 +122,7 @@ describe('RedisMessageStore', () => {
 });
 
 describe('createRedisComponents', () => {
-  let redis: TestRedis | undefined;
-
-  before(async function () {
-    if (!REDIS_SERVER) return this.skip();
-    redis = await startRedis();
-  });
-  after(async () => {
-    await redis?.stop();
-  });
+  const shared = sharedRedis();
   afterEach(cleanupAll);
 
   it('rejects at once with one line naming REDIS_URL when nothing listens', async () => {
@@ -160,7 +142,7 @@ describe('createRedisComponents', () => {
 
   it('builds a node on Redis whose close() releases every client and timer', async () => {
     const log = recordingLogger();
-    const components = await createRedisComponents(redis!.url, 'n1', log, LIMITS, { prefix: 'components-1:' });
+    const components = await createRedisComponents(shared.server().url, 'n1', log, LIMITS, { prefix: 'components-1:' });
     onCleanup(() => components.close());
     await components.presence.addPage('u', 's1');
     expect(await components.presence.isOnline('u')).to.equal(true);
@@ -170,11 +152,11 @@ describe('createRedisComponents', () => {
     await components.close();
     // what the node held is gone from Redis, and so are its three connections; its timers
     // are cleared (else mocha, which runs without --exit, would not end)
-    const check = await connectRedis(redis!.url, silentLogger);
+    const check = await connectRedis(shared.server().url, silentLogger);
     onCleanup(() => closeRedis(check));
     expect(await check.hExists('components-1:presence:users', 'u')).to.equal(0);
     const connections = async () => String(await check.sendCommand(['CLIENT', 'LIST'])).trim().split('\n').length;
-    await until(async () => (await connections()) === 1, 'only this check connection left');
+    await until(async () => (await connections()) === 2, 'only this check and the shared client left');
     expect(log.lines).to.deep.equal([]);
   });
 

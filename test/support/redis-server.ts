@@ -5,6 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, createServer } from 'node:net';
 import { findBinary } from './requirements.ts';
+import { silentLogger } from '../../src/log.ts';
+import { closeRedis, connectRedis, type RedisClient } from '../../src/redis.ts';
 
 export const REDIS_SERVER = findBinary('redis-server', ['/usr/bin/redis-server', '/usr/local/bin/redis-server']);
 
@@ -108,4 +110,24 @@ export async function startRedis(): Promise<TestRedis> {
       await start();
     },
   };
+}
+
+/**
+ * One redis-server and one connected client for a describe block: started before its tests
+ * (skipped, loudly, where redis-server is missing), stopped after them. Tests share it and
+ * keep apart by key prefix.
+ */
+export function sharedRedis(): { server(): TestRedis; client(): RedisClient } {
+  let server: TestRedis | undefined;
+  let client: RedisClient | undefined;
+  before(async function () {
+    if (!REDIS_SERVER) return this.skip();
+    server = await startRedis();
+    client = await connectRedis(server.url, silentLogger);
+  });
+  after(async () => {
+    if (client) await closeRedis(client);
+    await server?.stop();
+  });
+  return { server: () => server!, client: () => client! };
 }
