@@ -236,7 +236,9 @@ describe('security', () => {
       const ok = answers.filter((r) => r.status === 200);
       const limited = answers.filter((r) => r.status === 429);
       expect(ok.length + limited.length).to.equal(14);
-      expect(ok.length).to.be.within(10, 11);
+      // the burst of 10, plus what the bucket refilled (5/s) while the 14 were answered
+      expect(ok.length).to.be.within(10, 12);
+      expect(limited.length).to.be.at.least(2);
       expect(Number(limited[0]!.headers.get('retry-after'))).to.be.within(1, 2);
       expect(await limited[0]!.text()).to.equal('more than 5 requests a second from 127.0.0.1; retry later');
       await c.waitFor('new_msg', () => c.received('new_msg').length === ok.length);
@@ -251,7 +253,7 @@ describe('security', () => {
         Array.from({ length: 14 }, (_, i) => noisy.request<{ ok: boolean; error?: unknown }>('subscribe', `t${i}`)),
       );
       const passed = replies.filter((r) => r.ok).length;
-      expect(passed).to.be.within(10, 11); // burst = 2 x rate
+      expect(passed).to.be.within(10, 12); // burst = 2 x rate, plus a refill on a slow machine
       for (const r of replies.filter((r) => !r.ok)) {
         expect(r.error).to.deep.equal({ code: 'rate_limited', message: 'more than 5 events a second' });
       }
