@@ -18,13 +18,15 @@ const io = new Server(ioHttp, { allowEIO3: true });
 
 io.on('connection', (socket) => {
   let uid: string | undefined;
-  socket.on('login', (raw: unknown) => {
+  // the optional ack answers once the login is done, as our server's does (the bench waits on it)
+  socket.on('login', (raw: unknown, ack?: unknown) => {
     if (uid !== undefined || (typeof raw !== 'string' && typeof raw !== 'number')) return;
     uid = String(raw);
     void socket.join(uid);
     pages.set(uid, (pages.get(uid) ?? 0) + 1);
     totalPages += 1;
     socket.emit('update_online_count', onlineCount());
+    if (typeof ack === 'function') ack();
   });
   socket.on('disconnect', () => {
     if (uid === undefined) return;
