@@ -29,9 +29,32 @@ export interface Primary {
   close(): Promise<void>;
 }
 
+/**
+ * @socket.io/sticky hands a connection to a worker with child_process send(). Node then sets the
+ * primary's onread to a no-op, but the handle keeps reading until it is closed after the IPC
+ * write: what the client sends in that window is read here and thrown away. On a busy primary
+ * that was the client's first frame after the upgrade answer: a 2.x page's login (about 1 in
+ * 7000) or a 4.x client's namespace connect (about 1 in 20 000). So the primary stops reading
+ * before the hand-over; the bytes stay in the kernel for the worker. Requests with a body are
+ * not handed over (the primary forwards their chunks), so they keep reading.
+ */
+function stopReadingBeforeHandOver(io: ReturnType<typeof createHttpServer>): void {
+  io.on('connection', (socket) => {
+    // registered after setupMaster's own listener, which replaced the socket's data listeners:
+    // prepended, this runs before its hand-over on the first chunk
+    socket.prependOnceListener('data', (chunk: Buffer) => {
+      const end = chunk.indexOf('\r\n\r\n');
+      const header = chunk.subarray(0, end === -1 ? chunk.length : end).toString('latin1').toLowerCase();
+      if (header.includes('content-length:') || header.includes('transfer-encoding:')) return;
+      (socket as unknown as { _handle?: { readStop?: () => number } })._handle?.readStop?.();
+    });
+  });
+}
+
 export async function startPrimary(config: Config, log: Logger): Promise<Primary> {
   const io = createHttpServer();
   setupMaster(io, { loadBalancingMethod: 'least-connection' });
+  stopReadingBeforeHandOver(io);
   const ioPort = await new Promise<number>((resolve, reject) => {
     io.once('error', (err: NodeJS.ErrnoException) =>
       reject(new StartupError(`IO_PORT ${config.ioPort} on ${config.host}: ${err.code === 'EADDRINUSE' ? 'port is already in use' : err.message}`)),
