@@ -38,7 +38,7 @@ function textLogger(level: LogLevel): Logger {
 }
 
 function jsonLogger(pino: typeof Pino, level: LogLevel): Logger {
-  const out = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  const out = pino({ level, timestamp: pino.stdTimeFunctions.isoTime }); // pino adds pid and hostname
   return {
     info: (m, f) => out.info(f ?? {}, m),
     warn: (m, f) => out.warn(f ?? {}, m),
