@@ -122,6 +122,17 @@ describe('start.ts', function () {
     expect(run.stderr().trim()).to.equal(`push server: cannot start: API_PORT ${port} on 127.0.0.1: port is already in use`);
   });
 
+  it('LOG_FORMAT=json writes one JSON object a line', async () => {
+    const run = runStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', LOG_FORMAT: 'json' });
+    await waitForOutput(run.stdout, /"msg":"push server: socket\.io/);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).to.equal(0);
+    const lines = run.stdout().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; pid: number });
+    expect(lines[0]).to.include({ level: 30 });
+    expect(lines[0]!.msg).to.match(/^push server: socket\.io http/);
+    expect(lines.map((l) => l.msg)).to.include.members(['PUSH_SECRET is not set: anyone who reaches the push API can push to any user', 'stopped']);
+  });
+
   it('stops with one clear line on a bad value', async () => {
     const run = runStart(['--io-port', 'abc']);
     expect(await run.exited).to.equal(1);
