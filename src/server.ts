@@ -8,7 +8,9 @@ import { hostname } from 'node:os';
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Server } from 'socket.io';
+import type { IncomingMessage } from 'node:http';
 import { AdminStats } from './admin.ts';
+import { ClientAddresses } from './client-address.ts';
 import type { Config } from './config.ts';
 import { Delivery } from './delivery.ts';
 import type { PushIo } from './events.ts';
@@ -169,6 +171,8 @@ export async function createServer(config: Config, components: Components = {}):
   });
   const allowed = config.corsOrigins === '*' ? null : new Set(config.corsOrigins);
   const connections = new ConnectionCounter(config.maxConnectionsPerIp);
+  const clientAddresses = new ClientAddresses(config.trustProxy);
+  const addressOf = (req: IncomingMessage) => clientAddresses.of(req);
   const io: PushIo = new Server(ioHttp, {
     allowEIO3: true, // socket.io-client 2.x pages
     cors: { origin: allowed === null ? true : [...allowed], credentials: true },
@@ -177,7 +181,7 @@ export async function createServer(config: Config, components: Components = {}):
       const origin = req.headers.origin;
       if (allowed !== null && origin !== undefined && !allowed.has(origin)) return cb('origin not allowed', false);
       const isHandshake = !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('sid');
-      if (isHandshake && !connections.allows(req.socket.remoteAddress ?? '')) {
+      if (isHandshake && !connections.allows(addressOf(req))) {
         return cb('too many connections from this address', false);
       }
       cb(null, true);
@@ -185,9 +189,11 @@ export async function createServer(config: Config, components: Components = {}):
     maxHttpBufferSize: config.maxSocketMessageBytes,
   });
   if (redis) io.adapter(redis.adapter); // rooms and broadcasts span the nodes
-  io.engine.on('connection', (raw: { remoteAddress: string; once(event: 'close', fn: () => void): void }) => {
-    connections.opened(raw.remoteAddress);
-    raw.once('close', () => connections.closed(raw.remoteAddress));
+  // resolved once from the handshake request, so the close is counted against the same address
+  io.engine.on('connection', (raw: { request: IncomingMessage; once(event: 'close', fn: () => void): void }) => {
+    const address = addressOf(raw.request);
+    connections.opened(address);
+    raw.once('close', () => connections.closed(address));
   });
   const metrics = new Metrics({
     log,
@@ -247,6 +253,7 @@ export async function createServer(config: Config, components: Components = {}):
     renderMetrics: () => metrics.render(),
     observer: pushObserver,
     config,
+    addressOf,
     log,
   });
   const apiHttp = listener(api.handler);
