@@ -124,9 +124,23 @@ async function joinCluster(
 /** Counts open Socket.IO connections per client address, for MAX_CONNECTIONS_PER_IP. */
 class ConnectionCounter {
   private readonly open = new Map<string, number>();
-  constructor(private readonly max: number) {}
+  private refused = 0;
+  private loggedAt = -Infinity;
+  constructor(
+    private readonly max: number,
+    private readonly log: Logger,
+  ) {}
   allows(address: string): boolean {
-    return this.max === 0 || (this.open.get(address) ?? 0) < this.max;
+    if (this.max === 0 || (this.open.get(address) ?? 0) < this.max) return true;
+    // one line per 10 s at most, so a client hammering the cap cannot flood the log
+    this.refused++;
+    const now = Date.now();
+    if (now - this.loggedAt >= 10_000) {
+      this.log.warn(`connection refused: ${address} has MAX_CONNECTIONS_PER_IP (${this.max}) open`, { refused: this.refused });
+      this.loggedAt = now;
+      this.refused = 0;
+    }
+    return false;
   }
   opened(address: string): void {
     this.open.set(address, (this.open.get(address) ?? 0) + 1);
@@ -170,7 +184,7 @@ export async function createServer(config: Config, components: Components = {}):
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
   });
   const allowed = config.corsOrigins === '*' ? null : new Set(config.corsOrigins);
-  const connections = new ConnectionCounter(config.maxConnectionsPerIp);
+  const connections = new ConnectionCounter(config.maxConnectionsPerIp, log);
   const clientAddresses = new ClientAddresses(config.trustProxy);
   const addressOf = (req: IncomingMessage) => clientAddresses.of(req);
   const io: PushIo = new Server(ioHttp, {

@@ -7,6 +7,7 @@ import { ClientAddresses } from '../src/client-address.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import type { Transports } from './support/clients.ts';
+import { recordingLogger } from './support/logger.ts';
 import { startServer } from './support/server.ts';
 import { until } from './support/until.ts';
 
@@ -69,6 +70,15 @@ describe('TRUST_PROXY', () => {
         expect(await open(server.ioUrl, b, transports), `${transports[0]} ${b}`).to.equal('connected');
         expect(await open(server.ioUrl, a, transports), `${transports[0]} ${a} again`).to.equal('refused');
       }
+    });
+
+    it('logs a refused connection under the forwarded address, once per 10 s', async () => {
+      const log = recordingLogger();
+      const server = await startServer({ trustProxy: ['127.0.0.1'], maxConnectionsPerIp: 1 }, { log });
+      expect(await open(server.ioUrl, '203.0.113.6')).to.equal('connected');
+      expect(await open(server.ioUrl, '203.0.113.6')).to.equal('refused');
+      expect(await open(server.ioUrl, '203.0.113.6')).to.equal('refused');
+      expect(log.lines).to.deep.equal(['warn: connection refused: 203.0.113.6 has MAX_CONNECTIONS_PER_IP (1) open']);
     });
 
     it('counts a closed socket off the address it was opened under', async () => {
