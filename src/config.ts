@@ -3,6 +3,7 @@
 // setting; all problems are reported together.
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { parseProxyEntry } from './client-address.ts';
 
 const PORT_MESSAGE = 'must be an integer 0-65535';
 
@@ -57,6 +58,20 @@ const urlList = z
   .string()
   .transform((s) => s.split(',').map((u) => u.trim()).filter((u) => u !== ''))
   .refine((list) => list.every((u) => /^https?:\/\/[^\s]+$/.test(u)), 'must be http(s) URLs separated by commas');
+
+/** Comma-separated proxy addresses or CIDRs, IPv4 or IPv6; empty for none. */
+const proxyList = z
+  .string()
+  .transform((s) => s.split(',').map((p) => p.trim()).filter((p) => p !== ''))
+  .superRefine((list, ctx) => {
+    const bad = list.find((p) => parseProxyEntry(p) === null);
+    if (bad !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be proxy addresses or CIDRs separated by commas (like 127.0.0.1,10.0.0.0/8,::1); ${JSON.stringify(bad)} is not one`,
+      });
+    }
+  });
 
 /** An integer >= 0 where 0 turns the limit off. */
 const limitOrOff = (max: number) =>
@@ -206,6 +221,12 @@ export const SETTINGS = {
     '1000',
     'Socket.IO connections open at once from one address (0 = no limit)',
     limitOrOff(10_000_000),
+  ),
+  trustProxy: setting(
+    'TRUST_PROXY',
+    '',
+    'proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client for per-address limits and logs; empty = trust none',
+    proxyList,
   ),
   tlsCert: setting('TLS_CERT', '', 'PEM certificate file: serve https and wss on every port (with TLS_KEY)', optionalPath),
   tlsKey: setting('TLS_KEY', '', 'PEM private key file for TLS_CERT', optionalPath),

@@ -20,8 +20,8 @@ export interface FastLegacyOptions {
   maxContentBytes: number;
   observer: PushObserver;
   auth: PushAuth | null;
-  /** PUSH_RATE_PER_IP's check, shared with the Koa app; null when off. */
-  rateCheck: ((ip: string) => RateRefusal | null) | null;
+  /** PUSH_RATE_PER_IP's check (by the request's client address), shared with the Koa app; null when off. */
+  rateCheck: ((req: IncomingMessage) => RateRefusal | null) | null;
   log: Logger;
   /** The Koa app, for every request this path does not take. */
   fallback: RequestListener;
@@ -49,7 +49,7 @@ export function fastLegacy(o: FastLegacyOptions): RequestListener {
     if (!takes(req, path)) return o.fallback(req, res);
     const startedAt = performance.now();
 
-    const refusal = o.rateCheck?.(req.socket.remoteAddress ?? '');
+    const refusal = o.rateCheck?.(req);
     if (refusal) return answer(res, 429, refusal.message, { 'retry-after': String(refusal.retryAfterSeconds) });
     const params = q === -1 ? {} : parse(url.slice(q + 1));
     if (o.auth) {

@@ -5,7 +5,7 @@ import Koa, { type Context, type Middleware } from 'koa';
 import { parseBody } from './body.ts';
 import type { Config } from './config.ts';
 import type { Delivery } from './delivery.ts';
-import type { RequestListener } from 'node:http';
+import type { IncomingMessage, RequestListener } from 'node:http';
 import { fastLegacy } from './fast-legacy.ts';
 import { errorMiddleware, HttpError } from './http-errors.ts';
 import { legacyPublish, type PushObserver } from './legacy-api.ts';
@@ -26,6 +26,8 @@ export interface ApiOptions {
   renderMetrics: () => Promise<{ contentType: string; body: string }>;
   observer: PushObserver;
   config: Pick<Config, 'maxBodyBytes' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp' | 'maxUidsPerPush'>;
+  /** The client address a request is limited under (TRUST_PROXY): never Koa's ctx.ip. */
+  addressOf: (req: IncomingMessage) => string;
   log: Logger;
 }
 
@@ -50,17 +52,21 @@ export interface RateRefusal {
 }
 
 /** PUSH_RATE_PER_IP: a token bucket per client address, bursts up to twice the rate. */
-function rateLimit(perSecond: number): { check(ip: string): RateRefusal | null; middleware: Middleware; close(): void } {
+function rateLimit(
+  perSecond: number,
+  addressOf: (req: IncomingMessage) => string,
+): { check(req: IncomingMessage): RateRefusal | null; middleware: Middleware; close(): void } {
   const limiter = new RateLimiter<string>(perSecond, 2 * perSecond);
   const sweeper = setInterval(() => limiter.sweep(), 10_000);
   sweeper.unref();
-  const check = (ip: string): RateRefusal | null => {
+  const check = (req: IncomingMessage): RateRefusal | null => {
+    const ip = addressOf(req);
     const waitMs = limiter.take(ip);
     if (waitMs === 0) return null;
     return { retryAfterSeconds: Math.ceil(waitMs / 1000), message: `more than ${perSecond} requests a second from ${ip}; retry later` };
   };
   const middleware: Middleware = async (ctx, next) => {
-    const refusal = check(ctx.ip);
+    const refusal = check(ctx.req);
     if (refusal) {
       ctx.set('Retry-After', String(refusal.retryAfterSeconds));
       throw new HttpError(429, refusal.message);
@@ -94,7 +100,7 @@ function operations(notReady: () => string | null, renderMetrics: ApiOptions['re
 
 /** The API port's request handler: the lean legacy GET path in front of the Koa app. */
 export function createApiApp(options: ApiOptions): { handler: RequestListener; close(): void } {
-  const { delivery, pushApi, presence, notReady, renderMetrics, observer, config, log } = options;
+  const { delivery, pushApi, presence, notReady, renderMetrics, observer, config, addressOf, log } = options;
   // one router for all of /api/v1, so a known path with another method is a 405, not a 404
   const v1 = pushApi.routes();
   presenceRoutes(v1, presence, config.maxUidsPerPush);
@@ -105,7 +111,7 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
 
   app.use(errorMiddleware(log));
   app.use(operations(notReady, renderMetrics).routes());
-  const limit = config.pushRatePerIp > 0 ? rateLimit(config.pushRatePerIp) : null;
+  const limit = config.pushRatePerIp > 0 ? rateLimit(config.pushRatePerIp, addressOf) : null;
   if (limit) app.use(limit.middleware);
   app.use(parseBody(config.maxBodyBytes));
   const auth = config.pushSecret === null ? null : new PushAuth(config.pushSecret);

@@ -8,7 +8,9 @@ import { hostname } from 'node:os';
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Server } from 'socket.io';
+import type { IncomingMessage } from 'node:http';
 import { AdminStats } from './admin.ts';
+import { ClientAddresses } from './client-address.ts';
 import type { Config } from './config.ts';
 import { Delivery } from './delivery.ts';
 import type { PushIo } from './events.ts';
@@ -122,9 +124,23 @@ async function joinCluster(
 /** Counts open Socket.IO connections per client address, for MAX_CONNECTIONS_PER_IP. */
 class ConnectionCounter {
   private readonly open = new Map<string, number>();
-  constructor(private readonly max: number) {}
+  private refused = 0;
+  private loggedAt = -Infinity;
+  constructor(
+    private readonly max: number,
+    private readonly log: Logger,
+  ) {}
   allows(address: string): boolean {
-    return this.max === 0 || (this.open.get(address) ?? 0) < this.max;
+    if (this.max === 0 || (this.open.get(address) ?? 0) < this.max) return true;
+    // one line per 10 s at most, so a client hammering the cap cannot flood the log
+    this.refused++;
+    const now = Date.now();
+    if (now - this.loggedAt >= 10_000) {
+      this.log.warn(`connection refused: ${address} has MAX_CONNECTIONS_PER_IP (${this.max}) open`, { refused: this.refused });
+      this.loggedAt = now;
+      this.refused = 0;
+    }
+    return false;
   }
   opened(address: string): void {
     this.open.set(address, (this.open.get(address) ?? 0) + 1);
@@ -168,7 +184,9 @@ export async function createServer(config: Config, components: Components = {}):
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
   });
   const allowed = config.corsOrigins === '*' ? null : new Set(config.corsOrigins);
-  const connections = new ConnectionCounter(config.maxConnectionsPerIp);
+  const connections = new ConnectionCounter(config.maxConnectionsPerIp, log);
+  const clientAddresses = new ClientAddresses(config.trustProxy);
+  const addressOf = (req: IncomingMessage) => clientAddresses.of(req);
   const io: PushIo = new Server(ioHttp, {
     allowEIO3: true, // socket.io-client 2.x pages
     cors: { origin: allowed === null ? true : [...allowed], credentials: true },
@@ -177,7 +195,7 @@ export async function createServer(config: Config, components: Components = {}):
       const origin = req.headers.origin;
       if (allowed !== null && origin !== undefined && !allowed.has(origin)) return cb('origin not allowed', false);
       const isHandshake = !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('sid');
-      if (isHandshake && !connections.allows(req.socket.remoteAddress ?? '')) {
+      if (isHandshake && !connections.allows(addressOf(req))) {
         return cb('too many connections from this address', false);
       }
       cb(null, true);
@@ -185,9 +203,11 @@ export async function createServer(config: Config, components: Components = {}):
     maxHttpBufferSize: config.maxSocketMessageBytes,
   });
   if (redis) io.adapter(redis.adapter); // rooms and broadcasts span the nodes
-  io.engine.on('connection', (raw: { remoteAddress: string; once(event: 'close', fn: () => void): void }) => {
-    connections.opened(raw.remoteAddress);
-    raw.once('close', () => connections.closed(raw.remoteAddress));
+  // resolved once from the handshake request, so the close is counted against the same address
+  io.engine.on('connection', (raw: { request: IncomingMessage; once(event: 'close', fn: () => void): void }) => {
+    const address = addressOf(raw.request);
+    connections.opened(address);
+    raw.once('close', () => connections.closed(address));
   });
   const metrics = new Metrics({
     log,
@@ -247,6 +267,7 @@ export async function createServer(config: Config, components: Components = {}):
     renderMetrics: () => metrics.render(),
     observer: pushObserver,
     config,
+    addressOf,
     log,
   });
   const apiHttp = listener(api.handler);
