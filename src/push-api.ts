@@ -204,7 +204,8 @@ export class PushApi {
       throw new HttpError(413, `data is ${bytes} bytes as JSON, more than ${this.limits.maxDataBytes}`, 'payload_too_large', 'data');
     }
     let at: number | undefined;
-    if (body.delay !== undefined) at = Date.now() + body.delay * 1000;
+    // whole ms, as Redis keeps the time: a cursor of GET /scheduled then means the same in both stores
+    if (body.delay !== undefined) at = Math.ceil(Date.now() + body.delay * 1000);
     if (body.at !== undefined) {
       at = Math.max(Date.parse(body.at), Date.now()); // a time just past (clock skew) means now
       if (at > Date.now() + this.limits.maxScheduleSeconds * 1000) {
@@ -233,7 +234,7 @@ function duplicateAnswer(id: string, first: KeptAnswer | null): Answer {
 
 /** A cursor GET /scheduled gave: `<at>:<id>` (ids may hold `:` themselves). */
 function parseCursor(cursor: string): ScheduledCursor {
-  const match = /^(\d{1,16}(?:\.\d{1,6})?):([A-Za-z0-9_.:-]{1,128})$/.exec(cursor);
+  const match = /^(\d{1,16}(?:\.\d{1,20})?):([A-Za-z0-9_.:-]{1,128})$/.exec(cursor);
   if (!match) throw invalid('cursor', 'must be a cursor a previous page gave');
   return { at: Number(match[1]), id: match[2]! };
 }
