@@ -12,7 +12,7 @@ function heap(): number {
 }
 
 async function measure(label: string, count: number, uidsPerMessage: number, dataBytes: number): Promise<void> {
-  const store = new MemoryMessageStore({ maxPendingPerUid: 1_000_000, maxBytes: Number.MAX_SAFE_INTEGER, maxScheduled: 1 });
+  const store = new MemoryMessageStore({ maxPendingPerUid: 1_000_000, maxBytes: Number.MAX_SAFE_INTEGER, maxScheduled: 1, maxScheduledBytes: 1, maxIdempotencyBytes: 1 });
   const before = heap();
   const now = Date.now();
   for (let i = 0; i < count; i++) {

@@ -168,6 +168,18 @@ export const SETTINGS = {
     'scheduled pushes waiting at once; past it a new one answers 503',
     positiveInt(10_000_000),
   ),
+  maxScheduledBytes: setting(
+    'MAX_SCHEDULED_BYTES',
+    '67108864',
+    'bytes (as JSON: to list, data and all) the waiting scheduled pushes may hold in all; past it a new one answers 503',
+    positiveInt(64 * 1024 * 1024 * 1024),
+  ),
+  maxIdempotencyBytes: setting(
+    'MAX_IDEMPOTENCY_BYTES',
+    '33554432',
+    'estimated bytes the remembered push ids may hold in all; past it a push with a new id answers 503 (none is forgotten early)',
+    positiveInt(64 * 1024 * 1024 * 1024),
+  ),
   maxScheduleSeconds: setting(
     'MAX_SCHEDULE_SECONDS',
     '2592000',

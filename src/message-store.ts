@@ -19,12 +19,58 @@ export interface StoredMessage {
 export interface ScheduledPush {
   at: number;
   spec: PushSpec;
+  /** Deliveries of it that failed so far (the scheduler puts a failed one back). */
+  attempts?: number;
 }
 
-/** What a push answered, kept with its idempotency key; null while it is being made. */
+/**
+ * What a push answered, as its idempotency key keeps it: counts, not uid lists, so every kept
+ * answer is small whatever the push named (its size is within idempotencyKeyBytes(id)).
+ */
+export type KeptAnswer =
+  | { id: string; onlineCount: number; offlineCount: number; stored: number }
+  | { id: string; at: number };
+
+/** The compact form of a push's answer, for settle(). */
+export function keptAnswer(result: PushResult | { id: string; at: number }): KeptAnswer {
+  if ('at' in result) return { id: result.id, at: result.at };
+  return { id: result.id, onlineCount: result.online.length, offlineCount: result.offline.length, stored: result.stored };
+}
+
+/**
+ * A claim: the key was free (`first`), taken (its first push's answer, null while that push is
+ * being made), or refused because MAX_IDEMPOTENCY_BYTES are remembered already (`full`).
+ */
 export type ClaimResult =
   | { first: true }
-  | { first: false; result: PushResult | { id: string; at: number } | null };
+  | { first: false; result: KeptAnswer | null }
+  | { first: false; full: true };
+
+/** Why schedule() refused: MAX_SCHEDULED pushes, or MAX_SCHEDULED_BYTES, are waiting. */
+export type ScheduleOutcome = 'scheduled' | 'count' | 'bytes';
+
+/** Where a page of scheduled pushes ends: the next page starts after this (at, id). */
+export interface ScheduledCursor {
+  at: number;
+  id: string;
+}
+
+export interface ScheduledPage {
+  scheduled: ScheduledPush[];
+  /** Null when the page is the last. */
+  next: ScheduledCursor | null;
+}
+
+/** Heap one idempotency key costs beyond its id, estimated: entry, compact answer, expiry. */
+const IDEMPOTENCY_KEY_OVERHEAD = 400;
+
+/**
+ * The bytes an idempotency key is counted for against MAX_IDEMPOTENCY_BYTES; the same
+ * formula in memory and in Redis (where the id is held twice: key name and expiry index).
+ */
+export function idempotencyKeyBytes(id: string): number {
+  return IDEMPOTENCY_KEY_OVERHEAD + 2 * Buffer.byteLength(id);
+}
 
 export interface StoreStats {
   /** Stored (uid, message) pairs. */
@@ -36,6 +82,8 @@ export interface StoreStats {
   /** Expired unacked, since start. */
   expired: number;
   scheduled: number;
+  /** Bytes the waiting scheduled pushes hold, as JSON. */
+  scheduledBytes: number;
 }
 
 export interface MessageStore {
@@ -45,15 +93,30 @@ export interface MessageStore {
   pending(uid: string): Promise<StoredMessage[]>;
   /** Forgets a message for a uid; false when it was not there. */
   ack(uid: string, id: string): Promise<boolean>;
-  /** Claims an idempotency key until `until`; a taken key answers what its first push answered. */
+  /**
+   * Claims an idempotency key until `until`; a taken key answers what its first push answered.
+   * Past MAX_IDEMPOTENCY_BYTES a new key is refused (`full`), never an older one forgotten.
+   */
   claim(id: string, until: number): Promise<ClaimResult>;
   /** Records what the push that claimed `id` answered. */
-  settle(id: string, result: PushResult | { id: string; at: number }): Promise<void>;
-  /** False when MAX_SCHEDULED pushes are already waiting. */
-  schedule(push: ScheduledPush): Promise<boolean>;
+  settle(id: string, result: KeptAnswer): Promise<void>;
+  /**
+   * Frees a key whose push failed, so its retry is made. A settled key (its push was made)
+   * stays. False when there was no unsettled key.
+   */
+  release(id: string): Promise<boolean>;
+  /**
+   * Keeps a push until it is due; refused when MAX_SCHEDULED pushes or MAX_SCHEDULED_BYTES
+   * (its JSON) are waiting. `putBack` (a failed delivery going back) skips both bounds: the
+   * push held its place until it was taken a moment ago.
+   */
+  schedule(push: ScheduledPush, putBack?: boolean): Promise<ScheduleOutcome>;
   cancel(id: string): Promise<boolean>;
-  /** Waiting pushes, soonest first. */
-  scheduled(): Promise<ScheduledPush[]>;
+  /**
+   * Waiting pushes soonest first (ties by id), from after `after`: at most `limit` of them,
+   * and no more than `maxBytes` of JSON unless one alone is larger (a page holds at least one).
+   */
+  scheduled(after: ScheduledCursor | null, limit: number, maxBytes: number): Promise<ScheduledPage>;
   /** Removes and returns the pushes due by `now`; each is returned once. */
   takeDue(now: number): Promise<ScheduledPush[]>;
   stats(): Promise<StoreStats>;
@@ -80,10 +143,11 @@ export interface StoreLimits {
   maxBytes: number;
   /** Scheduled pushes waiting at once. */
   maxScheduled: number;
+  /** Bytes (JSON) the scheduled pushes waiting hold in all. */
+  maxScheduledBytes: number;
+  /** Bytes the idempotency keys hold in all, counted by idempotencyKeyBytes(). */
+  maxIdempotencyBytes: number;
 }
-
-/** Idempotency keys kept at once; past it the oldest is forgotten. */
-const MAX_IDEMPOTENCY_KEYS = 100_000;
 /** How often expired messages and keys are swept, ms. */
 const SWEEP_MS = 1000;
 
@@ -102,10 +166,16 @@ export class MemoryMessageStore implements MessageStore {
   private dropped = 0;
   private expired = 0;
 
-  private readonly keys = new Map<string, { until: number; result: PushResult | { id: string; at: number } | null }>();
+  private readonly keys = new Map<string, { until: number; result: KeptAnswer | null }>();
   private readonly keyExpiries = new ExpiryQueue<string>();
+  private keyBytes = 0;
 
-  private readonly waiting = new Map<string, ScheduledPush>();
+  /**
+   * Kept as JSON: what is counted against MAX_SCHEDULED_BYTES is then what the heap holds
+   * (UTF-8 bytes are at least a string's own bytes), not an estimate of a parsed object.
+   */
+  private readonly waiting = new Map<string, { at: number; json: string; bytes: number }>();
+  private scheduledBytes = 0;
   private readonly dueQueue = new ExpiryQueue<string>();
 
   private readonly sweeper: NodeJS.Timeout;
@@ -153,44 +223,76 @@ export class MemoryMessageStore implements MessageStore {
   }
 
   async claim(id: string, until: number): Promise<ClaimResult> {
+    const now = Date.now();
     const held = this.keys.get(id);
-    if (held && held.until > Date.now()) return { first: false, result: held.result };
-    this.keys.delete(id); // re-inserted last, so the insertion order stays the age order
+    if (held && held.until > now) return { first: false, result: held.result };
+    if (held) this.forgetKey(id);
+    const bytes = idempotencyKeyBytes(id);
+    if (this.keyBytes + bytes > this.limits.maxIdempotencyBytes) {
+      this.sweepKeys(now); // room may have come free since the last sweep
+      if (this.keyBytes + bytes > this.limits.maxIdempotencyBytes) return { first: false, full: true };
+    }
     this.keys.set(id, { until, result: null });
+    this.keyBytes += bytes;
     this.keyExpiries.push(until, id);
-    if (this.keys.size > MAX_IDEMPOTENCY_KEYS) this.keys.delete(this.keys.keys().next().value!);
     return { first: true };
   }
 
-  async settle(id: string, result: PushResult | { id: string; at: number }): Promise<void> {
+  async settle(id: string, result: KeptAnswer): Promise<void> {
     const held = this.keys.get(id);
     if (held) held.result = result;
   }
 
-  async schedule(push: ScheduledPush): Promise<boolean> {
-    if (this.waiting.size >= this.limits.maxScheduled) return false;
-    this.waiting.set(push.spec.id, push);
-    this.dueQueue.push(push.at, push.spec.id);
+  async release(id: string): Promise<boolean> {
+    const held = this.keys.get(id);
+    if (!held || held.result !== null) return false;
+    this.forgetKey(id);
     return true;
   }
 
-  async cancel(id: string): Promise<boolean> {
-    return this.waiting.delete(id);
+  async schedule(push: ScheduledPush, putBack = false): Promise<ScheduleOutcome> {
+    const json = JSON.stringify(push);
+    const bytes = Buffer.byteLength(json);
+    const old = this.waiting.get(push.spec.id);
+    if (!putBack) {
+      if (!old && this.waiting.size >= this.limits.maxScheduled) return 'count';
+      if (this.scheduledBytes - (old?.bytes ?? 0) + bytes > this.limits.maxScheduledBytes) return 'bytes';
+    }
+    this.scheduledBytes += bytes - (old?.bytes ?? 0);
+    this.waiting.set(push.spec.id, { at: push.at, json, bytes });
+    this.dueQueue.push(push.at, push.spec.id);
+    return 'scheduled';
   }
 
-  async scheduled(): Promise<ScheduledPush[]> {
-    return [...this.waiting.values()].sort((a, b) => a.at - b.at);
+  async cancel(id: string): Promise<boolean> {
+    return this.unschedule(id) !== null;
+  }
+
+  async scheduled(after: ScheduledCursor | null, limit: number, maxBytes: number): Promise<ScheduledPage> {
+    // sorts every waiting push per page: MAX_SCHEDULED bounds the work
+    const ordered = [...this.waiting.entries()]
+      .filter(([id, w]) => after === null || w.at > after.at || (w.at === after.at && id > after.id))
+      .sort(([a, x], [b, y]) => x.at - y.at || (a < b ? -1 : a > b ? 1 : 0));
+    const page: ScheduledPush[] = [];
+    let bytes = 0;
+    let last: ScheduledCursor | null = null;
+    for (const [id, w] of ordered) {
+      if (page.length >= limit || (page.length > 0 && bytes + w.bytes > maxBytes)) {
+        return { scheduled: page, next: last };
+      }
+      page.push(JSON.parse(w.json) as ScheduledPush);
+      bytes += w.bytes;
+      last = { at: w.at, id };
+    }
+    return { scheduled: page, next: null };
   }
 
   async takeDue(now: number): Promise<ScheduledPush[]> {
     const due: ScheduledPush[] = [];
     for (const id of this.dueQueue.popDue(now)) {
-      const push = this.waiting.get(id);
+      const waiting = this.waiting.get(id);
       // a cancelled push, or one re-scheduled later under the same id, is not due now
-      if (push && push.at <= now) {
-        this.waiting.delete(id);
-        due.push(push);
-      }
+      if (waiting && waiting.at <= now) due.push(this.unschedule(id)!);
     }
     return due;
   }
@@ -202,6 +304,7 @@ export class MemoryMessageStore implements MessageStore {
       dropped: this.dropped,
       expired: this.expired,
       scheduled: this.waiting.size,
+      scheduledBytes: this.scheduledBytes,
     };
   }
 
@@ -219,12 +322,28 @@ export class MemoryMessageStore implements MessageStore {
     }
     // acked entries stay in the heap until due; rebuild it when they dominate
     if (this.expiries.size > 2 * this.order.size + 1024) this.expiries.retain((e) => this.order.has(e));
-    for (const id of this.keyExpiries.popDue(now)) {
-      const held = this.keys.get(id);
-      if (held && held.until <= now) this.keys.delete(id);
-    }
+    this.sweepKeys(now);
     if (this.keyExpiries.size > 2 * this.keys.size + 1024) this.keyExpiries.retain((id) => this.keys.has(id));
     if (this.dueQueue.size > 2 * this.waiting.size + 1024) this.dueQueue.retain((id) => this.waiting.has(id));
+  }
+
+  private sweepKeys(now: number): void {
+    for (const id of this.keyExpiries.popDue(now)) {
+      const held = this.keys.get(id);
+      if (held && held.until <= now) this.forgetKey(id);
+    }
+  }
+
+  private forgetKey(id: string): void {
+    if (this.keys.delete(id)) this.keyBytes -= idempotencyKeyBytes(id);
+  }
+
+  private unschedule(id: string): ScheduledPush | null {
+    const waiting = this.waiting.get(id);
+    if (!waiting) return null;
+    this.waiting.delete(id);
+    this.scheduledBytes -= waiting.bytes;
+    return JSON.parse(waiting.json) as ScheduledPush;
   }
 
   private drop(entry: Entry): void {

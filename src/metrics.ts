@@ -123,6 +123,8 @@ export class Metrics {
   private readonly storedMessages: Gauge;
   private readonly storedBytes: Gauge;
   private readonly scheduled: Gauge;
+  private readonly scheduledBytes: Gauge;
+  private readonly scheduledDroppedTotal: Counter.Internal;
   private readonly storedDropped: Counter;
   private readonly storedExpired: Counter;
   private readonly sourceErrors: Record<SourceName, Counter.Internal>;
@@ -157,6 +159,18 @@ export class Metrics {
       registers,
     });
     this.scheduled = new Gauge({ name: `${prefix}scheduled_pushes`, help: 'Scheduled pushes waiting.', registers });
+    this.scheduledBytes = new Gauge({
+      name: `${prefix}scheduled_bytes`,
+      help: 'Bytes (as JSON) the waiting scheduled pushes hold.',
+      registers,
+    });
+    this.scheduledDroppedTotal = zeroed(
+      new Counter({
+        name: `${prefix}scheduled_dropped_total`,
+        help: 'Scheduled pushes given up after their deliveries failed (or could not be put back), on this node.',
+        registers,
+      }).labels(),
+    );
     this.storedDropped = new Counter({
       name: `${prefix}stored_dropped_total`,
       help: 'Kept messages dropped to make room, since the store started.',
@@ -253,6 +267,11 @@ export class Metrics {
     this.deliveries.inc(count);
   }
 
+  /** A scheduled push was given up: its deliveries failed. */
+  scheduledDropped(): void {
+    this.scheduledDroppedTotal.inc();
+  }
+
   /** A page acked a kept message. */
   acked(): void {
     this.acks.inc();
@@ -291,6 +310,7 @@ export class Metrics {
         this.storedMessages.set(stats.messages);
         this.storedBytes.set(stats.bytes);
         this.scheduled.set(stats.scheduled);
+        this.scheduledBytes.set(stats.scheduledBytes);
         // The store counts since it started: mirror its totals (a lower total after a store
         // restart reads as a counter reset, which Prometheus handles).
         this.storedDropped.reset();

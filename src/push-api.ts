@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { Delivery, PushResult, PushSpec } from './delivery.ts';
 import { HttpError } from './http-errors.ts';
 import type { PushObserver } from './legacy-api.ts';
-import type { MessageStore, StoredMessage } from './message-store.ts';
+import { keptAnswer, type KeptAnswer, type MessageStore, type ScheduledCursor, type StoredMessage } from './message-store.ts';
 import { describeIssue, eventSchema, topicSchema, uidSchema } from './names.ts';
 
 export interface PushApiLimits {
@@ -17,6 +17,14 @@ export interface PushApiLimits {
   maxScheduleSeconds: number;
   idempotencySeconds: number;
 }
+
+/** Pushes a page of GET /scheduled holds at most; 100 when `limit` is not given. */
+const MAX_SCHEDULED_PAGE = 1000;
+/**
+ * JSON bytes of the pushes one page of GET /scheduled holds at most (one push alone may be
+ * larger): a push can hold 64 KiB of data and 1000 uids, so 1000 of them would be ~100 MiB.
+ */
+export const SCHEDULED_PAGE_BYTES = 4 * 1024 * 1024;
 
 const idSchema = z
   .string({ error: 'must be a string' })
@@ -49,8 +57,13 @@ function pushSchema(limits: PushApiLimits) {
 
 type PushBody = z.output<ReturnType<typeof pushSchema>>;
 
-/** A push as the API answers it: made now (200) or scheduled (202). */
-type Answer = { status: 200; body: PushResult & { duplicate?: true } } | { status: 202; body: { id: string; at: string; duplicate?: true } };
+/**
+ * A push as the API answers it: made now (200) or scheduled (202); a duplicate answers the
+ * compact answer its id kept (counts, not uid lists).
+ */
+type Answer =
+  | { status: 200; body: PushResult | (KeptAnswer & { duplicate: true }) }
+  | { status: 202; body: { id: string; at: string; duplicate?: true } };
 
 function invalid(field: string, message: string): HttpError {
   return new HttpError(400, `${field} ${message}`, 'invalid_request', field);
@@ -99,8 +112,19 @@ export class PushApi {
       ctx.body = { results };
     });
     router.get('/scheduled', async (ctx) => {
-      const waiting = await this.store.scheduled();
-      ctx.body = { scheduled: waiting.map(({ at, spec }) => ({ at: new Date(at).toISOString(), ...describeSpec(spec) })) };
+      const { cursor, limit } = ctx.query;
+      if (cursor !== undefined && typeof cursor !== 'string') throw invalid('cursor', 'must be one value');
+      if (limit !== undefined && typeof limit !== 'string') throw invalid('limit', 'must be one value');
+      const size = limit === undefined ? 100 : Number(limit);
+      if (!Number.isInteger(size) || size < 1 || size > MAX_SCHEDULED_PAGE) {
+        throw invalid('limit', `must be an integer 1-${MAX_SCHEDULED_PAGE}`);
+      }
+      const after = cursor === undefined || cursor === '' ? null : parseCursor(cursor);
+      const page = await this.store.scheduled(after, size, SCHEDULED_PAGE_BYTES);
+      ctx.body = {
+        scheduled: page.scheduled.map(({ at, spec }) => ({ at: new Date(at).toISOString(), ...describeSpec(spec) })),
+        cursor: page.next === null ? null : `${page.next.at}:${page.next.id}`,
+      };
     });
     router.delete('/scheduled/:id', async (ctx) => {
       const id = ctx.params.id ?? '';
@@ -125,27 +149,47 @@ export class PushApi {
     }
     const { spec, at } = this.toSpec(parsed.data);
 
-    if (parsed.data.id !== undefined) {
+    const keyed = parsed.data.id !== undefined;
+    if (keyed) {
       const ttlMs = spec.ttlMs;
       const until = Math.max(at ?? 0, Date.now()) + Math.max(ttlMs, this.limits.idempotencySeconds * 1000);
       const claim = await this.store.claim(spec.id, until);
+      if ('full' in claim) {
+        // refused rather than forgetting an older id, whose retry would then be made twice
+        throw new HttpError(503, 'too many push ids are remembered (MAX_IDEMPOTENCY_BYTES); try again later, or push without id');
+      }
       if (!claim.first) return duplicateAnswer(spec.id, claim.result);
     }
 
-    if (at !== undefined) {
-      if (!(await this.store.schedule({ at, spec }))) {
-        throw new HttpError(503, 'too many scheduled pushes are waiting; try again later');
-      }
-      const result = { id: spec.id, at };
-      if (parsed.data.id !== undefined) await this.store.settle(spec.id, result);
-      this.observer.pushed('v1', 'scheduled');
-      return { status: 202, body: { id: spec.id, at: new Date(at).toISOString() } };
+    let result: PushResult | { id: string; at: number };
+    try {
+      result = at === undefined ? await this.delivery.push(spec) : await this.schedule(spec, at);
+    } catch (err) {
+      // nothing was made: the id is free again, so the retry of this push is made, not answered
+      // as a duplicate. Should the release fail too (the store is away), the id stays taken
+      // until it expires and its retries are answered as a duplicate of a push still running.
+      if (keyed) await this.store.release(spec.id).catch(() => {});
+      throw err;
     }
-    const result = await this.delivery.push(spec);
+    if (keyed) await this.store.settle(spec.id, keptAnswer(result));
+    if ('at' in result) {
+      this.observer.pushed('v1', 'scheduled');
+      return { status: 202, body: { id: spec.id, at: new Date(result.at).toISOString() } };
+    }
     this.observer.observePushToEmit(startedAt);
     this.observer.pushed('v1', result.stored > 0 ? 'stored' : result.offline.length > 0 && result.online.length === 0 ? 'offline' : 'ok');
-    if (parsed.data.id !== undefined) await this.store.settle(spec.id, result);
     return { status: 200, body: result };
+  }
+
+  private async schedule(spec: PushSpec, at: number): Promise<{ id: string; at: number }> {
+    const outcome = await this.store.schedule({ at, spec });
+    if (outcome === 'count') {
+      throw new HttpError(503, 'too many scheduled pushes are waiting (MAX_SCHEDULED); try again later');
+    }
+    if (outcome === 'bytes') {
+      throw new HttpError(503, 'the scheduled pushes waiting hold too many bytes (MAX_SCHEDULED_BYTES); try again later');
+    }
+    return { id: spec.id, at };
   }
 
   private toSpec(body: PushBody): { spec: PushSpec; at: number | undefined } {
@@ -160,7 +204,8 @@ export class PushApi {
       throw new HttpError(413, `data is ${bytes} bytes as JSON, more than ${this.limits.maxDataBytes}`, 'payload_too_large', 'data');
     }
     let at: number | undefined;
-    if (body.delay !== undefined) at = Date.now() + body.delay * 1000;
+    // whole ms, as Redis keeps the time: a cursor of GET /scheduled then means the same in both stores
+    if (body.delay !== undefined) at = Math.ceil(Date.now() + body.delay * 1000);
     if (body.at !== undefined) {
       at = Math.max(Date.parse(body.at), Date.now()); // a time just past (clock skew) means now
       if (at > Date.now() + this.limits.maxScheduleSeconds * 1000) {
@@ -181,10 +226,17 @@ export class PushApi {
   }
 }
 
-function duplicateAnswer(id: string, first: PushResult | { id: string; at: number } | null): Answer {
+function duplicateAnswer(id: string, first: KeptAnswer | null): Answer {
   if (first && 'at' in first) return { status: 202, body: { id, at: new Date(first.at).toISOString(), duplicate: true } };
   // a duplicate of a push still being made answers what is known: nothing was sent twice
-  return { status: 200, body: { ...(first ?? { id, online: [], offline: [], stored: 0 }), duplicate: true } };
+  return { status: 200, body: { ...(first ?? { id, onlineCount: 0, offlineCount: 0, stored: 0 }), duplicate: true } };
+}
+
+/** A cursor GET /scheduled gave: `<at>:<id>` (ids may hold `:` themselves). */
+function parseCursor(cursor: string): ScheduledCursor {
+  const match = /^(\d{1,16}(?:\.\d{1,20})?):([A-Za-z0-9_.:-]{1,128})$/.exec(cursor);
+  if (!match) throw invalid('cursor', 'must be a cursor a previous page gave');
+  return { at: Number(match[1]), id: match[2]! };
 }
 
 /** A spec as the API shows it back (ttl in seconds, as it was given). */

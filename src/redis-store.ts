@@ -3,16 +3,20 @@
 // touches several keys is one Lua script, so every node sees it whole and two nodes never
 // take the same due push.
 import { createHash } from 'node:crypto';
-import type { PushResult } from './delivery.ts';
 import type { Logger } from './log.ts';
-import type {
-  ClaimResult,
-  MessageStore,
-  ScheduledPush,
-  StoredMessage,
-  ExpiredListener,
-  StoreLimits,
-  StoreStats,
+import {
+  idempotencyKeyBytes,
+  type ClaimResult,
+  type KeptAnswer,
+  type MessageStore,
+  type ScheduledCursor,
+  type ScheduledPage,
+  type ScheduleOutcome,
+  type ScheduledPush,
+  type StoredMessage,
+  type ExpiredListener,
+  type StoreLimits,
+  type StoreStats,
 } from './message-store.ts';
 import type { RedisClient } from './redis.ts';
 
@@ -63,10 +67,11 @@ class LuaScript {
  *   entries          HASH seq -> [uid, id, bytes] JSON: what to remove when a seq goes
  *   order            ZSET seq -> seq: every pair, oldest first (for the byte bound)
  *   expiry           ZSET seq -> expiresAt (for the sweep)
- *   counters         HASH bytes, dropped, expired
+ *   counters         HASH bytes, dropped, expired, keyBytes, scheduledBytes
  *   key:<id>         idempotency key: '' while its push runs, then the answer's JSON; PXAT until
+ *   keys             ZSET id -> until: every idempotency key, for its byte count (keyBytes)
  *   scheduled        ZSET push id -> at
- *   specs            HASH push id -> ScheduledPush JSON
+ *   specs            HASH push id -> ScheduledPush JSON (its length counts in scheduledBytes)
  * A pair is in q, m, entries, order and expiry, or in none: only the scripts below change them.
  */
 
@@ -162,28 +167,121 @@ end
 return out
 `);
 
-/** ARGV: prefix, id, at, ScheduledPush JSON, maxScheduled. 0 when the limit is reached. */
-const SCHEDULE = new LuaScript(`
-local p = ARGV[1]
-if redis.call('ZCARD', p .. 'scheduled') >= tonumber(ARGV[5]) then return 0 end
-redis.call('ZADD', p .. 'scheduled', ARGV[3], ARGV[2])
-redis.call('HSET', p .. 'specs', ARGV[2], ARGV[4])
+/**
+ * Shared by the idempotency-key scripts: an id costs what idempotencyKeyBytes() says (the
+ * overhead is in ARGV[2]), and expired keys give their bytes back before a new one is counted.
+ */
+const KEYS_COMMON = `
+local p, overhead = ARGV[1], tonumber(ARGV[2])
+local function cost(id) return overhead + 2 * #id end
+local function forget(id)
+  if redis.call('ZREM', p .. 'keys', id) == 1 then redis.call('HINCRBY', p .. 'counters', 'keyBytes', -cost(id)) end
+end
+`;
+
+/**
+ * ARGV: prefix, overhead, id, until, now, maxIdempotencyBytes. Returns {1} when claimed,
+ * {0, answer} when taken ('' while its push runs), {2} when the byte bound is reached.
+ */
+const CLAIM = new LuaScript(`${KEYS_COMMON}
+local id, untilMs, now, max = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local key = p .. 'key:' .. id
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', p .. 'keys', '-inf', now, 'LIMIT', 0, 1000)) do
+  if redis.call('EXISTS', p .. 'key:' .. gone) == 0 then forget(gone) end
+end
+local held = redis.call('GET', key)
+if held then return {0, held} end
+local counted = redis.call('ZSCORE', p .. 'keys', id)
+local used = tonumber(redis.call('HGET', p .. 'counters', 'keyBytes') or '0')
+if not counted and used + cost(id) > max then return {2} end
+redis.call('SET', key, '', 'PXAT', untilMs)
+redis.call('ZADD', p .. 'keys', untilMs, id)
+if not counted then redis.call('HINCRBY', p .. 'counters', 'keyBytes', cost(id)) end
+return {1}
+`);
+
+/** ARGV: prefix, overhead, id. 1 when an unsettled key was freed. */
+const RELEASE = new LuaScript(`${KEYS_COMMON}
+local key = p .. 'key:' .. ARGV[3]
+if redis.call('GET', key) ~= '' then return 0 end
+redis.call('DEL', key)
+forget(ARGV[3])
 return 1
 `);
 
-/** ARGV: prefix, id. 1 when it was waiting. */
-const CANCEL = new LuaScript(`
+/** Shared by the scripts that take a push out: `unschedule(id)` gives its bytes back. */
+const UNSCHEDULE = `
 local p = ARGV[1]
-redis.call('HDEL', p .. 'specs', ARGV[2])
-return redis.call('ZREM', p .. 'scheduled', ARGV[2])
+local function unschedule(id)
+  local spec = redis.call('HGET', p .. 'specs', id)
+  redis.call('ZREM', p .. 'scheduled', id)
+  if not spec then return false end
+  redis.call('HDEL', p .. 'specs', id)
+  redis.call('HINCRBY', p .. 'counters', 'scheduledBytes', -#spec)
+  return spec
+end
+`;
+
+/**
+ * ARGV: prefix, id, at, ScheduledPush JSON, maxScheduled, maxScheduledBytes, putBack (1/0).
+ * 'scheduled', or which bound refused it: 'count' or 'bytes'. A push already waiting under
+ * the id is replaced.
+ */
+const SCHEDULE = new LuaScript(`${UNSCHEDULE}
+local id, json = ARGV[2], ARGV[4]
+local old = redis.call('HGET', p .. 'specs', id)
+if ARGV[7] ~= '1' then
+  if not old and redis.call('ZCARD', p .. 'scheduled') >= tonumber(ARGV[5]) then return 'count' end
+  local used = tonumber(redis.call('HGET', p .. 'counters', 'scheduledBytes') or '0')
+  if used - (old and #old or 0) + #json > tonumber(ARGV[6]) then return 'bytes' end
+end
+unschedule(id)
+redis.call('ZADD', p .. 'scheduled', ARGV[3], id)
+redis.call('HSET', p .. 'specs', id, json)
+redis.call('HINCRBY', p .. 'counters', 'scheduledBytes', #json)
+return 'scheduled'
 `);
 
-/** ARGV: prefix. Every waiting push's JSON, soonest first. */
+/** ARGV: prefix, id. 1 when it was waiting. */
+const CANCEL = new LuaScript(`${UNSCHEDULE}
+return unschedule(ARGV[2]) and 1 or 0
+`);
+
+/**
+ * ARGV: prefix, after's at ('' for the first page), after's id, limit, maxBytes. A page of
+ * waiting pushes, soonest first (ties by id, as the sorted set orders them): {next at, next
+ * id, JSON...}, next '' on the last page. Reads only the page: the start is found by rank
+ * (by score when the cursor's push is gone meanwhile).
+ */
 const SCHEDULED = new LuaScript(`
 local p = ARGV[1]
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', p .. 'scheduled', 0, -1)) do
-  out[#out + 1] = redis.call('HGET', p .. 'specs', id)
+local set = p .. 'scheduled'
+local limit, maxBytes = tonumber(ARGV[4]), tonumber(ARGV[5])
+local start = 0
+if ARGV[2] ~= '' then
+  local at, id = tonumber(ARGV[2]), ARGV[3]
+  local score = redis.call('ZSCORE', set, id)
+  if score and tonumber(score) == at then
+    start = redis.call('ZRANK', set, id) + 1
+  else
+    start = redis.call('ZCOUNT', set, '-inf', '(' .. ARGV[2])
+    -- pushes at the cursor's own time come by id: skip those up to its id
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', set, ARGV[2], ARGV[2])) do
+      if m <= id then start = start + 1 else break end
+    end
+  end
+end
+local out = {'', ''}
+local bytes, taken, last = 0, 0, nil
+local ids = redis.call('ZRANGE', set, start, start + limit, 'WITHSCORES')
+for i = 1, #ids, 2 do
+  local spec = redis.call('HGET', p .. 'specs', ids[i]) or '{}'
+  if taken >= limit or (taken > 0 and bytes + #spec > maxBytes) then
+    out[1], out[2] = last[2], last[1]
+    return out
+  end
+  out[#out + 1] = spec
+  bytes, taken, last = bytes + #spec, taken + 1, {ids[i], ids[i + 1]}
 end
 return out
 `);
@@ -193,13 +291,10 @@ return out
  * removing in one script is what makes each due push go to exactly one caller, however many
  * nodes call at the same moment.
  */
-const TAKE_DUE = new LuaScript(`
-local p = ARGV[1]
+const TAKE_DUE = new LuaScript(`${UNSCHEDULE}
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'scheduled', '-inf', ARGV[2])) do
-  local spec = redis.call('HGET', p .. 'specs', id)
-  redis.call('ZREM', p .. 'scheduled', id)
-  redis.call('HDEL', p .. 'specs', id)
+  local spec = unschedule(id)
   if spec then out[#out + 1] = spec end
 end
 return out
@@ -217,6 +312,9 @@ function toNumber(reply: unknown): number {
   if (reply === null || !Number.isFinite(n)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
   return n;
 }
+
+/** What idempotencyKeyBytes() adds to twice the id's length; the scripts use the same formula. */
+const keyOverhead = idempotencyKeyBytes('');
 
 /** A ms time as Redis wants it: an integer. */
 function ms(time: number): string {
@@ -275,33 +373,52 @@ export class RedisMessageStore implements MessageStore {
   }
 
   async claim(id: string, until: number): Promise<ClaimResult> {
-    // NX + GET: sets the key when it is free and answers what it held when it is taken, in
-    // one command. A key whose time is already past is free again at once, as in memory.
-    const held = await this.client.set(this.key(id), '', {
-      condition: 'NX',
-      GET: true,
-      expiration: { type: 'PXAT', value: Math.max(1, Math.ceil(until)) },
-    });
-    if (held === null) return { first: true };
-    return { first: false, result: held === '' ? null : (JSON.parse(held) as PushResult | { id: string; at: number }) };
+    // Redis drops an expired key itself (PXAT); the script gives back its bytes the next time
+    // a claim runs, so a key whose time is already past is free again at once, as in memory.
+    const reply = await CLAIM.run(this.client, [
+      this.prefix,
+      String(keyOverhead),
+      id,
+      String(Math.max(1, Math.ceil(until))),
+      String(Date.now()),
+      String(this.limits.maxIdempotencyBytes),
+    ]);
+    if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
+    const [status, held] = reply as [unknown, unknown];
+    if (Number(status) === 1) return { first: true };
+    if (Number(status) === 2) return { first: false, full: true };
+    return { first: false, result: held === '' || typeof held !== 'string' ? null : (JSON.parse(held) as KeptAnswer) };
   }
 
-  async settle(id: string, result: PushResult | { id: string; at: number }): Promise<void> {
+  async settle(id: string, result: KeptAnswer): Promise<void> {
     // XX: a key that expired meanwhile stays forgotten; KEEPTTL: it keeps its claimed time
     await this.client.set(this.key(id), JSON.stringify(result), { condition: 'XX', expiration: 'KEEPTTL' });
   }
 
-  async schedule(push: ScheduledPush): Promise<boolean> {
-    const args = [this.prefix, push.spec.id, ms(push.at), JSON.stringify(push), String(this.limits.maxScheduled)];
-    return toNumber(await SCHEDULE.run(this.client, args)) === 1;
+  async release(id: string): Promise<boolean> {
+    return toNumber(await RELEASE.run(this.client, [this.prefix, String(keyOverhead), id])) === 1;
+  }
+
+  async schedule(push: ScheduledPush, putBack = false): Promise<ScheduleOutcome> {
+    const { maxScheduled, maxScheduledBytes } = this.limits;
+    const args = [this.prefix, push.spec.id, ms(push.at), JSON.stringify(push), String(maxScheduled), String(maxScheduledBytes), putBack ? '1' : '0'];
+    const reply = await SCHEDULE.run(this.client, args);
+    if (reply !== 'scheduled' && reply !== 'count' && reply !== 'bytes') throw new Error(`unexpected reply from Redis: ${String(reply)}`);
+    return reply;
   }
 
   async cancel(id: string): Promise<boolean> {
     return toNumber(await CANCEL.run(this.client, [this.prefix, id])) === 1;
   }
 
-  async scheduled(): Promise<ScheduledPush[]> {
-    return toStrings(await SCHEDULED.run(this.client, [this.prefix])).map((json) => JSON.parse(json) as ScheduledPush);
+  async scheduled(after: ScheduledCursor | null, limit: number, maxBytes: number): Promise<ScheduledPage> {
+    const args = [this.prefix, after === null ? '' : ms(after.at), after?.id ?? '', String(limit), String(maxBytes)];
+    const [nextAt, nextId, ...specs] = toStrings(await SCHEDULED.run(this.client, args));
+    return {
+      scheduled: specs.map((json) => JSON.parse(json) as ScheduledPush),
+      // the cursor holds the sorted set's score (whole ms), which the script compares
+      next: nextAt ? { at: Number(nextAt), id: nextId ?? '' } : null,
+    };
   }
 
   async takeDue(now: number): Promise<ScheduledPush[]> {
@@ -314,16 +431,17 @@ export class RedisMessageStore implements MessageStore {
     const [messages, counters, scheduled] = await this.client
       .multi()
       .zCard(p + 'order')
-      .hmGet(p + 'counters', ['bytes', 'dropped', 'expired'])
+      .hmGet(p + 'counters', ['bytes', 'dropped', 'expired', 'scheduledBytes'])
       .zCard(p + 'scheduled')
       .exec();
-    const [bytes, dropped, expired] = Array.isArray(counters) ? counters : [];
+    const [bytes, dropped, expired, scheduledBytes] = Array.isArray(counters) ? counters : [];
     return {
       messages: Number(messages),
       bytes: Number(bytes ?? 0),
       dropped: Number(dropped ?? 0),
       expired: Number(expired ?? 0),
       scheduled: Number(scheduled),
+      scheduledBytes: Number(scheduledBytes ?? 0),
     };
   }
 

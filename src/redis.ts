@@ -202,6 +202,7 @@ function unavailableOnFailure(store: RedisMessageStore, where: string): MessageS
     ack: wrap(store.ack, true),
     claim: wrap(store.claim, true),
     settle: wrap(store.settle, true),
+    release: wrap(store.release, true),
     schedule: wrap(store.schedule, true),
     cancel: wrap(store.cancel, true),
     scheduled: wrap(store.scheduled, false),

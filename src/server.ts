@@ -155,7 +155,13 @@ class ConnectionCounter {
 export async function createServer(config: Config, components: Components = {}): Promise<ServerHandle> {
   const tls = readTls(config); // first: a bad file stops the start before anything runs
   const log = components.log ?? consoleLogger;
-  const limits = { maxPendingPerUid: config.maxPendingPerUid, maxBytes: config.maxStoreBytes, maxScheduled: config.maxScheduled };
+  const limits: StoreLimits = {
+    maxPendingPerUid: config.maxPendingPerUid,
+    maxBytes: config.maxStoreBytes,
+    maxScheduled: config.maxScheduled,
+    maxScheduledBytes: config.maxScheduledBytes,
+    maxIdempotencyBytes: config.maxIdempotencyBytes,
+  };
   // What the shared parts find on their own: a dead node's last pages (reported by the node
   // that reaps it) and messages that expired unacked (by the store's sweep). The webhooks that
   // announce them are built below, so these are bound late.
@@ -315,7 +321,7 @@ export async function createServer(config: Config, components: Components = {}):
     config.onlineCountIntervalMs,
     log,
   );
-  const scheduler = new Scheduler(store, delivery, log);
+  const scheduler = new Scheduler(store, delivery, log, { dropped: () => metrics.scheduledDropped() });
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {

@@ -7,7 +7,7 @@ messageStoreContract('memory', async (limits) => new MemoryMessageStore(limits))
 describe('MemoryMessageStore sweep', () => {
   it('removes expired messages and counts them, looking only at what is due', async () => {
     const expired: string[] = [];
-    const store = new MemoryMessageStore({ maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10 }, (uid, m) =>
+    const store = new MemoryMessageStore({ maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 }, (uid, m) =>
       expired.push(`${uid}/${m.id}`),
     );
     const now = Date.now();

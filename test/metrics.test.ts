@@ -57,7 +57,7 @@ async function scrape(metrics: Metrics): Promise<Parsed> {
   return parseExposition(body);
 }
 
-const STATS: StoreStats = { messages: 3, bytes: 1500, dropped: 2, expired: 5, scheduled: 1 };
+const STATS: StoreStats = { messages: 3, bytes: 1500, dropped: 2, expired: 5, scheduled: 1, scheduledBytes: 700 };
 
 describe('Metrics', () => {
   afterEach(cleanupAll);
@@ -71,6 +71,8 @@ describe('Metrics', () => {
       push_stored_messages: 'gauge',
       push_stored_bytes: 'gauge',
       push_scheduled_pushes: 'gauge',
+      push_scheduled_bytes: 'gauge',
+      push_scheduled_dropped_total: 'counter',
       push_stored_dropped_total: 'counter',
       push_stored_expired_total: 'counter',
       push_metrics_source_errors_total: 'counter',
@@ -102,6 +104,7 @@ describe('Metrics', () => {
     metrics.emitted();
     metrics.emitted(3);
     metrics.acked();
+    metrics.scheduledDropped();
     metrics.observePushToEmit(performance.now() - 3); // 3 ms ago
     const event: WebhookEvent = { id: 'e1', type: 'user.online', time: new Date().toISOString(), uid: '42' };
     metrics.webhooks.sent(event);
@@ -117,6 +120,7 @@ describe('Metrics', () => {
     expect(samples.get('push_pushes_total{api="legacy",result="ok"}')).to.equal(0);
     expect(samples.get('push_deliveries_total')).to.equal(4);
     expect(samples.get('push_acks_total')).to.equal(1);
+    expect(samples.get('push_scheduled_dropped_total')).to.equal(1);
     expect(samples.get('push_push_to_emit_seconds_count')).to.equal(1);
     expect(samples.get('push_push_to_emit_seconds_bucket{le="0.002"}')).to.equal(0);
     expect(samples.get('push_push_to_emit_seconds_bucket{le="+Inf"}')).to.equal(1);
@@ -147,6 +151,7 @@ describe('Metrics', () => {
     expect(samples.get('push_stored_messages')).to.equal(3);
     expect(samples.get('push_stored_bytes')).to.equal(1500);
     expect(samples.get('push_scheduled_pushes')).to.equal(1);
+    expect(samples.get('push_scheduled_bytes')).to.equal(700);
     expect(samples.get('push_stored_dropped_total')).to.equal(2);
     expect(samples.get('push_stored_expired_total')).to.equal(5);
 

@@ -2,8 +2,15 @@
 // batches and every validation error, against a real server and real clients.
 import { expect } from 'chai';
 import type { MessageMeta } from '../src/events.ts';
-import { cleanupAll } from './support/cleanup.ts';
+import { silentLogger } from '../src/log.ts';
+import { idempotencyKeyBytes } from '../src/message-store.ts';
+import { closeRedis, connectRedis } from '../src/redis.ts';
+import { RedisMessageStore } from '../src/redis-store.ts';
+import { SCHEDULED_ATTEMPTS } from '../src/scheduler.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, type ClientVersion } from './support/clients.ts';
+import { recordingLogger } from './support/logger.ts';
+import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
 import { until } from './support/until.ts';
 
@@ -121,7 +128,8 @@ describe('v1 push API', () => {
     const first = await v1(server, '/push', { to: 'judy', data: 'once', id: 'order-17-shipped' });
     const again = await v1(server, '/push', { to: 'judy', data: 'once', id: 'order-17-shipped' });
     expect(first.body).to.deep.equal({ id: 'order-17-shipped', online: ['judy'], offline: [], stored: 0 });
-    expect(again.body).to.deep.equal({ ...first.body, duplicate: true });
+    // the id keeps a compact answer: counts, not the uid lists
+    expect(again.body).to.deep.equal({ id: 'order-17-shipped', onlineCount: 1, offlineCount: 0, stored: 0, duplicate: true });
     await v1(server, '/push', { to: 'judy', data: 'next' });
     await c.waitFor('new_msg', (d) => d === 'next');
     expect(c.received('new_msg').map(([d]) => d)).to.deep.equal(['once', 'next']);
@@ -159,6 +167,84 @@ describe('v1 push API', () => {
       await c.waitFor('new_msg', (d) => d === 'later'); // past the cancelled one's time
       expect(c.received('new_msg').map(([d]) => d)).to.deep.equal(['later']);
       expect(cancelled.status).to.equal(202);
+    });
+  });
+
+  describe('bounds and failed pushes', () => {
+    /** The issue's measured case: 1000 uids in `to` and 64 KiB of data. */
+    const bigPush = (id: string) => ({
+      id,
+      to: Array.from({ length: 1000 }, (_, i) => `user-${String(i).padStart(6, '0')}@example.com`),
+      data: { text: 'x'.repeat(64 * 1024 - 20) },
+      delay: 60,
+    });
+
+    it('a push refused at MAX_SCHEDULED releases its id: the retry is scheduled, not answered as a duplicate', async () => {
+      const small = await startServer({ maxScheduled: 3 });
+      for (let i = 0; i < 3; i++) expect((await v1(small, '/push', { to: 'u', data: i, delay: 60 })).status).to.equal(202);
+      const refused = await v1(small, '/push', { to: 'u', data: 'retry me', delay: 60, id: 'order-9' });
+      expect(refused.status).to.equal(503);
+      expect((refused.body.error as { message: string }).message).to.include('MAX_SCHEDULED');
+      const first = (await v1(small, '/scheduled')).body.scheduled as { id: string }[];
+      expect((await v1(small, `/scheduled/${first[0]!.id}`, undefined, 'DELETE')).status).to.equal(200);
+      const retry = await v1(small, '/push', { to: 'u', data: 'retry me', delay: 60, id: 'order-9' });
+      expect(retry).to.deep.equal({ status: 202, body: { id: 'order-9', at: retry.body.at } });
+      const listed = (await v1(small, '/scheduled')).body.scheduled as { id: string }[];
+      expect(listed.map((s) => s.id)).to.include('order-9');
+      // made now, its id is kept: the next retry is the duplicate
+      expect((await v1(small, '/push', { to: 'u', data: 'retry me', delay: 60, id: 'order-9' })).body).to.include({ duplicate: true });
+    });
+
+    it('counts the bytes of scheduled pushes against MAX_SCHEDULED_BYTES: just under is kept, just over answers 503', async () => {
+      const sized = await startServer({ maxScheduledBytes: 200_000 });
+      // each is about 92 KB as JSON: two fit in 200 000 bytes, a third does not
+      expect((await v1(sized, '/push', bigPush('big-1'))).status).to.equal(202);
+      expect((await v1(sized, '/push', bigPush('big-2'))).status).to.equal(202);
+      const over = await v1(sized, '/push', bigPush('big-3'));
+      expect(over.status).to.equal(503);
+      expect((over.body.error as { message: string }).message).to.include('MAX_SCHEDULED_BYTES');
+      // a small one still fits, and the refused id is free for its retry
+      expect((await v1(sized, '/push', { to: 'u', data: 1, delay: 60 })).status).to.equal(202);
+      expect((await v1(sized, '/scheduled/big-1', undefined, 'DELETE')).status).to.equal(200);
+      expect(await v1(sized, '/push', bigPush('big-3'))).to.deep.include({ status: 202 });
+    });
+
+    it('refuses a new push id past MAX_IDEMPOTENCY_BYTES with 503, and still knows every id it kept', async () => {
+      const ids = ['id-a', 'id-b', 'id-c'];
+      const sized = await startServer({ maxIdempotencyBytes: 2 * idempotencyKeyBytes('id-a') });
+      for (const id of ids.slice(0, 2)) expect((await v1(sized, '/push', { to: 'u', data: 1, id })).status).to.equal(200);
+      const over = await v1(sized, '/push', { to: 'u', data: 1, id: ids[2] });
+      expect(over.status).to.equal(503);
+      expect((over.body.error as { message: string }).message).to.include('MAX_IDEMPOTENCY_BYTES');
+      for (const id of ids.slice(0, 2)) expect((await v1(sized, '/push', { to: 'u', data: 1, id })).body).to.include({ duplicate: true });
+      expect((await v1(sized, '/push', { to: 'u', data: 1 })).status).to.equal(200); // without an id: made
+    });
+
+    it('keeps a compact answer for an id, whatever the push named', async () => {
+      const to = Array.from({ length: 1000 }, (_, i) => `uid-${i}`);
+      const first = await v1(server, '/push', { to, data: 1, ttl: 60, id: 'wide' });
+      expect(first.body.offline).to.have.length(1000);
+      const again = await v1(server, '/push', { to, data: 1, ttl: 60, id: 'wide' });
+      expect(again.body).to.deep.equal({ id: 'wide', onlineCount: 0, offlineCount: 1000, stored: 1000, duplicate: true });
+    });
+
+    it('pages GET /scheduled with cursor and limit, soonest first', async () => {
+      for (let i = 5; i >= 1; i--) await v1(server, '/push', { to: 'u', data: i, delay: 10 + i, id: `s${i}` });
+      const seen: string[][] = [];
+      let cursor: string | null = null;
+      do {
+        const query: string = cursor === null ? '?limit=2' : `?limit=2&cursor=${encodeURIComponent(cursor)}`;
+        const page = await v1(server, `/scheduled${query}`);
+        expect(page.status).to.equal(200);
+        seen.push((page.body.scheduled as { id: string }[]).map((s) => s.id));
+        cursor = page.body.cursor as string | null;
+      } while (cursor !== null && seen.length < 10);
+      expect(seen).to.deep.equal([['s1', 's2'], ['s3', 's4'], ['s5']]);
+      expect((await v1(server, '/scheduled')).body).to.deep.include({ cursor: null });
+      for (const bad of ['limit=0', 'limit=1001', 'limit=x', 'cursor=nonsense', 'limit=1&limit=2']) {
+        const answer = await v1(server, `/scheduled?${bad}`);
+        expect(answer.status, bad).to.equal(400);
+      }
     });
   });
 
@@ -296,5 +382,76 @@ describe('v1 push API', () => {
       expect(c.received('new_msg').length).to.be.at.most(3);
       await c.waitFor('new_msg', (d) => d === '/apiv1');
     });
+  });
+});
+
+describe('v1 push API on Redis: failures', () => {
+  let redis: TestRedis;
+  before(async function () {
+    if (!REDIS_SERVER) return this.skip();
+    redis = await startRedis();
+  });
+  after(() => redis?.stop());
+  afterEach(cleanupAll);
+
+  /** A client of the test's own, to break (and mend) the server's keys with a real store error. */
+  async function direct() {
+    const client = await connectRedis(redis.url, silentLogger);
+    onCleanup(() => closeRedis(client));
+    await client.flushAll();
+    return client;
+  }
+
+  it('a push that fails on a store error releases its id: the retry is made, not answered as a duplicate', async () => {
+    const client = await direct();
+    const server = await startServer({ redisUrl: redis.url });
+    // the schedule's hash holds a string: Redis answers WRONGTYPE to the schedule, after the claim
+    await client.set('push:specs', 'not a hash');
+    const failed = await v1(server, '/push', { to: 'u', data: 'again', delay: 60, id: 'order-10' });
+    expect(failed.status).to.equal(503);
+    await client.del('push:specs');
+    const retry = await v1(server, '/push', { to: 'u', data: 'again', delay: 60, id: 'order-10' });
+    expect(retry).to.deep.equal({ status: 202, body: { id: 'order-10', at: retry.body.at } });
+    expect(((await v1(server, '/scheduled')).body.scheduled as { id: string }[]).map((s) => s.id)).to.deep.equal(['order-10']);
+  });
+
+  it('a scheduled push whose delivery fails is put back and fires once when the store works again', async () => {
+    const client = await direct();
+    const log = recordingLogger();
+    const server = await startServer({ redisUrl: redis.url }, { log });
+    const page = await connectClient('v4', server.ioUrl);
+    await page.login('sched-u');
+    // the uid's message queue holds a string: storing the message fails with WRONGTYPE
+    await client.set('push:q:sched-u', 'not a sorted set');
+    const accepted = await v1(server, '/push', { to: 'sched-u', data: 'once', ttl: 60, delay: 0.05, id: 'sched-1' });
+    expect(accepted.status).to.equal(202);
+    await until(() => log.lines.some((l) => l.startsWith('warn: scheduled push sched-1: delivery failed')), 'the failed delivery');
+    // put back, not dropped: it waits again for its retry
+    const waiting = (await v1(server, '/scheduled')).body.scheduled as { id: string }[];
+    expect(waiting.map((s) => s.id)).to.deep.equal(['sched-1']);
+    expect(page.received('new_msg')).to.have.length(0);
+    await client.del('push:q:sched-u');
+    await page.waitFor('new_msg', (d) => d === 'once');
+    expect((await v1(server, '/scheduled')).body.scheduled).to.deep.equal([]);
+    expect(((await v1(server, '/users/sched-u/messages')).body.messages as unknown[]).length).to.equal(1);
+    expect(page.received('new_msg')).to.have.length(1);
+    expect(log.lines.filter((l) => l.includes('sched-1'))).to.have.length(1);
+  });
+
+  it('gives a scheduled push up after SCHEDULED_ATTEMPTS failed deliveries, logged and counted', async () => {
+    const client = await direct();
+    const log = recordingLogger();
+    const server = await startServer({ redisUrl: redis.url }, { log });
+    await client.set('push:q:gone-u', 'not a sorted set');
+    // a push that failed every time but its last: put in as the scheduler leaves it
+    const store = new RedisMessageStore(client, { maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 }, silentLogger);
+    onCleanup(() => store.close());
+    const spec = { id: 'doomed', to: ['gone-u'], event: 'new_msg', data: 1, ttlMs: 60_000, bytes: 1 };
+    expect(await store.schedule({ at: Date.now(), spec, attempts: SCHEDULED_ATTEMPTS - 1 })).to.equal('scheduled');
+    await until(() => log.lines.some((l) => l.startsWith('error: scheduled push doomed dropped')), 'the push to be given up');
+    expect(log.lines.find((l) => l.includes('doomed'))).to.include(`failed ${SCHEDULED_ATTEMPTS} times`);
+    expect((await store.stats()).scheduled).to.equal(0);
+    const metrics = await (await fetch(`${server.apiUrl}/metrics`)).text();
+    expect(metrics).to.match(/^push_scheduled_dropped_total 1$/m);
   });
 });

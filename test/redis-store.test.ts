@@ -14,7 +14,7 @@ import { sharedRedis, startRedis } from './support/redis-server.ts';
 import { recordingLogger } from './support/logger.ts';
 import { until } from './support/until.ts';
 
-const LIMITS: StoreLimits = { maxPendingPerUid: 1000, maxBytes: 1 << 30, maxScheduled: 10_000 };
+const LIMITS: StoreLimits = { maxPendingPerUid: 1000, maxBytes: 1 << 30, maxScheduled: 10_000, maxScheduledBytes: 1 << 30, maxIdempotencyBytes: 1 << 30 };
 
 function spec(id: string): PushSpec {
   return { id, to: ['u'], event: 'new_msg', data: id, ttlMs: 0, bytes: 4 };
@@ -64,7 +64,7 @@ describe('RedisMessageStore', () => {
     const stores = [open(LIMITS, prefix), new RedisMessageStore(other, LIMITS, silentLogger, { prefix })];
     const now = Date.now();
     for (let i = 0; i < 200; i++) {
-      expect(await stores[0]!.schedule({ at: now - 1000 + i, spec: spec(`p${i}`) })).to.equal(true);
+      expect(await stores[0]!.schedule({ at: now - 1000 + i, spec: spec(`p${i}`) })).to.equal('scheduled');
     }
     const taken: ScheduledPush[][] = [[], []];
     // both take repeatedly, concurrently, until nothing is left

@@ -1,11 +1,25 @@
 // The MessageStore contract, run against every implementation (memory now; Redis later).
 import { expect } from 'chai';
+import { until as waitUntil } from '../support/until.ts';
 import type { PushSpec } from '../../src/delivery.ts';
-import type { MessageStore, StoreLimits, StoredMessage } from '../../src/message-store.ts';
+import {
+  idempotencyKeyBytes,
+  type MessageStore,
+  type ScheduledCursor,
+  type ScheduledPush,
+  type StoreLimits,
+  type StoredMessage,
+} from '../../src/message-store.ts';
 
 export type StoreFactory = (limits: StoreLimits) => Promise<MessageStore>;
 
-const LIMITS: StoreLimits = { maxPendingPerUid: 1000, maxBytes: 1 << 30, maxScheduled: 1000 };
+const LIMITS: StoreLimits = {
+  maxPendingPerUid: 1000,
+  maxBytes: 1 << 30,
+  maxScheduled: 1000,
+  maxScheduledBytes: 1 << 30,
+  maxIdempotencyBytes: 1 << 30,
+};
 
 function message(id: string, ttlMs = 60_000): StoredMessage {
   const ts = Date.now();
@@ -14,6 +28,29 @@ function message(id: string, ttlMs = 60_000): StoredMessage {
 
 function spec(id: string): PushSpec {
   return { id, to: ['u'], event: 'new_msg', data: id, ttlMs: 0, bytes: 4 };
+}
+
+/** The size the issue measured: 1000 uids in `to` and 64 KiB of data. */
+function bigSpec(id: string): PushSpec {
+  const to = Array.from({ length: 1000 }, (_, i) => `user-${String(i).padStart(6, '0')}@example.com`);
+  return { id, to, event: 'new_msg', data: { text: 'x'.repeat(64 * 1024 - 20) }, ttlMs: 60_000, bytes: 64 * 1024 };
+}
+
+function jsonBytes(push: ScheduledPush): number {
+  return Buffer.byteLength(JSON.stringify(push));
+}
+
+/** Every page from the first, by cursor. */
+async function allPages(store: MessageStore, limit: number, maxBytes: number): Promise<string[][]> {
+  const pages: string[][] = [];
+  let after: ScheduledCursor | null = null;
+  for (let i = 0; i < 100; i++) {
+    const page = await store.scheduled(after, limit, maxBytes);
+    pages.push(page.scheduled.map((s) => s.spec.id));
+    if (page.next === null) return pages;
+    after = page.next;
+  }
+  throw new Error('the pages never ended');
 }
 
 export function messageStoreContract(name: string, create: StoreFactory): void {
@@ -76,7 +113,7 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       const store = await open();
       expect(await store.claim('k', Date.now() + 60_000)).to.deep.equal({ first: true });
       expect(await store.claim('k', Date.now() + 60_000)).to.deep.equal({ first: false, result: null });
-      const result = { id: 'k', online: ['a'], offline: [], stored: 0 };
+      const result = { id: 'k', onlineCount: 1, offlineCount: 0, stored: 0 };
       await store.settle('k', result);
       expect(await store.claim('k', Date.now() + 60_000)).to.deep.equal({ first: false, result });
       expect(await store.claim('old', Date.now() - 1)).to.deep.equal({ first: true });
@@ -86,17 +123,114 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
     it('hands out each due scheduled push once, never a cancelled one', async () => {
       const store = await open({ maxScheduled: 3 });
       const now = Date.now();
-      expect(await store.schedule({ at: now + 50, spec: spec('late') })).to.equal(true);
-      expect(await store.schedule({ at: now - 10, spec: spec('due') })).to.equal(true);
-      expect(await store.schedule({ at: now - 5, spec: spec('cancelled') })).to.equal(true);
-      expect(await store.schedule({ at: now, spec: spec('over the limit') })).to.equal(false);
-      expect((await store.scheduled()).map((s) => s.spec.id)).to.deep.equal(['due', 'cancelled', 'late']);
+      expect(await store.schedule({ at: now + 50, spec: spec('late') })).to.equal('scheduled');
+      expect(await store.schedule({ at: now - 10, spec: spec('due') })).to.equal('scheduled');
+      expect(await store.schedule({ at: now - 5, spec: spec('cancelled') })).to.equal('scheduled');
+      expect(await store.schedule({ at: now, spec: spec('over the limit') })).to.equal('count');
+      expect((await store.scheduled(null, 10, 1 << 20)).scheduled.map((s) => s.spec.id)).to.deep.equal(['due', 'cancelled', 'late']);
       expect(await store.cancel('cancelled')).to.equal(true);
       expect(await store.cancel('cancelled')).to.equal(false);
       expect((await store.takeDue(now)).map((s) => s.spec.id)).to.deep.equal(['due']);
       expect(await store.takeDue(now)).to.deep.equal([]);
       expect((await store.takeDue(now + 50)).map((s) => s.spec.id)).to.deep.equal(['late']);
-      expect(await store.stats()).to.include({ scheduled: 0 });
+      expect(await store.stats()).to.include({ scheduled: 0, scheduledBytes: 0 });
+    });
+
+    it('releases an unsettled idempotency key, so the push can be made again; never a settled one', async () => {
+      const store = await open();
+      const until = Date.now() + 60_000;
+      expect(await store.claim('failed', until)).to.deep.equal({ first: true });
+      expect(await store.release('failed')).to.equal(true);
+      expect(await store.claim('failed', until)).to.deep.equal({ first: true });
+      expect(await store.claim('made', until)).to.deep.equal({ first: true });
+      await store.settle('made', { id: 'made', at: 5 });
+      expect(await store.release('made')).to.equal(false);
+      expect(await store.claim('made', until)).to.deep.equal({ first: false, result: { id: 'made', at: 5 } });
+      expect(await store.release('never-claimed')).to.equal(false);
+    });
+
+    it('refuses a new idempotency key past MAX_IDEMPOTENCY_BYTES, forgetting none; expired and released keys make room', async () => {
+      const ids = ['key-1', 'key-2', 'key-3', 'key-4'];
+      const cost = idempotencyKeyBytes('key-1');
+      const until = Date.now() + 60_000;
+      // just under: one byte short of the third key
+      const under = await open({ maxIdempotencyBytes: 3 * cost - 1 });
+      expect(await under.claim(ids[0]!, until)).to.deep.equal({ first: true });
+      expect(await under.claim(ids[1]!, until)).to.deep.equal({ first: true });
+      expect(await under.claim(ids[2]!, until)).to.deep.equal({ first: false, full: true });
+      // exactly at the bound: three fit, the fourth is over it
+      const store = await open({ maxIdempotencyBytes: 3 * cost });
+      for (const id of ids.slice(0, 3)) expect(await store.claim(id, until)).to.deep.equal({ first: true });
+      expect(await store.claim(ids[3]!, until)).to.deep.equal({ first: false, full: true });
+      // the ones held still answer as taken: nothing was forgotten to make room
+      expect(await store.claim(ids[0]!, until)).to.deep.equal({ first: false, result: null });
+      expect(await store.release(ids[1]!)).to.equal(true);
+      expect(await store.claim(ids[3]!, until)).to.deep.equal({ first: true });
+      // a key whose time has passed gives its bytes back
+      const short = await open({ maxIdempotencyBytes: cost });
+      expect(await short.claim(ids[0]!, Date.now() + 30)).to.deep.equal({ first: true });
+      expect(await short.claim(ids[1]!, until)).to.deep.equal({ first: false, full: true });
+      await waitUntil(async () => (await short.claim(ids[1]!, until)).first, 'the short key to expire and make room');
+    });
+
+    it('bounds the bytes of scheduled pushes: the issue’s 1000-uid, 64 KiB push counts in full', async () => {
+      const at = Date.now() + 60_000;
+      const pushes = ['s1', 's2', 's3'].map((id) => ({ at, spec: bigSpec(id) }));
+      const each = jsonBytes(pushes[0]!);
+      expect(each).to.be.above(90_000); // 64 KiB data + 1000 uids of 26 bytes
+      const under = await open({ maxScheduledBytes: 2 * each });
+      expect(await under.schedule(pushes[0]!)).to.equal('scheduled');
+      expect(await under.schedule(pushes[1]!)).to.equal('scheduled');
+      expect(await under.stats()).to.include({ scheduled: 2, scheduledBytes: 2 * each });
+      expect(await under.schedule(pushes[2]!)).to.equal('bytes');
+      const small = { at, spec: spec('small') };
+      expect(await under.schedule(small)).to.equal('bytes');
+      // a push put back after a failed delivery is not refused
+      expect(await under.schedule(pushes[2]!, true)).to.equal('scheduled');
+      expect(await under.cancel('s3')).to.equal(true);
+      expect(await under.cancel('s1')).to.equal(true);
+      expect(await under.schedule(small)).to.equal('scheduled');
+      expect(await under.stats()).to.include({ scheduled: 2, scheduledBytes: each + jsonBytes(small) });
+      expect((await under.takeDue(at)).map((p) => p.spec.id).sort()).to.deep.equal(['s2', 'small']);
+      expect(await under.stats()).to.include({ scheduled: 0, scheduledBytes: 0 });
+    });
+
+    it('counts a push scheduled again under its id once', async () => {
+      const store = await open({ maxScheduled: 1 });
+      const first = { at: Date.now() + 60_000, spec: spec('same') };
+      const again = { ...first, at: first.at + 1000, attempts: 1 };
+      expect(await store.schedule(first)).to.equal('scheduled');
+      expect(await store.schedule(again)).to.equal('scheduled');
+      expect(await store.stats()).to.include({ scheduled: 1, scheduledBytes: jsonBytes(again) });
+      expect((await store.scheduled(null, 10, 1 << 20)).scheduled).to.deep.equal([again]);
+    });
+
+    it('lists scheduled pushes page by page, soonest first, bounded by count and bytes', async () => {
+      const store = await open();
+      const at = Date.now() + 60_000;
+      // two share a time: ordered by id
+      const order = [
+        ['p1', at],
+        ['p2b', at + 10],
+        ['p2a', at + 10],
+        ['p3', at + 20],
+        ['p4', at + 30],
+      ] as const;
+      for (const [id, when] of [...order].reverse()) await store.schedule({ at: when, spec: spec(id) });
+      expect(await allPages(store, 2, 1 << 20)).to.deep.equal([['p1', 'p2a'], ['p2b', 'p3'], ['p4']]);
+      expect(await allPages(store, 5, 1 << 20)).to.deep.equal([['p1', 'p2a', 'p2b', 'p3', 'p4']]);
+      expect(await allPages(store, 1000, 1 << 20)).to.deep.equal([['p1', 'p2a', 'p2b', 'p3', 'p4']]);
+      // bytes: two pushes fit a page exactly, a third would pass it
+      const each = jsonBytes({ at, spec: spec('p1') });
+      expect(await allPages(store, 1000, 2 * each + 3)).to.deep.equal([['p1', 'p2a'], ['p2b', 'p3'], ['p4']]);
+      // one push larger than the bound still makes a page
+      expect(await allPages(store, 1000, 1)).to.deep.equal([['p1'], ['p2a'], ['p2b'], ['p3'], ['p4']]);
+      // the push a cursor names is gone meanwhile: the next page starts after where it was
+      const first = await store.scheduled(null, 2, 1 << 20);
+      expect(await store.cancel('p2a')).to.equal(true);
+      const next = await store.scheduled(first.next, 2, 1 << 20);
+      expect(next.scheduled.map((s) => s.spec.id)).to.deep.equal(['p2b', 'p3']);
+      expect(await store.scheduled(null, 10, 1 << 20)).to.deep.include({ next: null });
     });
   });
 }
