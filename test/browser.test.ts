@@ -89,11 +89,13 @@ describe('in the browser', function () {
   });
 
   it('the demo page, through the SDK, gets stored messages once and after coming back online', async () => {
-    const server = await startServer({ webPort: 0 });
+    // reading stored messages needs the push secret
+    const server = await startServer({ webPort: 0, pushSecret: 'browser-test-secret-0123' });
+    const auth = { authorization: 'Bearer browser-test-secret-0123' };
     const v1 = (body: unknown) =>
-      fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(body) });
     const storedCount = async () =>
-      ((await (await fetch(`${server.apiUrl}/api/v1/users/sdk-user/messages`)).json()) as { messages: unknown[] }).messages.length;
+      ((await (await fetch(`${server.apiUrl}/api/v1/users/sdk-user/messages`, { headers: auth })).json()) as { messages: unknown[] }).messages.length;
 
     await v1({ to: 'sdk-user', data: 'kept while away', ttl: 300 });
     const page = await browser.newPage();

@@ -130,7 +130,20 @@ describe('start.ts', function () {
     const lines = run.stdout().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; pid: number });
     expect(lines[0]).to.include({ level: 30 });
     expect(lines[0]!.msg).to.match(/^push server: socket\.io http/);
-    expect(lines.map((l) => l.msg)).to.include.members(['PUSH_SECRET is not set: anyone who reaches the push API can push to any user', 'stopped']);
+    expect(lines.map((l) => l.msg)).to.include.members([
+      'PUSH_SECRET is not set: anyone who reaches the push API can push to any user',
+      'LOGIN_SECRET is not set: any page can log in as any uid, read its pushes and ack its stored messages away',
+      'stopped',
+    ]);
+  });
+
+  it('warns about LOGIN_SECRET only while it is unset', async () => {
+    const run = runStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', LOGIN_SECRET: 'login-secret-0123456789' });
+    await waitForOutput(run.stdout, /push server: socket\.io/);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).to.equal(0);
+    expect(run.stdout()).to.include('login auth on');
+    expect(run.stdout() + run.stderr()).not.to.include('LOGIN_SECRET is not set');
   });
 
   it('stops with one clear line on a bad value', async () => {

@@ -1,0 +1,103 @@
+// What a default install shows to whoever reaches its ports: the user-data routes without
+// PUSH_SECRET.
+import { expect } from 'chai';
+import { cleanupAll } from './support/cleanup.ts';
+import { connectClient } from './support/clients.ts';
+import { legacyPush, startServer, type TestServer } from './support/server.ts';
+
+const PUSH_SECRET = 'exposure-test-secret-0123';
+
+/** Every route that shows who is online, reads stored messages, or lists or cancels schedules. */
+const LOCKED: readonly { method: string; path: string; body?: unknown }[] = [
+  { method: 'GET', path: '/api/v1/users?online=true' },
+  { method: 'GET', path: '/api/v1/users/alice%40example.com' },
+  { method: 'POST', path: '/api/v1/users/online', body: { uids: ['alice@example.com'] } },
+  { method: 'GET', path: '/api/v1/users/bob/messages' },
+  { method: 'GET', path: '/api/v1/scheduled' },
+  { method: 'DELETE', path: '/api/v1/scheduled/later-1' },
+];
+
+async function call(
+  server: TestServer,
+  route: { method: string; path: string; body?: unknown },
+  headers: Record<string, string> = {},
+): Promise<{ status: number; text: string }> {
+  const res = await fetch(server.apiUrl + route.path, {
+    method: route.method,
+    headers: route.body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+    ...(route.body === undefined ? {} : { body: JSON.stringify(route.body) }),
+  });
+  return { status: res.status, text: await res.text() };
+}
+
+/** An online uid, a stored message with data, and a scheduled push: what the routes would show. */
+async function withUserData(server: TestServer, headers: Record<string, string> = {}): Promise<void> {
+  const alice = await connectClient('v4', server.ioUrl);
+  await alice.login('alice@example.com');
+  const push = (body: unknown) =>
+    fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  expect((await push({ to: 'bob', data: { otp: '493817' }, ttl: 600 })).status).to.equal(200);
+  expect((await push({ to: 'carol', data: 'later', delay: 600, id: 'later-1' })).status).to.equal(202);
+}
+
+async function scheduledGauge(server: TestServer): Promise<number> {
+  const text = await (await fetch(`${server.apiUrl}/metrics`)).text();
+  return Number(/^push_scheduled_pushes (\d+)$/m.exec(text)?.[1]);
+}
+
+describe('a default install (no PUSH_SECRET)', () => {
+  afterEach(cleanupAll);
+
+  it('answers 403 naming PUSH_SECRET on every route that shows users or messages, or cancels', async () => {
+    const server = await startServer();
+    await withUserData(server);
+    // the router's own matching: HEAD for GET, and any case with a trailing slash (answered in text)
+    expect((await call(server, { method: 'HEAD', path: '/api/v1/scheduled' })).status).to.equal(403);
+    const shouted = await call(server, { method: 'POST', path: '/API/V1/Users/Online/', body: { uids: ['alice@example.com'] } });
+    expect(shouted.status).to.equal(403);
+    expect(shouted.text).to.include('PUSH_SECRET');
+    for (const route of LOCKED) {
+      const { status, text } = await call(server, route);
+      expect(status, `${route.method} ${route.path}`).to.equal(403);
+      const answer = JSON.parse(text) as { error: { code: string; message: string } };
+      expect(Object.keys(answer)).to.deep.equal(['error']);
+      expect(answer.error.code).to.equal('forbidden');
+      expect(answer.error.message).to.include('PUSH_SECRET');
+      expect(text).not.to.match(/493817|carol/);
+    }
+    // nothing was cancelled
+    expect(await scheduledGauge(server)).to.equal(1);
+  });
+
+  it('keeps pushing, the online counts and the legacy API open, as in the original', async () => {
+    const server = await startServer();
+    const c = await connectClient('v2', server.ioUrl);
+    await c.login('u1');
+    expect((await call(server, { method: 'POST', path: '/api/v1/push', body: { to: 'u1', data: 'v1' } })).status).to.equal(200);
+    expect((await call(server, { method: 'POST', path: '/api/v1/push/batch', body: { messages: [{ to: 'u1', data: 'batch' }] } })).status).to.equal(200);
+    expect(JSON.parse((await call(server, { method: 'GET', path: '/api/v1/online' })).text)).to.deep.equal({ users: 1, pages: 1 });
+    expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'u1', content: 'get' })).to.deep.equal({ status: 200, body: 'ok' });
+    expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'u1', content: 'form' }, 'form')).to.deep.equal({ status: 200, body: 'ok' });
+    await c.waitFor('new_msg', (d) => d === 'form');
+    // unknown routes and methods still say so
+    expect((await call(server, { method: 'GET', path: '/api/v1/nope' })).status).to.equal(404);
+    expect((await call(server, { method: 'PUT', path: '/api/v1/scheduled' })).status).to.equal(405);
+  });
+
+  it('serves those routes with PUSH_SECRET set and the right secret, and refuses them without', async () => {
+    const server = await startServer({ pushSecret: PUSH_SECRET });
+    const auth = { authorization: `Bearer ${PUSH_SECRET}` };
+    await withUserData(server, auth);
+    for (const route of LOCKED) expect((await call(server, route)).status, `${route.method} ${route.path} without`).to.equal(401);
+    const answers = [];
+    for (const route of LOCKED) {
+      const { status, text } = await call(server, route, auth);
+      expect(status, `${route.method} ${route.path}`).to.equal(200);
+      answers.push(JSON.parse(text) as unknown);
+    }
+    expect(answers[0]).to.deep.equal({ uids: ['alice@example.com'], cursor: null });
+    expect(answers[3]).to.have.nested.property('messages[0].data.otp', '493817');
+    expect(answers[5]).to.deep.equal({ id: 'later-1', cancelled: true });
+    expect(await scheduledGauge(server)).to.equal(0);
+  });
+});
