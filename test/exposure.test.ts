@@ -1,9 +1,14 @@
-// What a default install shows to whoever reaches its ports: the user-data routes without
-// PUSH_SECRET.
+// What a default install shows to whoever reaches its ports, and where secrets could leak:
+// the user-data routes without PUSH_SECRET, config errors and webhook URLs with credentials.
 import { expect } from 'chai';
-import { cleanupAll } from './support/cleanup.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
+import type { LogFields, Logger } from '../src/log.ts';
+import { WebhookSender, type WebhookObserver } from '../src/webhooks.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
+import { until } from './support/until.ts';
+import { closedPortUrl, startWebhookReceiver } from './support/webhook-receiver.ts';
 
 const PUSH_SECRET = 'exposure-test-secret-0123';
 
@@ -99,5 +104,65 @@ describe('a default install (no PUSH_SECRET)', () => {
     expect(answers[3]).to.have.nested.property('messages[0].data.otp', '493817');
     expect(answers[5]).to.deep.equal({ id: 'later-1', cancelled: true });
     expect(await scheduledGauge(server)).to.equal(0);
+  });
+});
+
+/** Keeps every line with its fields, to search for secrets. */
+function textLogger(): Logger & { text: () => string } {
+  const lines: string[] = [];
+  const add = (level: string) => (message: string, extra?: unknown) =>
+    void lines.push(`${level} ${message} ${extra instanceof Error ? `${extra.message} ${extra.stack}` : JSON.stringify(extra ?? {})}`);
+  return { info: add('info'), warn: add('warn'), error: add('error'), text: () => lines.join('\n') } as Logger & { text: () => string };
+}
+
+describe('secrets in config errors, logs and URLs', () => {
+  afterEach(cleanupAll);
+
+  it('config errors never show a secret, and show URLs without credentials, path or query', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        REDIS_URL: 'http://:redis-pass-4711@10.0.0.5:6379',
+        PUSH_SECRET: 'push-4711',
+        LOGIN_SECRET: 'login-4711',
+        WEBHOOK_SECRET: 'hook-4711',
+        ADMIN_TOKEN: 'admin-4711',
+        WEBHOOK_URL: 'https://hooks.example/services/T0/B0/slack-token-4711?k=query-4711, ftp://u:ftp-pass-4711@files.example',
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).to.be.instanceOf(ConfigError);
+    const problems = (error as ConfigError).problems;
+    expect(problems.join('\n')).not.to.include('4711');
+    expect(problems).to.deep.equal([
+      'PUSH_SECRET must be at least 16 characters (or empty for none), got 9 characters',
+      'LOGIN_SECRET must be at least 16 characters (or empty for none), got 10 characters',
+      'REDIS_URL must be a redis:// or rediss:// URL (or empty for one node), got "http://***@10.0.0.5:6379"',
+      'WEBHOOK_URL must be http(s) URLs separated by commas, got "https://hooks.example/…, ftp://***@files.example"',
+      'WEBHOOK_SECRET must be at least 16 characters (or empty for none), got 9 characters',
+      'ADMIN_TOKEN must be at least 16 characters (or empty for none), got 10 characters',
+    ]);
+    // a flag is shown the same way
+    expect(() => loadConfig({}, ['--push-secret', 'flag-4711'])).to.throw(ConfigError, /^--push-secret must be at least 16 characters \(or empty for none\), got 9 characters$/);
+  });
+
+  it('a webhook URL with user and password sends Basic auth, and its failures never show them', async () => {
+    const receiver = await startWebhookReceiver();
+    const withCredentials = (url: string) => url.replace('http://', 'http://hook-user:hook%40pass-4711@');
+    const failures: string[] = [];
+    const observer: WebhookObserver = { sent: () => undefined, failed: (_e, error) => void failures.push(error), dropped: () => undefined };
+    const log = textLogger();
+    const down = withCredentials(await closedPortUrl()).replace('/hooks', '/hooks/path-token-4711');
+    const sender = new WebhookSender([withCredentials(receiver.url), down], null, { baseDelayMs: 20, maxDelayMs: 50, maxAttempts: 2 }, log, observer);
+    onCleanup(() => sender.close());
+    sender.send({ type: 'user.online', uid: 'u1' });
+    const [request] = await receiver.waitFor(1);
+    expect(request!.path).to.equal('/hooks');
+    expect(request!.headers.authorization).to.equal(`Basic ${Buffer.from('hook-user:hook@pass-4711').toString('base64')}`);
+    await until(() => failures.length === 2 && /given up/.test(log.text()), 'the down url given up');
+    expect(failures).to.deep.equal(['ECONNREFUSED', 'ECONNREFUSED']);
+    expect(log.text()).to.match(/http:\/\/\*\*\*@127\.0\.0\.1:\d+\/… \(#2\)/);
+    expect(log.text()).not.to.match(/4711|hook-user/);
   });
 });
