@@ -253,6 +253,12 @@ export const SETTINGS = {
     'token for the admin page at /admin on the web port; empty = no admin page',
     secret,
   ),
+  adminSessionSeconds: setting(
+    'ADMIN_SESSION_SECONDS',
+    '43200',
+    'how long an admin page sign-in lasts (a cookie); changing ADMIN_TOKEN ends every session',
+    positiveInt(30 * 86400),
+  ),
   onlineCountIntervalMs: setting(
     'ONLINE_COUNT_INTERVAL_MS',
     '1000',

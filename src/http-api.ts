@@ -154,5 +154,10 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
     log,
     fallback: app.callback(),
   });
-  return { handler, close: () => limit?.close() };
+  // no page here is meant to tell another site where it came from
+  const withPolicy: RequestListener = (req, res) => {
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    handler(req, res);
+  };
+  return { handler: withPolicy, close: () => limit?.close() };
 }

@@ -1,11 +1,13 @@
 // What a default install shows to whoever reaches its ports, and where secrets could leak:
-// the user-data routes without PUSH_SECRET, config errors and webhook URLs with credentials.
+// the user-data routes without PUSH_SECRET, config errors, webhook URLs with credentials, and
+// the admin page's sign-in (a cookie, never the token in a URL or a Referer).
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import type { LogFields, Logger } from '../src/log.ts';
 import { WebhookSender, type WebhookObserver } from '../src/webhooks.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
+import { rawRequest } from './support/http.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
 import { until } from './support/until.ts';
 import { closedPortUrl, startWebhookReceiver } from './support/webhook-receiver.ts';
@@ -164,5 +166,101 @@ describe('secrets in config errors, logs and URLs', () => {
     expect(failures).to.deep.equal(['ECONNREFUSED', 'ECONNREFUSED']);
     expect(log.text()).to.match(/http:\/\/\*\*\*@127\.0\.0\.1:\d+\/… \(#2\)/);
     expect(log.text()).not.to.match(/4711|hook-user/);
+  });
+});
+
+const ADMIN_TOKEN = 'admin-token-0123456789';
+
+function setCookie(res: { headers: Record<string, string | string[] | undefined> }): string {
+  const header = res.headers['set-cookie'];
+  return Array.isArray(header) ? header.join('\n') : (header ?? '');
+}
+
+describe('the admin page sign-in', () => {
+  let server: TestServer;
+  let web: string;
+  beforeEach(async () => {
+    server = await startServer({ webPort: 0, adminToken: ADMIN_TOKEN });
+    web = server.webUrl!;
+  });
+  afterEach(cleanupAll);
+
+  const stats = (cookie?: string) => rawRequest(`${web}/admin/stats`, { headers: cookie === undefined ? {} : { cookie } });
+
+  it('takes the token from a form, once, and keeps the session in an HttpOnly SameSite=Strict cookie', async () => {
+    const signIn = await rawRequest(`${web}/admin`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+    });
+    expect(signIn.status).to.equal(303);
+    expect(signIn.headers.location).to.equal('/admin');
+    const header = setCookie(signIn);
+    expect(header).to.match(/^push_admin=\d+\.[0-9a-f]{64}; Path=\/admin; Max-Age=43200; HttpOnly; SameSite=Strict$/);
+    expect(header).not.to.include(ADMIN_TOKEN);
+    const cookie = header.split(';')[0]!;
+    const answer = await stats(cookie);
+    expect(answer.status).to.equal(200);
+    expect(JSON.parse(answer.body)).to.include({ users: 0, pages: 0 });
+    // a forged or expired value is no session
+    const [name, value] = cookie.split('=') as [string, string];
+    const [expiry, mac] = value.split('.') as [string, string];
+    expect((await stats(`${name}=${Number(expiry) + 1}.${mac}`)).status).to.equal(401);
+    expect((await stats(`${name}=1.${mac}`)).status).to.equal(401);
+    // signing out clears it
+    const out = await rawRequest(`${web}/admin/sign-out`, { method: 'POST', headers: { cookie } });
+    expect(out.status).to.equal(303);
+    expect(setCookie(out)).to.match(/^push_admin=; Path=\/admin; Max-Age=0; HttpOnly; SameSite=Strict$/);
+  });
+
+  it('takes ?token= once and answers a redirect to /admin without it', async () => {
+    const first = await rawRequest(`${web}/admin?token=${ADMIN_TOKEN}`);
+    expect(first.status).to.equal(303);
+    expect(first.headers.location).to.equal('/admin');
+    expect(first.body).not.to.include(ADMIN_TOKEN);
+    expect((await stats(setCookie(first).split(';')[0]!)).status).to.equal(200);
+  });
+
+  it('refuses a wrong token, and stats without a session', async () => {
+    for (const wrong of [
+      rawRequest(`${web}/admin?token=wrong-token-0123456789`),
+      rawRequest(`${web}/admin`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=wrong-token-0123456789' }),
+    ]) {
+      const res = await wrong;
+      expect(res.status).to.equal(303);
+      expect(res.headers.location).to.equal('/admin#wrong-token');
+      expect(res.headers['set-cookie']).to.equal(undefined);
+    }
+    const none = await stats();
+    expect(none.status).to.equal(401);
+    expect(JSON.parse(none.body)).to.have.nested.property('error.code', 'unauthorized');
+    // the page itself loads (it shows the form); it carries nothing
+    expect((await rawRequest(`${web}/admin`)).status).to.equal(200);
+    // a script may still send the token in a header, never in the URL
+    expect((await rawRequest(`${web}/admin/stats`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).status).to.equal(200);
+    expect((await rawRequest(`${web}/admin/stats?token=${ADMIN_TOKEN}`)).status).to.equal(401);
+    const huge = await rawRequest(`${web}/admin`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `token=${'x'.repeat(10_000)}`,
+    });
+    expect(huge.status).to.equal(413);
+  });
+
+  it('sends Referrer-Policy: no-referrer on every answer of the web and API ports', async () => {
+    const answers = await Promise.all([
+      rawRequest(`${web}/`),
+      rawRequest(`${web}/admin`),
+      rawRequest(`${web}/admin.js`),
+      rawRequest(`${web}/demo.css`),
+      rawRequest(`${web}/admin/stats`),
+      rawRequest(`${web}/admin?token=${ADMIN_TOKEN}`),
+      rawRequest(`${web}/nope`),
+      rawRequest(`${web}/admin`, { method: 'DELETE' }),
+      rawRequest(`${server.apiUrl}/?type=publish&to=u&content=x`),
+      rawRequest(`${server.apiUrl}/api/v1/online`),
+      rawRequest(`${server.apiUrl}/healthz`),
+    ]);
+    for (const res of answers) expect(res.headers['referrer-policy']).to.equal('no-referrer');
   });
 });
