@@ -25,6 +25,9 @@ function announce(config: Config, log: Logger, ports: WorkerReady['ports'], engi
   if (config.pushSecret === null) {
     log.warn('PUSH_SECRET is not set: anyone who reaches the push API can push to any user');
   }
+  if (config.loginSecret === null) {
+    log.warn('LOGIN_SECRET is not set: any page can log in as any uid, read its pushes and ack its stored messages away');
+  }
 }
 
 /** SIGTERM / SIGINT: close once, exit 0 when closed. */

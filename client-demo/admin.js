@@ -1,9 +1,10 @@
-// The admin page: polls /admin/stats once a second with the token from ?token=, draws
-// pushes per second over the last minute. Everything is shown with textContent.
+// The admin page: polls /admin/stats once a second with the session cookie that signing in
+// (the form, POST /admin) set, draws pushes per second over the last minute. Without a
+// session it shows the sign-in form. Everything is shown with textContent.
 (function () {
   'use strict';
-  var token = new URLSearchParams(location.search).get('token') || '';
-  history.replaceState(null, '', location.pathname); // keep the token out of the address bar
+  var wrongToken = location.hash === '#wrong-token';
+  if (wrongToken) history.replaceState(null, '', location.pathname);
   var points = [];
   var last = null;
 
@@ -32,11 +33,21 @@
   }
 
   function poll() {
-    fetch('/admin/stats', { headers: { authorization: 'Bearer ' + token } }).then(function (res) {
-      if (res.status === 401) throw new Error('unauthorized: open /admin?token=YOUR_ADMIN_TOKEN');
+    fetch('/admin/stats', { credentials: 'same-origin' }).then(function (res) {
+      if (res.status === 401) return null;
       if (!res.ok) throw new Error('server answered ' + res.status);
       return res.json();
     }).then(function (s) {
+      if (s === null) {
+        // signed out, never signed in, or the session ended: no more polling until a sign-in
+        $('dashboard').hidden = true;
+        $('sign-in').hidden = false;
+        setText('status', wrongToken ? 'wrong admin token' : 'sign in with the server\'s ADMIN_TOKEN');
+        $('token').focus();
+        return false;
+      }
+      $('sign-in').hidden = true;
+      $('dashboard').hidden = false;
       setText('status', 'live, ' + new Date(s.time).toLocaleTimeString());
       setText('users', s.users);
       setText('pages', s.pages);
@@ -51,10 +62,12 @@
       }
       last = s;
       showFailures(s.webhookFailures);
+      return true;
     }).catch(function (err) {
       setText('status', err.message);
-    }).then(function () {
-      setTimeout(poll, 1000);
+      return true;
+    }).then(function (again) {
+      if (again) setTimeout(poll, 1000);
     });
   }
   poll();

@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { parseProxyEntry } from './client-address.ts';
+import { shownUrl } from './redact.ts';
 
 const PORT_MESSAGE = 'must be an integer 0-65535';
 
@@ -285,6 +286,12 @@ export const SETTINGS = {
     'token for the admin page at /admin on the web port; empty = no admin page',
     secret,
   ),
+  adminSessionSeconds: setting(
+    'ADMIN_SESSION_SECONDS',
+    '43200',
+    'how long an admin page sign-in lasts (a cookie); changing ADMIN_TOKEN ends every session',
+    positiveInt(30 * 86400),
+  ),
   onlineCountIntervalMs: setting(
     'ONLINE_COUNT_INTERVAL_MS',
     '1000',
@@ -311,6 +318,17 @@ export class ConfigError extends Error {
 }
 
 const keys = Object.keys(SETTINGS) as (keyof Settings)[];
+
+/**
+ * A rejected value as a config error shows it. Secrets only by their length; URLs (REDIS_URL,
+ * WEBHOOK_URL) as scheme and host, since they may carry a password or a token.
+ */
+function shownValue(schema: z.ZodType<unknown, string>, raw: string): string {
+  if (schema === secret) return `${raw.length} character${raw.length === 1 ? '' : 's'}`;
+  if (schema === redisUrl) return JSON.stringify(shownUrl(raw.trim()));
+  if (schema === urlList) return JSON.stringify(raw.split(',').map((u) => shownUrl(u.trim())).join(', '));
+  return JSON.stringify(raw);
+}
 
 /** `IO_PORT` -> `io-port` */
 export function flagName(env: string): string {
@@ -368,7 +386,7 @@ export function loadConfig(
     } else {
       const source = typeof flag === 'string' ? `--${flagName(s.env)}` : s.env;
       const message = result.error.issues[0]?.message ?? 'is invalid';
-      problems.push(`${source} ${message}, got ${JSON.stringify(raw)}`);
+      problems.push(`${source} ${message}, got ${shownValue(s.schema, raw)}`);
     }
   }
   if ((out.tlsCert === null) !== (out.tlsKey === null) && 'tlsCert' in out && 'tlsKey' in out) {

@@ -45,6 +45,37 @@ const v1Fallthrough: Middleware = async (ctx, next) => {
   throw new HttpError(404, `no API route ${ctx.method} ${ctx.path}`);
 };
 
+/** The /api/v1 routes open to anyone while PUSH_SECRET is unset: pushing and online counts. */
+const OPEN_WITHOUT_SECRET: readonly (readonly [method: string, path: string])[] = [
+  ['POST', '/api/v1/push'],
+  ['POST', '/api/v1/push/batch'],
+  ['GET', '/api/v1/online'],
+];
+
+/**
+ * With no PUSH_SECRET, every other /api/v1 route answers 403: they reveal uids (who is online,
+ * whether a uid is), stored message data or scheduled pushes, or cancel them. The route is
+ * found by the router's own matching (case, trailing slash, HEAD for GET), so the guard sees
+ * what the router would run; a route added later is closed until it is listed above.
+ */
+function closedWithoutSecret(v1: Router): Middleware {
+  const isOpen = (layer: { path: string | RegExp; methods: string[] }) =>
+    OPEN_WITHOUT_SECRET.some(([method, path]) => layer.path === path && layer.methods.includes(method));
+  return async (ctx, next) => {
+    const match = v1.match(ctx.path, ctx.method);
+    const routes = match.pathAndMethod.filter((layer) => layer.methods.length > 0);
+    if (match.route && !routes.every(isOpen)) {
+      throw new HttpError(
+        403,
+        `${ctx.method} ${ctx.path} needs PUSH_SECRET: routes that show who is online, read stored messages ` +
+          'or list and cancel scheduled pushes are off until PUSH_SECRET is set on the server',
+        'forbidden',
+      );
+    }
+    return next();
+  };
+}
+
 /** A request over PUSH_RATE_PER_IP: how long to wait and what to say. */
 export interface RateRefusal {
   retryAfterSeconds: number;
@@ -113,6 +144,7 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
   app.use(operations(notReady, renderMetrics).routes());
   const limit = config.pushRatePerIp > 0 ? rateLimit(config.pushRatePerIp, addressOf) : null;
   if (limit) app.use(limit.middleware);
+  if (config.pushSecret === null) app.use(closedWithoutSecret(v1));
   app.use(parseBody(config.maxBodyBytes));
   const auth = config.pushSecret === null ? null : new PushAuth(config.pushSecret);
   if (auth) app.use(auth.middleware((ctx) => !isV1(ctx)));
@@ -128,5 +160,10 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
     log,
     fallback: app.callback(),
   });
-  return { handler, close: () => limit?.close() };
+  // no page here is meant to tell another site where it came from
+  const withPolicy: RequestListener = (req, res) => {
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    handler(req, res);
+  };
+  return { handler: withPolicy, close: () => limit?.close() };
 }

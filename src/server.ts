@@ -297,7 +297,15 @@ export async function createServer(config: Config, components: Components = {}):
     listening.push(apiHttp);
     let webPort: number | null = null;
     if (config.webPort !== null) {
-      const adminPage = config.adminToken === null ? null : { token: config.adminToken, stats: () => admin.snapshot() };
+      const adminPage =
+        config.adminToken === null
+          ? null
+          : {
+              token: config.adminToken,
+              sessionSeconds: config.adminSessionSeconds,
+              secureCookie: config.tlsCert !== null,
+              stats: () => admin.snapshot(),
+            };
       webHttp = listener(await demoHandler({ io: ioPort, api: apiPort }, adminPage));
       webPort = await listen(webHttp, config.webPort, config.host, 'WEB_PORT');
       listening.push(webHttp);

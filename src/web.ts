@@ -2,8 +2,9 @@
 // /push-client.js (the SDK, bundled from TypeScript by esbuild at start, so what is served
 // is always built from the source beside it), and /config.js telling the page where the
 // Socket.IO and push API ports are.
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { RequestListener } from 'node:http';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { AdminSnapshot } from './admin.ts';
 import { safeEqual } from './push-auth.ts';
@@ -25,7 +26,57 @@ export interface DemoPorts {
 /** The admin page, when ADMIN_TOKEN is set. */
 export interface AdminPage {
   token: string;
+  /** How long a sign-in lasts. */
+  sessionSeconds: number;
+  /** Mark the session cookie Secure (the server itself serves TLS). */
+  secureCookie: boolean;
   stats: () => Promise<AdminSnapshot>;
+}
+
+/**
+ * The admin session cookie: `<expiry unix seconds>.<hex HMAC-SHA256(ADMIN_TOKEN, expiry)>`.
+ * Stateless, so every WORKERS process (they share the web port) and a restart accept it; the
+ * token itself never leaves the server, and changing ADMIN_TOKEN ends every session.
+ */
+const SESSION_COOKIE = 'push_admin';
+/** A sign-in form holds one token: anything larger is not one. */
+const MAX_SIGN_IN_BYTES = 4096;
+
+function sessionValue(token: string, expiresAt: number): string {
+  return `${expiresAt}.${createHmac('sha256', token).update(`push admin session\n${expiresAt}`).digest('hex')}`;
+}
+
+function validSession(token: string, value: string, now: number): boolean {
+  const m = /^(\d{1,12})\.[0-9a-f]{64}$/.exec(value);
+  if (!m || Number(m[1]) * 1000 <= now) return false;
+  return safeEqual(value, sessionValue(token, Number(m[1])));
+}
+
+function cookie(req: IncomingMessage, name: string): string | null {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return null;
+}
+
+/** The body of a small form, or null when it is larger than `limit` bytes. */
+function readForm(req: IncomingMessage, limit: number): Promise<URLSearchParams | null> {
+  return new Promise((resolve, reject) => {
+    if (Number(req.headers['content-length'] ?? 0) > limit) {
+      resolve(null);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) resolve(null);
+      else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
+    req.on('error', reject);
+  });
 }
 
 const ADMIN_FILES: Record<string, { file: string; type: string }> = {
@@ -64,20 +115,81 @@ export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Pr
     type: 'text/javascript; charset=utf-8',
   });
 
+  /**
+   * Signing in: a right token answers a redirect to /admin with the session cookie, a wrong
+   * one a redirect to /admin#wrong-token. Either way the token leaves the address bar at once,
+   * before the page loads anything that could carry it in a Referer.
+   */
+  const signIn = (res: ServerResponse, page: AdminPage, given: string | null, headers: Record<string, string>) => {
+    if (given === null || !safeEqual(given, page.token)) {
+      res.writeHead(303, { ...headers, 'cache-control': 'no-store', location: '/admin#wrong-token', 'content-type': 'text/plain' });
+      res.end('wrong admin token');
+      return;
+    }
+    const expiresAt = Math.floor(Date.now() / 1000) + page.sessionSeconds;
+    const attributes = `Path=/admin; Max-Age=${page.sessionSeconds}; HttpOnly; SameSite=Strict${page.secureCookie ? '; Secure' : ''}`;
+    res.writeHead(303, {
+      ...headers,
+      'cache-control': 'no-store',
+      location: '/admin',
+      'set-cookie': `${SESSION_COOKIE}=${sessionValue(page.token, expiresAt)}; ${attributes}`,
+      'content-type': 'text/plain',
+    });
+    res.end('signed in');
+  };
+
   return (req, res) => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const url = req.url ?? '/';
+    const mark = url.indexOf('?');
+    const path = mark === -1 ? url : url.slice(0, mark);
+    const query = mark === -1 ? undefined : url.slice(mark + 1);
     const entry = bodies.get(path);
-    const headers = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache' };
+    // Referrer-Policy: no page here tells the next site (or its own scripts' requests) its URL
+    const headers = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache', 'referrer-policy': 'no-referrer' };
+    if (admin && req.method === 'POST' && (path === '/admin' || path === '/admin/sign-out')) {
+      if (path === '/admin/sign-out') {
+        const expired = `${SESSION_COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict${admin.secureCookie ? '; Secure' : ''}`;
+        res.writeHead(303, { ...headers, location: '/admin', 'set-cookie': expired, 'content-type': 'text/plain' });
+        res.end('signed out');
+        return;
+      }
+      if (!/^application\/x-www-form-urlencoded\b/i.test(req.headers['content-type'] ?? '')) {
+        res.writeHead(415, { ...headers, 'content-type': 'text/plain' });
+        res.end('send the token as a form: content-type application/x-www-form-urlencoded, field token');
+        return;
+      }
+      readForm(req, MAX_SIGN_IN_BYTES).then(
+        (form) => {
+          if (form === null) {
+            res.writeHead(413, { ...headers, 'content-type': 'text/plain', connection: 'close' });
+            res.end(`a sign-in form holds at most ${MAX_SIGN_IN_BYTES} bytes`);
+            return;
+          }
+          signIn(res, admin, form.get('token'), headers);
+        },
+        () => res.destroy(),
+      );
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { ...headers, allow: 'GET, HEAD', 'content-type': 'text/plain' });
+      const allow = admin && path === '/admin' ? 'GET, HEAD, POST' : 'GET, HEAD';
+      res.writeHead(405, { ...headers, allow, 'content-type': 'text/plain' });
       res.end('method not allowed');
       return;
     }
-    if (admin && path === '/admin/stats' && req.method === 'GET') {
+    if (admin && path === '/admin' && query !== undefined && new URLSearchParams(query).has('token')) {
+      // the link form (/admin?token=…) still works, once: the answer moves the token out of the URL
+      signIn(res, admin, new URLSearchParams(query).get('token'), headers);
+      return;
+    }
+    if (admin && path === '/admin/stats') {
+      // the page's cookie, or a script's Authorization: Bearer ADMIN_TOKEN
+      const session = cookie(req, SESSION_COOKIE);
       const auth = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-      if (!auth || !safeEqual(auth[1]!, admin.token)) {
+      const allowed = (session !== null && validSession(admin.token, session, Date.now())) || (auth !== null && safeEqual(auth[1]!, admin.token));
+      if (!allowed) {
         res.writeHead(401, { ...headers, 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'send Authorization: Bearer ADMIN_TOKEN' } }));
+        res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'sign in at /admin, or send Authorization: Bearer ADMIN_TOKEN' } }));
         return;
       }
       admin.stats().then(

@@ -5,6 +5,7 @@
 // refresh sends nothing.
 import { createHmac, randomUUID } from 'node:crypto';
 import type { LogFields, Logger } from './log.ts';
+import { shownUrl } from './redact.ts';
 
 export type WebhookEventType = 'user.online' | 'user.offline' | 'message.stored_expired';
 
@@ -129,8 +130,11 @@ interface UidQueue {
 }
 
 interface Target {
+  /** Without its credentials: fetch() refuses those, and its error would show them. */
   readonly url: string;
-  /** Origin and path only: a query string may hold a token, and logs must not. */
+  /** `Basic …` from the URL's user and password, or null. */
+  readonly authorization: string | null;
+  /** Scheme and host only (see shownUrl): a path or query may hold a token, and logs must not. */
   readonly shown: string;
   readonly queues: Map<string, UidQueue>;
   /** Queues whose head waits for a slot, oldest first. */
@@ -177,14 +181,23 @@ export class WebhookSender {
     private readonly observer?: WebhookObserver,
   ) {
     this.options = { ...DEFAULTS, ...stripUndefined(options) };
-    this.targets = urls.map((url) => {
+    this.targets = urls.map((url, i) => {
       const parsed = new URL(url);
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
         throw new Error(`webhook url must be http or https, got ${parsed.protocol}`);
       }
+      // https://user:pass@host/… is sent as HTTP Basic auth, as curl would
+      const credentials = parsed.username !== '' || parsed.password !== '';
+      const authorization = credentials
+        ? `Basic ${Buffer.from(`${decoded(parsed.username)}:${decoded(parsed.password)}`).toString('base64')}`
+        : null;
+      parsed.username = '';
+      parsed.password = '';
       return {
-        url,
-        shown: parsed.origin + parsed.pathname,
+        url: parsed.toString(),
+        authorization,
+        // the number tells several urls on one host apart
+        shown: urls.length > 1 ? `${shownUrl(url)} (#${i + 1})` : shownUrl(url),
         queues: new Map(),
         ready: new Set(),
         active: 0,
@@ -365,6 +378,7 @@ export class WebhookSender {
         'x-webhook-timestamp': String(timestamp),
       };
       if (this.secret !== null) headers['x-signature'] = webhookSignature(this.secret, timestamp, delivery.body);
+      if (target.authorization !== null) headers.authorization = target.authorization;
       const res = await fetch(target.url, {
         method: 'POST',
         headers,
@@ -466,6 +480,15 @@ function stripUndefined<T extends object>(options: T): Partial<T> {
 }
 
 /** A short reason: fetch hides the network error (ECONNREFUSED, ...) in `cause`. */
+/** A URL's percent-encoded user or password as sent; a stray % stays as written. */
+function decoded(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 function describe(err: unknown): string {
   if (err instanceof Error) {
     const cause = err.cause;

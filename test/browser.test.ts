@@ -89,11 +89,13 @@ describe('in the browser', function () {
   });
 
   it('the demo page, through the SDK, gets stored messages once and after coming back online', async () => {
-    const server = await startServer({ webPort: 0 });
+    // reading stored messages needs the push secret
+    const server = await startServer({ webPort: 0, pushSecret: 'browser-test-secret-0123' });
+    const auth = { authorization: 'Bearer browser-test-secret-0123' };
     const v1 = (body: unknown) =>
-      fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(body) });
     const storedCount = async () =>
-      ((await (await fetch(`${server.apiUrl}/api/v1/users/sdk-user/messages`)).json()) as { messages: unknown[] }).messages.length;
+      ((await (await fetch(`${server.apiUrl}/api/v1/users/sdk-user/messages`, { headers: auth })).json()) as { messages: unknown[] }).messages.length;
 
     await v1({ to: 'sdk-user', data: 'kept while away', ttl: 300 });
     const page = await browser.newPage();
@@ -123,19 +125,31 @@ describe('in the browser', function () {
   });
 
   it('the admin page, behind its token, shows users, pages, pushes per second and webhook failures', async () => {
+    const token = 'admin-token-0123456789';
     const server = await startServer({
       webPort: 0,
-      adminToken: 'admin-token-0123456789',
+      adminToken: token,
       webhookUrl: [await closedPortUrl()],
       webhookGraceMs: 50,
     });
     const page = await browser.newPage();
+    // no request the page makes carries the token, in its URL or a Referer
+    const sent: string[] = [];
+    page.on('request', (r) => sent.push(`${r.url()} ${r.headers().referer ?? ''}`));
     await page.goto(server.webUrl + '/admin?token=wrong-token-0123456789');
-    await page.locator('#status', { hasText: 'unauthorized' }).waitFor();
+    await page.locator('#status', { hasText: 'wrong admin token' }).waitFor();
     expect(page.url()).to.equal(server.webUrl + '/admin'); // the token is not left in the address bar
+    expect(await page.locator('#dashboard').isHidden()).to.equal(true);
 
-    await page.goto(server.webUrl + '/admin?token=admin-token-0123456789');
+    // signing in by the form
+    await page.locator('#token').fill(token);
+    await page.locator('#sign-in button').click();
     await page.locator('#status', { hasText: 'live' }).waitFor();
+    expect(page.url()).to.equal(server.webUrl + '/admin');
+    const [cookie] = await page.context().cookies();
+    expect(cookie).to.deep.include({ name: 'push_admin', path: '/admin', httpOnly: true, sameSite: 'Strict' });
+    expect(cookie!.value).not.to.include(token);
+    expect(await page.evaluate(() => document.cookie)).to.equal(''); // out of reach of scripts
     const a = await connectClient('v4', server.ioUrl);
     await a.login('a1'); // user.online to a receiver that is down: a webhook failure
     const b = await connectClient('v2', server.ioUrl);
@@ -149,6 +163,16 @@ describe('in the browser', function () {
     expect(await page.locator('#line').getAttribute('points')).to.match(/^[\d.]+,[\d.]+ /);
     await page.locator('#failures tr', { hasText: 'user.online' }).first().waitFor();
     expect(await page.locator('#failures tr').first().textContent()).to.include('a1');
+
+    // signing out shows the form again; an old ?token= link signs in once and leaves the URL
+    await page.locator('#dashboard button', { hasText: 'Sign out' }).click();
+    await page.locator('#status', { hasText: 'sign in' }).waitFor();
+    await page.goto(`${server.webUrl}/admin?token=${token}`);
+    await page.locator('#status', { hasText: 'live' }).waitFor();
+    expect(page.url()).to.equal(server.webUrl + '/admin');
+    // only the link's own navigation (answered by a redirect) held it
+    const leaks = sent.filter((line) => line.includes(token) && !line.startsWith(`${server.webUrl}/admin?token=${token} `));
+    expect(leaks).to.deep.equal([]);
   });
 
   for (const transports of [undefined, 'websocket', 'polling']) {

@@ -40,10 +40,17 @@ interface MessageMeta {
 /** Presence leases: 6 s, renewed every 2 s, so a dead node's pages go within ~8 s. */
 const CONVERGE_MS = 10_000;
 
+/** Nodes that list stored messages or scheduled pushes need it (those routes answer 403 without). */
+const PUSH_SECRET = 'cluster-test-secret-0123';
+const WITH_SECRET = { PUSH_SECRET };
+
+/** Sends the push secret, which a node without PUSH_SECRET ignores. */
 async function v1(apiUrl: string, path: string, body?: unknown): Promise<{ status: number; type: string; json: unknown }> {
+  const auth = { authorization: `Bearer ${PUSH_SECRET}` };
   const res = await fetch(apiUrl + path, {
     method: body === undefined ? 'GET' : 'POST',
-    ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+    headers: body === undefined ? auth : { ...auth, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: res.status, type: res.headers.get('content-type') ?? '', json: await res.json() };
 }
@@ -60,7 +67,7 @@ async function storedFor(apiUrl: string, uid: string): Promise<{ id: string; dat
 }
 
 async function publish(node: ClusterNode, to: string, content: string): Promise<string> {
-  const { status, body } = await legacyPush(node.apiUrl, { type: 'publish', to, content });
+  const { status, body } = await legacyPush(node.apiUrl, { type: 'publish', to, content, secret: PUSH_SECRET });
   expect(status).to.equal(200);
   return body;
 }
@@ -348,7 +355,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
   });
 
   it('a stored message pushed at one node is delivered once at a login on another, and an ack there removes it', async () => {
-    const [a, b] = (await startNodes(['A', 'B'], redis.url)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await startNodes(['A', 'B'], redis.url, WITH_SECRET)) as [ClusterNode, ClusterNode];
     const { status, json } = await v1Push(a.apiUrl, { to: 'late', data: { order: 17 }, ttl: 60 });
     expect(status).to.equal(200);
     const answer = json as PushAnswer;
@@ -380,7 +387,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
 
   it('a stored message pushed at one node to a page on another is removed when that page acks', async () => {
     // the live path: the ack goes back from B's socket to A's pending emit through the adapter
-    const [a, b] = (await startNodes(['A', 'B'], redis.url)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await startNodes(['A', 'B'], redis.url, WITH_SECRET)) as [ClusterNode, ClusterNode];
     const atB = await pageOn(b, 'live');
     const { json } = await v1Push(a.apiUrl, { to: 'live', data: 'keep until acked', ttl: 60 });
     const answer = json as PushAnswer;
@@ -396,7 +403,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
   });
 
   it('a scheduled push accepted by a node that is then SIGKILLed fires once, from another node', async () => {
-    const [a, b, c] = (await startNodes(['A', 'B', 'C'], redis.url)) as [ClusterNode, ClusterNode, ClusterNode];
+    const [a, b, c] = (await startNodes(['A', 'B', 'C'], redis.url, WITH_SECRET)) as [ClusterNode, ClusterNode, ClusterNode];
     const page = await pageOn(b, 'sched');
     const { status, json } = await v1Push(a.apiUrl, { to: 'sched', data: 'scheduled once', delay: 1.5 });
     expect(status).to.equal(202);
@@ -422,7 +429,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
   });
 
   it('survives a Redis outage: local delivery goes on, stores refuse with 503, and all comes back after', async () => {
-    const nodes = await startNodes(['A', 'B'], redis.url);
+    const nodes = await startNodes(['A', 'B'], redis.url, WITH_SECRET);
     const [a, b] = nodes as [ClusterNode, ClusterNode];
     const local = await pageOn(a, 'local');
     const remote = await pageOn(b, 'remote', 'v2');

@@ -14,6 +14,10 @@ import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
 import { until } from './support/until.ts';
 
+/** Reading stored messages and scheduled pushes needs it (without it those routes answer 403). */
+const SECRET = 'push-api-test-secret-0123';
+const AUTH = { authorization: `Bearer ${SECRET}` };
+
 interface Reply {
   status: number;
   body: Record<string, unknown>;
@@ -22,7 +26,8 @@ interface Reply {
 async function v1(server: TestServer, path: string, body?: unknown, method = body === undefined ? 'GET' : 'POST'): Promise<Reply> {
   const res = await fetch(`${server.apiUrl}/api/v1${path}`, {
     method,
-    ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+    headers: body === undefined ? AUTH : { ...AUTH, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
@@ -35,7 +40,7 @@ async function storedFor(server: TestServer, uid: string): Promise<{ id: string;
 describe('v1 push API', () => {
   let server: TestServer;
   beforeEach(async () => {
-    server = await startServer();
+    server = await startServer({ pushSecret: SECRET });
   });
   afterEach(cleanupAll);
 
@@ -116,7 +121,7 @@ describe('v1 push API', () => {
     });
 
     it('drops the oldest past MAX_PENDING_PER_UID', async () => {
-      const small = await startServer({ maxPendingPerUid: 3 });
+      const small = await startServer({ maxPendingPerUid: 3, pushSecret: SECRET });
       for (let i = 0; i < 5; i++) await v1(small, '/push', { to: 'ivan', data: i, ttl: 60 });
       expect((await storedFor(small, 'ivan')).map((m) => m.data)).to.deep.equal([2, 3, 4]);
     });
@@ -358,14 +363,14 @@ describe('v1 push API', () => {
         status: 404,
         body: { error: { code: 'not_found', message: 'no API route GET /api/v1/nope' } },
       });
-      const wrongMethod = await fetch(`${server.apiUrl}/api/v1/push`);
+      const wrongMethod = await fetch(`${server.apiUrl}/api/v1/push`, { headers: AUTH });
       expect(wrongMethod.status).to.equal(405);
       expect(wrongMethod.headers.get('allow')).to.equal('POST');
-      const form = await fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', body: new URLSearchParams({ data: '1' }) });
+      const form = await fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: AUTH, body: new URLSearchParams({ data: '1' }) });
       expect(form.status).to.equal(415);
       const broken = await fetch(`${server.apiUrl}/api/v1/push`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { ...AUTH, 'content-type': 'application/json' },
         body: '{"data": ',
       });
       expect(broken.status).to.equal(400);
@@ -376,7 +381,7 @@ describe('v1 push API', () => {
       const c = await connectClient('v4', server.ioUrl);
       await c.login('m');
       for (const path of ['/api', '/api/v2/push', '/apiv1']) {
-        expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'm', content: path }, 'get', path))
+        expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'm', content: path, secret: SECRET }, 'get', path))
           .to.deep.equal({ status: 200, body: 'ok' });
       }
       expect(c.received('new_msg').length).to.be.at.most(3);

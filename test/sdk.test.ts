@@ -14,17 +14,21 @@ function sdk(server: TestServer, uid: string): PushClient {
   return client;
 }
 
+/** Counting stored messages needs it (without PUSH_SECRET that route answers 403). */
+const SECRET = 'sdk-test-secret-0123456';
+const AUTH = { authorization: `Bearer ${SECRET}` };
+
 async function push(server: TestServer, body: unknown): Promise<{ id: string }> {
   const res = await fetch(`${server.apiUrl}/api/v1/push`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { ...AUTH, 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
   return (await res.json()) as { id: string };
 }
 
 async function stored(server: TestServer, uid: string): Promise<number> {
-  const res = await fetch(`${server.apiUrl}/api/v1/users/${uid}/messages`);
+  const res = await fetch(`${server.apiUrl}/api/v1/users/${uid}/messages`, { headers: AUTH });
   return ((await res.json()) as { messages: unknown[] }).messages.length;
 }
 
@@ -47,7 +51,7 @@ describe('client SDK', () => {
   afterEach(cleanupAll);
 
   it('acks each message after its handler, so it is delivered once', async () => {
-    const server = await startServer();
+    const server = await startServer({ pushSecret: SECRET });
     await push(server, { to: 'u', data: 'stored', ttl: 60 });
     const client = sdk(server, 'u');
     const got: [unknown, MessageMeta | undefined][] = [];
@@ -59,7 +63,7 @@ describe('client SDK', () => {
   });
 
   it('drops a message that comes twice by id, and acks the copy', async () => {
-    const server = await startServer({ ackTimeoutMs: 60_000 });
+    const server = await startServer({ ackTimeoutMs: 60_000, pushSecret: SECRET });
     const client = sdk(server, 'v');
     await loggedIn(client);
     let release!: () => void;
@@ -81,7 +85,7 @@ describe('client SDK', () => {
   });
 
   it('does not ack when a handler throws, so the message comes again', async () => {
-    const server = await startServer();
+    const server = await startServer({ pushSecret: SECRET });
     const client = sdk(server, 'w');
     await loggedIn(client);
     let calls = 0;

@@ -130,7 +130,38 @@ describe('start.ts', function () {
     const lines = run.stdout().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; pid: number });
     expect(lines[0]).to.include({ level: 30 });
     expect(lines[0]!.msg).to.match(/^push server: socket\.io http/);
-    expect(lines.map((l) => l.msg)).to.include.members(['PUSH_SECRET is not set: anyone who reaches the push API can push to any user', 'stopped']);
+    expect(lines.map((l) => l.msg)).to.include.members([
+      'PUSH_SECRET is not set: anyone who reaches the push API can push to any user',
+      'LOGIN_SECRET is not set: any page can log in as any uid, read its pushes and ack its stored messages away',
+      'stopped',
+    ]);
+  });
+
+  it('warns about LOGIN_SECRET only while it is unset', async () => {
+    const run = runStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', LOGIN_SECRET: 'login-secret-0123456789' });
+    await waitForOutput(run.stdout, /push server: socket\.io/);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).to.equal(0);
+    expect(run.stdout()).to.include('login auth on');
+    expect(run.stdout() + run.stderr()).not.to.include('LOGIN_SECRET is not set');
+  });
+
+  it('never prints a secret or a Redis password when it cannot start', async () => {
+    const bad = runStart([], { REDIS_URL: 'http://:redis-pass-4711@127.0.0.1:1', PUSH_SECRET: 'push-4711', ADMIN_TOKEN: 'admin-4711' });
+    expect(await bad.exited).to.equal(1);
+    expect(bad.stderr().trim()).to.equal(
+      'push server: bad configuration: PUSH_SECRET must be at least 16 characters (or empty for none), got 9 characters; ' +
+        'REDIS_URL must be a redis:// or rediss:// URL (or empty for one node), got "http://***@127.0.0.1:1"; ' +
+        'ADMIN_TOKEN must be at least 16 characters (or empty for none), got 10 characters (see --help)',
+    );
+    // a well-formed URL whose Redis does not answer
+    const taken = await occupyPort();
+    const closed = (taken.address() as { port: number }).port;
+    await new Promise((r) => taken.close(r));
+    const down = runStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', REDIS_URL: `redis://:redis-pass-4711@127.0.0.1:${closed}` });
+    expect(await down.exited).to.equal(1);
+    expect(down.stderr()).to.match(/^push server: cannot start: REDIS_URL redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot connect/);
+    for (const run of [bad, down]) expect(run.stdout() + run.stderr()).not.to.include('4711');
   });
 
   it('stops with one clear line on a bad value', async () => {

@@ -33,7 +33,7 @@ describe('TLS', function () {
   afterEach(cleanupAll);
 
   it('serves https pushes, wss and https long-polling for both client versions, and the demo page', async () => {
-    const server = await startServer({ tlsCert: join(dir, 'cert.pem'), tlsKey: join(dir, 'key.pem'), webPort: 0 });
+    const server = await startServer({ tlsCert: join(dir, 'cert.pem'), tlsKey: join(dir, 'key.pem'), webPort: 0, adminToken: 'admin-token-0123456789' });
     const base = 'https://127.0.0.1:';
     const clients: TestClient[] = [];
     for (const [version, transports] of [['v4', ['websocket']], ['v4', ['polling']], ['v2', ['websocket']], ['v2', ['polling']]] as const) {
@@ -50,6 +50,10 @@ describe('TLS', function () {
     for (const c of clients) expect((await c.waitFor('new_msg'))[0]).to.equal('over-tls');
     const page = await rawRequest(`${base}${server.ports.web}/`, { ca: cert });
     expect(page.body).to.include('Push server demo');
+    // the admin session cookie is only ever sent back over TLS
+    const signIn = await rawRequest(`${base}${server.ports.web}/admin?token=admin-token-0123456789`, { ca: cert });
+    expect(signIn.status).to.equal(303);
+    expect(String(signIn.headers['set-cookie'])).to.match(/; HttpOnly; SameSite=Strict; Secure$/);
   });
 
   it('refuses half a TLS setting, and names an unreadable file in one line', async () => {

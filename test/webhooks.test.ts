@@ -210,7 +210,7 @@ describe('WebhookSender', () => {
     expect(log.lines).to.have.length(1);
     expect(log.lines[0]).to.deep.include({ level: 'warn', message: 'webhook given up' });
     expect(log.lines[0]?.fields).to.deep.include({ type: 'user.offline', attempts: 3, error: 'ECONNREFUSED' });
-    expect(log.lines[0]?.fields?.url).to.match(/^http:\/\/127\.0\.0\.1:\d+\/hooks$/);
+    expect(log.lines[0]?.fields?.url).to.match(/^http:\/\/127\.0\.0\.1:\d+\/…$/); // the path may hold a token
   });
 
   it('drops the oldest past maxQueue and reports it', async () => {
