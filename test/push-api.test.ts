@@ -185,7 +185,7 @@ describe('v1 push API', () => {
     });
 
     it('a push refused at MAX_SCHEDULED releases its id: the retry is scheduled, not answered as a duplicate', async () => {
-      const small = await startServer({ maxScheduled: 3 });
+      const small = await startServer({ maxScheduled: 3, pushSecret: SECRET });
       for (let i = 0; i < 3; i++) expect((await v1(small, '/push', { to: 'u', data: i, delay: 60 })).status).to.equal(202);
       const refused = await v1(small, '/push', { to: 'u', data: 'retry me', delay: 60, id: 'order-9' });
       expect(refused.status).to.equal(503);
@@ -201,7 +201,7 @@ describe('v1 push API', () => {
     });
 
     it('counts the bytes of scheduled pushes against MAX_SCHEDULED_BYTES: just under is kept, just over answers 503', async () => {
-      const sized = await startServer({ maxScheduledBytes: 200_000 });
+      const sized = await startServer({ maxScheduledBytes: 200_000, pushSecret: SECRET });
       // each is about 92 KB as JSON: two fit in 200 000 bytes, a third does not
       expect((await v1(sized, '/push', bigPush('big-1'))).status).to.equal(202);
       expect((await v1(sized, '/push', bigPush('big-2'))).status).to.equal(202);
@@ -216,7 +216,7 @@ describe('v1 push API', () => {
 
     it('refuses a new push id past MAX_IDEMPOTENCY_BYTES with 503, and still knows every id it kept', async () => {
       const ids = ['id-a', 'id-b', 'id-c'];
-      const sized = await startServer({ maxIdempotencyBytes: 2 * idempotencyKeyBytes('id-a') });
+      const sized = await startServer({ maxIdempotencyBytes: 2 * idempotencyKeyBytes('id-a'), pushSecret: SECRET });
       for (const id of ids.slice(0, 2)) expect((await v1(sized, '/push', { to: 'u', data: 1, id })).status).to.equal(200);
       const over = await v1(sized, '/push', { to: 'u', data: 1, id: ids[2] });
       expect(over.status).to.equal(503);
@@ -409,7 +409,7 @@ describe('v1 push API on Redis: failures', () => {
 
   it('a push that fails on a store error releases its id: the retry is made, not answered as a duplicate', async () => {
     const client = await direct();
-    const server = await startServer({ redisUrl: redis.url });
+    const server = await startServer({ redisUrl: redis.url, pushSecret: SECRET });
     // the schedule's hash holds a string: Redis answers WRONGTYPE to the schedule, after the claim
     await client.set('push:specs', 'not a hash');
     const failed = await v1(server, '/push', { to: 'u', data: 'again', delay: 60, id: 'order-10' });
@@ -423,7 +423,7 @@ describe('v1 push API on Redis: failures', () => {
   it('a scheduled push whose delivery fails is put back and fires once when the store works again', async () => {
     const client = await direct();
     const log = recordingLogger();
-    const server = await startServer({ redisUrl: redis.url }, { log });
+    const server = await startServer({ redisUrl: redis.url, pushSecret: SECRET }, { log });
     const page = await connectClient('v4', server.ioUrl);
     await page.login('sched-u');
     // the uid's message queue holds a string: storing the message fails with WRONGTYPE
@@ -446,7 +446,7 @@ describe('v1 push API on Redis: failures', () => {
   it('gives a scheduled push up after SCHEDULED_ATTEMPTS failed deliveries, logged and counted', async () => {
     const client = await direct();
     const log = recordingLogger();
-    const server = await startServer({ redisUrl: redis.url }, { log });
+    const server = await startServer({ redisUrl: redis.url, pushSecret: SECRET }, { log });
     await client.set('push:q:gone-u', 'not a sorted set');
     // a push that failed every time but its last: put in as the scheduler leaves it
     const store = new RedisMessageStore(client, { maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 }, silentLogger);
