@@ -2,6 +2,7 @@
 // at a time, a connection that stops reading is cut once its queue passes a bound, and a login
 // that the server cannot complete answers an error and leaves nothing behind.
 import { expect } from 'chai';
+import { ConfigError, loadConfig } from '../src/config.ts';
 import type { LoginReply, MessageMeta } from '../src/events.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, countsHtml, type ClientVersion, type TestClient } from './support/clients.ts';
@@ -130,6 +131,12 @@ describe('backpressure', () => {
       const again = await connectClient('v4', server.ioUrl);
       expect(await again.request<LoginReply>('login', 'silent')).to.deep.equal({ ok: true, uid: 'silent', pending: 15 });
     });
+  });
+
+  it('refuses at start a redelivery window that would fill MAX_SOCKET_BUFFER_BYTES', () => {
+    expect(() => loadConfig({ REDELIVERY_WINDOW_BYTES: '1048576', MAX_SOCKET_BUFFER_BYTES: '1048576' }))
+      .to.throw(ConfigError, 'REDELIVERY_WINDOW_BYTES must be below MAX_SOCKET_BUFFER_BYTES');
+    expect(loadConfig({ REDELIVERY_WINDOW_BYTES: '1048575', MAX_SOCKET_BUFFER_BYTES: '1048576' }).redeliveryWindowBytes).to.equal(1048575);
   });
 
   it('cuts a connection that stops reading once MAX_SOCKET_BUFFER_BYTES wait for it; other pages keep receiving', async () => {
