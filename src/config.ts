@@ -199,6 +199,30 @@ export const SETTINGS = {
     'how long the server waits for a stored message ack before it stops waiting (the message stays stored)',
     positiveInt(3_600_000),
   ),
+  redeliveryWindow: setting(
+    'REDELIVERY_WINDOW',
+    '20',
+    'stored messages sent to a page at login before it acks them; the next go as acks come (or ACK_TIMEOUT_MS passes)',
+    positiveInt(10_000),
+  ),
+  redeliveryWindowBytes: setting(
+    'REDELIVERY_WINDOW_BYTES',
+    '262144',
+    'most bytes of stored messages (data as JSON) sent to a page at login before it acks them; one message always goes',
+    positiveInt(1024 * 1024 * 1024),
+  ),
+  maxSocketBufferBytes: setting(
+    'MAX_SOCKET_BUFFER_BYTES',
+    '4194304',
+    'most bytes waiting to be sent to one connection; a connection that does not read past it is disconnected',
+    positiveInt(1024 * 1024 * 1024),
+  ),
+  loginTimeoutMs: setting(
+    'LOGIN_TIMEOUT_MS',
+    '10000',
+    'longest a login may wait on presence and the store; past it the login is undone and answers `unavailable`',
+    positiveInt(600_000),
+  ),
   maxTopicsPerSocket: setting(
     'MAX_TOPICS_PER_SOCKET',
     '100',
@@ -395,6 +419,10 @@ export function loadConfig(
   if (typeof out.workers === 'number' && out.workers > 1) {
     if (out.redisUrl === null) problems.push('WORKERS above 1 needs REDIS_URL: the workers share rooms, presence and messages through it');
     if (out.tlsCert !== null && out.tlsCert !== undefined) problems.push('WORKERS above 1 cannot terminate TLS itself: put a TLS proxy in front');
+  }
+  if (typeof out.redeliveryWindowBytes === 'number' && typeof out.maxSocketBufferBytes === 'number' && out.redeliveryWindowBytes >= out.maxSocketBufferBytes) {
+    // a redelivery window that fills the buffer would get its own page cut off
+    problems.push('REDELIVERY_WINDOW_BYTES must be below MAX_SOCKET_BUFFER_BYTES');
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return out as Config;

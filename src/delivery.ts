@@ -38,6 +38,18 @@ export interface PushResult {
  */
 const STORED_ENTRY_OVERHEAD = 450;
 
+/** How much of a redelivery may be unacked at once. */
+export interface RedeliveryWindow {
+  messages: number;
+  bytes: number;
+}
+
+/** The size `data` goes out with, about: its JSON length (undefined and functions count 0). */
+function jsonBytes(data: unknown): number {
+  const json = JSON.stringify(data) as string | undefined;
+  return json === undefined ? 0 : Buffer.byteLength(json);
+}
+
 /** Told of each emit and ack (metrics). */
 export interface DeliveryObserver {
   emitted(count?: number): void;
@@ -116,18 +128,57 @@ export class Delivery {
     return result;
   }
 
-  /** Sends a uid's stored messages to a socket that just logged in, oldest first. */
-  async redeliver(socket: PushSocket, uid: string): Promise<number> {
+  /**
+   * Sends a uid's stored messages to a socket that just logged in, oldest first, a window at a
+   * time: at most `window.messages` and `window.bytes` (data as JSON; one message always goes)
+   * unacked at once. Each ack, or ACK_TIMEOUT_MS without one, lets the next ones go; a message
+   * not acked in time stays stored for the next login. Resolves how many were stored; the first
+   * window has been emitted by then. Stops when the socket disconnects or is no longer logged
+   * in as `uid` (a login that was undone).
+   */
+  async redeliver(socket: PushSocket, uid: string, window: RedeliveryWindow): Promise<number> {
     const pending = await this.store.pending(uid);
+    const count = pending.length;
+    if (count === 0 || socket.disconnected || socket.data.uid !== uid) return count;
     const loose = socket as unknown as Socket;
-    this.observer.emitted(pending.length);
-    for (const m of pending) {
-      const meta: MessageMeta = { id: m.id, ts: m.ts, stored: true, redelivery: true };
-      loose.timeout(this.ackTimeoutMs).emit(m.event, m.data, meta, (err: Error | null) => {
-        if (!err) this.acked(uid, m.id);
-      });
-    }
-    return pending.length;
+    let next = 0;
+    let inFlight = 0;
+    let inFlightBytes = 0;
+    const stop = () => {
+      pending.length = 0; // the rest is not held while ack timers of the last window run out
+      loose.off('disconnect', stop);
+    };
+    loose.on('disconnect', stop);
+    /** Size of pending[next], once measured: a head that waits for room is not measured again. */
+    let headBytes = -1;
+    const pump = () => {
+      while (next < pending.length && socket.connected && socket.data.uid === uid) {
+        const m = pending[next]!;
+        if (m.expiresAt <= Date.now()) {
+          next++; // expired while earlier ones were waiting for their acks
+          headBytes = -1;
+          continue;
+        }
+        if (headBytes < 0) headBytes = jsonBytes(m.data);
+        const bytes = headBytes;
+        if (inFlight > 0 && (inFlight >= window.messages || inFlightBytes + bytes > window.bytes)) return;
+        next++;
+        headBytes = -1;
+        inFlight++;
+        inFlightBytes += bytes;
+        this.observer.emitted();
+        const meta: MessageMeta = { id: m.id, ts: m.ts, stored: true, redelivery: true };
+        loose.timeout(this.ackTimeoutMs).emit(m.event, m.data, meta, (err: Error | null) => {
+          inFlight--;
+          inFlightBytes -= bytes;
+          if (!err) this.acked(uid, m.id);
+          pump();
+        });
+      }
+      stop(); // all sent, or the socket is gone or logged out
+    };
+    pump();
+    return count;
   }
 
   private acked(uid: string, id: string): void {

@@ -10,7 +10,9 @@ export interface SocketError {
     | 'too_many_topics'
     | 'unauthorized'
     | 'token_expired'
-    | 'rate_limited';
+    | 'rate_limited'
+    /** The server failed (presence or store away); nothing was changed, try again. */
+    | 'unavailable';
   message: string;
 }
 
@@ -18,7 +20,10 @@ export type LoginReply =
   | {
       ok: true;
       uid: string;
-      /** Stored messages sent to this socket right before this reply. */
+      /**
+       * Messages stored for the uid at this login. They are sent oldest first, a window at a
+       * time (REDELIVERY_WINDOW): the first window right before this reply, the rest as acks come.
+       */
       pending: number;
     }
   | { ok: false; error: SocketError };

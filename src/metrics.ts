@@ -10,13 +10,13 @@ import type { OnlineCounts } from './presence.ts';
 import type { WebhookDropReason, WebhookEvent, WebhookEventType, WebhookObserver } from './webhooks.ts';
 
 export type Transport = 'websocket' | 'polling';
-export type LoginResult = 'ok' | 'refused';
+export type LoginResult = 'ok' | 'refused' | 'failed';
 export type PushApiKind = 'legacy' | 'v1';
 /** ok / offline / fail: the legacy answers; stored, scheduled: v1; error: a 5xx. */
 export type PushOutcome = 'ok' | 'offline' | 'fail' | 'stored' | 'scheduled' | 'error';
 
 const TRANSPORTS: readonly Transport[] = ['websocket', 'polling'];
-const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'refused'];
+const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'refused', 'failed'];
 const PUSH_APIS: readonly PushApiKind[] = ['legacy', 'v1'];
 const PUSH_RESULTS: readonly PushOutcome[] = ['ok', 'offline', 'fail', 'stored', 'scheduled', 'error'];
 const WEBHOOK_TYPES: readonly WebhookEventType[] = ['user.online', 'user.offline', 'message.stored_expired'];
@@ -132,6 +132,7 @@ export class Metrics {
   private readonly pushes: Record<PushApiKind, Record<PushOutcome, Counter.Internal>>;
   private readonly deliveries: Counter.Internal;
   private readonly acks: Counter.Internal;
+  private readonly slowCut: Counter.Internal;
   private readonly pushToEmit: Histogram.Internal<string>;
 
   constructor(options: MetricsOptions = {}) {
@@ -213,6 +214,11 @@ export class Metrics {
       help: 'Acks of kept messages received from pages.',
       registers,
     }).labels();
+    this.slowCut = new Counter({
+      name: `${prefix}slow_connections_cut_total`,
+      help: 'Connections closed because more than MAX_SOCKET_BUFFER_BYTES waited to be sent to them.',
+      registers,
+    }).labels();
     this.pushToEmit = new Histogram({
       name: `${prefix}push_to_emit_seconds`,
       help: 'Time from the start of a push request to its emit.',
@@ -275,6 +281,11 @@ export class Metrics {
   /** A page acked a kept message. */
   acked(): void {
     this.acks.inc();
+  }
+
+  /** A connection that did not read was closed. */
+  slowConnectionCut(): void {
+    this.slowCut.inc();
   }
 
   /** A push was emitted; `startedAtMs` is `performance.now()` when its request began. */

@@ -27,6 +27,7 @@ import {
 } from './message-store.ts';
 import type { RedisComponents } from './redis.ts';
 import { connectionsByTransport, Metrics } from './metrics.ts';
+import { boundOutgoing } from './outgoing-bound.ts';
 import { MemoryPresence, type Presence } from './presence.ts';
 import { PushApi } from './push-api.ts';
 import { Scheduler } from './scheduler.ts';
@@ -223,6 +224,12 @@ export async function createServer(config: Config, components: Components = {}):
       store: () => store.stats(),
     },
   });
+  io.engine.on('connection', (conn: Parameters<typeof boundOutgoing>[0]) => {
+    boundOutgoing(conn, config.maxSocketBufferBytes, (bytes) => {
+      metrics.slowConnectionCut();
+      log.warn(`closed a connection from ${conn.remoteAddress}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
+    });
+  });
   const admin = new AdminStats(() => presence.counts());
   // WEBHOOK_URL set: a uid's first and last page become user.online / user.offline
   const webhookObserver: WebhookObserver = {
@@ -254,6 +261,8 @@ export async function createServer(config: Config, components: Components = {}):
     verifier: config.loginSecret === null ? null : new LoginVerifier(config.loginSecret),
     maxTopicsPerSocket: config.maxTopicsPerSocket,
     eventsPerSecond: config.socketEventsPerSecond,
+    redeliveryWindow: { messages: config.redeliveryWindow, bytes: config.redeliveryWindowBytes },
+    loginTimeoutMs: config.loginTimeoutMs,
     log,
   });
   const pushObserver: PushObserver = {

@@ -1,7 +1,7 @@
 // What a socket may do: `login` (join the uid's room, count the page, get stored messages),
 // `subscribe` / `unsubscribe` topics, and on disconnect give the page back.
 // PROTOCOL.md "Client events" for the legacy part.
-import type { Delivery } from './delivery.ts';
+import type { Delivery, RedeliveryWindow } from './delivery.ts';
 import type { LoginReply, PushIo, PushSocket, SocketError, SubscribeReply } from './events.ts';
 import type { Logger } from './log.ts';
 import { PRIVATE_TOPIC_PREFIX, topicSubject, type LoginVerifier } from './login-auth.ts';
@@ -51,13 +51,23 @@ function topicsOf(socket: PushSocket): string[] {
 
 type Ack<T> = ((reply: T) => void) | undefined;
 
+/** What a client is told when the server failed it: no detail, which stays in the log. */
+function serverFailure(event: string): SocketError {
+  return { code: 'unavailable', message: `the server could not complete the ${event}; try again` };
+}
+
+function reasonOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 function ackOf<T>(ack: unknown): Ack<T> {
   return typeof ack === 'function' ? (ack as (reply: T) => void) : undefined;
 }
 
 /** Told what sockets do: metrics count logins, webhooks announce first and last pages. */
 export interface SocketObserver {
-  login(result: 'ok' | 'refused'): void;
+  /** refused: the client's fault (bad uid, token); failed: the server's (undone, try again). */
+  login(result: 'ok' | 'refused' | 'failed'): void;
   /** The uid's first page anywhere (cluster-wide with a shared presence). */
   firstPage(uid: string): void;
   /** The uid's last page anywhere is gone. */
@@ -74,11 +84,16 @@ export interface SocketHandlerOptions {
   maxTopicsPerSocket: number;
   /** Events one socket may send a second; bursts up to twice that. */
   eventsPerSecond: number;
+  /** Stored messages unacked at once on one socket during its login's redelivery. */
+  redeliveryWindow: RedeliveryWindow;
+  /** Longest a login may wait on presence and the store before it is undone, ms. */
+  loginTimeoutMs: number;
   log: Logger;
 }
 
 export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions): void {
-  const { presence, observer, delivery, verifier, maxTopicsPerSocket, eventsPerSecond, log } = options;
+  const { presence, observer, delivery, verifier, maxTopicsPerSocket, eventsPerSecond, redeliveryWindow, loginTimeoutMs, log } =
+    options;
   const limiter = new RateLimiter<string>(eventsPerSecond, 2 * eventsPerSecond);
   /** Sockets whose login waits on its token check: a second login then is a second login. */
   const verifying = new WeakSet<PushSocket>();
@@ -93,15 +108,22 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       else socket.emit('request_error', { ...error, event: String(packet[0]) });
     });
 
+    // login() answers its own failures; subscribe's are answered here (it changes nothing
+    // before its last, synchronous step, so there is nothing to undo)
     socket.on('login', (raw, ack) => {
       login(socket, raw, ackOf<LoginReply>(ack)).catch((err: unknown) => log.error('login failed', err));
     });
-    socket.on('subscribe', (raw, ack) => {
-      subscribe(socket, raw, ackOf<SubscribeReply>(ack), true).catch((err: unknown) => log.error('subscribe failed', err));
-    });
-    socket.on('unsubscribe', (raw, ack) => {
-      subscribe(socket, raw, ackOf<SubscribeReply>(ack), false).catch((err: unknown) => log.error('unsubscribe failed', err));
-    });
+    for (const [event, join] of [['subscribe', true], ['unsubscribe', false]] as const) {
+      socket.on(event, (raw, ack) => {
+        const answer = ackOf<SubscribeReply>(ack);
+        subscribe(socket, raw, answer, join).catch((err: unknown) => {
+          log.warn(`${event} failed: ${reasonOf(err)}`);
+          const error = serverFailure(event);
+          if (answer) answer({ ok: false, error });
+          else socket.emit('request_error', { ...error, event });
+        });
+      });
+    }
     socket.on('disconnect', () => {
       limiter.forget(socket.id);
       const uid = socket.data.uid;
@@ -122,33 +144,88 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       });
       return;
     }
-    const refuse = (error: SocketError) => {
-      observer.login('refused');
+    const answerError = (error: SocketError) => {
       if (ack) ack({ ok: false, error });
       else socket.emit('login_error', error);
+    };
+    const refuse = (error: SocketError) => {
+      observer.login('refused');
+      answerError(error);
     };
     const parsed = parseLogin(raw);
     if ('code' in parsed) return refuse(parsed);
     const { uid } = parsed;
     if (verifier) {
       verifying.add(socket);
-      const problem = await verifier.verify(uid, parsed.token ?? handshakeToken(socket)).finally(() => verifying.delete(socket));
+      let problem: SocketError | null;
+      try {
+        problem = await verifier.verify(uid, parsed.token ?? handshakeToken(socket));
+      } catch (err) {
+        log.warn(`login failed: the token could not be checked (${reasonOf(err)})`);
+        observer.login('failed');
+        return answerError(serverFailure('login'));
+      } finally {
+        verifying.delete(socket);
+      }
       if (problem) return refuse(problem);
       if (socket.disconnected) return;
     }
-    // Set before the first await, so a disconnect that comes meanwhile gives the page back.
-    socket.data.uid = uid;
-    socket.join(userRoom(uid));
-    if (await presence.addPage(uid, socket.id)) observer.firstPage(uid);
-    observer.login('ok');
-    const counts = await presence.counts();
-    socket.emit('update_online_count', formatOnlineCount(counts));
-    // a store that cannot be read now keeps the messages for the next login
-    const pending = await delivery.redeliver(socket, uid).catch((err: unknown) => {
-      log.warn(`stored messages for a login could not be read: ${(err as Error).message}`);
-      return 0;
-    });
-    ack?.({ ok: true, uid, pending });
+
+    // Every step from here is undone when one fails or the whole does not finish within
+    // loginTimeoutMs (a presence or store that stopped answering): the socket leaves the room,
+    // forgets its uid (so it may log in again) and its page is given back once counted.
+    let counted: Promise<boolean> | null = null;
+    let answered = false;
+    let firstReported = false;
+    const fail = (why: string) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(deadline);
+      log.warn(`login failed and was undone: ${why}`);
+      if (socket.data.uid === uid) {
+        socket.data.uid = undefined;
+        socket.leave(userRoom(uid));
+      }
+      // a disconnect before this gave the page back itself; a failed addPage counted nothing
+      if (counted && !socket.disconnected) {
+        counted
+          .then(
+            () => presence.removePage(uid, socket.id).then((last) => last && firstReported && observer.lastPage(uid)),
+            () => {},
+          )
+          .catch((err: unknown) => log.error('giving back the page of a failed login failed', err));
+      }
+      observer.login('failed');
+      answerError(serverFailure('login'));
+    };
+    const deadline = setTimeout(() => fail(`no answer from presence or the store within ${loginTimeoutMs} ms`), loginTimeoutMs);
+    try {
+      // Set before the first await, so a disconnect that comes meanwhile gives the page back.
+      socket.data.uid = uid;
+      socket.join(userRoom(uid));
+      counted = presence.addPage(uid, socket.id);
+      const first = await counted;
+      if (answered) return;
+      if (first) {
+        firstReported = true;
+        observer.firstPage(uid);
+      }
+      const counts = await presence.counts();
+      if (answered) return;
+      socket.emit('update_online_count', formatOnlineCount(counts));
+      // a store that cannot be read now keeps the messages for the next login
+      const pending = await delivery.redeliver(socket, uid, redeliveryWindow).catch((err: unknown) => {
+        log.warn(`stored messages for a login could not be read: ${reasonOf(err)}`);
+        return 0;
+      });
+      if (answered) return;
+      answered = true;
+      clearTimeout(deadline);
+      observer.login('ok');
+      ack?.({ ok: true, uid, pending });
+    } catch (err) {
+      fail(reasonOf(err));
+    }
   }
 
   async function subscribe(socket: PushSocket, raw: unknown, ack: Ack<SubscribeReply>, join: boolean): Promise<void> {

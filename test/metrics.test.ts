@@ -80,6 +80,7 @@ describe('Metrics', () => {
       push_pushes_total: 'counter',
       push_deliveries_total: 'counter',
       push_acks_total: 'counter',
+      push_slow_connections_cut_total: 'counter',
       push_push_to_emit_seconds: 'histogram',
       push_webhooks_sent_total: 'counter',
       push_webhook_failures_total: 'counter',

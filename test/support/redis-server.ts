@@ -22,6 +22,10 @@ export interface TestRedis {
   start(): Promise<void>;
   /** stop() then start(): every key is lost and every client is disconnected. */
   restart(): Promise<void>;
+  /** Freezes it (SIGSTOP): connections stay open and nothing is answered, as a hung Redis. */
+  pause(): void;
+  /** Lets a paused server go on (SIGCONT); what it was sent meanwhile is answered then. */
+  resume(): void;
 }
 
 function freePort(): Promise<number> {
@@ -109,6 +113,8 @@ export async function startRedis(): Promise<TestRedis> {
       await stop();
       await start();
     },
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
   };
 }
 
