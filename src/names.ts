@@ -21,9 +21,14 @@ export const topicSchema = z
   .max(MAX_TOPIC_LENGTH, `must be at most ${MAX_TOPIC_LENGTH} characters`)
   .regex(/^[A-Za-z0-9_.:@\/-]+$/, 'may hold only letters, digits and _ . : @ / -');
 
+/** The event legacy pages listen to and insert as HTML: only escaped text is sent on it. */
+export const LEGACY_EVENT = 'new_msg';
+/** The event of a v1 push that names none. Not new_msg: v1 data is sent as given. */
+export const DEFAULT_EVENT = 'message';
+
 /** Events the server or Socket.IO itself uses: a push may not take their names. */
 const RESERVED_EVENTS = new Set([
-  'connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'message', 'newListener',
+  'connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'newListener',
   'removeListener', 'ping', 'pong', 'login', 'login_error', 'subscribe', 'unsubscribe',
   'update_online_count',
 ]);
