@@ -6,6 +6,9 @@ export const MAX_UID_LENGTH = 256;
 /** Longest topic name accepted, in characters. */
 export const MAX_TOPIC_LENGTH = 128;
 
+/** In Unicode mode a surrogate pair is one code point, so only a lone surrogate is \p{Cs}. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
 /** A uid: a non-empty string or a finite number, compared as a string. */
 export const uidSchema = z
   .union([z.string(), z.number().refine(Number.isFinite, 'must be a finite number')], {
@@ -13,7 +16,9 @@ export const uidSchema = z
   })
   .transform(String)
   .refine((s) => s !== '', 'must not be empty')
-  .refine((s) => s.length <= MAX_UID_LENGTH, `must be at most ${MAX_UID_LENGTH} characters`);
+  .refine((s) => s.length <= MAX_UID_LENGTH, `must be at most ${MAX_UID_LENGTH} characters`)
+  // a lone surrogate becomes U+FFFD in UTF-8, so two such uids would share one token
+  .refine((s) => !LONE_SURROGATE.test(s), 'must be well-formed Unicode text (it holds a lone surrogate)');
 
 export const topicSchema = z
   .string({ error: 'must be a string' })
