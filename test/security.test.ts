@@ -366,5 +366,27 @@ describe('security', () => {
       const preflight = await fetch(`${server.ioUrl}/socket.io/?EIO=4&transport=polling`, { headers: { origin: 'https://app.example' } });
       expect(preflight.headers.get('access-control-allow-origin')).to.equal('https://app.example');
     });
+
+    it('CORS_ORIGINS: a list refuses JSONP polling (a script tag sends no Origin), * keeps it for old browsers', async () => {
+      const jsonp = '/socket.io/?EIO=3&transport=polling&j=0';
+      const listed = await startServer({ corsOrigins: ['https://app.example'] });
+      for (const headers of [{}, { origin: 'https://app.example' }, { referer: 'https://evil.example/page' }] as Record<string, string>[]) {
+        const res = await fetch(listed.ioUrl + jsonp, { headers });
+        expect(res.status, JSON.stringify(headers)).to.equal(403);
+        expect(await res.json()).to.deep.equal({
+          code: 4,
+          message: 'JSONP polling is refused because CORS_ORIGINS lists origins; use XHR polling or WebSocket',
+        });
+      }
+      // XHR polling of 2.x clients still connects under the list
+      const xhr = await fetch(`${listed.ioUrl}/socket.io/?EIO=3&transport=polling`);
+      expect(xhr.status).to.equal(200);
+      expect(await xhr.text()).to.match(/"sid":"/);
+
+      const open = await startServer();
+      const res = await fetch(open.ioUrl + jsonp);
+      expect(res.status).to.equal(200);
+      expect(await res.text()).to.match(/^___eio\[0\]\(".*\\"sid\\":\\"/);
+    });
   });
 });
