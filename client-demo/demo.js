@@ -61,10 +61,14 @@
       else if (login) el.textContent = 'connected as ' + login.uid + ', ' + login.pending + ' stored message(s) delivered';
       else el.textContent = status === 'connected' ? 'connected' : online ? status + '…' : 'offline (by the button)';
     });
-    client.on('new_msg', function (data, meta) {
-      // legacy pushes carry no meta and escaped HTML; v1 data is any JSON value, as sent
-      var text = meta ? (typeof data === 'string' ? data : JSON.stringify(data)) : decode(data);
-      notify(text, meta && meta.redelivery ? 'stored, delivered after reconnect' : meta && meta.stored ? 'stored' : '');
+    function tagOf(meta) {
+      return meta && meta.redelivery ? 'stored, delivered after reconnect' : meta && meta.stored ? 'stored' : '';
+    }
+    // new_msg is always escaped HTML (the legacy API, or a v1 push that names new_msg)
+    client.on('new_msg', function (data, meta) { notify(decode(data), tagOf(meta)); });
+    // v1 pushes with no event of their own: data is any JSON value, as sent
+    client.on('message', function (data, meta) {
+      notify(typeof data === 'string' ? data : JSON.stringify(data), tagOf(meta));
     });
     client.on('update_online_count', showCounts);
     $('toggle').onclick = function () {

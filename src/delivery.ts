@@ -1,9 +1,10 @@
 // The one place where a push becomes emits to sockets and stored messages.
 import type { Server, Socket } from 'socket.io';
 import type { MessageMeta, PushIo, PushSocket } from './events.ts';
+import { escapeHtml } from './legacy-api.ts';
 import type { Logger } from './log.ts';
 import type { MessageStore, StoredMessage } from './message-store.ts';
-import { topicRoom, userRoom } from './names.ts';
+import { LEGACY_EVENT, topicRoom, userRoom } from './names.ts';
 import type { Presence } from './presence.ts';
 
 export type LegacyResult = 'ok' | 'offline';
@@ -50,6 +51,18 @@ function jsonBytes(data: unknown): number {
   return json === undefined ? 0 : Buffer.byteLength(json);
 }
 
+/**
+ * What may be sent on `event`. The push API escapes new_msg data when it accepts a push; this
+ * is the last guard for what it did not see, e.g. a message stored or scheduled by an older
+ * version: text on new_msg that still holds markup characters is escaped, other values are
+ * sent as their escaped JSON. Escaped text has none of < > " ' so it passes unchanged.
+ */
+export function legacySafe(event: string, data: unknown): unknown {
+  if (event !== LEGACY_EVENT) return data;
+  if (typeof data === 'string') return /[<>"']/.test(data) ? escapeHtml(data) : data;
+  return escapeHtml(JSON.stringify(data) ?? '');
+}
+
 /** Told of each emit and ack (metrics). */
 export interface DeliveryObserver {
   emitted(count?: number): void;
@@ -89,7 +102,8 @@ export class Delivery {
   /** Makes a v1 push: `event(data, meta)` to its sockets, and stored per uid when it has a ttl. */
   async push(spec: PushSpec): Promise<PushResult> {
     const ts = Date.now();
-    const { id, event, data } = spec;
+    const { id, event } = spec;
+    const data = legacySafe(event, spec.data);
     if (!spec.to) {
       const target = spec.topic === undefined ? this.emitter : this.emitter.to(topicRoom(spec.topic));
       target.emit(event, data, { id, ts } satisfies MessageMeta);
@@ -168,7 +182,7 @@ export class Delivery {
         inFlightBytes += bytes;
         this.observer.emitted();
         const meta: MessageMeta = { id: m.id, ts: m.ts, stored: true, redelivery: true };
-        loose.timeout(this.ackTimeoutMs).emit(m.event, m.data, meta, (err: Error | null) => {
+        loose.timeout(this.ackTimeoutMs).emit(m.event, legacySafe(m.event, m.data), meta, (err: Error | null) => {
           inFlight--;
           inFlightBytes -= bytes;
           if (!err) this.acked(uid, m.id);

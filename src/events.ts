@@ -43,7 +43,7 @@ export interface MessageMeta {
 }
 
 export interface ServerToClientEvents {
-  /** A pushed message; from the legacy API, HTML-escaped content. */
+  /** A pushed message: always HTML-escaped text (the legacy API, or a v1 push naming new_msg). */
   new_msg: (content: string) => void;
   /** `当前<b>U</b>人在线，共打开<b>P</b>个页面` (PROTOCOL.md). */
   update_online_count: (html: string) => void;

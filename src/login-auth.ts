@@ -1,7 +1,10 @@
 // Who may log in as a uid, or subscribe to a private topic (LOGIN_SECRET set). The backend
-// gives the page a token for the subject (the uid, or `topic:<name>`):
-//   hex(HMAC-SHA256(LOGIN_SECRET, subject))   PHP: hash_hmac('sha256', $uid, $key)
-//   or a JWT signed HS256 with LOGIN_SECRET, `sub` = subject and an `exp`.
+// gives the page a token:
+//   for a uid:   hex(HMAC-SHA256(LOGIN_SECRET, uid))      PHP: hash_hmac('sha256', $uid, $key)
+//                or a JWT signed HS256 with LOGIN_SECRET, `sub` = the uid and an `exp`;
+//   for a topic: the same with the topic key (topicKey below) in place of LOGIN_SECRET and
+//                the topic name in place of the uid.
+// The two domains have different keys, so no uid's token (whatever the uid) is ever a topic's.
 import { createHmac } from 'node:crypto';
 import type { SocketError } from './events.ts';
 import { safeEqual } from './push-auth.ts';
@@ -9,22 +12,40 @@ import { safeEqual } from './push-auth.ts';
 /** Topics whose name starts with this need a token to subscribe. */
 export const PRIVATE_TOPIC_PREFIX = 'private-';
 
-/** The subject a private topic's token is made for (kept apart from uids). */
-export function topicSubject(topic: string): string {
-  return `topic:${topic}`;
+/**
+ * HMAC key of the topic key. The secret is the message here and never the key, as in
+ * HKDF-Extract: a uid token is HMAC keyed by the secret, so no uid's token can equal it.
+ */
+const TOPIC_KEY_LABEL = 'push-server topic token';
+
+/**
+ * The key topic tokens are made with, as text (hex), so a JWT library takes it as a secret.
+ * PHP: hash_hmac('sha256', $loginSecret, 'push-server topic token').
+ */
+export function topicKey(loginSecret: string): string {
+  return createHmac('sha256', TOPIC_KEY_LABEL).update(loginSecret).digest('hex');
 }
 
 export function loginToken(secret: string, subject: string): string {
   return createHmac('sha256', secret).update(subject).digest('hex');
 }
 
+/** The HMAC token of a private topic. */
+export function topicToken(loginSecret: string, topic: string): string {
+  return loginToken(topicKey(loginSecret), topic);
+}
+
 const HEX_TOKEN = /^[0-9a-f]{64}$/i;
 const JWT = /^[\w-]+\.[\w-]+\.[\w-]+$/;
 
-export class LoginVerifier {
+/** Checks tokens made with one key for subjects of one kind (`noun`: in error messages). */
+class TokenCheck {
   private readonly key: Uint8Array;
 
-  constructor(private readonly secret: string) {
+  constructor(
+    private readonly secret: string,
+    private readonly noun: string,
+  ) {
     this.key = new TextEncoder().encode(secret);
   }
 
@@ -36,16 +57,36 @@ export class LoginVerifier {
     if (HEX_TOKEN.test(token)) {
       return safeEqual(token.toLowerCase(), loginToken(this.secret, subject))
         ? null
-        : { code: 'unauthorized', message: 'the token is not valid for this uid' };
+        : { code: 'unauthorized', message: `the token is not valid for this ${this.noun}` };
     }
     if (token.length > 4096 || !JWT.test(token)) return { code: 'unauthorized', message: 'the token is malformed' };
     const { errors, jwtVerify } = await import('jose'); // loaded at the first JWT, not before
     try {
       const { payload } = await jwtVerify(token, this.key, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
-      return payload.sub === subject ? null : { code: 'unauthorized', message: 'the token is for another subject' };
+      return payload.sub === subject ? null : { code: 'unauthorized', message: `the token is for another ${this.noun}` };
     } catch (err) {
       if (err instanceof errors.JWTExpired) return { code: 'token_expired', message: 'the token has expired' };
       return { code: 'unauthorized', message: 'the token is not valid' };
     }
+  }
+}
+
+export class LoginVerifier {
+  private readonly uids: TokenCheck;
+  private readonly topics: TokenCheck;
+
+  constructor(secret: string) {
+    this.uids = new TokenCheck(secret, 'uid');
+    this.topics = new TokenCheck(topicKey(secret), 'topic');
+  }
+
+  /** null when `token` lets a page log in as `uid`, else the error to answer. */
+  verify(uid: string, token: unknown): Promise<SocketError | null> {
+    return this.uids.verify(uid, token);
+  }
+
+  /** null when `token` lets a page subscribe to the private `topic`, else the error to answer. */
+  verifyTopic(topic: string, token: unknown): Promise<SocketError | null> {
+    return this.topics.verify(topic, token);
   }
 }

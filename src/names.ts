@@ -6,6 +6,9 @@ export const MAX_UID_LENGTH = 256;
 /** Longest topic name accepted, in characters. */
 export const MAX_TOPIC_LENGTH = 128;
 
+/** In Unicode mode a surrogate pair is one code point, so only a lone surrogate is \p{Cs}. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
 /** A uid: a non-empty string or a finite number, compared as a string. */
 export const uidSchema = z
   .union([z.string(), z.number().refine(Number.isFinite, 'must be a finite number')], {
@@ -13,7 +16,9 @@ export const uidSchema = z
   })
   .transform(String)
   .refine((s) => s !== '', 'must not be empty')
-  .refine((s) => s.length <= MAX_UID_LENGTH, `must be at most ${MAX_UID_LENGTH} characters`);
+  .refine((s) => s.length <= MAX_UID_LENGTH, `must be at most ${MAX_UID_LENGTH} characters`)
+  // a lone surrogate becomes U+FFFD in UTF-8, so two such uids would share one token
+  .refine((s) => !LONE_SURROGATE.test(s), 'must be well-formed Unicode text (it holds a lone surrogate)');
 
 export const topicSchema = z
   .string({ error: 'must be a string' })
@@ -21,9 +26,14 @@ export const topicSchema = z
   .max(MAX_TOPIC_LENGTH, `must be at most ${MAX_TOPIC_LENGTH} characters`)
   .regex(/^[A-Za-z0-9_.:@\/-]+$/, 'may hold only letters, digits and _ . : @ / -');
 
+/** The event legacy pages listen to and insert as HTML: only escaped text is sent on it. */
+export const LEGACY_EVENT = 'new_msg';
+/** The event of a v1 push that names none. Not new_msg: v1 data is sent as given. */
+export const DEFAULT_EVENT = 'message';
+
 /** Events the server or Socket.IO itself uses: a push may not take their names. */
 const RESERVED_EVENTS = new Set([
-  'connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'message', 'newListener',
+  'connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'newListener',
   'removeListener', 'ping', 'pong', 'login', 'login_error', 'subscribe', 'unsubscribe',
   'update_online_count',
 ]);

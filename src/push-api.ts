@@ -5,9 +5,9 @@ import type { Context } from 'koa';
 import { z } from 'zod';
 import type { Delivery, PushResult, PushSpec } from './delivery.ts';
 import { HttpError } from './http-errors.ts';
-import type { PushObserver } from './legacy-api.ts';
+import { escapeHtml, type PushObserver } from './legacy-api.ts';
 import { keptAnswer, type KeptAnswer, type MessageStore, type ScheduledCursor, type StoredMessage } from './message-store.ts';
-import { describeIssue, eventSchema, topicSchema, uidSchema } from './names.ts';
+import { DEFAULT_EVENT, LEGACY_EVENT, describeIssue, eventSchema, topicSchema, uidSchema } from './names.ts';
 
 export interface PushApiLimits {
   maxUidsPerPush: number;
@@ -199,10 +199,21 @@ export class PushApi {
     if (ttl > 0 && body.to === undefined) {
       throw invalid('ttl', 'needs to: messages are stored per uid, not for topics or everyone');
     }
-    const bytes = Buffer.byteLength(JSON.stringify(body.data));
-    if (bytes > this.limits.maxDataBytes) {
-      throw new HttpError(413, `data is ${bytes} bytes as JSON, more than ${this.limits.maxDataBytes}`, 'payload_too_large', 'data');
+    const given = Buffer.byteLength(JSON.stringify(body.data));
+    if (given > this.limits.maxDataBytes) {
+      throw new HttpError(413, `data is ${given} bytes as JSON, more than ${this.limits.maxDataBytes}`, 'payload_too_large', 'data');
     }
+    const event = body.event ?? DEFAULT_EVENT;
+    // Legacy pages put new_msg in with innerHTML (PROTOCOL.md): on that event data is text,
+    // escaped here, as the legacy API does, so what is stored or scheduled is already safe.
+    let data: unknown = body.data;
+    if (event === LEGACY_EVENT) {
+      if (typeof data !== 'string') {
+        throw invalid('data', `must be a string with event ${LEGACY_EVENT} (legacy pages take it as HTML); use another event for JSON`);
+      }
+      data = escapeHtml(data);
+    }
+    const bytes = data === body.data ? given : Buffer.byteLength(JSON.stringify(data));
     let at: number | undefined;
     // whole ms, as Redis keeps the time: a cursor of GET /scheduled then means the same in both stores
     if (body.delay !== undefined) at = Math.ceil(Date.now() + body.delay * 1000);
@@ -215,8 +226,8 @@ export class PushApi {
     const to = Array.isArray(body.to) ? [...new Set(body.to)] : body.to === undefined ? undefined : [body.to];
     const spec: PushSpec = {
       id: body.id ?? randomUUID(),
-      event: body.event ?? 'new_msg',
-      data: body.data,
+      event,
+      data,
       ttlMs: Math.round(ttl * 1000),
       bytes,
       ...(to ? { to } : {}),

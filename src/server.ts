@@ -201,6 +201,11 @@ export async function createServer(config: Config, components: Components = {}):
       // CORS does not cover WebSocket: an origin list is enforced on every request.
       const origin = req.headers.origin;
       if (allowed !== null && origin !== undefined && !allowed.has(origin)) return cb('origin not allowed', false);
+      // JSONP polling (`j`, socket.io-client 2.x in old browsers) is a script tag: it sends no
+      // Origin and reads across origins, so with an origin list it would bypass the list.
+      if (allowed !== null && new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('j')) {
+        return cb('JSONP polling is refused because CORS_ORIGINS lists origins; use XHR polling or WebSocket', false);
+      }
       const isHandshake = !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('sid');
       if (isHandshake && !connections.allows(addressOf(req))) {
         return cb('too many connections from this address', false);

@@ -4,7 +4,7 @@
 import type { Delivery, RedeliveryWindow } from './delivery.ts';
 import type { LoginReply, PushIo, PushSocket, SocketError, SubscribeReply } from './events.ts';
 import type { Logger } from './log.ts';
-import { PRIVATE_TOPIC_PREFIX, topicSubject, type LoginVerifier } from './login-auth.ts';
+import { PRIVATE_TOPIC_PREFIX, type LoginVerifier } from './login-auth.ts';
 import { describeIssue, topicRoom, topicSchema, uidSchema, userRoom } from './names.ts';
 import { formatOnlineCount } from './online-count.ts';
 import type { Presence } from './presence.ts';
@@ -240,7 +240,7 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       for (const { topic, token } of parsed) {
         if (!topic.startsWith(PRIVATE_TOPIC_PREFIX)) continue;
         if (!verifier) return refuse({ code: 'unauthorized', message: 'private topics need LOGIN_SECRET on the server' });
-        const problem = await verifier.verify(topicSubject(topic), token);
+        const problem = await verifier.verifyTopic(topic, token);
         if (problem) return refuse({ ...problem, message: `${topic}: ${problem.message}` });
       }
       const now = new Set(topicsOf(socket));

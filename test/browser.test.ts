@@ -17,7 +17,7 @@ const V2_CLIENT = readFileSync(createRequire(import.meta.url).resolve('socket.io
 function legacySite(ioPort: number): Promise<{ url: string }> {
   const page = `<!doctype html><meta charset="utf-8"><title>legacy</title>
 <script src="/socket.io-2.js"></script>
-<div id="count"></div><pre id="msgs"></pre>
+<div id="count"></div><pre id="msgs"></pre><div id="html"></div>
 <script>
   var q = new URLSearchParams(location.search);
   var opts = q.get('transports') ? { transports: q.get('transports').split(',') } : undefined;
@@ -27,6 +27,8 @@ function legacySite(ioPort: number): Promise<{ url: string }> {
   window.socket = socket;
   socket.on('connect', function () { socket.emit('login', uid); });
   socket.on('new_msg', function (msg) { document.getElementById('msgs').textContent += msg + '\\n'; });
+  // and as the README tells legacy pages: new_msg is escaped HTML, so innerHTML is safe
+  socket.on('new_msg', function (msg) { document.getElementById('html').innerHTML += msg + '<br>'; });
   socket.on('update_online_count', function (html) { document.getElementById('count').innerHTML = html; });
 </script>`;
   const server: Server = createServer((req, res) => {
@@ -173,6 +175,32 @@ describe('in the browser', function () {
     // only the link's own navigation (answered by a redirect) held it
     const leaks = sent.filter((line) => line.includes(token) && !line.startsWith(`${server.webUrl}/admin?token=${token} `));
     expect(leaks).to.deep.equal([]);
+  });
+
+  it('a legacy page that puts new_msg in with innerHTML runs no markup from any v1 push', async () => {
+    const server = await startServer();
+    const site = await legacySite(server.ports.io);
+    const page = await browser.newPage();
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    await page.goto(`${site.url}?uid=legacy-user`);
+    await page.locator('#count b', { hasText: '1' }).first().waitFor();
+    const v1 = (body: unknown) =>
+      fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const xss = '<img src=x onerror=alert(1)>';
+    expect((await v1({ to: 'legacy-user', data: xss })).status).to.equal(200); // the default event
+    expect((await v1({ data: `${xss} everyone` })).status).to.equal(200);
+    expect((await v1({ to: 'legacy-user', event: 'new_msg', data: `${xss} named` })).status).to.equal(200);
+    expect((await v1({ to: 'legacy-user', event: 'new_msg', data: `${xss} kept`, ttl: 60 })).status).to.equal(200);
+    expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'legacy-user', content: 'marker' })).to.deep.equal({ status: 200, body: 'ok' });
+    await page.locator('#html', { hasText: 'marker' }).waitFor();
+    // the named pushes show as text, escaped once; nothing else came on new_msg
+    expect(await page.locator('#html').textContent()).to.equal(`${xss} named${xss} keptmarker`);
+    expect(await page.locator('#html img').count()).to.equal(0);
+    expect(dialogs).to.deep.equal([]);
   });
 
   for (const transports of [undefined, 'websocket', 'polling']) {

@@ -79,9 +79,9 @@ async function pageOn(node: ClusterNode, uid: string, version: ClientVersion = '
   return client;
 }
 
-/** The first argument of every `new_msg` received so far (the legacy content, or v1 data). */
+/** The first argument of every push received so far: legacy `new_msg` contents, then v1 `message` data. */
 function messages(client: TestClient): unknown[] {
-  return client.received('new_msg').map((args) => args[0]);
+  return [...client.received('new_msg'), ...client.received('message')].map((args) => args[0]);
 }
 
 function copiesOf(client: TestClient, content: unknown): number {
@@ -177,7 +177,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
             const answer = json as PushAnswer;
             expect(answer).to.include({ stored: 0 });
             expect(answer.online).to.deep.equal([`u${to}`]);
-            const [got, meta] = await page.waitFor('new_msg', (m) => JSON.stringify(m) === JSON.stringify(data));
+            const [got, meta] = await page.waitFor('message', (m) => JSON.stringify(m) === JSON.stringify(data));
             expect(got).to.deep.equal(data);
             expect((meta as MessageMeta).id).to.equal(answer.id);
           }
@@ -197,7 +197,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
         const last = nodes.at(-1)!;
         const { status } = await v1Push(last.apiUrl, { data: { all: true } });
         expect(status).to.equal(200);
-        await Promise.all(pages.map((p) => p.waitFor('new_msg', (m) => JSON.stringify(m) === '{"all":true}')));
+        await Promise.all(pages.map((p) => p.waitFor('message', (m) => JSON.stringify(m) === '{"all":true}')));
 
         // barriers from nodes other than each broadcast's own
         await barrier(last, pages, 'barrier 1');
@@ -364,7 +364,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     const atB = await connectClient('v4', b.ioUrl);
     const reply = await atB.request<LoginReply>('login', 'late');
     expect(reply).to.deep.equal({ ok: true, uid: 'late', pending: 1 });
-    const args = await atB.waitFor('new_msg', (m) => JSON.stringify(m) === '{"order":17}');
+    const args = await atB.waitFor('message', (m) => JSON.stringify(m) === '{"order":17}');
     expect(args).to.have.length(3); // data, meta and the ack callback
     const [, meta, ack] = args;
     expect(meta).to.deep.include({ id: answer.id, stored: true, redelivery: true });
@@ -392,7 +392,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     const { json } = await v1Push(a.apiUrl, { to: 'live', data: 'keep until acked', ttl: 60 });
     const answer = json as PushAnswer;
     expect(answer).to.deep.include({ online: ['live'], offline: [], stored: 1 });
-    const [, meta, ack] = await atB.waitFor('new_msg', (m) => m === 'keep until acked');
+    const [, meta, ack] = await atB.waitFor('message', (m) => m === 'keep until acked');
     expect(meta).to.deep.include({ id: answer.id, stored: true });
     expect(meta).not.to.have.property('redelivery');
     (ack as () => void)();
@@ -415,7 +415,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     const waiting = await v1(c.apiUrl, '/api/v1/scheduled');
     expect((waiting.json as { scheduled: { id: string }[] }).scheduled.map((s) => s.id)).to.deep.equal([id]);
 
-    const [, meta] = await page.waitFor('new_msg', (m) => m === 'scheduled once', 6000);
+    const [, meta] = await page.waitFor('message', (m) => m === 'scheduled once', 6000);
     expect((meta as MessageMeta).id).to.equal(id);
     expect(Date.now()).to.be.at.least(due);
     // taken from the store once; then a marker from C shows nothing else was on its way
@@ -425,7 +425,8 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     );
     expect(await publish(c, 'sched', 'marker')).to.equal('ok');
     await page.waitFor('new_msg', (m) => m === 'marker');
-    expect(messages(page)).to.deep.equal(['scheduled once', 'marker']);
+    expect(page.received('message').map(([m]) => m)).to.deep.equal(['scheduled once']);
+    expect(page.received('new_msg').map(([m]) => m)).to.deep.equal(['marker']);
   });
 
   it('survives a Redis outage: local delivery goes on, stores refuse with 503, and all comes back after', async () => {
@@ -501,7 +502,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     expect((after.json as PushAnswer).stored).to.equal(1);
     const afterPage = await connectClient('v4', b.ioUrl);
     expect(await afterPage.request<LoginReply>('login', 'kept-after')).to.deep.equal({ ok: true, uid: 'kept-after', pending: 1 });
-    await afterPage.waitFor('new_msg', (m) => m === 'after the outage');
+    await afterPage.waitFor('message', (m) => m === 'after the outage');
 
     // no node exited, and each logged the connection's outage once each way, not per retry
     for (const node of nodes) {

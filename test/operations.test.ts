@@ -160,7 +160,7 @@ describe('operations', () => {
         headers: { 'content-type': 'application/json', authorization: 'Bearer push-secret-0123456789' },
         body: JSON.stringify({ to: 'm2', data: 1, ttl: 60 }),
       });
-      const [, , ack] = await polling.waitFor('new_msg');
+      const [, , ack] = await polling.waitFor('message');
       (ack as () => void)();
 
       await until(async () => (await scrape(server.apiUrl)).get('push_acks_total') === 1, 'the ack to count');

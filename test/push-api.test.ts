@@ -2,8 +2,9 @@
 // batches and every validation error, against a real server and real clients.
 import { expect } from 'chai';
 import type { MessageMeta } from '../src/events.ts';
+import { escapeHtml } from '../src/legacy-api.ts';
 import { silentLogger } from '../src/log.ts';
-import { idempotencyKeyBytes } from '../src/message-store.ts';
+import { idempotencyKeyBytes, MemoryMessageStore } from '../src/message-store.ts';
 import { closeRedis, connectRedis } from '../src/redis.ts';
 import { RedisMessageStore } from '../src/redis-store.ts';
 import { SCHEDULED_ATTEMPTS } from '../src/scheduler.ts';
@@ -54,18 +55,18 @@ describe('v1 push API', () => {
         const first = await connectClient(version, server.ioUrl);
         const login = await first.request<{ ok: boolean; pending: number }>('login', 'carol');
         expect(login).to.deep.equal({ ok: true, uid: 'carol', pending: 1 });
-        const [data, meta, ack] = await first.waitFor('new_msg');
+        const [data, meta, ack] = await first.waitFor('message');
         expect(data).to.deep.equal({ text: 'while you were away' });
         expect(meta).to.include({ id: push.body.id, stored: true, redelivery: true });
         expect((meta as MessageMeta).ts).to.be.a('number');
-        expect(first.received('new_msg')).to.have.length(1);
+        expect(first.received('message')).to.have.length(1);
 
         (ack as () => void)();
         await until(async () => (await storedFor(server, 'carol')).length === 0, 'the ack to remove it');
         first.close();
         const second = await connectClient(version, server.ioUrl);
         expect(await second.request('login', 'carol')).to.deep.equal({ ok: true, uid: 'carol', pending: 0 });
-        expect(second.received('new_msg')).to.have.length(0);
+        expect(second.received('message')).to.have.length(0);
       });
     }
 
@@ -74,7 +75,7 @@ describe('v1 push API', () => {
       for (let i = 0; i < 2; i++) {
         const c = await connectClient('v4', server.ioUrl);
         expect(await c.request('login', 'dave')).to.deep.include({ pending: 1 });
-        expect((await c.waitFor('new_msg'))[0]).to.equal('again');
+        expect((await c.waitFor('message'))[0]).to.equal('again');
         c.close();
       }
       expect(await storedFor(server, 'dave')).to.have.length(1);
@@ -85,7 +86,7 @@ describe('v1 push API', () => {
       await c.login('erin');
       const push = await v1(server, '/push', { to: ['erin', 'frank'], data: 42, ttl: 60 });
       expect(push.body).to.deep.include({ online: ['erin'], offline: ['frank'], stored: 2 });
-      const [data, meta, ack] = await c.waitFor('new_msg');
+      const [data, meta, ack] = await c.waitFor('message');
       expect(data).to.equal(42);
       expect(meta).to.deep.equal({ id: push.body.id, ts: (meta as MessageMeta).ts, stored: true });
       (ack as () => void)();
@@ -108,11 +109,11 @@ describe('v1 push API', () => {
       // they come a window at a time: each ack lets the next one go
       let acked = 0;
       await until(() => {
-        const got = c.received('new_msg');
+        const got = c.received('message');
         for (; acked < got.length; acked++) (got[acked]![2] as () => void)();
         return got.length === 1000;
       }, 'all 1000 stored messages, acked as they come');
-      const got = c.received('new_msg');
+      const got = c.received('message');
       expect(got.map(([data]) => data)).to.deep.equal(Array.from({ length: 1000 }, (_, i) => i));
       expect(got.map(([, meta]) => (meta as MessageMeta).id)).to.deep.equal(ids);
     });
@@ -123,7 +124,7 @@ describe('v1 push API', () => {
       await until(async () => (await storedFor(server, 'heidi')).length === 0, 'expiry');
       const c = await connectClient('v4', server.ioUrl);
       expect(await c.request('login', 'heidi')).to.deep.include({ pending: 0 });
-      expect(c.received('new_msg')).to.have.length(0);
+      expect(c.received('message')).to.have.length(0);
     });
 
     it('drops the oldest past MAX_PENDING_PER_UID', async () => {
@@ -142,8 +143,8 @@ describe('v1 push API', () => {
     // the id keeps a compact answer: counts, not the uid lists
     expect(again.body).to.deep.equal({ id: 'order-17-shipped', onlineCount: 1, offlineCount: 0, stored: 0, duplicate: true });
     await v1(server, '/push', { to: 'judy', data: 'next' });
-    await c.waitFor('new_msg', (d) => d === 'next');
-    expect(c.received('new_msg').map(([d]) => d)).to.deep.equal(['once', 'next']);
+    await c.waitFor('message', (d) => d === 'next');
+    expect(c.received('message').map(([d]) => d)).to.deep.equal(['once', 'next']);
   });
 
   describe('scheduled pushes', () => {
@@ -156,7 +157,7 @@ describe('v1 push API', () => {
       expect(byDelay.status).to.equal(202);
       expect(byAt).to.deep.equal({ status: 202, body: { id: byAt.body.id, at: atTime } });
       for (const [data, answer] of [['by delay', byDelay], ['by at', byAt]] as const) {
-        await c.waitFor('new_msg', (d) => d === data);
+        await c.waitFor('message', (d) => d === data);
         const late = Date.now() - Date.parse(answer.body.at as string);
         expect(late, `${data} late by ${late} ms`).to.be.within(-20, 1000);
       }
@@ -175,8 +176,8 @@ describe('v1 push API', () => {
         body: { id: 'cancel-me', cancelled: true },
       });
       expect((await v1(server, '/scheduled/cancel-me', undefined, 'DELETE')).status).to.equal(404);
-      await c.waitFor('new_msg', (d) => d === 'later'); // past the cancelled one's time
-      expect(c.received('new_msg').map(([d]) => d)).to.deep.equal(['later']);
+      await c.waitFor('message', (d) => d === 'later'); // past the cancelled one's time
+      expect(c.received('message').map(([d]) => d)).to.deep.equal(['later']);
       expect(cancelled.status).to.equal(202);
     });
   });
@@ -267,15 +268,15 @@ describe('v1 push API', () => {
       expect(await b.request('subscribe', ['sports', 'news'])).to.deep.equal({ ok: true, topics: ['sports', 'news'] });
       await v1(server, '/push', { topic: 'sports', data: 'goal' });
       await v1(server, '/push', { topic: 'news', data: 'headline' });
-      expect((await b.waitFor('new_msg'))[0]).to.equal('goal');
-      expect((await b.waitFor('new_msg'))[0]).to.equal('headline');
-      expect((await a.waitFor('new_msg'))[0]).to.equal('headline');
+      expect((await b.waitFor('message'))[0]).to.equal('goal');
+      expect((await b.waitFor('message'))[0]).to.equal('headline');
+      expect((await a.waitFor('message'))[0]).to.equal('headline');
 
       expect(await a.request('unsubscribe', 'news')).to.deep.equal({ ok: true, topics: [] });
       await v1(server, '/push', { topic: 'news', data: 'second' });
       await v1(server, '/push', { data: 'to everyone' });
-      await a.waitFor('new_msg', (d) => d === 'to everyone');
-      expect(a.received('new_msg').map(([d]) => d)).to.deep.equal(['headline', 'to everyone']);
+      await a.waitFor('message', (d) => d === 'to everyone');
+      expect(a.received('message').map(([d]) => d)).to.deep.equal(['headline', 'to everyone']);
     });
 
     it('refuses bad topics and more than MAX_TOPICS_PER_SOCKET', async () => {
@@ -331,6 +332,106 @@ describe('v1 push API', () => {
         expect(res.status).to.equal(400);
         expect((res.body.error as { field: string }).field).to.equal(field);
       }
+    });
+  });
+
+  describe('legacy pages: new_msg gets only escaped text', () => {
+    const XSS = '<img src=x onerror=alert(1)> & "q" \'s\'';
+    const ESCAPED = '&lt;img src=x onerror=alert(1)&gt; &amp; &quot;q&quot; &#039;s&#039;';
+
+    it('escapes as the legacy API does (PHP htmlspecialchars)', async () => {
+      const c = await connectClient('v4', server.ioUrl);
+      await c.login('php');
+      expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'php', content: XSS })).to.deep.equal({ status: 200, body: 'ok' });
+      expect((await c.waitFor('new_msg'))[0]).to.equal(ESCAPED);
+      expect(escapeHtml(XSS)).to.equal(ESCAPED);
+    });
+
+    for (const version of ['v4', 'v2'] as ClientVersion[]) {
+      it(`${version}: a v1 push that names no event arrives on message as sent, never on new_msg`, async () => {
+        const c = await connectClient(version, server.ioUrl);
+        await c.login('page');
+        const push = await v1(server, '/push', { to: 'page', data: XSS });
+        expect(push.status).to.equal(200);
+        const [data, meta] = await c.waitFor('message');
+        expect(data).to.equal(XSS); // v1 data is delivered as given, on its own event
+        expect(meta).to.deep.include({ id: push.body.id });
+        await v1(server, '/push', { data: XSS }); // to everyone
+        await c.waitFor('message', (d) => d === XSS);
+        expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'page', content: 'marker' })).to.deep.equal({ status: 200, body: 'ok' });
+        await c.waitFor('new_msg', (d) => d === 'marker'); // in order after the v1 pushes
+        expect(c.received('new_msg').map(([d]) => d)).to.deep.equal(['marker']);
+      });
+
+      it(`${version}: a v1 push that names new_msg arrives escaped on every path: to, batch, scheduled, stored, topic, everyone`, async () => {
+        const live = await connectClient(version, server.ioUrl);
+        await live.login('legacy');
+        expect(await live.request('subscribe', 'news')).to.deep.include({ ok: true });
+        const pushes: unknown[] = [
+          { to: 'legacy', event: 'new_msg', data: `${XSS} to` },
+          { to: 'legacy', event: 'new_msg', data: `${XSS} kept`, ttl: 60 },
+          { topic: 'news', event: 'new_msg', data: `${XSS} topic` },
+          { event: 'new_msg', data: `${XSS} everyone` },
+        ];
+        for (const push of pushes) expect((await v1(server, '/push', push)).status).to.equal(200);
+        const batch = await v1(server, '/push/batch', { messages: [{ to: 'legacy', event: 'new_msg', data: `${XSS} batch` }] });
+        expect(batch.body.results).to.have.nested.property('[0].status', 200);
+        const scheduled = await v1(server, '/push', { to: 'legacy', event: 'new_msg', data: `${XSS} scheduled`, delay: 0.05 });
+        expect(scheduled.status).to.equal(202);
+
+        const tags = ['to', 'kept', 'topic', 'everyone', 'batch', 'scheduled'];
+        for (const tag of tags) await live.waitFor('new_msg', (d) => d === `${ESCAPED} ${tag}`);
+        // stored escaped: the listing and a later login's redelivery show the same safe text
+        expect((await storedFor(server, 'legacy')).map((m) => m.data)).to.deep.equal([`${ESCAPED} kept`]);
+        const later = await connectClient(version, server.ioUrl);
+        expect(await later.request('login', 'legacy')).to.deep.include({ ok: true, pending: 1 });
+        const [again, meta] = await later.waitFor('new_msg');
+        expect(again).to.equal(`${ESCAPED} kept`);
+        expect(meta).to.deep.include({ redelivery: true });
+        for (const c of [live, later]) {
+          for (const [d] of c.received('new_msg')) expect(d as string).not.to.match(/[<>"']/);
+        }
+      });
+    }
+
+    it('keeps a scheduled new_msg push escaped while it waits', async () => {
+      const push = await v1(server, '/push', { to: 'u', event: 'new_msg', data: XSS, delay: 60 });
+      expect(push.status).to.equal(202);
+      const listed = (await v1(server, '/scheduled')).body.scheduled as { data: unknown }[];
+      expect(listed.map((s) => s.data)).to.deep.equal([ESCAPED]);
+    });
+
+    it('refuses a v1 push that names new_msg with data that is not a string: 400 naming data', async () => {
+      for (const data of [{ html: '<b>' }, ['<b>'], 42, null, true]) {
+        const res = await v1(server, '/push', { to: 'u', event: 'new_msg', data });
+        expect(res.status, JSON.stringify(data)).to.equal(400);
+        expect(res.body.error).to.deep.include({ code: 'invalid_request', field: 'data' });
+        expect((res.body.error as { message: string }).message).to.match(/^data must be a string with event new_msg/);
+      }
+      const batch = await v1(server, '/push/batch', { messages: [{ event: 'new_msg', data: { a: 1 } }] });
+      expect(batch.body.results).to.have.nested.property('[0].status', 400);
+      expect((await v1(server, '/scheduled')).body.scheduled).to.deep.equal([]);
+    });
+
+    it('accepts message, the default event, when it is named', async () => {
+      const c = await connectClient('v2', server.ioUrl);
+      await c.login('named');
+      expect((await v1(server, '/push', { to: 'named', event: 'message', data: { a: 1 } })).status).to.equal(200);
+      expect((await c.waitFor('message'))[0]).to.deep.equal({ a: 1 });
+    });
+
+    it('escapes, when it sends them, new_msg messages stored or scheduled unescaped by an older version', async () => {
+      const store = new MemoryMessageStore({ maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 });
+      const old = await startServer({}, { store });
+      const ts = Date.now();
+      await store.add(['old'], { id: 'raw-text', event: 'new_msg', data: XSS, ts, expiresAt: ts + 60_000 }, 100);
+      await store.add(['old'], { id: 'raw-json', event: 'new_msg', data: { html: '<b>' }, ts, expiresAt: ts + 60_000 }, 100);
+      const c = await connectClient('v4', old.ioUrl);
+      await c.login('old');
+      await store.schedule({ at: Date.now(), spec: { id: 'raw-scheduled', to: ['old'], event: 'new_msg', data: XSS, ttlMs: 0, bytes: 100 } });
+      await c.waitFor('new_msg', (_d, meta) => (meta as MessageMeta).id === 'raw-scheduled');
+      const got = Object.fromEntries(c.received('new_msg').map(([d, meta]) => [(meta as MessageMeta).id, d]));
+      expect(got).to.deep.equal({ 'raw-text': ESCAPED, 'raw-json': '{&quot;html&quot;:&quot;&lt;b&gt;&quot;}', 'raw-scheduled': ESCAPED });
     });
   });
 
@@ -440,12 +541,12 @@ describe('v1 push API on Redis: failures', () => {
     // put back, not dropped: it waits again for its retry
     const waiting = (await v1(server, '/scheduled')).body.scheduled as { id: string }[];
     expect(waiting.map((s) => s.id)).to.deep.equal(['sched-1']);
-    expect(page.received('new_msg')).to.have.length(0);
+    expect(page.received('message')).to.have.length(0);
     await client.del('push:q:sched-u');
-    await page.waitFor('new_msg', (d) => d === 'once');
+    await page.waitFor('message', (d) => d === 'once');
     expect((await v1(server, '/scheduled')).body.scheduled).to.deep.equal([]);
     expect(((await v1(server, '/users/sched-u/messages')).body.messages as unknown[]).length).to.equal(1);
-    expect(page.received('new_msg')).to.have.length(1);
+    expect(page.received('message')).to.have.length(1);
     expect(log.lines.filter((l) => l.includes('sched-1'))).to.have.length(1);
   });
 
@@ -457,7 +558,7 @@ describe('v1 push API on Redis: failures', () => {
     // a push that failed every time but its last: put in as the scheduler leaves it
     const store = new RedisMessageStore(client, { maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 }, silentLogger);
     onCleanup(() => store.close());
-    const spec = { id: 'doomed', to: ['gone-u'], event: 'new_msg', data: 1, ttlMs: 60_000, bytes: 1 };
+    const spec = { id: 'doomed', to: ['gone-u'], event: 'message', data: 1, ttlMs: 60_000, bytes: 1 };
     expect(await store.schedule({ at: Date.now(), spec, attempts: SCHEDULED_ATTEMPTS - 1 })).to.equal('scheduled');
     await until(() => log.lines.some((l) => l.startsWith('error: scheduled push doomed dropped')), 'the push to be given up');
     expect(log.lines.find((l) => l.includes('doomed'))).to.include(`failed ${SCHEDULED_ATTEMPTS} times`);

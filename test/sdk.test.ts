@@ -55,7 +55,7 @@ describe('client SDK', () => {
     await push(server, { to: 'u', data: 'stored', ttl: 60 });
     const client = sdk(server, 'u');
     const got: [unknown, MessageMeta | undefined][] = [];
-    client.on('new_msg', (data, meta) => void got.push([data, meta]));
+    client.on('message', (data, meta) => void got.push([data, meta]));
     expect(await loggedIn(client)).to.deep.include({ ok: true, pending: 1 });
     await until(async () => (await stored(server, 'u')) === 0, 'the SDK to ack');
     expect(got).to.have.length(1);
@@ -68,7 +68,7 @@ describe('client SDK', () => {
     await loggedIn(client);
     let release!: () => void;
     const handled: string[] = [];
-    client.on('new_msg', async (_data, meta) => {
+    client.on('message', async (_data, meta) => {
       handled.push(meta!.id);
       await new Promise<void>((r) => (release = r)); // still handling: not acked yet
     });
@@ -89,7 +89,7 @@ describe('client SDK', () => {
     const client = sdk(server, 'w');
     await loggedIn(client);
     let calls = 0;
-    client.on('new_msg', () => {
+    client.on('message', () => {
       calls++;
       throw new Error('handler broke');
     });

@@ -2,6 +2,7 @@
 // credentials accepted; every limit just under (passes) and just over (its error).
 import { expect } from 'chai';
 import { SignJWT } from 'jose';
+import { createHmac } from 'node:crypto';
 import { io as ioV4 } from 'socket.io-client';
 import ioV2 from 'socket.io-client-v2';
 import { loginToken } from '../src/login-auth.ts';
@@ -18,6 +19,12 @@ const LOGIN_SECRET = 'login-secret-0123456789';
 function jwt(sub: string, expiresIn: string | number, key = LOGIN_SECRET): Promise<string> {
   return new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt().setExpirationTime(expiresIn)
     .sign(new TextEncoder().encode(key));
+}
+
+/** A private topic's key and HMAC token, made as the README tells PHP backends to make them. */
+const TOPIC_KEY = createHmac('sha256', 'push-server topic token').update(LOGIN_SECRET).digest('hex');
+function topicHmac(topic: string): string {
+  return createHmac('sha256', TOPIC_KEY).update(topic).digest('hex');
 }
 
 /** A signed request as the README tells backends to make one. */
@@ -81,7 +88,8 @@ describe('security', () => {
         body: JSON.stringify({ to: 'victim', data: 'v1', secret: PUSH_SECRET }), // the field is taken out before validation
       });
       expect(v1.status).to.equal(200);
-      for (const c of ['get', 'form', 'multipart', 'json', 'bearer', 'v1']) await victim.waitFor('new_msg', (d) => d === c);
+      for (const c of ['get', 'form', 'multipart', 'json', 'bearer']) await victim.waitFor('new_msg', (d) => d === c);
+      await victim.waitFor('message', (d) => d === 'v1');
     });
 
     it('accepts an HMAC-signed request once, and refuses altered, stale, replayed or wrongly keyed ones', async () => {
@@ -112,8 +120,9 @@ describe('security', () => {
       expect(v1Replay.status).to.equal(401);
       expect(JSON.parse(v1Replay.body)).to.deep.equal({ error: { code: 'unauthorized', message: 'this signed request was made before (replay)' } });
       await victim.waitFor('new_msg', (d) => d === 'signed');
-      await victim.waitFor('new_msg', (d) => d === 'signed v1');
-      expect(victim.received('new_msg').map(([d]) => d)).to.deep.equal(['signed', 'signed v1']);
+      await victim.waitFor('message', (d) => d === 'signed v1');
+      expect(victim.received('new_msg').map(([d]) => d)).to.deep.equal(['signed']);
+      expect(victim.received('message').map(([d]) => d)).to.deep.equal(['signed v1']);
     });
 
     it('guards every v1 route', async () => {
@@ -180,13 +189,71 @@ describe('security', () => {
       const c = await connectClient('v4', server.ioUrl);
       expect(await c.request('subscribe', 'public-news')).to.deep.include({ ok: true });
       expect(await c.request('subscribe', 'private-team')).to.deep.include({ ok: false });
-      expect(await c.request('subscribe', { topic: 'private-team', token: loginToken(LOGIN_SECRET, 'topic:private-other') })).to.deep.include({ ok: false });
+      expect(await c.request('subscribe', { topic: 'private-team', token: topicHmac('private-other') })).to.deep.include({ ok: false });
       expect(await c.request('subscribe', { topic: 'private-team', token: loginToken(LOGIN_SECRET, 'private-team') })).to.deep.include({ ok: false }); // a uid token is not a topic token
-      expect(await c.request('subscribe', { topic: 'private-team', token: loginToken(LOGIN_SECRET, 'topic:private-team') })).to.deep.equal({
+      expect(await c.request('subscribe', { topic: 'private-team', token: topicHmac('private-team') })).to.deep.equal({
         ok: true,
         topics: ['public-news', 'private-team'],
       });
-      expect(await c.request('subscribe', { topic: 'private-jwt', token: await jwt('topic:private-jwt', '1h') })).to.deep.include({ ok: true });
+      expect(await c.request('subscribe', { topic: 'private-jwt', token: await jwt('private-jwt', '1h', TOPIC_KEY) })).to.deep.include({ ok: true });
+      expect(await c.request('subscribe', { topic: 'private-jwt2', token: await jwt('private-jwt', '1h', TOPIC_KEY) })).to.deep.include({ ok: false });
+    });
+
+    for (const version of ['v4', 'v2'] as ClientVersion[]) {
+      it(`${version}: no uid's token opens a topic: the tokens of the uid topic:private-admins do not open private-admins`, async () => {
+        const uid = 'topic:private-admins';
+        const mallory = await connectClient(version, server.ioUrl);
+        const hmac = loginToken(LOGIN_SECRET, uid);
+        const uidJwt = await jwt(uid, '1h');
+        // both are good tokens of that uid: it logs in with them
+        expect(await mallory.request('login', { uid, token: hmac })).to.deep.include({ ok: true });
+        const other = await connectClient(version, server.ioUrl);
+        expect(await other.request('login', { uid, token: uidJwt })).to.deep.include({ ok: true });
+        // and they open no topic, nor does a uid JWT naming the topic itself
+        for (const token of [hmac, uidJwt, loginToken(LOGIN_SECRET, 'private-admins'), await jwt('private-admins', '1h')]) {
+          const reply = await mallory.request<{ ok: boolean; error?: { code: string } }>('subscribe', { topic: 'private-admins', token });
+          expect(reply, token).to.deep.include({ ok: false });
+          expect(reply.error?.code).to.equal('unauthorized');
+        }
+        // a topic's tokens do not log in as a uid either
+        const third = await connectClient(version, server.ioUrl);
+        for (const token of [topicHmac('private-admins'), await jwt('private-admins', '1h', TOPIC_KEY), await jwt(uid, '1h', TOPIC_KEY)]) {
+          expect(await third.request('login', { uid: 'private-admins', token }), token).to.deep.include({ ok: false });
+          expect(await third.request('login', { uid, token }), token).to.deep.include({ ok: false });
+        }
+        // the topic's own tokens open it
+        expect(await mallory.request('subscribe', { topic: 'private-admins', token: topicHmac('private-admins') })).to.deep.include({ ok: true });
+        expect(await other.request('subscribe', { topic: 'private-admins', token: await jwt('private-admins', '1h', TOPIC_KEY) })).to.deep.include({ ok: true });
+        expect(await other.request('subscribe', { topic: 'private-late', token: await jwt('private-late', -10, TOPIC_KEY) }))
+          .to.deep.include({ ok: false, error: { code: 'token_expired', message: 'private-late: the token has expired' } });
+      });
+    }
+
+    it('refuses uids that are not well-formed Unicode, so two of them never share a token', async () => {
+      // a lone surrogate is U+FFFD in UTF-8: both uids would hash to the token of 'admin\uFFFD'
+      const [a, b] = ['admin\uD800', 'admin\uDFFF'];
+      expect(loginToken(LOGIN_SECRET, a)).to.equal(loginToken(LOGIN_SECRET, b));
+      for (const version of ['v4', 'v2'] as ClientVersion[]) {
+        const c = await connectClient(version, server.ioUrl);
+        for (const uid of [a, b]) {
+          expect(await c.request('login', { uid, token: loginToken(LOGIN_SECRET, a) })).to.deep.equal({
+            ok: false,
+            error: { code: 'invalid_uid', message: 'uid must be well-formed Unicode text (it holds a lone surrogate)' },
+          });
+        }
+        // a surrogate pair is a character like any other
+        const emoji = 'admin\u{1F600}';
+        expect(await c.request('login', { uid: emoji, token: loginToken(LOGIN_SECRET, emoji) })).to.deep.include({ ok: true, uid: emoji });
+      }
+      const res = await fetch(`${server.apiUrl}/api/v1/push`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ to: ['ok', a], data: 1 }),
+      });
+      expect(res.status).to.equal(400);
+      expect(await res.json()).to.deep.equal({
+        error: { code: 'invalid_request', message: 'to.1 must be well-formed Unicode text (it holds a lone surrogate)', field: 'to.1' },
+      });
     });
 
     it('refuses private- topics when no LOGIN_SECRET is set', async () => {
@@ -210,8 +277,9 @@ describe('security', () => {
       const v1 = (data: string) => fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: 'u', data }) });
       expect((await v1('x'.repeat(998))).status).to.equal(200); // 1000 bytes with its quotes
       expect((await v1('x'.repeat(999))).status).to.equal(413);
-      await c.waitFor('new_msg', (d) => d === 'x'.repeat(998));
-      expect(c.received('new_msg')).to.have.length(2);
+      await c.waitFor('message', (d) => d === 'x'.repeat(998));
+      expect(c.received('new_msg')).to.have.length(1);
+      expect(c.received('message')).to.have.length(1);
     });
 
     it('uids per push and body size: at the limit passes, one over is refused', async () => {
@@ -297,6 +365,28 @@ describe('security', () => {
       }
       const preflight = await fetch(`${server.ioUrl}/socket.io/?EIO=4&transport=polling`, { headers: { origin: 'https://app.example' } });
       expect(preflight.headers.get('access-control-allow-origin')).to.equal('https://app.example');
+    });
+
+    it('CORS_ORIGINS: a list refuses JSONP polling (a script tag sends no Origin), * keeps it for old browsers', async () => {
+      const jsonp = '/socket.io/?EIO=3&transport=polling&j=0';
+      const listed = await startServer({ corsOrigins: ['https://app.example'] });
+      for (const headers of [{}, { origin: 'https://app.example' }, { referer: 'https://evil.example/page' }] as Record<string, string>[]) {
+        const res = await fetch(listed.ioUrl + jsonp, { headers });
+        expect(res.status, JSON.stringify(headers)).to.equal(403);
+        expect(await res.json()).to.deep.equal({
+          code: 4,
+          message: 'JSONP polling is refused because CORS_ORIGINS lists origins; use XHR polling or WebSocket',
+        });
+      }
+      // XHR polling of 2.x clients still connects under the list
+      const xhr = await fetch(`${listed.ioUrl}/socket.io/?EIO=3&transport=polling`);
+      expect(xhr.status).to.equal(200);
+      expect(await xhr.text()).to.match(/"sid":"/);
+
+      const open = await startServer();
+      const res = await fetch(open.ioUrl + jsonp);
+      expect(res.status).to.equal(200);
+      expect(await res.text()).to.match(/^___eio\[0\]\(".*\\"sid\\":\\"/);
     });
   });
 });

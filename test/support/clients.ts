@@ -8,7 +8,7 @@ export type ClientVersion = 'v2' | 'v4';
 export type Transports = ('polling' | 'websocket')[];
 
 /** Events recorded from the start; `track()` adds more (v1 pushes name their own). */
-const RECORDED = ['connect', 'disconnect', 'new_msg', 'update_online_count', 'login_error'];
+const RECORDED = ['connect', 'disconnect', 'new_msg', 'message', 'update_online_count', 'login_error'];
 
 /** The surface both client versions share. */
 interface RawSocket {
