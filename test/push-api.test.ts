@@ -342,7 +342,7 @@ describe('v1 push API', () => {
     it('escapes as the legacy API does (PHP htmlspecialchars)', async () => {
       const c = await connectClient('v4', server.ioUrl);
       await c.login('php');
-      expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'php', content: XSS })).to.deep.equal({ status: 200, body: 'ok' });
+      expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'php', content: XSS, secret: SECRET })).to.deep.equal({ status: 200, body: 'ok' });
       expect((await c.waitFor('new_msg'))[0]).to.equal(ESCAPED);
       expect(escapeHtml(XSS)).to.equal(ESCAPED);
     });
@@ -358,7 +358,7 @@ describe('v1 push API', () => {
         expect(meta).to.deep.include({ id: push.body.id });
         await v1(server, '/push', { data: XSS }); // to everyone
         await c.waitFor('message', (d) => d === XSS);
-        expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'page', content: 'marker' })).to.deep.equal({ status: 200, body: 'ok' });
+        expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'page', content: 'marker', secret: SECRET })).to.deep.equal({ status: 200, body: 'ok' });
         await c.waitFor('new_msg', (d) => d === 'marker'); // in order after the v1 pushes
         expect(c.received('new_msg').map(([d]) => d)).to.deep.equal(['marker']);
       });
