@@ -14,6 +14,7 @@ import { PushAuth } from './push-auth.ts';
 import type { PushApi } from './push-api.ts';
 import { presenceRoutes } from './presence-api.ts';
 import type { Presence } from './presence.ts';
+import { boundedQuery, maxQueryBytes } from './query.ts';
 import { RateLimiter } from './rate-limit.ts';
 
 export interface ApiOptions {
@@ -107,6 +108,8 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
   app.use(operations(notReady, renderMetrics).routes());
   const limit = config.pushRatePerIp > 0 ? rateLimit(config.pushRatePerIp) : null;
   if (limit) app.use(limit.middleware);
+  const queryBytes = maxQueryBytes(config.maxDataBytes);
+  app.use(boundedQuery(queryBytes));
   app.use(parseBody(config.maxBodyBytes));
   const auth = config.pushSecret === null ? null : new PushAuth(config.pushSecret);
   if (auth) app.use(auth.middleware((ctx) => !isV1(ctx)));
@@ -116,6 +119,7 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
   const handler = fastLegacy({
     delivery,
     maxContentBytes: config.maxDataBytes,
+    maxQueryBytes: queryBytes,
     observer,
     auth,
     rateCheck: limit?.check ?? null,

@@ -30,6 +30,7 @@ function codeForStatus(status: number): string {
     case 404: return 'not_found';
     case 405: return 'method_not_allowed';
     case 413: return 'payload_too_large';
+    case 414: return 'uri_too_long';
     case 415: return 'unsupported_media_type';
     case 429: return 'too_many_requests';
     case 503: return 'unavailable';

@@ -116,6 +116,33 @@ describe('security', () => {
       expect(victim.received('new_msg').map(([d]) => d)).to.deep.equal(['signed', 'signed v1']);
     });
 
+    it('refuses a flood of query parameters with 414 before the secret is checked', async () => {
+      const flood = Array.from({ length: 8000 }, () => 'a').join('&'); // 16 KB
+      for (const [method, path] of [['POST', '/'], ['GET', '/'], ['GET', '/any/path'], ['POST', '/api/v1/push']] as const) {
+        const res = await fetch(`${server.apiUrl}${path}?${flood}`, { method });
+        expect(res.status, `${method} ${path}`).to.equal(414);
+        const reason = 'query string has more than 1000 parameters';
+        if (path.startsWith('/api/')) expect(await res.json()).to.deep.equal({ error: { code: 'uri_too_long', message: reason } });
+        else expect(await res.text()).to.equal(reason);
+      }
+      await nothingDelivered();
+    });
+
+    it('takes a legacy content of 60 KB in the query, and the last of repeated keys, on GET and POST', async () => {
+      const content = 'é'.repeat(30_000); // 60 000 bytes, 180 000 characters percent-encoded
+      for (const method of ['GET', 'POST']) {
+        const query = new URLSearchParams({ type: 'publish', to: 'victim', content: method + content, secret: PUSH_SECRET });
+        const res = await fetch(`${server.apiUrl}/?${query}`, { method });
+        expect([res.status, await res.text()], method).to.deep.equal([200, 'ok']);
+        await victim.waitFor('new_msg', (c) => c === method + content);
+        const repeated = `/?type=publish&to=nobody&to=victim&content=first&content=${method}-last&secret=${PUSH_SECRET}`;
+        expect(await (await fetch(server.apiUrl + repeated, { method })).text(), method).to.equal('ok');
+        await victim.waitFor('new_msg', (c) => c === `${method}-last`);
+      }
+      const got = victim.received('new_msg').map(([c]) => (c === 'GET' + content || c === 'POST' + content ? `${(c as string).slice(0, 3)} 60 KB` : c));
+      expect(got).to.deep.equal(['GET 60 KB', 'GET-last', 'POS 60 KB', 'POST-last']);
+    });
+
     it('guards every v1 route', async () => {
       for (const [method, path] of [['GET', '/api/v1/scheduled'], ['GET', '/api/v1/users/victim/messages'], ['POST', '/api/v1/push/batch'], ['DELETE', '/api/v1/scheduled/x']]) {
         const res = await fetch(server.apiUrl + path!, { method });
