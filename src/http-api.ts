@@ -26,7 +26,7 @@ export interface ApiOptions {
   /** GET /metrics: Prometheus text. */
   renderMetrics: () => Promise<{ contentType: string; body: string }>;
   observer: PushObserver;
-  config: Pick<Config, 'maxBodyBytes' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp' | 'maxUidsPerPush'>;
+  config: Pick<Config, 'maxBodyBytes' | 'maxRememberedSignatures' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp' | 'maxUidsPerPush'>;
   log: Logger;
 }
 
@@ -111,7 +111,7 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
   const queryBytes = maxQueryBytes(config.maxDataBytes);
   app.use(boundedQuery(queryBytes));
   app.use(parseBody(config.maxBodyBytes));
-  const auth = config.pushSecret === null ? null : new PushAuth(config.pushSecret);
+  const auth = config.pushSecret === null ? null : new PushAuth(config.pushSecret, { maxSignatures: config.maxRememberedSignatures });
   if (auth) app.use(auth.middleware((ctx) => !isV1(ctx)));
   app.use(v1.routes());
   app.use(v1Fallthrough);

@@ -67,7 +67,7 @@ export function errorMiddleware(log: Logger): Middleware {
       ctx.status = status;
       if (ctx.path.startsWith('/api/')) {
         ctx.body = { error: err instanceof HttpError ? err.toJSON() : { code: codeForStatus(status), message } };
-        if (status === 503) ctx.set('Retry-After', '5');
+        if (status === 503 && !ctx.response.get('Retry-After')) ctx.set('Retry-After', '5');
       } else {
         ctx.type = 'text/plain';
         ctx.body = message;

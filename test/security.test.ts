@@ -5,7 +5,7 @@ import { SignJWT } from 'jose';
 import { io as ioV4 } from 'socket.io-client';
 import ioV2 from 'socket.io-client-v2';
 import { loginToken } from '../src/login-auth.ts';
-import { signRequest } from '../src/push-auth.ts';
+import { PushAuth, SignaturesFull, signRequest, type AuthRequest } from '../src/push-auth.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, TestClient, type ClientVersion } from './support/clients.ts';
 import { rawRequest } from './support/http.ts';
@@ -250,6 +250,53 @@ describe('security', () => {
       const base = pad(0).length;
       expect((await fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: pad(200 - base) })).status).to.equal(200);
       expect((await fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: pad(201 - base) })).status).to.equal(413);
+    });
+
+    it('signed requests remembered: at MAX_REMEMBERED_SIGNATURES a new one is 503 with Retry-After, a replay still 401', async () => {
+      const server = await startServer({ pushSecret: PUSH_SECRET, maxRememberedSignatures: 3 });
+      const c = await connectClient('v4', server.ioUrl);
+      await c.login('u');
+      const legacy = (content: string) => signed(server, 'POST', '/', `type=publish&to=u&content=${content}`);
+      const first = legacy('s1');
+      for (const request of [first, legacy('s2'), legacy('s3')]) expect((await rawRequest(request.url, request.options)).body).to.equal('ok');
+      const reason = '3 signed requests are already remembered against replay; retry later, or send the secret as a Bearer header';
+      const full = legacy('s4');
+      const refused = await rawRequest(full.url, full.options);
+      expect([refused.status, refused.body]).to.deep.equal([503, reason]);
+      expect(Number(refused.headers['retry-after'])).to.be.within(290, 301);
+      const v1 = signed(server, 'POST', '/api/v1/push', JSON.stringify({ to: 'u', data: 's4' }));
+      const refusedV1 = await rawRequest(v1.url, v1.options);
+      expect([refusedV1.status, JSON.parse(refusedV1.body)]).to.deep.equal([503, { error: { code: 'unavailable', message: reason } }]);
+      expect(Number(refusedV1.headers['retry-after'])).to.be.within(290, 301);
+      // still remembered, not forgotten to make room
+      const replay = await rawRequest(first.url, first.options);
+      expect([replay.status, replay.body]).to.deep.equal([401, 'fail']);
+      expect((await legacyPush(server.apiUrl, { type: 'publish', to: 'u', content: 'bearer', secret: PUSH_SECRET })).body).to.equal('ok');
+      await c.waitFor('new_msg', (d) => d === 'bearer');
+      expect(c.received('new_msg').map(([d]) => d)).to.deep.equal(['s1', 's2', 's3', 'bearer']);
+    });
+
+    it('a remembered signature is forgotten once its own timestamp leaves the window, and makes room then', () => {
+      const auth = new PushAuth(PUSH_SECRET, { maxSignatures: 2 });
+      const t0 = 1_700_000_000; // unix seconds
+      const request = (ts: number, content: string): AuthRequest => {
+        const target = `/?type=publish&to=u&content=${content}`;
+        const signature = signRequest(PUSH_SECRET, String(ts), 'GET', target, '');
+        return { authorization: '', signature, timestamp: String(ts), method: 'GET', target, rawBody: '', fieldSecret: undefined };
+      };
+      // signed 100 s in the past, arriving now: remembered until t0 - 100 + 300
+      expect(auth.verify(request(t0 - 100, 'a'), t0 * 1000)).to.equal(null);
+      expect(auth.verify(request(t0, 'b'), t0 * 1000)).to.equal(null);
+      const full = () => auth.verify(request(t0 + 150, 'c'), (t0 + 150) * 1000);
+      expect(full).to.throw(SignaturesFull).with.property('retryAfterSeconds', 51);
+      // the last millisecond `a` could be accepted: still remembered, so still a replay, still full
+      const lastMs = (t0 + 200) * 1000;
+      expect(auth.verify(request(t0 - 100, 'a'), lastMs)).to.equal('this signed request was made before (replay)');
+      expect(() => auth.verify(request(t0 + 150, 'c'), lastMs)).to.throw(SignaturesFull);
+      // one millisecond later `a` is stale by its timestamp, and its room is free
+      expect(auth.verify(request(t0 - 100, 'a'), lastMs + 1)).to.match(/^X-Push-Timestamp is more than 300 s/);
+      expect(auth.verify(request(t0 + 150, 'c'), lastMs + 1)).to.equal(null);
+      expect(auth.verify(request(t0, 'b'), lastMs + 1)).to.equal('this signed request was made before (replay)');
     });
 
     it('push requests per IP: the burst passes, then 429 with Retry-After, other work goes on', async () => {
