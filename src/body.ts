@@ -4,7 +4,7 @@
 import type { bodyParser as BodyParser } from '@koa/bodyparser';
 import type Busboy from 'busboy';
 import type { IncomingMessage } from 'node:http';
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 import { HttpError } from './http-errors.ts';
 
 /** Fields per multipart body; more is a 413. */
@@ -27,6 +27,48 @@ function hasBody(headers: IncomingMessage['headers']): boolean {
   return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
 }
 
+/**
+ * Levels of arrays and objects a body may nest, the body itself being the first; deeper is a
+ * 400. Validation and JSON.stringify recurse, so deeper bodies overflowed the stack (a 500).
+ */
+export const MAX_BODY_DEPTH = 64;
+
+/**
+ * Whether the JSON text `json` (already parsed, so well-formed) nests arrays and objects
+ * deeper than `max` levels. One pass over the characters: no recursion, no allocation.
+ */
+export function jsonNestsDeeperThan(json: string, max: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      // skip the string, escapes included
+      for (i++; i < json.length; i++) {
+        const d = json.charCodeAt(i);
+        if (d === 0x5c /* \ */) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d /* ] */ || c === 0x7d /* } */) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/**
+ * Throws 400 for a JSON body that nests deeper than MAX_BODY_DEPTH. A form body nests at most
+ * a few levels (its parser stops at 5), and a bracket in a form value is just text.
+ */
+function checkDepth(ctx: Context): void {
+  const raw = (ctx.request as { rawBody?: unknown }).rawBody;
+  if (typeof raw !== 'string' || ctx.is('application/x-www-form-urlencoded')) return;
+  if (jsonNestsDeeperThan(raw, MAX_BODY_DEPTH)) {
+    throw new HttpError(400, `malformed body: arrays and objects nest deeper than ${MAX_BODY_DEPTH} levels`);
+  }
+}
+
 export function parseBody(maxBytes: number): Middleware {
   let parser: Middleware | null = null;
   return async (ctx, next) => {
@@ -47,7 +89,10 @@ export function parseBody(maxBytes: number): Middleware {
         return next();
       }
     }
-    return parser(ctx, next);
+    return parser(ctx, () => {
+      checkDepth(ctx);
+      return next();
+    });
   };
 }
 

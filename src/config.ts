@@ -121,6 +121,12 @@ export const SETTINGS = {
     'largest push request body in bytes; larger answers 413',
     positiveInt(64 * 1024 * 1024),
   ),
+  maxRememberedSignatures: setting(
+    'MAX_REMEMBERED_SIGNATURES',
+    '100000',
+    'signed push requests remembered against replay, each until its timestamp is 5 minutes old (about 170 bytes each); when full a new signed request answers 503',
+    positiveInt(10_000_000),
+  ),
   maxSocketMessageBytes: setting(
     'MAX_SOCKET_MESSAGE_BYTES',
     '65536',

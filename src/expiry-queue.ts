@@ -13,6 +13,11 @@ export class ExpiryQueue<K> {
     return this.heap.length;
   }
 
+  /** When the earliest entry is due, or undefined when there is none. */
+  get nextAt(): number | undefined {
+    return this.heap[0]?.at;
+  }
+
   push(at: number, key: K): void {
     const heap = this.heap;
     heap.push({ at, key });

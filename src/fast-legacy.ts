@@ -4,12 +4,12 @@
 // Anything else (other methods, a body, a signed request, /api/v1, the probes) goes to the
 // Koa app unchanged.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { parse } from 'node:querystring';
 import type { Delivery } from './delivery.ts';
 import { HttpError } from './http-errors.ts';
 import { publishLegacy, type PushObserver } from './legacy-api.ts';
 import type { Logger } from './log.ts';
 import type { PushAuth } from './push-auth.ts';
+import { parseQuery } from './query.ts';
 import type { RateRefusal } from './http-api.ts';
 
 /** Paths the Koa app answers itself, beside /api/v1. */
@@ -18,6 +18,8 @@ const KOA_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 export interface FastLegacyOptions {
   delivery: Delivery;
   maxContentBytes: number;
+  /** Past it (or past MAX_QUERY_PARAMETERS) the query answers 414, before the secret is checked. */
+  maxQueryBytes: number;
   observer: PushObserver;
   auth: PushAuth | null;
   /** PUSH_RATE_PER_IP's check (by the request's client address), shared with the Koa app; null when off. */
@@ -51,7 +53,8 @@ export function fastLegacy(o: FastLegacyOptions): RequestListener {
 
     const refusal = o.rateCheck?.(req);
     if (refusal) return answer(res, 429, refusal.message, { 'retry-after': String(refusal.retryAfterSeconds) });
-    const params = q === -1 ? {} : parse(url.slice(q + 1));
+    const params = parseQuery(q === -1 ? '' : url.slice(q + 1), o.maxQueryBytes);
+    if (params instanceof HttpError) return answer(res, params.status, params.message);
     if (o.auth) {
       const problem = o.auth.verify({
         authorization: req.headers.authorization ?? '',

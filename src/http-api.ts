@@ -14,6 +14,7 @@ import { PushAuth } from './push-auth.ts';
 import type { PushApi } from './push-api.ts';
 import { presenceRoutes } from './presence-api.ts';
 import type { Presence } from './presence.ts';
+import { boundedQuery, maxQueryBytes } from './query.ts';
 import { RateLimiter } from './rate-limit.ts';
 
 export interface ApiOptions {
@@ -25,7 +26,7 @@ export interface ApiOptions {
   /** GET /metrics: Prometheus text. */
   renderMetrics: () => Promise<{ contentType: string; body: string }>;
   observer: PushObserver;
-  config: Pick<Config, 'maxBodyBytes' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp' | 'maxUidsPerPush'>;
+  config: Pick<Config, 'maxBodyBytes' | 'maxRememberedSignatures' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp' | 'maxUidsPerPush'>;
   /** The client address a request is limited under (TRUST_PROXY): never Koa's ctx.ip. */
   addressOf: (req: IncomingMessage) => string;
   log: Logger;
@@ -144,9 +145,11 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
   app.use(operations(notReady, renderMetrics).routes());
   const limit = config.pushRatePerIp > 0 ? rateLimit(config.pushRatePerIp, addressOf) : null;
   if (limit) app.use(limit.middleware);
+  const queryBytes = maxQueryBytes(config.maxDataBytes);
+  app.use(boundedQuery(queryBytes));
   if (config.pushSecret === null) app.use(closedWithoutSecret(v1));
   app.use(parseBody(config.maxBodyBytes));
-  const auth = config.pushSecret === null ? null : new PushAuth(config.pushSecret);
+  const auth = config.pushSecret === null ? null : new PushAuth(config.pushSecret, { maxSignatures: config.maxRememberedSignatures });
   if (auth) app.use(auth.middleware((ctx) => !isV1(ctx)));
   app.use(v1.routes());
   app.use(v1Fallthrough);
@@ -154,6 +157,7 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
   const handler = fastLegacy({
     delivery,
     maxContentBytes: config.maxDataBytes,
+    maxQueryBytes: queryBytes,
     observer,
     auth,
     rateCheck: limit?.check ?? null,

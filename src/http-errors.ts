@@ -30,6 +30,7 @@ function codeForStatus(status: number): string {
     case 404: return 'not_found';
     case 405: return 'method_not_allowed';
     case 413: return 'payload_too_large';
+    case 414: return 'uri_too_long';
     case 415: return 'unsupported_media_type';
     case 429: return 'too_many_requests';
     case 503: return 'unavailable';
@@ -66,7 +67,7 @@ export function errorMiddleware(log: Logger): Middleware {
       ctx.status = status;
       if (ctx.path.startsWith('/api/')) {
         ctx.body = { error: err instanceof HttpError ? err.toJSON() : { code: codeForStatus(status), message } };
-        if (status === 503) ctx.set('Retry-After', '5');
+        if (status === 503 && !ctx.response.get('Retry-After')) ctx.set('Retry-After', '5');
       } else {
         ctx.type = 'text/plain';
         ctx.body = message;

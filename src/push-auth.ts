@@ -5,6 +5,8 @@
 //   where signed = timestamp + "\n" + METHOD + "\n" + request target (path and query, as sent)
 //   + "\n" + raw body. Off by more than 5 minutes, or seen before, is refused (replay).
 // Comparisons are constant-time. A refusal is 401: `fail` on the legacy endpoint, JSON on /api.
+// A signature is remembered until its timestamp leaves the window; when the most allowed are
+// remembered, a new signed request is refused with 503 rather than one of them forgotten.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Context, Middleware } from 'koa';
 import { ExpiryQueue } from './expiry-queue.ts';
@@ -12,8 +14,17 @@ import { HttpError } from './http-errors.ts';
 
 /** How far a signature's timestamp may be from the server's clock, seconds. */
 export const SIGNATURE_WINDOW_SECONDS = 300;
-/** Signatures remembered to refuse exact replays; past it the oldest are forgotten. */
-const MAX_REMEMBERED_SIGNATURES = 100_000;
+
+/** A new signed request while the most signatures allowed are remembered (503). */
+export class SignaturesFull extends HttpError {
+  constructor(
+    max: number,
+    /** Until the first remembered one expires. */
+    readonly retryAfterSeconds: number,
+  ) {
+    super(503, `${max} signed requests are already remembered against replay; retry later, or send the secret as a Bearer header`);
+  }
+}
 
 /** Equal in constant time whatever the lengths (both sides are hashed first). */
 export function safeEqual(a: string, b: string): boolean {
@@ -44,16 +55,33 @@ export interface AuthRequest {
   fieldSecret: unknown;
 }
 
+export interface PushAuthOptions {
+  /** Signatures remembered at once (MAX_REMEMBERED_SIGNATURES, about 170 bytes each). */
+  maxSignatures: number;
+}
+
 export class PushAuth {
   private readonly seen = new Set<string>();
   private readonly seenExpiry = new ExpiryQueue<string>();
+  private readonly maxSignatures: number;
 
-  constructor(private readonly secret: string) {}
+  constructor(
+    private readonly secret: string,
+    options: PushAuthOptions,
+  ) {
+    this.maxSignatures = options.maxSignatures;
+  }
 
   /** Koa middleware; runs after the body is parsed. `legacy(ctx)` says which answer style. */
   middleware(isLegacy: (ctx: Context) => boolean): Middleware {
     return async (ctx, next) => {
-      const problem = this.check(ctx);
+      let problem: string | null;
+      try {
+        problem = this.check(ctx);
+      } catch (err) {
+        if (err instanceof SignaturesFull) ctx.set('Retry-After', String(err.retryAfterSeconds));
+        throw err;
+      }
       if (problem !== null) {
         ctx.set('WWW-Authenticate', 'Bearer');
         if (isLegacy(ctx)) {
@@ -67,7 +95,7 @@ export class PushAuth {
     };
   }
 
-  /** null when the request proves the secret, else why not. */
+  /** null when the request proves the secret, else why not. Throws SignaturesFull (503). */
   check(ctx: Context, now = Date.now()): string | null {
     const body = bodyOf(ctx);
     // taken out whatever the outcome, so a strict v1 schema never sees it
@@ -88,7 +116,10 @@ export class PushAuth {
     );
   }
 
-  /** The rules, apart from Koa: null when one of the proofs holds, else why not. */
+  /**
+   * The rules, apart from Koa: null when one of the proofs holds, else why not. Throws
+   * SignaturesFull for a good signature that cannot be remembered.
+   */
   verify(r: AuthRequest, now = Date.now()): string | null {
     if (r.authorization !== '') {
       const m = /^Bearer (.+)$/i.exec(r.authorization);
@@ -110,9 +141,13 @@ export class PushAuth {
     if (!safeEqual(r.signature.toLowerCase(), expected)) return 'X-Push-Signature does not match the request';
     this.forgetOld(now);
     if (this.seen.has(expected)) return 'this signed request was made before (replay)';
+    if (this.seen.size >= this.maxSignatures) {
+      const firstExpiry = this.seenExpiry.nextAt ?? now;
+      throw new SignaturesFull(this.maxSignatures, Math.max(1, Math.ceil((firstExpiry - now) / 1000)));
+    }
     this.seen.add(expected);
-    this.seenExpiry.push(now + 2 * SIGNATURE_WINDOW_SECONDS * 1000, expected);
-    if (this.seen.size > MAX_REMEMBERED_SIGNATURES) this.seen.delete(this.seen.values().next().value!);
+    // after (timestamp + window) s the timestamp check refuses it anyway: forgotten from then
+    this.seenExpiry.push((Number(r.timestamp) + SIGNATURE_WINDOW_SECONDS) * 1000 + 1, expected);
     return null;
   }
 

@@ -30,6 +30,7 @@ import { connectionsByTransport, Metrics } from './metrics.ts';
 import { boundOutgoing } from './outgoing-bound.ts';
 import { MemoryPresence, type Presence } from './presence.ts';
 import { PushApi } from './push-api.ts';
+import { maxRequestHeadBytes } from './query.ts';
 import { Scheduler } from './scheduler.ts';
 import { registerSocketHandlers, type SocketObserver } from './socket-handlers.ts';
 import { MemoryAnnouncedState, PresenceWebhooks, WebhookSender, type WebhookObserver } from './webhooks.ts';
@@ -184,8 +185,10 @@ export async function createServer(config: Config, components: Components = {}):
     else await Promise.all([presence.close(), store.close()]);
   };
 
-  const listener = (handler: RequestListener): HttpServer =>
-    tls ? (createHttpsServer(tls, handler) as unknown as HttpServer) : createHttpServer(handler);
+  const listener = (handler: RequestListener, maxHeaderSize?: number): HttpServer => {
+    const options = maxHeaderSize === undefined ? {} : { maxHeaderSize };
+    return tls ? (createHttpsServer({ ...tls, ...options }, handler) as unknown as HttpServer) : createHttpServer(options, handler);
+  };
 
   const ioHttp = listener((_req, res) => {
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
@@ -290,7 +293,8 @@ export async function createServer(config: Config, components: Components = {}):
     addressOf,
     log,
   });
-  const apiHttp = listener(api.handler);
+  // a legacy GET may carry a content of MAX_DATA_BYTES in its query (query.ts bounds it)
+  const apiHttp = listener(api.handler, maxRequestHeadBytes(config.maxDataBytes));
   // a client that trickles its request (slowloris) is cut off instead of holding a socket
   apiHttp.headersTimeout = 10_000;
   apiHttp.requestTimeout = 30_000;

@@ -4,8 +4,11 @@
 import { expect } from 'chai';
 import { connect } from 'node:net';
 import { io as ioV4 } from 'socket.io-client';
+import { signRequest } from '../src/push-auth.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
+import { rawRequest } from './support/http.ts';
+import { recordingLogger } from './support/logger.ts';
 import { legacyPush, startServer } from './support/server.ts';
 import { until } from './support/until.ts';
 import { seededRandom } from '../bench/stats.ts';
@@ -19,8 +22,16 @@ const int = (max: number) => Math.floor(random() * max);
 const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
 const text = (n: number) => Array.from({ length: n }, () => pick(['a', 'é', '你', '🎉', '%', '&', '=', '<', '"', '\\', '/', '?', '#', ' ', '0'])).join('');
 
+/** Arrays and objects nested `depth` deep, sometimes unbalanced. */
+function nested(depth: number): string {
+  const open = Array.from({ length: depth }, () => pick(['[', '{"k":'])).join('');
+  const close = [...open.matchAll(/\[|\{/g)].reverse().map((m) => (m[0] === '[' ? ']' : '}')).join('');
+  return open + '1' + (int(5) === 0 ? close.slice(int(close.length)) : close);
+}
+
 function randomBody(contentType: string): Buffer {
-  switch (int(6)) {
+  switch (int(7)) {
+    case 6: return Buffer.from(pick([`{"to":"u","data":${nested(int(9000))}}`, `{"type":"publish","to":"u","content":${nested(int(9000))}}`, nested(int(9000))]));
     case 0: return Buffer.alloc(0);
     case 1: return bytes(int(3000)); // binary, invalid UTF-8
     case 2: return Buffer.from(JSON.stringify({ type: pick(['publish', 'x', 1, null, [], {}]), to: pick(['u', '', 5, [], { a: 1 }]), content: pick([text(50), 3, null, { x: 1 }]), data: text(20), ttl: pick([1, -1, 'x', 1e12]), extra: 1 }));
@@ -35,11 +46,30 @@ function randomBody(contentType: string): Buffer {
   }
 }
 
+/** Queries at and past the bounds: 1000 parameters, 3 x MAX_DATA_BYTES + 8 KiB, the head's limit. */
+function hostileQueryPath(): string {
+  switch (int(4)) {
+    case 0: return pick(['/', '/api/v1/push', '/x']) + '?' + Array.from({ length: 900 + int(2000) }, () => pick(['a', 'a=1', 'to=u', 'content=x', ''])).join('&');
+    case 1: return '/?type=publish&to=u&content=' + 'z'.repeat(150_000 + int(100_000));
+    case 2: return '/?' + 'a[b][c]=1&'.repeat(int(1200));
+    default: return `/api/v1/users?online=true&cursor=${encodeURIComponent(text(5))}&cursor=x&limit=${pick(['1', '0', 'x', '1001', '1&limit=2'])}`;
+  }
+}
+
+/** A JSON push whose body nests up to thousands of levels (the limit is 64). */
+function deepJsonRequest(): Buffer {
+  const path = pick(['/api/v1/push', '/api/v1/push/batch', '/']);
+  const deep = nested(int(4000));
+  const body = path === '/' ? `{"type":"publish","to":"u","content":"x","extra":${deep}}` : path.endsWith('batch') ? `{"messages":[{"to":"u","data":${deep}}]}` : `{"to":"u","data":${deep}}`;
+  return Buffer.from(`POST ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+}
+
 /** One random request as raw bytes, correctly framed (content-length matches) or garbage. */
 function randomRequest(): Buffer {
   if (int(10) === 0) return bytes(1 + int(2000)); // not HTTP at all
+  if (int(20) === 0) return deepJsonRequest();
   const method = pick(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'FOO', 'G\u00e9T']);
-  const path = pick(['/', '/api/v1/push', '/api/v1/push/batch', '/api/v1/scheduled/x', '/api/v1/users/a/messages', '/api/v1/', '/a/../../etc/passwd', '/%ff%fe', '/?type=publish&to=u&content=' + encodeURIComponent(text(30)), '/?' + text(40)]);
+  const path = int(16) === 0 ? hostileQueryPath() : pick(['/', '/api/v1/push', '/api/v1/push/batch', '/api/v1/scheduled/x', '/api/v1/users/a/messages', '/api/v1/', '/a/../../etc/passwd', '/%ff%fe', '/?type=publish&to=u&content=' + encodeURIComponent(text(30)), '/?' + text(40)]);
   const contentType = pick(['application/json', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=XyZ', 'multipart/form-data', 'text/plain', 'application/json; charset=latin1', 'garbage/\u00ff', '']);
   const body = randomBody(contentType);
   const headers = [`Host: x`, `Connection: close`, `Content-Length: ${body.length}`];
@@ -74,7 +104,8 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, function () {
   afterEach(cleanupAll);
 
   it('answers 3000 random HTTP requests with a status below 500, and still pushes', async () => {
-    const server = await startServer({ maxBodyBytes: 16_384 });
+    const log = recordingLogger();
+    const server = await startServer({ maxBodyBytes: 16_384 }, { log });
     const page = await connectClient('v4', server.ioUrl);
     await page.login('u');
     const statuses = new Map<number, number>();
@@ -85,10 +116,64 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, function () {
     }
     const serverErrors = [...statuses.keys()].filter((s) => s >= 500);
     expect(serverErrors, `statuses: ${JSON.stringify([...statuses])}`).to.deep.equal([]);
+    expect(log.lines.filter((line) => line.startsWith('error'))).to.deep.equal([]);
     // 0 (closed without an answer) only for requests that were not HTTP at all
     expect(statuses.get(0) ?? 0).to.be.below(requests.filter((r) => !/^[A-Z\u00c9]+ \//.test(r.toString('latin1', 0, 12))).length + 1);
     expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'u', content: 'after fuzz' })).to.deep.equal({ status: 200, body: 'ok' });
     await page.waitFor('new_msg', (c) => c === 'after fuzz');
+  });
+
+  it('accepts each signed request at most once, through random replays, forgeries and a full replay cache', async () => {
+    const secret = 'fuzz-push-secret-0123456789';
+    const cap = 5 + int(30);
+    const server = await startServer({ pushSecret: secret, maxRememberedSignatures: cap });
+    const page = await connectClient('v4', server.ioUrl);
+    await page.login('u');
+    type Signed = { content: string; url: string; options: { method: string; headers: Record<string, string>; body: string } };
+    const sign = (content: string, ts = Math.floor(Date.now() / 1000)): Signed => {
+      const v1 = int(2) === 0;
+      const method = v1 ? 'POST' : pick(['GET', 'POST']);
+      const target = v1 ? '/api/v1/push' : method === 'GET' ? `/?type=publish&to=u&content=${content}` : '/';
+      const body = v1 ? JSON.stringify({ to: 'u', event: 'new_msg', data: content }) : method === 'POST' ? `type=publish&to=u&content=${content}` : '';
+      const headers: Record<string, string> = { 'x-push-timestamp': String(ts), 'x-push-signature': signRequest(secret, String(ts), method, target, body) };
+      if (body !== '') headers['content-type'] = v1 ? 'application/json' : 'application/x-www-form-urlencoded';
+      return { content, url: server.apiUrl + target, options: { method, headers, body } };
+    };
+    const made: Signed[] = [];
+    const accepted = new Map<string, number>();
+    let fresh = 0;
+    for (let round = 0; round < 20; round++) {
+      const batch = Array.from({ length: 15 }, (_, i): { signed: Signed; original: boolean } => {
+        const roll = int(6);
+        if (roll <= 1 || made.length === 0) {
+          const signed = sign(`r${round}-${i}`);
+          made.push(signed);
+          return { signed, original: true };
+        }
+        const earlier = pick(made);
+        if (roll <= 3) return { signed: earlier, original: false }; // a replay, maybe racing its original
+        const forged = structuredClone(earlier);
+        if (roll === 4) forged.options.headers['x-push-timestamp'] = String(Number(forged.options.headers['x-push-timestamp']) + pick([-400, 1, 400]));
+        else forged.options.headers['x-push-signature'] = forged.options.headers['x-push-signature']!.replace(/^./, (c) => (c === '0' ? '1' : '0'));
+        return { signed: forged, original: false };
+      });
+      const answers = await Promise.all(batch.map(({ signed }) => rawRequest(signed.url, signed.options)));
+      answers.forEach((res, i) => {
+        const { signed, original } = batch[i]!;
+        expect([200, 401, 503], res.body).to.include(res.status);
+        if (original) fresh++;
+        if (res.status === 200) accepted.set(signed.content, (accepted.get(signed.content) ?? 0) + 1);
+        if (res.status === 503) {
+          expect(Number(res.headers['retry-after'])).to.be.within(1, 301);
+          expect(res.body).to.include(`${cap} signed requests are already remembered`);
+        }
+      });
+    }
+    // nothing expires within the run: exactly the first `cap` distinct signatures got through, once each
+    expect([...accepted.values()].every((n) => n === 1), JSON.stringify([...accepted])).to.equal(true);
+    expect(accepted.size).to.equal(Math.min(cap, fresh));
+    await until(() => page.received('new_msg').length >= accepted.size, 'accepted pushes to arrive');
+    expect(page.received('new_msg').map(([c]) => c).sort()).to.deep.equal([...accepted.keys()].sort());
   });
 
   it('survives 2000 random socket frames and events, and tracks only the sockets still open', async () => {

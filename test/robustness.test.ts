@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { cleanupAll } from './support/cleanup.ts';
 import { connectClient, countsHtml, type TestClient } from './support/clients.ts';
+import { recordingLogger } from './support/logger.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
 
 /** Writes raw bytes to a port and resolves what came back before the server closed it. */
@@ -42,6 +43,32 @@ describe('robustness', () => {
     expect(res.status).to.equal(400);
     expect(await res.text()).to.match(/^malformed body: /);
     await stillServes('after bad json');
+  });
+
+  it('answers JSON nested 100 000 deep with 400 and its reason, logging nothing (v1 and legacy)', async () => {
+    const log = recordingLogger();
+    const deepServer = await startServer({}, { log });
+    const page = (await connectClient('v4', deepServer.ioUrl)).track('deep');
+    await page.login('deep');
+    const nest = (levels: number) => '['.repeat(levels) + ']'.repeat(levels);
+    const post = (path: string, body: string) =>
+      fetch(deepServer.apiUrl + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const reason = 'malformed body: arrays and objects nest deeper than 64 levels';
+    for (const body of [`{"to":"deep","data":${nest(100_000)}}`, `{"messages":[{"to":"deep","data":${nest(100_000)}}]}`]) {
+      const res = await post(body.startsWith('{"messages"') ? '/api/v1/push/batch' : '/api/v1/push', body);
+      expect([res.status, await res.json()]).to.deep.equal([400, { error: { code: 'bad_request', message: reason } }]);
+    }
+    for (const body of [`{"type":"publish","to":"deep","content":"x","extra":${nest(100_000)}}`, nest(100_000)]) {
+      const res = await post('/', body);
+      expect([res.status, await res.text()]).to.deep.equal([400, reason]);
+    }
+    // 64 levels in all pass: the body object and 63 levels of data; brackets inside a string are text
+    let data: unknown = [']]]}}[[[{{\\"'];
+    for (let level = 1; level < 63; level++) data = [data];
+    const ok = await post('/api/v1/push', JSON.stringify({ to: 'deep', event: 'deep', data }));
+    expect(ok.status, await ok.text()).to.equal(200);
+    expect((await page.waitFor('deep'))[0]).to.deep.equal(data);
+    expect(log.lines.filter((line) => line.startsWith('error'))).to.deep.equal([]);
   });
 
   it('answers a non-string parameter with 400 naming it', async () => {
@@ -109,14 +136,21 @@ describe('robustness', () => {
     await stillServes('after big bodies');
   });
 
-  it('answers a huge query string with 431 and a flood of parameters within limits', async () => {
-    const res = await fetch(`${server.apiUrl}/?type=publish&to=alice&content=${'z'.repeat(100_000)}`);
-    expect(res.status).to.equal(431);
-    // past 1000 keys the parser keeps the first 1000, as PHP's max_input_vars does
-    const many = Array.from({ length: 1500 }, (_, i) => `p${i}=1`).join('&');
-    const res2 = await fetch(`${server.apiUrl}/?type=publish&to=alice&content=many&${many}`);
-    expect(await res2.text()).to.equal('ok');
+  it('answers a huge query string with 413, 414 or 431, and a flood of parameters with 414', async () => {
+    // a query may carry a content of MAX_DATA_BYTES (64 KiB), so this one is read, and refused for its content
+    const big = await fetch(`${server.apiUrl}/?type=publish&to=alice&content=${'z'.repeat(100_000)}`);
+    expect([big.status, await big.text()]).to.deep.equal([413, 'content is larger than 65536 bytes']);
+    const long = await fetch(`${server.apiUrl}/?type=publish&to=alice&content=${'z'.repeat(210_000)}`);
+    expect([long.status, await long.text()]).to.deep.equal([414, 'query string is longer than 204800 bytes']);
+    expect((await fetch(`${server.apiUrl}/?type=publish&to=alice&content=${'z'.repeat(300_000)}`)).status).to.equal(431);
+    // 1000 parameters are read; one more is refused, not cut (PHP's max_input_vars would cut)
+    const params = (n: number) => Array.from({ length: n - 3 }, (_, i) => `p${i}=1`).join('&');
+    const many = await fetch(`${server.apiUrl}/?type=publish&to=alice&${params(1000)}&content=many`);
+    expect(await many.text()).to.equal('ok');
     expect(await alice.waitFor('new_msg')).to.deep.equal(['many']);
+    const tooMany = await fetch(`${server.apiUrl}/?type=publish&to=alice&${params(1001)}&content=too-many`);
+    expect([tooMany.status, await tooMany.text()]).to.deep.equal([414, 'query string has more than 1000 parameters']);
+    expect(alice.received('new_msg')).to.have.length(1);
     await stillServes('after huge query');
   });
 

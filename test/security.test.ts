@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import { io as ioV4 } from 'socket.io-client';
 import ioV2 from 'socket.io-client-v2';
 import { loginToken } from '../src/login-auth.ts';
-import { signRequest } from '../src/push-auth.ts';
+import { PushAuth, SignaturesFull, signRequest, type AuthRequest } from '../src/push-auth.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, TestClient, type ClientVersion } from './support/clients.ts';
 import { rawRequest } from './support/http.ts';
@@ -123,6 +123,33 @@ describe('security', () => {
       await victim.waitFor('message', (d) => d === 'signed v1');
       expect(victim.received('new_msg').map(([d]) => d)).to.deep.equal(['signed']);
       expect(victim.received('message').map(([d]) => d)).to.deep.equal(['signed v1']);
+    });
+
+    it('refuses a flood of query parameters with 414 before the secret is checked', async () => {
+      const flood = Array.from({ length: 8000 }, () => 'a').join('&'); // 16 KB
+      for (const [method, path] of [['POST', '/'], ['GET', '/'], ['GET', '/any/path'], ['POST', '/api/v1/push']] as const) {
+        const res = await fetch(`${server.apiUrl}${path}?${flood}`, { method });
+        expect(res.status, `${method} ${path}`).to.equal(414);
+        const reason = 'query string has more than 1000 parameters';
+        if (path.startsWith('/api/')) expect(await res.json()).to.deep.equal({ error: { code: 'uri_too_long', message: reason } });
+        else expect(await res.text()).to.equal(reason);
+      }
+      await nothingDelivered();
+    });
+
+    it('takes a legacy content of 60 KB in the query, and the last of repeated keys, on GET and POST', async () => {
+      const content = 'é'.repeat(30_000); // 60 000 bytes, 180 000 characters percent-encoded
+      for (const method of ['GET', 'POST']) {
+        const query = new URLSearchParams({ type: 'publish', to: 'victim', content: method + content, secret: PUSH_SECRET });
+        const res = await fetch(`${server.apiUrl}/?${query}`, { method });
+        expect([res.status, await res.text()], method).to.deep.equal([200, 'ok']);
+        await victim.waitFor('new_msg', (c) => c === method + content);
+        const repeated = `/?type=publish&to=nobody&to=victim&content=first&content=${method}-last&secret=${PUSH_SECRET}`;
+        expect(await (await fetch(server.apiUrl + repeated, { method })).text(), method).to.equal('ok');
+        await victim.waitFor('new_msg', (c) => c === `${method}-last`);
+      }
+      const got = victim.received('new_msg').map(([c]) => (c === 'GET' + content || c === 'POST' + content ? `${(c as string).slice(0, 3)} 60 KB` : c));
+      expect(got).to.deep.equal(['GET 60 KB', 'GET-last', 'POS 60 KB', 'POST-last']);
     });
 
     it('guards every v1 route', async () => {
@@ -291,6 +318,53 @@ describe('security', () => {
       const base = pad(0).length;
       expect((await fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: pad(200 - base) })).status).to.equal(200);
       expect((await fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: pad(201 - base) })).status).to.equal(413);
+    });
+
+    it('signed requests remembered: at MAX_REMEMBERED_SIGNATURES a new one is 503 with Retry-After, a replay still 401', async () => {
+      const server = await startServer({ pushSecret: PUSH_SECRET, maxRememberedSignatures: 3 });
+      const c = await connectClient('v4', server.ioUrl);
+      await c.login('u');
+      const legacy = (content: string) => signed(server, 'POST', '/', `type=publish&to=u&content=${content}`);
+      const first = legacy('s1');
+      for (const request of [first, legacy('s2'), legacy('s3')]) expect((await rawRequest(request.url, request.options)).body).to.equal('ok');
+      const reason = '3 signed requests are already remembered against replay; retry later, or send the secret as a Bearer header';
+      const full = legacy('s4');
+      const refused = await rawRequest(full.url, full.options);
+      expect([refused.status, refused.body]).to.deep.equal([503, reason]);
+      expect(Number(refused.headers['retry-after'])).to.be.within(290, 301);
+      const v1 = signed(server, 'POST', '/api/v1/push', JSON.stringify({ to: 'u', data: 's4' }));
+      const refusedV1 = await rawRequest(v1.url, v1.options);
+      expect([refusedV1.status, JSON.parse(refusedV1.body)]).to.deep.equal([503, { error: { code: 'unavailable', message: reason } }]);
+      expect(Number(refusedV1.headers['retry-after'])).to.be.within(290, 301);
+      // still remembered, not forgotten to make room
+      const replay = await rawRequest(first.url, first.options);
+      expect([replay.status, replay.body]).to.deep.equal([401, 'fail']);
+      expect((await legacyPush(server.apiUrl, { type: 'publish', to: 'u', content: 'bearer', secret: PUSH_SECRET })).body).to.equal('ok');
+      await c.waitFor('new_msg', (d) => d === 'bearer');
+      expect(c.received('new_msg').map(([d]) => d)).to.deep.equal(['s1', 's2', 's3', 'bearer']);
+    });
+
+    it('a remembered signature is forgotten once its own timestamp leaves the window, and makes room then', () => {
+      const auth = new PushAuth(PUSH_SECRET, { maxSignatures: 2 });
+      const t0 = 1_700_000_000; // unix seconds
+      const request = (ts: number, content: string): AuthRequest => {
+        const target = `/?type=publish&to=u&content=${content}`;
+        const signature = signRequest(PUSH_SECRET, String(ts), 'GET', target, '');
+        return { authorization: '', signature, timestamp: String(ts), method: 'GET', target, rawBody: '', fieldSecret: undefined };
+      };
+      // signed 100 s in the past, arriving now: remembered until t0 - 100 + 300
+      expect(auth.verify(request(t0 - 100, 'a'), t0 * 1000)).to.equal(null);
+      expect(auth.verify(request(t0, 'b'), t0 * 1000)).to.equal(null);
+      const full = () => auth.verify(request(t0 + 150, 'c'), (t0 + 150) * 1000);
+      expect(full).to.throw(SignaturesFull).with.property('retryAfterSeconds', 51);
+      // the last millisecond `a` could be accepted: still remembered, so still a replay, still full
+      const lastMs = (t0 + 200) * 1000;
+      expect(auth.verify(request(t0 - 100, 'a'), lastMs)).to.equal('this signed request was made before (replay)');
+      expect(() => auth.verify(request(t0 + 150, 'c'), lastMs)).to.throw(SignaturesFull);
+      // one millisecond later `a` is stale by its timestamp, and its room is free
+      expect(auth.verify(request(t0 - 100, 'a'), lastMs + 1)).to.match(/^X-Push-Timestamp is more than 300 s/);
+      expect(auth.verify(request(t0 + 150, 'c'), lastMs + 1)).to.equal(null);
+      expect(auth.verify(request(t0, 'b'), lastMs + 1)).to.equal('this signed request was made before (replay)');
     });
 
     it('push requests per IP: the burst passes, then 429 with Retry-After, other work goes on', async () => {
