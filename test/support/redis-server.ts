@@ -22,6 +22,13 @@ export interface TestRedis {
   start(): Promise<void>;
   /** stop() then start(): every key is lost and every client is disconnected. */
   restart(): Promise<void>;
+  /**
+   * SIGSTOP: the process stops answering while its connections stay open, as a frozen Redis.
+   * stop() resumes it first, so a failing test never leaves it frozen.
+   */
+  pause(): void;
+  /** SIGCONT after pause(). Idempotent. */
+  resume(): void;
 }
 
 function freePort(): Promise<number> {
@@ -95,8 +102,16 @@ export async function startRedis(): Promise<TestRedis> {
     const proc = child;
     if (!proc) return;
     child = null;
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGCONT'); // a stopped process dies of SIGKILL too; this spares any doubt
+      proc.kill('SIGKILL');
+    }
     await exited;
+  };
+
+  const signal = (sig: 'SIGSTOP' | 'SIGCONT') => {
+    if (!child) throw new Error(`redis-server on port ${port} is not running`);
+    child.kill(sig);
   };
 
   await start();
@@ -108,6 +123,10 @@ export async function startRedis(): Promise<TestRedis> {
     restart: async () => {
       await stop();
       await start();
+    },
+    pause: () => signal('SIGSTOP'),
+    resume: () => {
+      if (child) signal('SIGCONT');
     },
   };
 }
