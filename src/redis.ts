@@ -118,9 +118,14 @@ class Connection {
     let sentAt: number | null = null; // the PING in flight
     const timer = setInterval(() => {
       if (sentAt !== null) {
-        if (Date.now() - sentAt >= this.timeoutMs) {
-          sentAt = null;
-          this.reconnect(client);
+        const overdue = sentAt;
+        // after the I/O phase: a reply that came while this process was busy counts
+        if (Date.now() - overdue >= this.timeoutMs) {
+          setImmediate(() => {
+            if (sentAt !== overdue) return;
+            sentAt = null;
+            this.reconnect(client);
+          });
         }
         return;
       }
