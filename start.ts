@@ -46,10 +46,11 @@ function onSignals(log: Logger, close: () => Promise<void>, deadlineMs: number, 
     }
     stopping = true;
     if (!quiet) log.info(`${signal}: shutting down`);
+    // unref: a process with nothing left to do ends by itself, as before; this is for one that hangs
     setTimeout(() => {
       log.error(`shutdown did not finish within ${deadlineMs} ms: exiting`);
       process.exit(1);
-    }, deadlineMs);
+    }, deadlineMs).unref();
     close().then(
       () => {
         if (!quiet) log.info('stopped');

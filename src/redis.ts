@@ -3,7 +3,7 @@
 // node swaps in: the Socket.IO adapter (rooms and broadcasts across nodes), the Redis
 // presence and the Redis message store.
 import { createAdapter } from '@socket.io/redis-adapter';
-import { createClient, type RedisClientType } from 'redis';
+import { createClient, DisconnectsClientError, type RedisClientType } from 'redis';
 import type { Logger } from './log.ts';
 import type { AnnouncedState } from './webhooks.ts';
 import { StoreUnavailableError, type ExpiredListener, type MessageStore, type StoreLimits } from './message-store.ts';
@@ -272,8 +272,11 @@ function unavailableOnFailure(store: RedisMessageStore, where: string): MessageS
       try {
         return await method.apply(store, args);
       } catch (err) {
-        const outcome = writes ? '; nothing was stored' : '';
-        throw new StoreUnavailableError(`the message store (redis ${where}) is unavailable: ${reasonOf(err)}${outcome}`);
+        // a connection dropped for not answering: the command was sent, and Redis may run it yet
+        const unanswered = err instanceof DisconnectsClientError;
+        const reason = unanswered ? 'no answer in time' : reasonOf(err);
+        const outcome = writes ? (unanswered ? '; it may or may not have been stored' : '; nothing was stored') : '';
+        throw new StoreUnavailableError(`the message store (redis ${where}) is unavailable: ${reason}${outcome}`);
       }
     };
   return {

@@ -13,15 +13,14 @@ import { until } from './support/until.ts';
 /** Far above any timeout in play: only a hang reaches it. */
 const HANG_MS = 15_000;
 
-async function pushStored(apiUrl: string, uid: string): Promise<number> {
+async function pushStored(apiUrl: string, uid: string): Promise<{ status: number; text: string }> {
   const res = await fetch(`${apiUrl}/api/v1/push`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ to: uid, data: 'kept', ttl: 60 }),
     signal: AbortSignal.timeout(HANG_MS),
   });
-  await res.arrayBuffer();
-  return res.status;
+  return { status: res.status, text: await res.text() };
 }
 
 async function readyStatus(apiUrl: string): Promise<number> {
@@ -44,16 +43,18 @@ describe('a Redis that stops answering', function () {
   it('answers a push that must be stored with 503 and /readyz with 503, and recovers when it answers again', async () => {
     const server = await startServer({ redisUrl: redis.url, redisCommandTimeoutMs: 500 });
     onCleanup(() => redis.resume()); // before the server closes: a failed test leaves it paused
-    expect(await pushStored(server.apiUrl, 'before')).to.equal(200);
+    expect((await pushStored(server.apiUrl, 'before')).status).to.equal(200);
     expect(await readyStatus(server.apiUrl)).to.equal(200);
 
     redis.pause();
-    expect(await pushStored(server.apiUrl, 'during')).to.equal(503);
+    const during = await pushStored(server.apiUrl, 'during');
+    expect(during.status).to.equal(503);
+    expect(during.text).to.match(/redis .* unavailable/);
     expect(await readyStatus(server.apiUrl)).to.equal(503);
 
     redis.resume();
     await until(async () => (await readyStatus(server.apiUrl)) === 200, '/readyz to answer 200 again', 10_000);
-    expect(await pushStored(server.apiUrl, 'after')).to.equal(200);
+    expect((await pushStored(server.apiUrl, 'after')).status).to.equal(200);
   });
 
   it('ends a node on SIGTERM within SHUTDOWN_TIMEOUT_MS and a margin even when closing hangs', async () => {
