@@ -30,13 +30,30 @@ function announce(config: Config, log: Logger, ports: WorkerReady['ports'], engi
   }
 }
 
-/** SIGTERM / SIGINT: close once, exit 0 when closed. */
-function onSignals(log: Logger, close: () => Promise<void>, quiet = false): void {
+/**
+ * What close() may take beyond SHUTDOWN_TIMEOUT_MS (which bounds the open connections): queued
+ * webhooks and leaving Redis. Past it, something hangs and the process exits anyway.
+ */
+const SHUTDOWN_MARGIN_MS = 3000;
+
+/**
+ * SIGTERM / SIGINT: close once, exit 0 when closed. A second signal exits 1 at once (the
+ * operator means it), and so does a close() still running `deadlineMs` after the first.
+ */
+function onSignals(log: Logger, close: () => Promise<void>, deadlineMs: number, quiet = false): void {
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn(`${signal} again: exiting without finishing the shutdown`);
+      process.exit(1);
+    }
     stopping = true;
     if (!quiet) log.info(`${signal}: shutting down`);
+    // unref: a process with nothing left to do ends by itself, as before; this is for one that hangs
+    setTimeout(() => {
+      log.error(`shutdown did not finish within ${deadlineMs} ms: exiting`);
+      process.exit(1);
+    }, deadlineMs).unref();
     close().then(
       () => {
         if (!quiet) log.info('stopped');
@@ -57,18 +74,20 @@ try {
   const log = await createLogger(config.logFormat, config.logLevel);
   if (config.workers > 1 && cluster.isPrimary) {
     const primary = await startPrimary(config, log);
+    // its workers have the same deadline: a little longer, so they end before it
+    onSignals(log, () => primary.close(), config.shutdownTimeoutMs + SHUTDOWN_MARGIN_MS + 1000);
     announce(config, log, primary.ports, `redis | workers ${config.workers}`);
-    onSignals(log, () => primary.close());
   } else if (cluster.isWorker) {
     // the primary prints and stops for all; a worker serves and says when it is ready
     const ioPort = Number(process.env[STICKY_IO_PORT_ENV]);
     const server = await createServer({ ...config, ioPort }, { log, sticky: true });
+    onSignals(log, () => server.close(), config.shutdownTimeoutMs + SHUTDOWN_MARGIN_MS, true);
     process.send?.({ type: 'push:ready', ports: server.ports } satisfies WorkerReady);
-    onSignals(log, () => server.close(), true);
   } else {
     const server = await createServer(config, { log });
+    // before the start line: whoever reads it may stop the server at once, gracefully
+    onSignals(log, () => server.close(), config.shutdownTimeoutMs + SHUTDOWN_MARGIN_MS);
     announce(config, log, server.ports, server.engine);
-    onSignals(log, () => server.close());
   }
 } catch (err) {
   if (err instanceof ConfigError) {

@@ -291,6 +291,16 @@ export const SETTINGS = {
     'Redis to join a cluster through (rooms, presence, stored messages); empty = one node, in memory',
     redisUrl,
   ),
+  redisCommandTimeoutMs: setting(
+    'REDIS_COMMAND_TIMEOUT_MS',
+    '2000',
+    'with REDIS_URL: a Redis that leaves a command unanswered this long counts as lost (pushes that need it answer 503, /readyz 503) and is reconnected',
+    z
+      .string()
+      .regex(/^\d+$/, 'must be an integer 100-600000')
+      .transform(Number)
+      .refine((n) => n >= 100 && n <= 600_000, 'must be an integer 100-600000'),
+  ),
   workers: setting(
     'WORKERS',
     '1',

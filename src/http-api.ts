@@ -21,8 +21,8 @@ export interface ApiOptions {
   delivery: Delivery;
   pushApi: PushApi;
   presence: Presence;
-  /** Why the server cannot serve now (e.g. Redis lost), or null when it can: for /readyz. */
-  notReady: () => string | null;
+  /** Why the server cannot serve now (e.g. Redis lost or not answering), or null when it can: for /readyz. */
+  notReady: () => Promise<string | null>;
   /** GET /metrics: Prometheus text. */
   renderMetrics: () => Promise<{ contentType: string; body: string }>;
   observer: PushObserver;
@@ -112,7 +112,7 @@ function rateLimit(
  * Probes and metrics for operators; open (no push secret: firewall them like any metrics
  * port), answered before any body is read.
  */
-function operations(notReady: () => string | null, renderMetrics: ApiOptions['renderMetrics']): Router {
+function operations(notReady: ApiOptions['notReady'], renderMetrics: ApiOptions['renderMetrics']): Router {
   const router = new Router();
   router.get('/metrics', async (ctx) => {
     const { contentType, body } = await renderMetrics();
@@ -122,8 +122,8 @@ function operations(notReady: () => string | null, renderMetrics: ApiOptions['re
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
-  router.get('/readyz', (ctx) => {
-    const reason = notReady();
+  router.get('/readyz', async (ctx) => {
+    const reason = await notReady();
     ctx.status = reason === null ? 200 : 503;
     ctx.body = reason === null ? { ready: true } : { ready: false, reason };
   });

@@ -41,6 +41,7 @@ export interface RedisPresenceOptions {
  * Keys, after the prefix:
  *   presence:nodes        ZSET node id -> lease expiry (Redis TIME, ms; no node's clock matters)
  *   presence:node:<id>    HASH uid -> pages of the uid on that node
+ *   presence:node:<id>:next  HASH, the same while a rewrite of the node is staged (see STAGE)
  *   presence:users        HASH uid -> pages of the uid on every node; a uid is here iff > 0
  *   presence:pages        pages on every node
  * Invariant, kept by doing every change inside one of the scripts below: users[uid] is the
@@ -121,21 +122,55 @@ adjust(uid, n - old)
 return {known and 1 or 0, before, before + n - old}
 `;
 
-/** ARGV[4..]: uid, pages, uid, pages... Replaces this node's entries with the given ones. */
-const REPLACE = `${PRELUDE}
+/*
+ * A rewrite of the whole mirror is too big for one call (two arguments per uid: node-redis
+ * throws RangeError above ~65k uids), so it goes in parts. The parts fill a staging hash
+ * (node:<id>:next), which no total counts; the last script swaps it in, subtracting the old
+ * entries and adding the new ones in one step. So the totals stay right at every moment,
+ * with no dip while the parts arrive. The parts and the swap are sent in one tick, in order,
+ * so no write of this node comes between them: a later write lands after the swap, on top of
+ * it. A node reaped meanwhile loses its old hash, and the swap subtracts nothing for it. A
+ * rewrite cut short (Redis lost) leaves a staging hash that the next rewrite starts over and
+ * that expires on its own after a few leases.
+ */
+
+/** ARGV[4]: '1' for the first part (starts the staging hash over); ARGV[5..]: uid, pages... */
+const STAGE = `${PRELUDE}
+local staging = nodePrefix .. self .. ':next'
+if ARGV[4] == '1' then redis.call('DEL', staging) end
+for i = 5, #ARGV, 2 do redis.call('HSET', staging, ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', staging, 10 * leaseMs)
+return 1
+`;
+
+/** Replaces this node's entries with the staged ones (none staged: no entries). */
+const SWAP = `${PRELUDE}
 renew()
 forget(self)
 local node = nodePrefix .. self
-for i = 4, #ARGV, 2 do
-  redis.call('HSET', node, ARGV[i], ARGV[i + 1])
-  adjust(ARGV[i], tonumber(ARGV[i + 1]))
+local staging = node .. ':next'
+local flat = redis.call('HGETALL', staging)
+local total = 0
+for i = 1, #flat, 2 do
+  local n = tonumber(flat[i + 1])
+  redis.call('HINCRBY', users, flat[i], n) -- n > 0: the mirror holds no empty uid
+  total = total + n
+end
+redis.call('INCRBY', pages, total)
+if #flat > 0 then
+  redis.call('RENAME', staging, node)
+  redis.call('PERSIST', node)
 end
 return 1
 `;
 
+/** Uids per STAGE call: bounded arguments and a short script, whatever the node holds. */
+const STAGE_UIDS = 5000;
+
 /** Removes this node and its pages, as if reaped. */
 const LEAVE = `${PRELUDE}
 forget(self)
+redis.call('DEL', nodePrefix .. self .. ':next')
 redis.call('ZREM', nodes, self)
 return 1
 `;
@@ -275,6 +310,11 @@ export class RedisPresence implements Presence {
    */
   private async write(uid: string, n: number): Promise<{ before: number; after: number }> {
     if (this.closed) return { before: 0, after: 0 }; // the node has left; close() removed its pages
+    if (!this.client.isReady) {
+      // it would fail at once (see the constructor): spared, the next beat writes the mirror
+      this.dirty = true;
+      return { before: 0, after: 0 };
+    }
     try {
       const [known = 0, before = 0, after = 0] = toNumbers(await this.eval(SET_PAGES, uid, String(n)));
       if (known === 0 && this.registered) {
@@ -317,7 +357,7 @@ export class RedisPresence implements Presence {
           );
         }
         this.dirty = false; // before the send: a write failing after it marks it again
-        await this.eval(REPLACE, ...[...this.mirror].flatMap(([uid, n]) => [uid, String(n)]));
+        await this.rewrite();
         this.registered = true;
       }
       if (this.failing) this.log.info(`presence: heartbeat of node ${this.nodeId} works again`);
@@ -330,6 +370,26 @@ export class RedisPresence implements Presence {
       }
       this.failing = true;
     }
+  }
+
+  /**
+   * Writes the mirror whole, in parts (see STAGE). Every command is made in this tick, so
+   * none of this node's writes comes between them.
+   */
+  private async rewrite(): Promise<void> {
+    const sent: Promise<unknown>[] = [];
+    let part: string[] = [];
+    const stage = () => {
+      sent.push(this.eval(STAGE, sent.length === 0 ? '1' : '0', ...part));
+      part = [];
+    };
+    for (const [uid, n] of this.mirror) {
+      part.push(uid, String(n));
+      if (part.length >= 2 * STAGE_UIDS) stage();
+    }
+    if (part.length > 0 || sent.length === 0) stage();
+    sent.push(this.eval(SWAP));
+    await Promise.all(sent);
   }
 
   /**

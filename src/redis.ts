@@ -3,7 +3,7 @@
 // node swaps in: the Socket.IO adapter (rooms and broadcasts across nodes), the Redis
 // presence and the Redis message store.
 import { createAdapter } from '@socket.io/redis-adapter';
-import { createClient, type RedisClientType } from 'redis';
+import { createClient, DisconnectsClientError, type RedisClientType } from 'redis';
 import type { Logger } from './log.ts';
 import type { AnnouncedState } from './webhooks.ts';
 import { StoreUnavailableError, type ExpiredListener, type MessageStore, type StoreLimits } from './message-store.ts';
@@ -19,6 +19,12 @@ export class RedisStartupError extends Error {
 
 /** Longest wait for a client's pending commands at close before it is let go. */
 const CLOSE_MS = 2000;
+
+/** REDIS_COMMAND_TIMEOUT_MS when not given. */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
+
+/** Longest wait of /readyz for Redis's PING: probes (Kubernetes' default 1 s) give up sooner. */
+const READY_PING_MS = 1000;
 
 /** The wait before reconnect attempt `retries` (0-based): doubling from 100 ms to 2 s, plus jitter. */
 function backoff(retries: number): number {
@@ -51,16 +57,30 @@ function reasonOf(err: unknown): string {
  * them loses its connection and one when the last is back, whatever the number of clients
  * and retries. Until start() (and after stop()) a lost connection is not retried: a Redis
  * that is down at startup fails the start, and a closing node does not reconnect.
+ *
+ * A Redis that stops answering (a frozen process or VM, a network path that drops packets
+ * silently) leaves the TCP connection open, and node-redis waits for a reply forever: its
+ * command `timeout` only covers commands not yet written, and its `socketTimeout` is reset by
+ * every write, so it never fires while callers keep sending. So each client is probed: a PING
+ * every timeoutMs / 2 while it is ready, and one unanswered for timeoutMs makes the client
+ * count as lost. It is then destroyed, which rejects every command waiting on it (callers
+ * answer 503 instead of hanging, nothing piles up for the length of the outage), and
+ * connected again. While it reconnects, commands fail at once (disableOfflineQueue), and
+ * socketTimeout bounds a reconnect whose handshake gets no answer.
  */
 class Connection {
   /** The URL as messages show it: without its password. */
   readonly where: string;
   private readonly down = new Set<RedisClient>();
+  private readonly probes = new Set<NodeJS.Timeout>();
   private live = false;
+  /** The PING of /readyz under way: concurrent probes share it rather than queue more. */
+  private checking: Promise<boolean> | null = null;
 
   constructor(
     private readonly url: string,
     private readonly log: Logger,
+    readonly timeoutMs: number,
   ) {
     this.where = shown(url);
   }
@@ -70,12 +90,67 @@ class Connection {
     return this.down.size > 0 || !this.live;
   }
 
-  start(): void {
+  start(clients: RedisClient[]): void {
     this.live = true;
+    for (const client of clients) this.probe(client);
   }
 
   stop(): void {
     this.live = false;
+    for (const timer of this.probes) clearInterval(timer);
+    this.probes.clear();
+  }
+
+  /** True when `client` answers a PING within READY_PING_MS (and the timeout): for /readyz. */
+  answers(client: RedisClient): Promise<boolean> {
+    this.checking ??= new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), Math.min(READY_PING_MS, this.timeoutMs));
+      client.ping().then(
+        () => resolve(true),
+        () => resolve(false),
+      ).finally(() => clearTimeout(timer));
+    }).finally(() => (this.checking = null));
+    return this.checking;
+  }
+
+  /** Pings `client` while it is ready; one PING unanswered for timeoutMs makes it reconnect. */
+  private probe(client: RedisClient): void {
+    let sentAt: number | null = null; // the PING in flight
+    const timer = setInterval(() => {
+      if (sentAt !== null) {
+        const overdue = sentAt;
+        // after the I/O phase: a reply that came while this process was busy counts
+        if (Date.now() - overdue >= this.timeoutMs) {
+          setImmediate(() => {
+            if (sentAt !== overdue) return;
+            sentAt = null;
+            this.reconnect(client);
+          });
+        }
+        return;
+      }
+      if (!client.isReady) return;
+      const mine = (sentAt = Date.now());
+      const answered = () => {
+        if (sentAt === mine) sentAt = null;
+      };
+      // a failed PING is a lost connection, which node-redis reports and handles itself
+      client.ping().then(answered, answered);
+    }, Math.max(50, Math.floor(this.timeoutMs / 2)));
+    timer.unref();
+    this.probes.add(timer);
+  }
+
+  /** Drops a connection that stopped answering: its waiting commands fail now, then it reconnects. */
+  private reconnect(client: RedisClient): void {
+    if (!this.live || !client.isOpen) return;
+    if (!this.down.has(client)) {
+      if (this.down.size === 0) this.log.warn(`redis ${this.where}: no answer within ${this.timeoutMs} ms; reconnecting`);
+      this.down.add(client);
+    }
+    client.destroy();
+    // settles when connected, or rejects once stop() ends the retries: either is reported by the events
+    client.connect().catch(() => {});
   }
 
   client(): RedisClient {
@@ -84,7 +159,12 @@ class Connection {
       // While Redis is away commands fail at once instead of queueing for the whole outage:
       // an API request answers 5xx instead of hanging, and the presence heartbeat notices.
       disableOfflineQueue: true,
-      socket: { reconnectStrategy: (retries) => (this.live ? backoff(retries) : false) },
+      socket: {
+        reconnectStrategy: (retries) => (this.live ? backoff(retries) : false),
+        // no traffic for this long: dead. A ready client is pinged every timeoutMs / 2, so this
+        // only ends a (re)connect whose handshake Redis does not answer.
+        socketTimeout: 2 * this.timeoutMs,
+      },
     });
     // node-redis emits 'error' for every failed (re)connect; unlistened, it ends the process
     client.on('error', (err: unknown) => {
@@ -119,7 +199,7 @@ async function connectAll(connection: Connection, count: number): Promise<RedisC
     for (const c of clients) if (c.isOpen) c.destroy();
     throw new RedisStartupError(`REDIS_URL ${connection.where}: cannot connect (${reasonOf(failed.reason)})`);
   }
-  connection.start();
+  connection.start(clients);
   return clients;
 }
 
@@ -144,8 +224,8 @@ async function quit(client: RedisClient): Promise<void> {
  * One client with the policy of createRedisComponents (fails at once when Redis is away,
  * reconnects by itself after it has connected, logs lost/back once). For tests and tools.
  */
-export async function connectRedis(url: string, log: Logger): Promise<RedisClient> {
-  const [client] = await connectAll(new Connection(url, log), 1);
+export async function connectRedis(url: string, log: Logger, commandTimeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<RedisClient> {
+  const [client] = await connectAll(new Connection(url, log, commandTimeoutMs), 1);
   return client!;
 }
 
@@ -192,8 +272,11 @@ function unavailableOnFailure(store: RedisMessageStore, where: string): MessageS
       try {
         return await method.apply(store, args);
       } catch (err) {
-        const outcome = writes ? '; nothing was stored' : '';
-        throw new StoreUnavailableError(`the message store (redis ${where}) is unavailable: ${reasonOf(err)}${outcome}`);
+        // a connection dropped for not answering: the command was sent, and Redis may run it yet
+        const unanswered = err instanceof DisconnectsClientError;
+        const reason = unanswered ? 'no answer in time' : reasonOf(err);
+        const outcome = writes ? (unanswered ? '; it may or may not have been stored' : '; nothing was stored') : '';
+        throw new StoreUnavailableError(`the message store (redis ${where}) is unavailable: ${reason}${outcome}`);
       }
     };
   return {
@@ -238,8 +321,8 @@ export interface RedisComponents {
   store: MessageStore;
   /** For the online/offline webhooks: each transition announced once in the cluster. */
   announced: AnnouncedState;
-  /** Why Redis cannot be used now, or null while it is connected (for /readyz). */
-  notReady(): string | null;
+  /** Why Redis cannot be used now, or null while it is connected and answers PING (for /readyz). */
+  notReady(): Promise<string | null>;
   /**
    * Removes this node's presence, then closes the clients. Call it after io.close(): the
    * adapter unsubscribes through them when io closes. Idempotent.
@@ -258,9 +341,9 @@ export async function createRedisComponents(
   nodeId: string,
   log: Logger,
   limits: StoreLimits,
-  options: RedisPresenceOptions & { onExpired?: ExpiredListener } = {},
+  options: RedisPresenceOptions & { onExpired?: ExpiredListener; commandTimeoutMs?: number } = {},
 ): Promise<RedisComponents> {
-  const connection = new Connection(url, log);
+  const connection = new Connection(url, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
   const [main, pub, sub] = (await connectAll(connection, 3)) as [RedisClient, RedisClient, RedisClient];
   const unawaitedFailed = (err: unknown) => {
     // in flight when the connection went, or cut by close(): the outage is logged already
@@ -279,7 +362,10 @@ export async function createRedisComponents(
     presence,
     store: unavailableOnFailure(store, connection.where),
     announced: new RedisAnnouncedState(main, prefix),
-    notReady: () => (connection.lost ? `redis ${connection.where} is not connected` : null),
+    notReady: async () => {
+      if (connection.lost) return `redis ${connection.where} is not connected`;
+      return (await connection.answers(main)) ? null : `redis ${connection.where} does not answer`;
+    },
     close: () =>
       (closing ??= (async () => {
         await presence.close();

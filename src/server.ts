@@ -112,7 +112,7 @@ async function joinCluster(
   url: string,
   limits: StoreLimits,
   log: Logger,
-  found: { onReapedOffline: (uid: string) => void; onExpired: ExpiredListener },
+  found: { onReapedOffline: (uid: string) => void; onExpired: ExpiredListener; commandTimeoutMs: number },
 ): Promise<RedisComponents> {
   const { createRedisComponents, RedisStartupError } = await import('./redis.ts');
   const nodeId = `${hostname()}-${randomBytes(4).toString('hex')}`; // unique among live nodes
@@ -175,7 +175,11 @@ export async function createServer(config: Config, components: Components = {}):
   const redis =
     config.redisUrl === null
       ? null
-      : await joinCluster(config.redisUrl, limits, log, { onReapedOffline: (uid) => found.lastPage(uid), onExpired });
+      : await joinCluster(config.redisUrl, limits, log, {
+          onReapedOffline: (uid) => found.lastPage(uid),
+          onExpired,
+          commandTimeoutMs: config.redisCommandTimeoutMs,
+        });
   const presence = components.presence ?? redis?.presence ?? new MemoryPresence();
   const store = components.store ?? redis?.store ?? new MemoryMessageStore(limits, onExpired);
   /** Closes presence and store: through Redis's own close when they are Redis's. */
@@ -286,7 +290,7 @@ export async function createServer(config: Config, components: Components = {}):
     delivery,
     pushApi,
     presence,
-    notReady: () => (listeningNow ? (redis?.notReady() ?? null) : 'not listening'),
+    notReady: async () => (listeningNow ? ((await redis?.notReady()) ?? null) : 'not listening'),
     renderMetrics: () => metrics.render(),
     observer: pushObserver,
     config,

@@ -206,4 +206,46 @@ describe('RedisPresence', () => {
       expect(count(/^error/), log.lines.join('\n')).to.equal(0);
     }
   });
+
+  it('writes 150 000 uids of one node back after Redis restarts empty, with the totals right', async function () {
+    this.timeout(30_000);
+    const own = await startRedis();
+    onCleanup(() => own.stop());
+    const prefix = freshPrefix();
+    const clientA = await connectRedis(own.url, silentLogger);
+    onCleanup(() => closeRedis(clientA));
+    const clientB = await connectRedis(own.url, silentLogger);
+    onCleanup(() => closeRedis(clientB));
+    const options = { prefix, leaseMs: 5000, heartbeatMs: HEARTBEAT_MS };
+    const a = new RedisPresence(clientA, 'a', silentLogger, options);
+    onCleanup(() => a.close());
+    const b = new RedisPresence(clientB, 'b', silentLogger, options);
+    onCleanup(() => b.close());
+    await b.addPage('u0', 'b1');
+    await b.addPage('only-b', 'b2');
+
+    // the pages arrive while Redis is away: only a's mirror holds them, so the heartbeat after
+    // the restart (empty) must write all of them at once
+    await own.stop();
+    await until(() => !clientA.isReady, 'client a to see Redis gone');
+    const UIDS = 150_000;
+    await Promise.all(Array.from({ length: UIDS }, (_, i) => a.addPage(`u${i}`, `s${i}`)));
+    await own.start();
+
+    const expected = JSON.stringify({ users: UIDS + 1, pages: UIDS + 2 }); // u0 is on both
+    await until(
+      async () => JSON.stringify(await b.counts().catch(() => null)) === expected,
+      `the counts to be ${expected}`,
+      20_000,
+      100,
+    );
+    expect(await clientB.hLen(`${prefix}presence:node:a`)).to.equal(UIDS);
+    expect(await clientB.exists(`${prefix}presence:node:a:next`)).to.equal(0); // no staging left
+    expect(await b.pagesOf('u0')).to.equal(2);
+    expect(await b.pagesOf(`u${UIDS - 1}`)).to.equal(1);
+    // still counted right afterwards: the last page of a uid on a goes, b's stays
+    expect(await a.removePage('u0', 's0')).to.equal(false);
+    expect(await b.removePage('u0', 'b1')).to.equal(true);
+    expect(await b.counts()).to.deep.equal({ users: UIDS, pages: UIDS });
+  });
 });

@@ -22,9 +22,12 @@ export interface TestRedis {
   start(): Promise<void>;
   /** stop() then start(): every key is lost and every client is disconnected. */
   restart(): Promise<void>;
-  /** Freezes it (SIGSTOP): connections stay open and nothing is answered, as a hung Redis. */
+  /**
+   * SIGSTOP: the process stops answering while its connections stay open, as a frozen Redis.
+   * stop() resumes it first, so a failing test never leaves it frozen.
+   */
   pause(): void;
-  /** Lets a paused server go on (SIGCONT); what it was sent meanwhile is answered then. */
+  /** SIGCONT after pause(). Idempotent. */
   resume(): void;
 }
 
@@ -99,8 +102,16 @@ export async function startRedis(): Promise<TestRedis> {
     const proc = child;
     if (!proc) return;
     child = null;
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGCONT'); // a stopped process dies of SIGKILL too; this spares any doubt
+      proc.kill('SIGKILL');
+    }
     await exited;
+  };
+
+  const signal = (sig: 'SIGSTOP' | 'SIGCONT') => {
+    if (!child) throw new Error(`redis-server on port ${port} is not running`);
+    child.kill(sig);
   };
 
   await start();
@@ -113,8 +124,10 @@ export async function startRedis(): Promise<TestRedis> {
       await stop();
       await start();
     },
-    pause: () => void child?.kill('SIGSTOP'),
-    resume: () => void child?.kill('SIGCONT'),
+    pause: () => signal('SIGSTOP'),
+    resume: () => {
+      if (child) signal('SIGCONT');
+    },
   };
 }
 
