@@ -4,7 +4,7 @@ import cluster from 'node:cluster';
 import { ConfigError, helpText, loadConfig, wantsHelp, type Config } from './src/config.ts';
 import { createLogger, type Logger } from './src/log.ts';
 import { createServer, StartupError } from './src/server.ts';
-import { startPrimary, STICKY_IO_PORT_ENV, type WorkerReady } from './src/workers.ts';
+import { startPrimary, STICKY_IO_PORT_ENV, type WorkerReady } from './src/cluster/workers.ts';
 
 const argv = process.argv.slice(2);
 if (wantsHelp(argv)) {

@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { parseProxyEntry } from './client-address.ts';
-import { shownUrl } from './redact.ts';
+import { shownUrl } from './secrets.ts';
 
 const PORT_MESSAGE = 'must be an integer 0-65535';
 

@@ -1,36 +1,11 @@
 // The one place where a push becomes emits to sockets and stored messages.
 import type { Server, Socket } from 'socket.io';
 import type { MessageMeta, PushIo, PushSocket } from './events.ts';
-import { escapeHtml } from './legacy-api.ts';
 import type { Logger } from './log.ts';
-import type { MessageStore, StoredMessage } from './message-store.ts';
-import { LEGACY_EVENT, topicRoom, userRoom } from './names.ts';
+import type { MessageStore } from './message-store.ts';
+import type { LegacyResult, PushResult, PushSpec, StoredMessage } from './messages.ts';
+import { escapeHtml, LEGACY_EVENT, topicRoom, userRoom } from './names.ts';
 import type { Presence } from './presence.ts';
-
-export type LegacyResult = 'ok' | 'offline';
-
-/** A validated v1 push, to be made now. */
-export interface PushSpec {
-  id: string;
-  /** Uids, deduplicated; absent with `topic` or for everyone. */
-  to?: string[];
-  topic?: string;
-  event: string;
-  data: unknown;
-  /** How long to keep it for uids that are offline or do not ack, ms; 0 = fire and forget. */
-  ttlMs: number;
-  /** Estimated size of `data`, bytes. */
-  bytes: number;
-}
-
-export interface PushResult {
-  id: string;
-  /** Uids of `to` with a page open anywhere. */
-  online: string[];
-  offline: string[];
-  /** Uids it was stored for (ttl > 0). */
-  stored: number;
-}
 
 /**
  * Heap per stored (uid, message) beyond the data's JSON size, for the store's memory bound.

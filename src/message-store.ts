@@ -1,41 +1,8 @@
 // What the server keeps between pushes: stored messages awaiting an ack, idempotency keys and
 // scheduled pushes. One interface; the in-memory implementation is the single-node default,
 // and a cluster swaps in a shared one.
-import type { PushResult, PushSpec } from './delivery.ts';
 import { ExpiryQueue } from './expiry-queue.ts';
-
-/** A message kept for a uid until it acks it or it expires. */
-export interface StoredMessage {
-  id: string;
-  event: string;
-  data: unknown;
-  /** When it was accepted, ms since the epoch. */
-  ts: number;
-  /** When it stops being delivered, ms since the epoch. */
-  expiresAt: number;
-}
-
-/** A push accepted now to be made at `at` (ms since the epoch). */
-export interface ScheduledPush {
-  at: number;
-  spec: PushSpec;
-  /** Deliveries of it that failed so far (the scheduler puts a failed one back). */
-  attempts?: number;
-}
-
-/**
- * What a push answered, as its idempotency key keeps it: counts, not uid lists, so every kept
- * answer is small whatever the push named (its size is within idempotencyKeyBytes(id)).
- */
-export type KeptAnswer =
-  | { id: string; onlineCount: number; offlineCount: number; stored: number }
-  | { id: string; at: number };
-
-/** The compact form of a push's answer, for settle(). */
-export function keptAnswer(result: PushResult | { id: string; at: number }): KeptAnswer {
-  if ('at' in result) return { id: result.id, at: result.at };
-  return { id: result.id, onlineCount: result.online.length, offlineCount: result.offline.length, stored: result.stored };
-}
+import type { KeptAnswer, ScheduledPush, StoredMessage } from './messages.ts';
 
 /**
  * A claim: the key was free (`first`), taken (its first push's answer, null while that push is

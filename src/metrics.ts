@@ -7,7 +7,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Logger } from './log.ts';
 import type { StoreStats } from './message-store.ts';
 import type { OnlineCounts } from './presence.ts';
-import type { WebhookDropReason, WebhookEvent, WebhookEventType, WebhookObserver } from './webhooks.ts';
+import type { WebhookDropReason, WebhookEvent, WebhookEventType, WebhookObserver } from './webhooks/events.ts';
 
 export type Transport = 'websocket' | 'polling';
 export type LoginResult = 'ok' | 'refused' | 'failed';

@@ -81,3 +81,17 @@ export function describeIssue(error: z.ZodError, fallbackField = 'request'): { f
   }
   return { field: path.length > 0 ? path.join('.') : fallbackField, message: issue.message };
 }
+
+const HTML_SPECIAL = /[&<>"']/g;
+const HTML_ENTITY: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#039;',
+};
+
+/** PHP 8's htmlspecialchars() with its defaults (ENT_QUOTES | ENT_SUBSTITUTE | ENT_HTML401). */
+export function escapeHtml(text: string): string {
+  return text.replace(HTML_SPECIAL, (c) => HTML_ENTITY[c] ?? c);
+}

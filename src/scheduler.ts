@@ -4,7 +4,8 @@
 // times; one given up is logged and counted, never dropped silently.
 import type { Delivery } from './delivery.ts';
 import type { Logger } from './log.ts';
-import { StoreUnavailableError, type MessageStore, type ScheduledPush } from './message-store.ts';
+import { StoreUnavailableError, type MessageStore } from './message-store.ts';
+import type { ScheduledPush } from './messages.ts';
 
 /** How often due pushes are looked for; a push fires at most this late (plus its own work). */
 export const SCHEDULER_TICK_MS = 200;

@@ -14,28 +14,24 @@ import { ClientAddresses } from './client-address.ts';
 import type { Config } from './config.ts';
 import { Delivery } from './delivery.ts';
 import type { PushIo } from './events.ts';
-import { createApiApp } from './http-api.ts';
+import { createApiApp } from './api/app.ts';
 import { consoleLogger, type Logger } from './log.ts';
 import { LoginVerifier } from './login-auth.ts';
 import { OnlineCountBroadcaster } from './online-count.ts';
-import {
-  MemoryMessageStore,
-  type ExpiredListener,
-  type MessageStore,
-  type StoreLimits,
-  type StoredMessage,
-} from './message-store.ts';
-import type { RedisComponents } from './redis.ts';
+import { MemoryMessageStore, type ExpiredListener, type MessageStore, type StoreLimits } from './message-store.ts';
 import { connectionsByTransport, Metrics } from './metrics.ts';
 import { boundOutgoing } from './outgoing-bound.ts';
 import { MemoryPresence, type Presence } from './presence.ts';
-import { PushApi } from './push-api.ts';
-import { maxRequestHeadBytes } from './query.ts';
+import { PushApi } from './api/push-routes.ts';
+import { maxRequestHeadBytes } from './api/query.ts';
 import { Scheduler } from './scheduler.ts';
 import { registerSocketHandlers, type SocketObserver } from './socket-handlers.ts';
-import { MemoryAnnouncedState, PresenceWebhooks, WebhookSender, type WebhookObserver } from './webhooks.ts';
-import type { PushObserver } from './legacy-api.ts';
+import { WebhookSender } from './webhooks/sender.ts';
 import { demoHandler } from './web.ts';
+import type { StoredMessage, PushObserver } from './messages.ts';
+import type { RedisComponents } from './cluster/components.ts';
+import type { WebhookObserver } from './webhooks/events.ts';
+import { MemoryAnnouncedState, PresenceWebhooks } from './webhooks/presence-webhooks.ts';
 
 /** Swappable parts; in-memory defaults. */
 export interface Components {
@@ -114,7 +110,7 @@ async function joinCluster(
   log: Logger,
   found: { onReapedOffline: (uid: string) => void; onExpired: ExpiredListener; commandTimeoutMs: number },
 ): Promise<RedisComponents> {
-  const { createRedisComponents, RedisStartupError } = await import('./redis.ts');
+  const { createRedisComponents, RedisStartupError } = await import('./cluster/components.ts');
   const nodeId = `${hostname()}-${randomBytes(4).toString('hex')}`; // unique among live nodes
   try {
     return await createRedisComponents(url, nodeId, log, limits, found);

@@ -3,14 +3,15 @@
 // the admin page's sign-in (a cookie, never the token in a URL or a Referer).
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../src/config.ts';
-import type { LogFields, Logger } from '../src/log.ts';
-import { WebhookSender, type WebhookObserver } from '../src/webhooks.ts';
+import type { Logger } from '../src/log.ts';
+import { WebhookSender } from '../src/webhooks/sender.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
 import { rawRequest } from './support/http.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
 import { until } from './support/until.ts';
 import { closedPortUrl, startWebhookReceiver } from './support/webhook-receiver.ts';
+import type { WebhookObserver } from '../src/webhooks/events.ts';
 
 const PUSH_SECRET = 'exposure-test-secret-0123';
 

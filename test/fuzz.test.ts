@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { connect } from 'node:net';
 import { io as ioV4 } from 'socket.io-client';
-import { signRequest } from '../src/push-auth.ts';
+import { signRequest } from '../src/api/push-auth.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
 import { rawRequest } from './support/http.ts';

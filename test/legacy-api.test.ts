@@ -1,10 +1,10 @@
 // PROTOCOL.md "Push API": every way a backend calls it, and the exact answers.
 import { expect } from 'chai';
 import { request } from 'node:http';
-import { escapeHtml } from '../src/legacy-api.ts';
 import { cleanupAll } from './support/cleanup.ts';
 import { connectClient, type TestClient } from './support/clients.ts';
 import { legacyPush, startServer, type PushMethod, type TestServer } from './support/server.ts';
+import { escapeHtml } from '../src/names.ts';
 
 /** What PHP's curl sends for CURLOPT_POSTFIELDS with an array, Expect header included. */
 function phpCurlMultipart(url: string, fields: Record<string, string>): Promise<{ status: number; body: string }> {

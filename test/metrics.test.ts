@@ -5,8 +5,8 @@ import { expect } from 'chai';
 import type { Logger } from '../src/log.ts';
 import type { StoreStats } from '../src/message-store.ts';
 import { connectionsByTransport, Metrics, type MetricsOptions } from '../src/metrics.ts';
-import type { WebhookEvent } from '../src/webhooks.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
+import type { WebhookEvent } from '../src/webhooks/events.ts';
 
 const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
 const LABEL = '[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\\\n]|\\\\.)*"';

@@ -5,13 +5,13 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { silentLogger, type Logger } from '../src/log.ts';
 import { MemoryPresence } from '../src/presence.ts';
-import { RedisPresence } from '../src/redis-presence.ts';
-import { closeRedis, connectRedis, type RedisClient } from '../src/redis.ts';
+import { RedisPresence } from '../src/cluster/redis-presence.ts';
 import { presenceContract } from './contracts/presence.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { sharedRedis, startRedis } from './support/redis-server.ts';
 import { recordingLogger } from './support/logger.ts';
 import { until } from './support/until.ts';
+import { closeRedis, connectRedis, type RedisClient } from '../src/cluster/redis-client.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 

@@ -2,11 +2,9 @@
 // batches and every validation error, against a real server and real clients.
 import { expect } from 'chai';
 import type { MessageMeta } from '../src/events.ts';
-import { escapeHtml } from '../src/legacy-api.ts';
 import { silentLogger } from '../src/log.ts';
 import { idempotencyKeyBytes, MemoryMessageStore } from '../src/message-store.ts';
-import { closeRedis, connectRedis } from '../src/redis.ts';
-import { RedisMessageStore } from '../src/redis-store.ts';
+import { RedisMessageStore } from '../src/cluster/redis-store.ts';
 import { SCHEDULED_ATTEMPTS } from '../src/scheduler.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, type ClientVersion } from './support/clients.ts';
@@ -14,6 +12,8 @@ import { recordingLogger } from './support/logger.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
 import { until } from './support/until.ts';
+import { escapeHtml } from '../src/names.ts';
+import { closeRedis, connectRedis } from '../src/cluster/redis-client.ts';
 
 /** Reading stored messages and scheduled pushes needs it (without it those routes answer 403). */
 const SECRET = 'push-api-test-secret-0123';

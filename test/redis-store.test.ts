@@ -3,16 +3,17 @@
 import { expect } from 'chai';
 import { createServer as createHttpServer } from 'node:http';
 import { Server } from 'socket.io';
-import type { PushSpec } from '../src/delivery.ts';
-import { silentLogger, type Logger } from '../src/log.ts';
-import type { ScheduledPush, StoreLimits } from '../src/message-store.ts';
-import { closeRedis, connectRedis, createRedisComponents, RedisStartupError, type RedisClient } from '../src/redis.ts';
-import { RedisMessageStore } from '../src/redis-store.ts';
+import { silentLogger } from '../src/log.ts';
+import type { StoreLimits } from '../src/message-store.ts';
+import { RedisMessageStore } from '../src/cluster/redis-store.ts';
 import { messageStoreContract } from './contracts/message-store.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { sharedRedis, startRedis } from './support/redis-server.ts';
 import { recordingLogger } from './support/logger.ts';
 import { until } from './support/until.ts';
+import type { PushSpec, ScheduledPush } from '../src/messages.ts';
+import { closeRedis, connectRedis, RedisStartupError } from '../src/cluster/redis-client.ts';
+import { createRedisComponents } from '../src/cluster/components.ts';
 
 const LIMITS: StoreLimits = { maxPendingPerUid: 1000, maxBytes: 1 << 30, maxScheduled: 10_000, maxScheduledBytes: 1 << 30, maxIdempotencyBytes: 1 << 30 };
 

@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import { io as ioV4 } from 'socket.io-client';
 import ioV2 from 'socket.io-client-v2';
 import { loginToken } from '../src/login-auth.ts';
-import { PushAuth, SignaturesFull, signRequest, type AuthRequest } from '../src/push-auth.ts';
+import { PushAuth, SignaturesFull, signRequest, type AuthRequest } from '../src/api/push-auth.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, TestClient, type ClientVersion } from './support/clients.ts';
 import { rawRequest } from './support/http.ts';

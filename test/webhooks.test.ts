@@ -5,15 +5,7 @@ import { createHmac } from 'node:crypto';
 import { expect } from 'chai';
 import type { LogFields, Logger } from '../src/log.ts';
 import { MemoryPresence, type Presence } from '../src/presence.ts';
-import {
-  MemoryAnnouncedState,
-  PresenceWebhooks,
-  WebhookSender,
-  type WebhookDropReason,
-  type WebhookEvent,
-  type WebhookObserver,
-  type WebhookSenderOptions,
-} from '../src/webhooks.ts';
+import { WebhookSender, type WebhookSenderOptions } from '../src/webhooks/sender.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import {
   closedPortUrl,
@@ -22,6 +14,8 @@ import {
   type WebhookReceiver,
 } from './support/webhook-receiver.ts';
 import { until } from './support/until.ts';
+import type { WebhookDropReason, WebhookEvent, WebhookObserver } from '../src/webhooks/events.ts';
+import { MemoryAnnouncedState, PresenceWebhooks } from '../src/webhooks/presence-webhooks.ts';
 
 const SECRET = 'a-webhook-secret-of-some-length';
 /** Short delays keep retries fast; the schedule's shape is the same as with the defaults. */

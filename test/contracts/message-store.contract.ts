@@ -1,15 +1,8 @@
 // The MessageStore contract, run against every implementation (memory now; Redis later).
 import { expect } from 'chai';
 import { until as waitUntil } from '../support/until.ts';
-import type { PushSpec } from '../../src/delivery.ts';
-import {
-  idempotencyKeyBytes,
-  type MessageStore,
-  type ScheduledCursor,
-  type ScheduledPush,
-  type StoreLimits,
-  type StoredMessage,
-} from '../../src/message-store.ts';
+import { idempotencyKeyBytes, type MessageStore, type ScheduledCursor, type StoreLimits } from '../../src/message-store.ts';
+import type { PushSpec, ScheduledPush, StoredMessage } from '../../src/messages.ts';
 
 export type StoreFactory = (limits: StoreLimits) => Promise<MessageStore>;
 

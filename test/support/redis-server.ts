@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { connect, createServer } from 'node:net';
 import { findBinary } from './requirements.ts';
 import { silentLogger } from '../../src/log.ts';
-import { closeRedis, connectRedis, type RedisClient } from '../../src/redis.ts';
+import { closeRedis, connectRedis, type RedisClient } from '../../src/cluster/redis-client.ts';
 
 export const REDIS_SERVER = findBinary('redis-server', ['/usr/bin/redis-server', '/usr/local/bin/redis-server']);
 

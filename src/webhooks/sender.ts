@@ -1,50 +1,9 @@
-// Webhooks: signed JSON POSTs to the backend's URLs when a user comes online, goes offline or
-// a kept message expires unacked. WebhookSender delivers at least once, in order per uid, with
-// retries and a bounded queue, and never throws into or slows its callers. PresenceWebhooks
-// turns page transitions into user.online / user.offline with a grace period, so a page
-// refresh sends nothing.
-import { createHmac, randomUUID } from 'node:crypto';
-import type { LogFields, Logger } from './log.ts';
-import { shownUrl } from './redact.ts';
-
-export type WebhookEventType = 'user.online' | 'user.offline' | 'message.stored_expired';
-
-interface EventBase {
-  /** Unique per event (randomUUID); the same on every retry and every url: dedupe by it. */
-  id: string;
-  /** When the event happened, ISO 8601. Across nodes of a cluster, order by it. */
-  time: string;
-  uid: string;
-}
-
-/** The JSON body of a webhook request. */
-export type WebhookEvent =
-  | (EventBase & { type: 'user.online' | 'user.offline' })
-  | (EventBase & {
-      type: 'message.stored_expired';
-      /** The kept message's id (the push's id). */
-      messageId: string;
-      /** Its socket event name. */
-      event: string;
-    });
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
-/** What a caller passes to send(); the sender stamps `id` and `time`. */
-export type WebhookEventInput = DistributiveOmit<WebhookEvent, 'id' | 'time'>;
-
-/** Why a delivery was given up. */
-export type WebhookDropReason = 'attempts' | 'overflow' | 'closed';
-
-/** Told about every outcome, e.g. by Metrics; must not throw (a throw is logged and ignored). */
-export interface WebhookObserver {
-  /** `event` was answered 2xx by one url. */
-  sent(event: WebhookEvent): void;
-  /** One attempt to one url failed; it is retried unless attempts are used up. */
-  failed(event: WebhookEvent, error: string): void;
-  /** `event` was given up for one url: attempts used up, queue full or sender closed. */
-  dropped(event: WebhookEvent, reason: WebhookDropReason): void;
-}
+// Delivers webhook events (events.ts) to the backend's URLs: at least once, in order per uid,
+// with retries and a bounded queue, never throwing into or slowing its callers.
+import { randomUUID } from 'node:crypto';
+import type { LogFields, Logger } from '../log.ts';
+import { webhookSignature, type WebhookDropReason, type WebhookEvent, type WebhookEventInput, type WebhookObserver } from './events.ts';
+import { shownUrl } from '../secrets.ts';
 
 export interface WebhookSenderOptions {
   /**
@@ -93,19 +52,8 @@ const DEFAULTS: Required<WebhookSenderOptions> = {
   concurrency: 10,
 };
 
-/**
- * The `X-Signature` header value for one attempt: `sha256=` + hex HMAC-SHA256 with key
- * `secret` over the string `timestamp + "." + rawBody`, where `timestamp` is the
- * `X-Webhook-Timestamp` header (unix seconds, decimal) and `rawBody` the request body bytes
- * exactly as received (UTF-8 JSON). Each attempt is signed with its own timestamp, so a
- * receiver may refuse timestamps older than a few minutes to stop replays.
- */
-export function webhookSignature(secret: string, timestamp: number, rawBody: string): string {
-  return 'sha256=' + createHmac('sha256', secret).update(`${timestamp}.${rawBody}`).digest('hex');
-}
-
 /** One event on its way to one url. */
-interface Delivery {
+interface Attempt {
   readonly event: WebhookEvent;
   readonly body: string;
   readonly queue: UidQueue;
@@ -122,7 +70,7 @@ interface Delivery {
 interface UidQueue {
   readonly target: Target;
   readonly uid: string;
-  readonly items: Delivery[];
+  readonly items: Attempt[];
   /** idle: empty; ready: head waits for a slot; inflight: head posted; backoff: head waits to retry. */
   state: 'idle' | 'ready' | 'inflight' | 'backoff';
   retryTimer: NodeJS.Timeout | null;
@@ -159,7 +107,7 @@ export class WebhookSender {
   private readonly targets: Target[];
   private readonly options: Required<WebhookSenderOptions>;
   /** Every delivery not yet done, in the order sent: the first is the oldest. */
-  private readonly pending = new Set<Delivery>();
+  private readonly pending = new Set<Attempt>();
   private readonly running = new Set<Promise<void>>();
   private accepting = true;
   private stopped = false;
@@ -265,7 +213,7 @@ export class WebhookSender {
       queue = { target, uid: event.uid, items: [], state: 'idle', retryTimer: null, inflight: null };
       target.queues.set(event.uid, queue);
     }
-    const delivery: Delivery = { event, body, queue, attempts: 0, done: false };
+    const delivery: Attempt = { event, body, queue, attempts: 0, done: false };
     queue.items.push(delivery);
     this.pending.add(delivery);
     if (queue.state === 'idle') this.markReady(queue);
@@ -291,7 +239,7 @@ export class WebhookSender {
    * Removes `delivery`, the head of its queue, from outside its own attempt (overflow, close),
    * whatever the queue is doing.
    */
-  private drop(delivery: Delivery, reason: WebhookDropReason): void {
+  private drop(delivery: Attempt, reason: WebhookDropReason): void {
     const queue = delivery.queue;
     this.finish(delivery);
     this.notify('dropped', (o) => o.dropped(delivery.event, reason));
@@ -310,7 +258,7 @@ export class WebhookSender {
   }
 
   /** Takes the head `delivery` off its queue and the pending set. */
-  private finish(delivery: Delivery): void {
+  private finish(delivery: Attempt): void {
     delivery.done = true;
     delivery.queue.items.shift();
     this.pending.delete(delivery);
@@ -362,7 +310,7 @@ export class WebhookSender {
     }
   }
 
-  private async attempt(delivery: Delivery): Promise<void> {
+  private async attempt(delivery: Attempt): Promise<void> {
     const queue = delivery.queue;
     const target = queue.target;
     const controller = new AbortController();
@@ -479,7 +427,6 @@ function stripUndefined<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** A short reason: fetch hides the network error (ECONNREFUSED, ...) in `cause`. */
 /** A URL's percent-encoded user or password as sent; a stray % stays as written. */
 function decoded(part: string): string {
   try {
@@ -489,6 +436,7 @@ function decoded(part: string): string {
   }
 }
 
+/** A short reason: fetch hides the network error (ECONNREFUSED, ...) in `cause`. */
 function describe(err: unknown): string {
   if (err instanceof Error) {
     const cause = err.cause;
@@ -496,140 +444,4 @@ function describe(err: unknown): string {
     return err.message;
   }
   return String(err);
-}
-
-/**
- * Which uids the receivers were last told are online. In a cluster every node shares it, so
- * a uid that moves from one node to another is announced once; a Redis implementation goes
- * behind this interface.
- */
-export interface AnnouncedState {
-  /** Records `uid` as announced online; true when it was not already (so announce it). */
-  markOnline(uid: string): Promise<boolean>;
-  /** Records `uid` as announced offline; true when it was announced online (so announce it). */
-  markOffline(uid: string): Promise<boolean>;
-}
-
-/** The single-node default: the set of uids announced online, as big as the online users. */
-export class MemoryAnnouncedState implements AnnouncedState {
-  private readonly online = new Set<string>();
-
-  async markOnline(uid: string): Promise<boolean> {
-    if (this.online.has(uid)) return false;
-    this.online.add(uid);
-    return true;
-  }
-
-  async markOffline(uid: string): Promise<boolean> {
-    return this.online.delete(uid);
-  }
-}
-
-export interface PresenceWebhooksOptions {
-  /**
-   * How long a uid must stay without pages before user.offline is sent. A page refresh or a
-   * reconnect within it sends neither offline nor online.
-   * @default 5000
-   */
-  graceMs?: number;
-}
-
-/**
- * Turns page transitions into user.online / user.offline. The server calls online(uid) when
- * presence says a uid got its first page (cluster-wide) and offline(uid) when it lost its
- * last one. offline waits graceMs, then sends user.offline only when the uid is still not
- * online anywhere (`isOnline`); `announced` makes online follow only an announced offline.
- *
- * Steps for one uid run one after another, so a slow `isOnline` (Redis) cannot let an online
- * overtake the offline before it. Across nodes the announced state decides: if a uid comes
- * back on another node while this one is announcing its offline, the offline is followed by
- * an online (a re-check after announcing), so the receiver's last word is right; events sent
- * by different nodes may arrive out of order, which `time` settles.
- */
-export class PresenceWebhooks {
-  private readonly graceMs: number;
-  private readonly graceTimers = new Map<string, NodeJS.Timeout>();
-  private readonly steps = new Map<string, Promise<void>>();
-  private closed = false;
-
-  constructor(
-    private readonly sender: Pick<WebhookSender, 'send'>,
-    private readonly isOnline: (uid: string) => Promise<boolean>,
-    private readonly announced: AnnouncedState,
-    options: PresenceWebhooksOptions,
-    private readonly log: Logger,
-  ) {
-    this.graceMs = options.graceMs ?? 5000;
-  }
-
-  /** Uids in their grace period: offline, not yet announced. */
-  get inGrace(): number {
-    return this.graceTimers.size;
-  }
-
-  /** `uid` got its first page. Within a pending grace period this cancels the offline. */
-  online(uid: string): void {
-    if (this.closed) return;
-    const timer = this.graceTimers.get(uid);
-    if (timer) {
-      // Back before the receiver was told it left: from its point of view it never went away.
-      clearTimeout(timer);
-      this.graceTimers.delete(uid);
-      return;
-    }
-    this.step(uid, () => this.announceOnline(uid));
-  }
-
-  /** `uid` lost its last page; user.offline follows after the grace period unless it returns. */
-  offline(uid: string): void {
-    if (this.closed) return;
-    const previous = this.graceTimers.get(uid);
-    if (previous) clearTimeout(previous);
-    this.graceTimers.set(
-      uid,
-      setTimeout(() => {
-        this.graceTimers.delete(uid);
-        this.step(uid, () => this.graceOver(uid));
-      }, this.graceMs),
-    );
-  }
-
-  /** Clears every grace timer; offlines still in their grace period are not sent. */
-  close(): void {
-    this.closed = true;
-    for (const timer of this.graceTimers.values()) clearTimeout(timer);
-    this.graceTimers.clear();
-  }
-
-  private async announceOnline(uid: string): Promise<void> {
-    if (await this.announced.markOnline(uid)) this.emit('user.online', uid);
-  }
-
-  private async graceOver(uid: string): Promise<void> {
-    if (await this.isOnline(uid)) return; // back on some node: nothing happened
-    if (this.closed || !(await this.announced.markOffline(uid))) return;
-    this.emit('user.offline', uid);
-    // It may have come back elsewhere between the check and the mark, and that node saw it
-    // still announced online: tell the receiver it is back.
-    if (await this.isOnline(uid)) await this.announceOnline(uid);
-  }
-
-  private emit(type: 'user.online' | 'user.offline', uid: string): void {
-    if (!this.closed) this.sender.send({ type, uid });
-  }
-
-  /** Runs `fn` after every earlier step for `uid`; a failure is logged, never thrown. */
-  private step(uid: string, fn: () => Promise<void>): void {
-    const previous = this.steps.get(uid) ?? Promise.resolve();
-    const next = previous
-      .then(() => (this.closed ? undefined : fn()))
-      // After close the presence backend may be gone too: that failure is expected, not logged.
-      .catch((err: unknown) => {
-        if (!this.closed) this.log.error('presence webhook step failed', err);
-      });
-    this.steps.set(uid, next);
-    void next.finally(() => {
-      if (this.steps.get(uid) === next) this.steps.delete(uid);
-    });
-  }
 }

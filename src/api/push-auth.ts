@@ -9,8 +9,8 @@
 // remembered, a new signed request is refused with 503 rather than one of them forgotten.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Context, Middleware } from 'koa';
-import { ExpiryQueue } from './expiry-queue.ts';
-import { HttpError } from './http-errors.ts';
+import { ExpiryQueue } from '../expiry-queue.ts';
+import { HttpError } from './errors.ts';
 
 /** How far a signature's timestamp may be from the server's clock, seconds. */
 export const SIGNATURE_WINDOW_SECONDS = 300;

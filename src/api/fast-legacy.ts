@@ -4,13 +4,14 @@
 // Anything else (other methods, a body, a signed request, /api/v1, the probes) goes to the
 // Koa app unchanged.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import type { Delivery } from './delivery.ts';
-import { HttpError } from './http-errors.ts';
-import { publishLegacy, type PushObserver } from './legacy-api.ts';
-import type { Logger } from './log.ts';
+import type { Delivery } from '../delivery.ts';
+import { HttpError } from './errors.ts';
+import { publishLegacy } from './legacy-routes.ts';
+import type { Logger } from '../log.ts';
 import type { PushAuth } from './push-auth.ts';
 import { parseQuery } from './query.ts';
-import type { RateRefusal } from './http-api.ts';
+import type { PushObserver } from '../messages.ts';
+import type { RateRefusal } from './push-rate.ts';
 
 /** Paths the Koa app answers itself, beside /api/v1. */
 const KOA_PATHS = new Set(['/healthz', '/readyz', '/metrics']);

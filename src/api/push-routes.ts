@@ -3,11 +3,11 @@ import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
-import type { Delivery, PushResult, PushSpec } from './delivery.ts';
-import { HttpError } from './http-errors.ts';
-import { escapeHtml, type PushObserver } from './legacy-api.ts';
-import { keptAnswer, type KeptAnswer, type MessageStore, type ScheduledCursor, type StoredMessage } from './message-store.ts';
-import { DEFAULT_EVENT, LEGACY_EVENT, describeIssue, eventSchema, topicSchema, uidSchema } from './names.ts';
+import type { Delivery } from '../delivery.ts';
+import { HttpError } from './errors.ts';
+import { type MessageStore, type ScheduledCursor } from '../message-store.ts';
+import { DEFAULT_EVENT, LEGACY_EVENT, describeIssue, eventSchema, topicSchema, uidSchema, escapeHtml } from '../names.ts';
+import { keptAnswer, type KeptAnswer, type PushObserver, type PushResult, type PushSpec, type ScheduledAnswer, type SettledPush, type StoredMessage } from '../messages.ts';
 
 export interface PushApiLimits {
   maxUidsPerPush: number;
@@ -161,7 +161,7 @@ export class PushApi {
       if (!claim.first) return duplicateAnswer(spec.id, claim.result);
     }
 
-    let result: PushResult | { id: string; at: number };
+    let result: SettledPush;
     try {
       result = at === undefined ? await this.delivery.push(spec) : await this.schedule(spec, at);
     } catch (err) {
@@ -181,7 +181,7 @@ export class PushApi {
     return { status: 200, body: result };
   }
 
-  private async schedule(spec: PushSpec, at: number): Promise<{ id: string; at: number }> {
+  private async schedule(spec: PushSpec, at: number): Promise<ScheduledAnswer> {
     const outcome = await this.store.schedule({ at, spec });
     if (outcome === 'count') {
       throw new HttpError(503, 'too many scheduled pushes are waiting (MAX_SCHEDULED); try again later');

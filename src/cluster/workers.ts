@@ -6,9 +6,9 @@
 import { setupMaster } from '@socket.io/sticky';
 import cluster, { type Worker } from 'node:cluster';
 import { createServer as createHttpServer } from 'node:http';
-import type { Config } from './config.ts';
-import type { Logger } from './log.ts';
-import { StartupError } from './server.ts';
+import type { Config } from '../config.ts';
+import type { Logger } from '../log.ts';
+import { StartupError } from '../server.ts';
 
 /** The environment variable a worker reads the primary's Socket.IO port from. */
 export const STICKY_IO_PORT_ENV = 'PUSH_STICKY_IO_PORT';

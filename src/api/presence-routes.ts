@@ -5,9 +5,9 @@
 //   POST /api/v1/users/online {uids: [...]}    {online: [...], offline: [...]}
 import type Router from '@koa/router';
 import { z } from 'zod';
-import { HttpError } from './http-errors.ts';
-import { describeIssue, uidSchema } from './names.ts';
-import type { Presence } from './presence.ts';
+import { HttpError } from './errors.ts';
+import { describeIssue, uidSchema } from '../names.ts';
+import type { Presence } from '../presence.ts';
 
 /** Uids a page of GET /users holds at most (a hint to Redis, see Presence.list). */
 const MAX_PAGE = 1000;

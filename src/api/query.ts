@@ -5,7 +5,7 @@
 // bounds, so a hostile one costs about what a normal request does.
 import { parse, type ParsedUrlQuery } from 'node:querystring';
 import type { Middleware } from 'koa';
-import { HttpError } from './http-errors.ts';
+import { HttpError } from './errors.ts';
 
 /**
  * Parameters one query string may hold; more answers 414. As PHP's default max_input_vars;

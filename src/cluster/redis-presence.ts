@@ -8,9 +8,9 @@
 // own pages, the truth of what this process holds: whenever Redis has lost or dropped the
 // node's entries (a Redis restart without persistence, or this node reaped while it was
 // frozen), the next heartbeat writes the mirror back whole.
-import type { Logger } from './log.ts';
-import type { OnlineCounts, Presence } from './presence.ts';
-import type { RedisClient } from './redis.ts';
+import type { Logger } from '../log.ts';
+import type { OnlineCounts, Presence } from '../presence.ts';
+import type { RedisClient } from './redis-client.ts';
 
 export interface RedisPresenceOptions {
   /**

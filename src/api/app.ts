@@ -3,19 +3,20 @@
 import Router from '@koa/router';
 import Koa, { type Context, type Middleware } from 'koa';
 import { parseBody } from './body.ts';
-import type { Config } from './config.ts';
-import type { Delivery } from './delivery.ts';
+import type { Config } from '../config.ts';
+import type { Delivery } from '../delivery.ts';
 import type { IncomingMessage, RequestListener } from 'node:http';
 import { fastLegacy } from './fast-legacy.ts';
-import { errorMiddleware, HttpError } from './http-errors.ts';
-import { legacyPublish, type PushObserver } from './legacy-api.ts';
-import type { Logger } from './log.ts';
+import { errorMiddleware, HttpError } from './errors.ts';
+import { legacyPublish } from './legacy-routes.ts';
+import type { Logger } from '../log.ts';
 import { PushAuth } from './push-auth.ts';
-import type { PushApi } from './push-api.ts';
-import { presenceRoutes } from './presence-api.ts';
-import type { Presence } from './presence.ts';
+import type { PushApi } from './push-routes.ts';
+import { presenceRoutes } from './presence-routes.ts';
+import type { Presence } from '../presence.ts';
 import { boundedQuery, maxQueryBytes } from './query.ts';
-import { RateLimiter } from './rate-limit.ts';
+import { pushRateLimit } from './push-rate.ts';
+import type { PushObserver } from '../messages.ts';
 
 export interface ApiOptions {
   delivery: Delivery;
@@ -77,37 +78,6 @@ function closedWithoutSecret(v1: Router): Middleware {
   };
 }
 
-/** A request over PUSH_RATE_PER_IP: how long to wait and what to say. */
-export interface RateRefusal {
-  retryAfterSeconds: number;
-  message: string;
-}
-
-/** PUSH_RATE_PER_IP: a token bucket per client address, bursts up to twice the rate. */
-function rateLimit(
-  perSecond: number,
-  addressOf: (req: IncomingMessage) => string,
-): { check(req: IncomingMessage): RateRefusal | null; middleware: Middleware; close(): void } {
-  const limiter = new RateLimiter<string>(perSecond, 2 * perSecond);
-  const sweeper = setInterval(() => limiter.sweep(), 10_000);
-  sweeper.unref();
-  const check = (req: IncomingMessage): RateRefusal | null => {
-    const ip = addressOf(req);
-    const waitMs = limiter.take(ip);
-    if (waitMs === 0) return null;
-    return { retryAfterSeconds: Math.ceil(waitMs / 1000), message: `more than ${perSecond} requests a second from ${ip}; retry later` };
-  };
-  const middleware: Middleware = async (ctx, next) => {
-    const refusal = check(ctx.req);
-    if (refusal) {
-      ctx.set('Retry-After', String(refusal.retryAfterSeconds));
-      throw new HttpError(429, refusal.message);
-    }
-    return next();
-  };
-  return { check, middleware, close: () => clearInterval(sweeper) };
-}
-
 /**
  * Probes and metrics for operators; open (no push secret: firewall them like any metrics
  * port), answered before any body is read.
@@ -143,7 +113,7 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
 
   app.use(errorMiddleware(log));
   app.use(operations(notReady, renderMetrics).routes());
-  const limit = config.pushRatePerIp > 0 ? rateLimit(config.pushRatePerIp, addressOf) : null;
+  const limit = config.pushRatePerIp > 0 ? pushRateLimit(config.pushRatePerIp, addressOf) : null;
   if (limit) app.use(limit.middleware);
   const queryBytes = maxQueryBytes(config.maxDataBytes);
   app.use(boundedQuery(queryBytes));

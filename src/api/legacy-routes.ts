@@ -2,22 +2,10 @@
 // `type=publish&to=&content=` from the body when it has fields, else from the query string;
 // answers one word: ok, offline or fail.
 import type { Middleware } from 'koa';
-import type { Delivery } from './delivery.ts';
-import { HttpError } from './http-errors.ts';
-
-const HTML_SPECIAL = /[&<>"']/g;
-const HTML_ENTITY: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#039;',
-};
-
-/** PHP 8's htmlspecialchars() with its defaults (ENT_QUOTES | ENT_SUBSTITUTE | ENT_HTML401). */
-export function escapeHtml(text: string): string {
-  return text.replace(HTML_SPECIAL, (c) => HTML_ENTITY[c] ?? c);
-}
+import type { Delivery } from '../delivery.ts';
+import type { PushObserver } from '../messages.ts';
+import { escapeHtml } from '../names.ts';
+import { HttpError } from './errors.ts';
 
 export type Params = Record<string, unknown>;
 
@@ -33,13 +21,6 @@ function field(params: Params, name: string): string | undefined {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   throw new HttpError(400, `parameter ${name} must be a string`);
-}
-
-/** Told of each push's outcome, and when its emit was made (metrics). */
-export interface PushObserver {
-  pushed(api: 'legacy' | 'v1', result: 'ok' | 'offline' | 'fail' | 'stored' | 'scheduled' | 'error'): void;
-  /** `startedAtMs`: performance.now() when the request came in. */
-  observePushToEmit(startedAtMs: number): void;
 }
 
 /**

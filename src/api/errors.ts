@@ -1,7 +1,7 @@
 // One Koa error middleware for the API port: a 4xx answers its reason, a 5xx answers a
 // generic text and is logged. Paths under /api/ answer JSON, the legacy endpoint plain text.
 import type { Middleware } from 'koa';
-import type { Logger } from './log.ts';
+import type { Logger } from '../log.ts';
 
 /** An error whose message is meant for the client. */
 export class HttpError extends Error {

@@ -5,7 +5,7 @@ import type { bodyParser as BodyParser } from '@koa/bodyparser';
 import type Busboy from 'busboy';
 import type { IncomingMessage } from 'node:http';
 import type { Context, Middleware } from 'koa';
-import { HttpError } from './http-errors.ts';
+import { HttpError } from './errors.ts';
 
 /** Fields per multipart body; more is a 413. */
 const MAX_MULTIPART_FIELDS = 100;

@@ -3,22 +3,10 @@
 // touches several keys is one Lua script, so every node sees it whole and two nodes never
 // take the same due push.
 import { createHash } from 'node:crypto';
-import type { Logger } from './log.ts';
-import {
-  idempotencyKeyBytes,
-  type ClaimResult,
-  type KeptAnswer,
-  type MessageStore,
-  type ScheduledCursor,
-  type ScheduledPage,
-  type ScheduleOutcome,
-  type ScheduledPush,
-  type StoredMessage,
-  type ExpiredListener,
-  type StoreLimits,
-  type StoreStats,
-} from './message-store.ts';
-import type { RedisClient } from './redis.ts';
+import type { Logger } from '../log.ts';
+import { idempotencyKeyBytes, type ClaimResult, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type ExpiredListener, type StoreLimits, type StoreStats } from '../message-store.ts';
+import type { KeptAnswer, ScheduledPush, StoredMessage } from '../messages.ts';
+import type { RedisClient } from './redis-client.ts';
 
 export interface RedisStoreOptions {
   /**

@@ -1,14 +1,9 @@
-// The only module that loads `redis` and `@socket.io/redis-adapter`; import it only when
-// REDIS_URL is set. createRedisComponents() connects the clients and builds what a cluster
-// node swaps in: the Socket.IO adapter (rooms and broadcasts across nodes), the Redis
-// presence and the Redis message store.
-import { createAdapter } from '@socket.io/redis-adapter';
-import { createClient, DisconnectsClientError, type RedisClientType } from 'redis';
-import type { Logger } from './log.ts';
-import type { AnnouncedState } from './webhooks.ts';
-import { StoreUnavailableError, type ExpiredListener, type MessageStore, type StoreLimits } from './message-store.ts';
-import { RedisPresence, type RedisPresenceOptions } from './redis-presence.ts';
-import { RedisMessageStore } from './redis-store.ts';
+// The Redis connection policy shared by every client of a node: connect once at start (one
+// line when it cannot), fail commands at once while Redis is away, probe a client that stops
+// answering and cut it so waiting commands fail, reconnect with backoff, log an outage once.
+// The only module that loads `redis`; import it (through components.ts) only when REDIS_URL is set.
+import { createClient, type RedisClientType } from 'redis';
+import type { Logger } from '../log.ts';
 
 export type RedisClient = RedisClientType;
 
@@ -44,7 +39,7 @@ function shown(url: string): string {
 }
 
 /** The short reason of a connection error: its code (ECONNREFUSED) when it has one. */
-function reasonOf(err: unknown): string {
+export function reasonOf(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
     return typeof code === 'string' ? code : err.message;
@@ -68,7 +63,7 @@ function reasonOf(err: unknown): string {
  * connected again. While it reconnects, commands fail at once (disableOfflineQueue), and
  * socketTimeout bounds a reconnect whose handshake gets no answer.
  */
-class Connection {
+export class Connection {
   /** The URL as messages show it: without its password. */
   readonly where: string;
   private readonly down = new Set<RedisClient>();
@@ -185,7 +180,7 @@ class Connection {
 }
 
 /** Connects the clients, or throws a RedisStartupError naming REDIS_URL and the reason. */
-async function connectAll(connection: Connection, count: number): Promise<RedisClient[]> {
+export async function connectAll(connection: Connection, count: number): Promise<RedisClient[]> {
   let clients: RedisClient[];
   try {
     clients = Array.from({ length: count }, () => connection.client());
@@ -204,7 +199,7 @@ async function connectAll(connection: Connection, count: number): Promise<RedisC
 }
 
 /** Closes a client: its pending commands may finish (briefly) when Redis is there. */
-async function quit(client: RedisClient): Promise<void> {
+export async function quit(client: RedisClient): Promise<void> {
   if (!client.isOpen) return;
   if (!client.isReady) {
     client.destroy();
@@ -232,146 +227,4 @@ export async function connectRedis(url: string, log: Logger, commandTimeoutMs = 
 /** Closes a client made by connectRedis. */
 export function closeRedis(client: RedisClient): Promise<void> {
   return quit(client);
-}
-
-/**
- * Commands the adapter sends without awaiting them: publish on each broadcast, (un)subscribe
- * when it starts and closes. One that fails (Redis away) would be an unhandled rejection,
- * which ends a Node process.
- */
-const UNAWAITED = new Set([
-  'publish', 'sPublish', 'subscribe', 'pSubscribe', 'sSubscribe', 'unsubscribe', 'pUnsubscribe', 'sUnsubscribe',
-]);
-
-/** The client as the adapter should see it: the unawaited commands' failures go to `onError`. */
-function catchUnawaited(client: RedisClient, onError: (err: unknown) => void): RedisClient {
-  return new Proxy(client, {
-    get(target, prop) {
-      const value: unknown = Reflect.get(target, prop, target);
-      if (typeof value !== 'function') return value;
-      if (typeof prop === 'string' && UNAWAITED.has(prop)) {
-        return (...args: unknown[]) => {
-          const result: unknown = Reflect.apply(value, target, args);
-          if (result instanceof Promise) result.catch(onError);
-          return result;
-        };
-      }
-      return value.bind(target);
-    },
-  });
-}
-
-/**
- * The store as callers see it: a failed Redis command becomes a StoreUnavailableError, so the
- * API answers 503 with a reason rather than a generic 500.
- */
-function unavailableOnFailure(store: RedisMessageStore, where: string): MessageStore {
-  const wrap =
-    <A extends unknown[], R>(method: (...args: A) => Promise<R>, writes: boolean) =>
-    async (...args: A): Promise<R> => {
-      try {
-        return await method.apply(store, args);
-      } catch (err) {
-        // a connection dropped for not answering: the command was sent, and Redis may run it yet
-        const unanswered = err instanceof DisconnectsClientError;
-        const reason = unanswered ? 'no answer in time' : reasonOf(err);
-        const outcome = writes ? (unanswered ? '; it may or may not have been stored' : '; nothing was stored') : '';
-        throw new StoreUnavailableError(`the message store (redis ${where}) is unavailable: ${reason}${outcome}`);
-      }
-    };
-  return {
-    add: wrap(store.add, true),
-    pending: wrap(store.pending, false),
-    ack: wrap(store.ack, true),
-    claim: wrap(store.claim, true),
-    settle: wrap(store.settle, true),
-    release: wrap(store.release, true),
-    schedule: wrap(store.schedule, true),
-    cancel: wrap(store.cancel, true),
-    scheduled: wrap(store.scheduled, false),
-    takeDue: wrap(store.takeDue, false),
-    stats: wrap(store.stats, false),
-    close: () => store.close(),
-  };
-}
-
-/**
- * Which uids the webhooks announced online, shared by the nodes: a uid announced at node A
- * whose last page closes at node B gets its user.offline from B, once.
- */
-export class RedisAnnouncedState implements AnnouncedState {
-  constructor(
-    private readonly client: RedisClient,
-    private readonly prefix: string,
-  ) {}
-
-  async markOnline(uid: string): Promise<boolean> {
-    return (await this.client.set(`${this.prefix}announced:${uid}`, '1', { NX: true })) === 'OK';
-  }
-
-  async markOffline(uid: string): Promise<boolean> {
-    return (await this.client.del(`${this.prefix}announced:${uid}`)) === 1;
-  }
-}
-
-export interface RedisComponents {
-  /** For io.adapter(): rooms and broadcasts reach the sockets of every node. */
-  adapter: ReturnType<typeof createAdapter>;
-  presence: RedisPresence;
-  store: MessageStore;
-  /** For the online/offline webhooks: each transition announced once in the cluster. */
-  announced: AnnouncedState;
-  /** Why Redis cannot be used now, or null while it is connected and answers PING (for /readyz). */
-  notReady(): Promise<string | null>;
-  /**
-   * Removes this node's presence, then closes the clients. Call it after io.close(): the
-   * adapter unsubscribes through them when io closes. Idempotent.
-   */
-  close(): Promise<void>;
-}
-
-/**
- * Connects three clients to `url` (commands, and publish + subscribe for the adapter) and
- * builds the cluster components on them. Rejects with one RedisStartupError line when Redis
- * cannot be reached now; once connected, the clients reconnect by themselves and the
- * outage is logged once, not per retry.
- */
-export async function createRedisComponents(
-  url: string,
-  nodeId: string,
-  log: Logger,
-  limits: StoreLimits,
-  options: RedisPresenceOptions & { onExpired?: ExpiredListener; commandTimeoutMs?: number } = {},
-): Promise<RedisComponents> {
-  const connection = new Connection(url, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
-  const [main, pub, sub] = (await connectAll(connection, 3)) as [RedisClient, RedisClient, RedisClient];
-  const unawaitedFailed = (err: unknown) => {
-    // in flight when the connection went, or cut by close(): the outage is logged already
-    if (!connection.lost) log.warn(`redis ${connection.where}: a Socket.IO adapter command failed (${reasonOf(err)})`);
-  };
-  const prefix = options.prefix ?? 'push:';
-  const adapter = createAdapter(catchUnawaited(pub, unawaitedFailed), catchUnawaited(sub, unawaitedFailed), {
-    key: `${prefix}socket.io`,
-  });
-  const presence = new RedisPresence(main, nodeId, log, options);
-  const store = new RedisMessageStore(main, limits, log, { prefix, ...(options.onExpired ? { onExpired: options.onExpired } : {}) });
-
-  let closing: Promise<void> | null = null;
-  return {
-    adapter,
-    presence,
-    store: unavailableOnFailure(store, connection.where),
-    announced: new RedisAnnouncedState(main, prefix),
-    notReady: async () => {
-      if (connection.lost) return `redis ${connection.where} is not connected`;
-      return (await connection.answers(main)) ? null : `redis ${connection.where} does not answer`;
-    },
-    close: () =>
-      (closing ??= (async () => {
-        await presence.close();
-        await store.close();
-        connection.stop();
-        await Promise.all([main, pub, sub].map(quit));
-      })()),
-  };
 }
