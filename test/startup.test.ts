@@ -3,10 +3,11 @@ import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
-import { ConfigError, loadConfig, SETTINGS } from '../src/config.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, withDeadline } from './support/clients.ts';
 import { legacyPush, startServer } from './support/server.ts';
+import { SETTINGS } from '../src/settings.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 

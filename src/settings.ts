@@ -1,0 +1,356 @@
+// Every setting: its variable, default, meaning and the schema that checks its value. The
+// Config type (config.ts) is derived from this table; --help prints it.
+import { z } from 'zod';
+import { parseProxyEntry } from './client-address.ts';
+import { shownUrl } from './secrets.ts';
+
+const PORT_MESSAGE = 'must be an integer 0-65535';
+
+const port = z
+  .string()
+  .regex(/^\d{1,5}$/, PORT_MESSAGE)
+  .transform(Number)
+  .refine((n) => n <= 65535, PORT_MESSAGE);
+
+/** A port, or `off` to disable that listener (null). */
+const optionalPort = z.union([z.literal('off').transform(() => null), port]);
+
+const positiveInt = (max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `must be an integer 1-${max}`)
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= max, `must be an integer 1-${max}`);
+
+/** `*` (any origin, reflected) or a comma-separated list of origins. */
+const origins = z
+  .string()
+  .transform((s) => s.trim())
+  .transform((s): '*' | string[] =>
+    s === '*' ? '*' : s.split(',').map((o) => o.trim()).filter((o) => o !== ''),
+  )
+  .refine((v) => v === '*' || v.length > 0, 'must be * or a comma-separated list of origins')
+  .refine(
+    (v) => v === '*' || v.every((o) => /^https?:\/\/[^/\s]+$/.test(o)),
+    'must be * or origins like https://example.com (scheme and host, no path)',
+  );
+
+const host = z.string().min(1, 'must not be empty');
+
+/** A shared secret, or empty for none (null). Short secrets are guessable: refused. */
+const secret = z
+  .string()
+  .transform((s) => (s === '' ? null : s))
+  .refine((s) => s === null || s.length >= 16, 'must be at least 16 characters (or empty for none)');
+
+/** A file path, or empty for none (null); read at start. */
+const optionalPath = z.string().transform((s) => (s === '' ? null : s));
+
+/** A redis:// or rediss:// URL, or empty for none (null). */
+const redisUrl = z
+  .string()
+  .transform((s) => (s === '' ? null : s))
+  .refine((s) => s === null || /^rediss?:\/\/[^\s]+$/.test(s), 'must be a redis:// or rediss:// URL (or empty for one node)');
+
+/** Comma-separated http(s) URLs, or empty for none. */
+const urlList = z
+  .string()
+  .transform((s) => s.split(',').map((u) => u.trim()).filter((u) => u !== ''))
+  .refine((list) => list.every((u) => /^https?:\/\/[^\s]+$/.test(u)), 'must be http(s) URLs separated by commas');
+
+/** Comma-separated proxy addresses or CIDRs, IPv4 or IPv6; empty for none. */
+const proxyList = z
+  .string()
+  .transform((s) => s.split(',').map((p) => p.trim()).filter((p) => p !== ''))
+  .superRefine((list, ctx) => {
+    const bad = list.find((p) => parseProxyEntry(p) === null);
+    if (bad !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be proxy addresses or CIDRs separated by commas (like 127.0.0.1,10.0.0.0/8,::1); ${JSON.stringify(bad)} is not one`,
+      });
+    }
+  });
+
+/** An integer >= 0 where 0 turns the limit off. */
+const limitOrOff = (max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `must be an integer 0-${max} (0 = no limit)`)
+    .transform(Number)
+    .refine((n) => n <= max, `must be an integer 0-${max} (0 = no limit)`);
+
+interface Setting<S extends z.ZodType<unknown, string>> {
+  env: string;
+  default: string;
+  doc: string;
+  schema: S;
+}
+
+function setting<S extends z.ZodType<unknown, string>>(
+  env: string,
+  defaultValue: string,
+  doc: string,
+  schema: S,
+): Setting<S> {
+  return { env, default: defaultValue, doc, schema };
+}
+
+/** Every setting: its variable, default and meaning. The Config type is derived from this. */
+export const SETTINGS = {
+  host: setting('HOST', '0.0.0.0', 'address every listener binds to', host),
+  ioPort: setting('IO_PORT', '2120', 'Socket.IO port (0 = any free port)', port),
+  apiPort: setting('API_PORT', '2121', 'HTTP push API port (0 = any free port)', port),
+  webPort: setting(
+    'WEB_PORT',
+    '2123',
+    'demo page port (0 = any free port, off = no demo page)',
+    optionalPort,
+  ),
+  corsOrigins: setting(
+    'CORS_ORIGINS',
+    '*',
+    'origins allowed to open a Socket.IO connection: * (any) or a comma-separated list',
+    origins,
+  ),
+  maxBodyBytes: setting(
+    'MAX_BODY_BYTES',
+    '1048576',
+    'largest push request body in bytes; larger answers 413',
+    positiveInt(64 * 1024 * 1024),
+  ),
+  maxRememberedSignatures: setting(
+    'MAX_REMEMBERED_SIGNATURES',
+    '100000',
+    'signed push requests remembered against replay, each until its timestamp is 5 minutes old (about 170 bytes each); when full a new signed request answers 503',
+    positiveInt(10_000_000),
+  ),
+  maxSocketMessageBytes: setting(
+    'MAX_SOCKET_MESSAGE_BYTES',
+    '65536',
+    'largest message a Socket.IO client may send, in bytes; larger closes that connection',
+    positiveInt(16 * 1024 * 1024),
+  ),
+  maxUidsPerPush: setting(
+    'MAX_UIDS_PER_PUSH',
+    '1000',
+    'uids one v1 push may name in `to`',
+    positiveInt(100_000),
+  ),
+  maxBatchMessages: setting(
+    'MAX_BATCH_MESSAGES',
+    '100',
+    'messages one /api/v1/push/batch request may hold',
+    positiveInt(10_000),
+  ),
+  maxDataBytes: setting(
+    'MAX_DATA_BYTES',
+    '65536',
+    'largest v1 `data` (as JSON) in bytes; larger answers 413',
+    positiveInt(16 * 1024 * 1024),
+  ),
+  maxTtlSeconds: setting(
+    'MAX_TTL_SECONDS',
+    '604800',
+    'longest a stored message is kept; a larger ttl is cut to this',
+    positiveInt(365 * 86400),
+  ),
+  maxPendingPerUid: setting(
+    'MAX_PENDING_PER_UID',
+    '1000',
+    'stored messages kept per uid; past it the oldest is dropped (and counted)',
+    positiveInt(1_000_000),
+  ),
+  maxStoreBytes: setting(
+    'MAX_STORE_BYTES',
+    '67108864',
+    'estimated memory for stored messages in all; past it the oldest are dropped',
+    positiveInt(64 * 1024 * 1024 * 1024),
+  ),
+  maxScheduled: setting(
+    'MAX_SCHEDULED',
+    '10000',
+    'scheduled pushes waiting at once; past it a new one answers 503',
+    positiveInt(10_000_000),
+  ),
+  maxScheduledBytes: setting(
+    'MAX_SCHEDULED_BYTES',
+    '67108864',
+    'bytes (as JSON: to list, data and all) the waiting scheduled pushes may hold in all; past it a new one answers 503',
+    positiveInt(64 * 1024 * 1024 * 1024),
+  ),
+  maxIdempotencyBytes: setting(
+    'MAX_IDEMPOTENCY_BYTES',
+    '33554432',
+    'estimated bytes the remembered push ids may hold in all; past it a push with a new id answers 503 (none is forgotten early)',
+    positiveInt(64 * 1024 * 1024 * 1024),
+  ),
+  maxScheduleSeconds: setting(
+    'MAX_SCHEDULE_SECONDS',
+    '2592000',
+    'how far ahead a push may be scheduled (delay or at)',
+    positiveInt(365 * 86400),
+  ),
+  idempotencySeconds: setting(
+    'IDEMPOTENCY_SECONDS',
+    '300',
+    'least time a push id is remembered (longer when its ttl or schedule is longer)',
+    positiveInt(30 * 86400),
+  ),
+  ackTimeoutMs: setting(
+    'ACK_TIMEOUT_MS',
+    '30000',
+    'how long the server waits for a stored message ack before it stops waiting (the message stays stored)',
+    positiveInt(3_600_000),
+  ),
+  redeliveryWindow: setting(
+    'REDELIVERY_WINDOW',
+    '20',
+    'stored messages sent to a page at login before it acks them; the next go as acks come (or ACK_TIMEOUT_MS passes)',
+    positiveInt(10_000),
+  ),
+  redeliveryWindowBytes: setting(
+    'REDELIVERY_WINDOW_BYTES',
+    '262144',
+    'most bytes of stored messages (data as JSON) sent to a page at login before it acks them; one message always goes',
+    positiveInt(1024 * 1024 * 1024),
+  ),
+  maxSocketBufferBytes: setting(
+    'MAX_SOCKET_BUFFER_BYTES',
+    '4194304',
+    'most bytes waiting to be sent to one connection; a connection that does not read past it is disconnected',
+    positiveInt(1024 * 1024 * 1024),
+  ),
+  loginTimeoutMs: setting(
+    'LOGIN_TIMEOUT_MS',
+    '10000',
+    'longest a login may wait on presence and the store; past it the login is undone and answers `unavailable`',
+    positiveInt(600_000),
+  ),
+  maxTopicsPerSocket: setting(
+    'MAX_TOPICS_PER_SOCKET',
+    '100',
+    'topics one connection may be subscribed to at once',
+    positiveInt(100_000),
+  ),
+  pushSecret: setting(
+    'PUSH_SECRET',
+    '',
+    'secret every push must prove (Bearer header, secret field or HMAC signature); empty = anyone may push',
+    secret,
+  ),
+  loginSecret: setting(
+    'LOGIN_SECRET',
+    '',
+    'secret login tokens are signed with (HMAC of the uid, or HS256 JWT); empty = any page may log in as any uid',
+    secret,
+  ),
+  pushRatePerIp: setting(
+    'PUSH_RATE_PER_IP',
+    '0',
+    'API requests per second per client address, bursts up to twice that; over it answers 429 (0 = no limit)',
+    limitOrOff(1_000_000),
+  ),
+  socketEventsPerSecond: setting(
+    'SOCKET_EVENTS_PER_SECOND',
+    '20',
+    'events per second one connection may send, bursts up to twice that; over it the event is refused',
+    positiveInt(100_000),
+  ),
+  maxConnectionsPerIp: setting(
+    'MAX_CONNECTIONS_PER_IP',
+    '1000',
+    'Socket.IO connections open at once from one address (0 = no limit)',
+    limitOrOff(10_000_000),
+  ),
+  trustProxy: setting(
+    'TRUST_PROXY',
+    '',
+    'proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client for per-address limits and logs; empty = trust none',
+    proxyList,
+  ),
+  tlsCert: setting('TLS_CERT', '', 'PEM certificate file: serve https and wss on every port (with TLS_KEY)', optionalPath),
+  tlsKey: setting('TLS_KEY', '', 'PEM private key file for TLS_CERT', optionalPath),
+  logLevel: setting(
+    'LOG_LEVEL',
+    'info',
+    'least important log lines shown: info, warn or error',
+    z.enum(['info', 'warn', 'error'], { error: 'must be info, warn or error' }),
+  ),
+  logFormat: setting(
+    'LOG_FORMAT',
+    'text',
+    'text (lines for people) or json (one JSON object a line, for log collectors)',
+    z.enum(['text', 'json'], { error: 'must be text or json' }),
+  ),
+  redisUrl: setting(
+    'REDIS_URL',
+    '',
+    'Redis to join a cluster through (rooms, presence, stored messages); empty = one node, in memory',
+    redisUrl,
+  ),
+  redisCommandTimeoutMs: setting(
+    'REDIS_COMMAND_TIMEOUT_MS',
+    '2000',
+    'with REDIS_URL: a Redis that leaves a command unanswered this long counts as lost (pushes that need it answer 503, /readyz 503) and is reconnected',
+    z
+      .string()
+      .regex(/^\d+$/, 'must be an integer 100-600000')
+      .transform(Number)
+      .refine((n) => n >= 100 && n <= 600_000, 'must be an integer 100-600000'),
+  ),
+  workers: setting(
+    'WORKERS',
+    '1',
+    'server processes on this machine sharing the ports (above 1 needs REDIS_URL)',
+    positiveInt(256),
+  ),
+  webhookUrl: setting(
+    'WEBHOOK_URL',
+    '',
+    'URLs (comma-separated) that receive user.online / user.offline events as signed JSON POSTs; empty = none',
+    urlList,
+  ),
+  webhookSecret: setting('WEBHOOK_SECRET', '', 'secret webhook bodies are signed with (X-Signature)', secret),
+  webhookGraceMs: setting(
+    'WEBHOOK_GRACE_MS',
+    '5000',
+    'how long a uid may be gone before user.offline is sent (a page refresh sends nothing)',
+    positiveInt(3_600_000),
+  ),
+  adminToken: setting(
+    'ADMIN_TOKEN',
+    '',
+    'token for the admin page at /admin on the web port; empty = no admin page',
+    secret,
+  ),
+  adminSessionSeconds: setting(
+    'ADMIN_SESSION_SECONDS',
+    '43200',
+    'how long an admin page sign-in lasts (a cookie); changing ADMIN_TOKEN ends every session',
+    positiveInt(30 * 86400),
+  ),
+  onlineCountIntervalMs: setting(
+    'ONLINE_COUNT_INTERVAL_MS',
+    '1000',
+    'how often online counts are checked and, when changed, broadcast (update_online_count)',
+    positiveInt(60_000),
+  ),
+  shutdownTimeoutMs: setting(
+    'SHUTDOWN_TIMEOUT_MS',
+    '5000',
+    'on SIGTERM/SIGINT, how long open connections may take to finish before they are cut',
+    positiveInt(120_000),
+  ),
+} as const;
+
+/**
+ * A rejected value as a config error shows it. Secrets only by their length; URLs (REDIS_URL,
+ * WEBHOOK_URL) as scheme and host, since they may carry a password or a token.
+ */
+export function shownValue(schema: z.ZodType<unknown, string>, raw: string): string {
+  if (schema === secret) return `${raw.length} character${raw.length === 1 ? '' : 's'}`;
+  if (schema === redisUrl) return JSON.stringify(shownUrl(raw.trim()));
+  if (schema === urlList) return JSON.stringify(raw.split(',').map((u) => shownUrl(u.trim())).join(', '));
+  return JSON.stringify(raw);
+}
