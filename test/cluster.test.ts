@@ -248,6 +248,8 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     await showsCounts(watcher, 2, 2);
     expect(await publish(a, 'victim', 'before')).to.equal('ok');
     await victim.waitFor('new_msg', (m) => m === 'before');
+    // B announces its page before it dies; a kill before that POST left would lose it
+    await receiver.waitFor((r) => r.some((x) => x.body.includes('"user.online"') && x.body.includes('"victim"')), 5000);
 
     const killedAt = Date.now();
     const exit = await b.kill();
