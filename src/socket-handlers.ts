@@ -128,7 +128,7 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       limiter.forget(socket.id);
       const uid = socket.data.uid;
       if (uid === undefined) return;
-      presence.removePage(uid, socket.id).then(
+      presence.removePage(uid).then(
         (last) => last && observer.lastPage(uid),
         (err: unknown) => log.error('logout failed', err),
       );
@@ -190,7 +190,7 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       if (counted && !socket.disconnected) {
         counted
           .then(
-            () => presence.removePage(uid, socket.id).then((last) => last && firstReported && observer.lastPage(uid)),
+            () => presence.removePage(uid).then((last) => last && firstReported && observer.lastPage(uid)),
             () => {},
           )
           .catch((err: unknown) => log.error('giving back the page of a failed login failed', err));
@@ -203,7 +203,7 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       // Set before the first await, so a disconnect that comes meanwhile gives the page back.
       socket.data.uid = uid;
       socket.join(userRoom(uid));
-      counted = presence.addPage(uid, socket.id);
+      counted = presence.addPage(uid);
       const first = await counted;
       if (answered) return;
       if (first) {
