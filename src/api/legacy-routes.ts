@@ -1,4 +1,4 @@
-// The byte-compatible web-msg-sender push endpoint (PROTOCOL.md "Push API"): any path,
+// The byte-compatible web-msg-sender push endpoint (docs/protocol.md §4): any path,
 // `type=publish&to=&content=` from the body when it has fields, else from the query string;
 // answers one word: ok, offline or fail.
 import type { Middleware } from 'koa';
