@@ -5,7 +5,8 @@ import { createHmac } from 'node:crypto';
 import { expect } from 'chai';
 import type { LogFields, Logger } from '../src/log.ts';
 import { MemoryPresence, type Presence } from '../src/presence.ts';
-import { WebhookSender, type WebhookSenderOptions } from '../src/webhooks/sender.ts';
+import type { WebhookSenderOptions } from '../src/webhooks/sender-options.ts';
+import { WebhookSender } from '../src/webhooks/sender.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import {
   closedPortUrl,
