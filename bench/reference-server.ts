@@ -1,4 +1,4 @@
-// The benchmark's yardstick: the legacy protocol (PROTOCOL.md) in as little code as
+// The benchmark's yardstick: the legacy protocol (docs/protocol.md §1-4) in as little code as
 // Socket.IO allows, so "ours / reference" shows what our server costs beyond Socket.IO itself.
 // Socket.IO v4 defaults plus allowEIO3 (the clients are 2.x); the push API is bare node:http,
 // query string only: `?type=publish&to=&content=` answering ok / offline / fail.

@@ -64,7 +64,7 @@ export class Delivery {
    * socket when `to` is empty. `offline` when the uid has no logged-in socket; the emit is
    * still attempted, as the original does.
    */
-  async publishLegacy(to: string, content: string): Promise<LegacyResult> {
+  async emitLegacy(to: string, content: string): Promise<LegacyResult> {
     this.observer.emitted();
     if (to === '') {
       this.io.emit('new_msg', content);

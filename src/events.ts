@@ -45,7 +45,7 @@ export interface MessageMeta {
 export interface ServerToClientEvents {
   /** A pushed message: always HTML-escaped text (the legacy API, or a v1 push naming new_msg). */
   new_msg: (content: string) => void;
-  /** `当前<b>U</b>人在线，共打开<b>P</b>个页面` (PROTOCOL.md). */
+  /** `当前<b>U</b>人在线，共打开<b>P</b>个页面` (docs/protocol.md §3). */
   update_online_count: (html: string) => void;
   /** A rejected `login` from a client that passed no ack callback. */
   login_error: (error: SocketError) => void;

@@ -43,10 +43,6 @@ export class ExpiryQueue<K> {
     this.heap = kept; // a sorted array is a valid heap
   }
 
-  clear(): void {
-    this.heap = [];
-  }
-
   private popMin(): Entry<K> {
     const heap = this.heap;
     const top = heap[0]!;

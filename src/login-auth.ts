@@ -30,11 +30,6 @@ export function loginToken(secret: string, subject: string): string {
   return createHmac('sha256', secret).update(subject).digest('hex');
 }
 
-/** The HMAC token of a private topic. */
-export function topicToken(loginSecret: string, topic: string): string {
-  return loginToken(topicKey(loginSecret), topic);
-}
-
 const HEX_TOKEN = /^[0-9a-f]{64}$/i;
 const JWT = /^[\w-]+\.[\w-]+\.[\w-]+$/;
 

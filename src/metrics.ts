@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from './log.ts';
+import type { PushOutcome } from './messages.ts';
 import type { StoreStats } from './message-store.ts';
 import type { OnlineCounts } from './presence.ts';
 import type { WebhookDropReason, WebhookEvent, WebhookEventType, WebhookObserver } from './webhooks/events.ts';
@@ -12,13 +13,11 @@ import type { WebhookDropReason, WebhookEvent, WebhookEventType, WebhookObserver
 export type Transport = 'websocket' | 'polling';
 export type LoginResult = 'ok' | 'refused' | 'failed';
 export type PushApiKind = 'legacy' | 'v1';
-/** ok / offline / fail: the legacy answers; stored, scheduled: v1; error: a 5xx. */
-export type PushOutcome = 'ok' | 'offline' | 'fail' | 'stored' | 'scheduled' | 'error';
 
 const TRANSPORTS: readonly Transport[] = ['websocket', 'polling'];
 const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'refused', 'failed'];
 const PUSH_APIS: readonly PushApiKind[] = ['legacy', 'v1'];
-const PUSH_RESULTS: readonly PushOutcome[] = ['ok', 'offline', 'fail', 'stored', 'scheduled', 'error'];
+const PUSH_RESULTS: readonly PushOutcome[] = ['ok', 'offline', 'fail', 'stored', 'scheduled'];
 const WEBHOOK_TYPES: readonly WebhookEventType[] = ['user.online', 'user.offline', 'message.stored_expired'];
 const DROP_REASONS: readonly WebhookDropReason[] = ['attempts', 'overflow', 'closed'];
 const SOURCES = ['connections', 'online', 'store'] as const;

@@ -1,5 +1,5 @@
-// The once-a-second `update_online_count` broadcast of PROTOCOL.md: counts are checked on a
-// timer and sent to every socket only when they changed since the last broadcast.
+// The once-a-second `update_online_count` broadcast (docs/protocol.md §3): counts are checked
+// on a timer and sent to every socket only when they changed since the last broadcast.
 import type { Logger } from './log.ts';
 import type { OnlineCounts, Presence } from './presence.ts';
 

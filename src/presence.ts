@@ -10,9 +10,9 @@ export interface OnlineCounts {
 
 export interface Presence {
   /** Counts one more page of `uid`; true when it is the uid's first page. */
-  addPage(uid: string, socketId: string): Promise<boolean>;
+  addPage(uid: string): Promise<boolean>;
   /** Counts one page of `uid` less; true when it was the uid's last page. */
-  removePage(uid: string, socketId: string): Promise<boolean>;
+  removePage(uid: string): Promise<boolean>;
   isOnline(uid: string): Promise<boolean>;
   /** The uid's pages anywhere; 0 when offline. */
   pagesOf(uid: string): Promise<number>;

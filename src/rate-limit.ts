@@ -41,8 +41,4 @@ export class RateLimiter<K = string> {
       if (b.tokens + ((now - b.at) * this.rate) / 1000 >= this.burst) this.buckets.delete(key);
     }
   }
-
-  get size(): number {
-    return this.buckets.size;
-  }
 }

@@ -1,7 +1,8 @@
 // Composition root: createServer(config, components) wires the listeners and components
 // and returns a handle with the bound ports and close(). A push goes:
-//   http-api.ts -> legacy-api.ts (legacy) or push-api.ts (/api/v1) -> delivery.ts
-//   -> Socket.IO rooms joined in socket-handlers.ts, and message-store.ts for stored ones
+//   api/app.ts -> api/fast-legacy.ts or api/legacy-routes.ts (legacy), api/push-routes.ts
+//   (/api/v1) -> delivery.ts -> Socket.IO rooms joined in socket-handlers.ts, and
+//   message-store.ts for stored ones
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -101,8 +102,9 @@ function readTls(config: Config): { cert: Buffer; key: Buffer } | null {
 }
 
 /**
- * Connects to Redis for the cluster components. redis.ts (the only importer of redis and the
- * adapter) is loaded only here, so a single node never loads them. Unreachable: one line.
+ * Connects to Redis for the cluster components. cluster/components.ts (with
+ * cluster/redis-client.ts, the only importers of redis and the adapter) is loaded only here,
+ * so a single node never loads them. Unreachable: one line.
  */
 async function joinCluster(
   url: string,

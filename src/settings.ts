@@ -308,7 +308,7 @@ export const SETTINGS = {
   webhookUrl: setting(
     'WEBHOOK_URL',
     '',
-    'URLs (comma-separated) that receive user.online / user.offline events as signed JSON POSTs; empty = none',
+    'URLs (comma-separated) that receive user.online / user.offline / message.stored_expired events as signed JSON POSTs; empty = none',
     urlList,
   ),
   webhookSecret: setting('WEBHOOK_SECRET', '', 'secret webhook bodies are signed with (X-Signature)', secret),

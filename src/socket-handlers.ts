@@ -1,6 +1,6 @@
 // What a socket may do: `login` (join the uid's room, count the page, get stored messages),
 // `subscribe` / `unsubscribe` topics, and on disconnect give the page back.
-// PROTOCOL.md "Client events" for the legacy part.
+// docs/protocol.md §3 for the legacy part, §6 for v1.
 import type { Delivery, RedeliveryWindow } from './delivery.ts';
 import type { LoginReply, PushIo, PushSocket, SocketError, SubscribeReply } from './events.ts';
 import type { Logger } from './log.ts';
@@ -128,7 +128,7 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       limiter.forget(socket.id);
       const uid = socket.data.uid;
       if (uid === undefined) return;
-      presence.removePage(uid, socket.id).then(
+      presence.removePage(uid).then(
         (last) => last && observer.lastPage(uid),
         (err: unknown) => log.error('logout failed', err),
       );
@@ -137,7 +137,7 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
 
   async function login(socket: PushSocket, raw: unknown, ack: Ack<LoginReply>): Promise<void> {
     if (socket.data.uid !== undefined || verifying.has(socket)) {
-      // PROTOCOL.md: a second login on the same socket is ignored. Only an ack is told.
+      // docs/protocol.md §3: a second login on the same socket is ignored. Only an ack is told.
       ack?.({
         ok: false,
         error: { code: 'already_logged_in', message: `already logged in as ${socket.data.uid ?? '(pending)'}` },
@@ -190,7 +190,7 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       if (counted && !socket.disconnected) {
         counted
           .then(
-            () => presence.removePage(uid, socket.id).then((last) => last && firstReported && observer.lastPage(uid)),
+            () => presence.removePage(uid).then((last) => last && firstReported && observer.lastPage(uid)),
             () => {},
           )
           .catch((err: unknown) => log.error('giving back the page of a failed login failed', err));
@@ -203,7 +203,7 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       // Set before the first await, so a disconnect that comes meanwhile gives the page back.
       socket.data.uid = uid;
       socket.join(userRoom(uid));
-      counted = presence.addPage(uid, socket.id);
+      counted = presence.addPage(uid);
       const first = await counted;
       if (answered) return;
       if (first) {

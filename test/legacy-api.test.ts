@@ -1,4 +1,4 @@
-// PROTOCOL.md "Push API": every way a backend calls it, and the exact answers.
+// docs/protocol.md §4, the legacy push API: every way a backend calls it, and the exact answers.
 import { expect } from 'chai';
 import { request } from 'node:http';
 import { cleanupAll } from './support/cleanup.ts';

@@ -91,6 +91,9 @@ describe('Metrics', () => {
     expect(types.get('process_cpu_seconds_total')).to.equal('counter');
     // Every label combination exists from the start, at 0: rate() works from the first push.
     expect(samples.get('push_pushes_total{api="v1",result="scheduled"}')).to.equal(0);
+    // ...and only the outcomes a push can have: a series that can never move misleads a dashboard
+    const results = [...samples.keys()].filter((k) => k.startsWith('push_pushes_total{api="legacy"'));
+    expect(results.map((k) => /result="(\w+)"/.exec(k)![1]).sort()).to.deep.equal(['fail', 'offline', 'ok', 'scheduled', 'stored']);
     expect(samples.get('push_webhooks_dropped_total{type="user.offline",reason="overflow"}')).to.equal(0);
   });
 

@@ -56,17 +56,17 @@ describe('RedisPresence', () => {
     const prefix = freshPrefix();
     const a = node('a', prefix);
     const b = node('b', prefix);
-    expect(await a.addPage('u', 's1')).to.equal(true);
-    expect(await b.addPage('u', 's2')).to.equal(false); // u has a page on a already
+    expect(await a.addPage('u')).to.equal(true);
+    expect(await b.addPage('u')).to.equal(false); // u has a page on a already
     expect(await b.isOnline('u')).to.equal(true);
-    expect(await b.addPage('v', 's3')).to.equal(true);
+    expect(await b.addPage('v')).to.equal(true);
     expect(await a.isOnline('v')).to.equal(true);
     for (const p of [a, b]) expect(await p.counts()).to.deep.equal({ users: 2, pages: 3 });
-    expect(await a.removePage('u', 's1')).to.equal(false); // still on b
+    expect(await a.removePage('u')).to.equal(false); // still on b
     expect(await a.isOnline('u')).to.equal(true);
-    expect(await b.removePage('u', 's2')).to.equal(true);
+    expect(await b.removePage('u')).to.equal(true);
     expect(await a.isOnline('u')).to.equal(false);
-    expect(await a.removePage('v', 'not-on-a')).to.equal(false); // v's page is b's to remove
+    expect(await a.removePage('v')).to.equal(false); // v's page is b's to remove
     expect(await a.counts()).to.deep.equal({ users: 1, pages: 1 });
   });
 
@@ -74,7 +74,7 @@ describe('RedisPresence', () => {
     const prefix = freshPrefix();
     const a = node('a', prefix);
     const b = node('b', prefix);
-    await a.addPage('u', 's1');
+    await a.addPage('u');
     await holdsFor(async () => (await b.isOnline('u')) && (await b.counts()).pages === 1, "a's page as b sees it", 4 * LEASE_MS);
   });
 
@@ -82,13 +82,13 @@ describe('RedisPresence', () => {
     const prefix = freshPrefix();
     const a = node('a', prefix);
     const b = node('b', prefix);
-    await a.addPage('u', 's1');
-    await b.addPage('u', 's2');
-    await b.addPage('v', 's3');
+    await a.addPage('u');
+    await b.addPage('u');
+    await b.addPage('v');
     await b.close();
     expect(await a.counts()).to.deep.equal({ users: 1, pages: 1 });
     expect(await a.isOnline('v')).to.equal(false);
-    expect(await a.removePage('u', 's1')).to.equal(true);
+    expect(await a.removePage('u')).to.equal(true);
   });
 
   it('drops the pages of a killed node within its lease, once, whichever nodes reap it', async function () {
@@ -97,20 +97,20 @@ describe('RedisPresence', () => {
     const log = recordingLogger();
     const a = node('a', prefix, { log });
     const b = node('b', prefix, { log }); // a and b both reap; the pages must go once
-    await a.addPage('x', 's1');
+    await a.addPage('x');
 
     // a real node process: registers, adds pages, heartbeats, and is then SIGKILLed
     const src = (file: string) => JSON.stringify(new URL(`../src/${file}`, import.meta.url).href);
     const program = `
       import { silentLogger } from ${src('log.ts')};
-      import { RedisPresence } from ${src('redis-presence.ts')};
-      import { connectRedis } from ${src('redis.ts')};
+      import { RedisPresence } from ${src('cluster/redis-presence.ts')};
+      import { connectRedis } from ${src('cluster/redis-client.ts')};
       const client = await connectRedis(process.env.REDIS_URL, silentLogger);
       const presence = new RedisPresence(client, 'doomed', silentLogger,
         { prefix: process.env.PREFIX, leaseMs: ${LEASE_MS}, heartbeatMs: ${HEARTBEAT_MS} });
-      await presence.addPage('x', 'c1');
-      await presence.addPage('x', 'c2');
-      await presence.addPage('y', 'c3');
+      await presence.addPage('x');
+      await presence.addPage('x');
+      await presence.addPage('y');
       console.log('ready');
       setInterval(() => {}, 60_000); // lives until killed
     `;
@@ -148,7 +148,7 @@ describe('RedisPresence', () => {
     expect(log.lines.filter((l) => l.includes('node doomed stopped heartbeating'))).to.have.length(1);
     // and they stay right: no later beat subtracts them again
     await holdsFor(async () => (await b.counts()).pages === 1, 'the counts after the reap', 2 * HEARTBEAT_MS);
-    expect(await a.removePage('x', 's1')).to.equal(true);
+    expect(await a.removePage('x')).to.equal(true);
   });
 
   it('writes every node\'s pages back after Redis restarts empty, logging the outage once', async function () {
@@ -164,10 +164,10 @@ describe('RedisPresence', () => {
     onCleanup(() => closeRedis(clientB));
     const a = node('a', prefix, { client: clientA, log: logA });
     const b = node('b', prefix, { client: clientB, log: logB });
-    await a.addPage('u', 's1');
-    await a.addPage('v', 's2');
-    await b.addPage('u', 's3');
-    await b.addPage('w', 's4');
+    await a.addPage('u');
+    await a.addPage('v');
+    await b.addPage('u');
+    await b.addPage('w');
     expect(await a.counts()).to.deep.equal({ users: 3, pages: 4 });
 
     await own.stop();
@@ -183,9 +183,9 @@ describe('RedisPresence', () => {
       'both heartbeats to fail',
     );
     // a page that comes and goes during the outage: Redis never hears of it, the mirror does
-    await a.addPage('z', 's5').catch(() => false);
-    await a.addPage('u', 's6').catch(() => false);
-    await a.removePage('u', 's6').catch(() => false);
+    await a.addPage('z').catch(() => false);
+    await a.addPage('u').catch(() => false);
+    await a.removePage('u').catch(() => false);
 
     await own.start();
     await until(
@@ -194,8 +194,8 @@ describe('RedisPresence', () => {
       10_000,
     );
     for (const uid of ['u', 'v', 'w', 'z']) expect(await b.isOnline(uid)).to.equal(true);
-    expect(await a.removePage('u', 's1')).to.equal(false); // b's page of u was written back too
-    expect(await b.removePage('u', 's3')).to.equal(true);
+    expect(await a.removePage('u')).to.equal(false); // b's page of u was written back too
+    expect(await b.removePage('u')).to.equal(true);
 
     for (const log of [logA, logB]) {
       const count = (pattern: RegExp) => log.lines.filter((l) => pattern.test(l)).length;
@@ -221,15 +221,15 @@ describe('RedisPresence', () => {
     onCleanup(() => a.close());
     const b = new RedisPresence(clientB, 'b', silentLogger, options);
     onCleanup(() => b.close());
-    await b.addPage('u0', 'b1');
-    await b.addPage('only-b', 'b2');
+    await b.addPage('u0');
+    await b.addPage('only-b');
 
     // the pages arrive while Redis is away: only a's mirror holds them, so the heartbeat after
     // the restart (empty) must write all of them at once
     await own.stop();
     await until(() => !clientA.isReady, 'client a to see Redis gone');
     const UIDS = 150_000;
-    await Promise.all(Array.from({ length: UIDS }, (_, i) => a.addPage(`u${i}`, `s${i}`)));
+    await Promise.all(Array.from({ length: UIDS }, (_, i) => a.addPage(`u${i}`)));
     await own.start();
 
     const expected = JSON.stringify({ users: UIDS + 1, pages: UIDS + 2 }); // u0 is on both
@@ -244,8 +244,8 @@ describe('RedisPresence', () => {
     expect(await b.pagesOf('u0')).to.equal(2);
     expect(await b.pagesOf(`u${UIDS - 1}`)).to.equal(1);
     // still counted right afterwards: the last page of a uid on a goes, b's stays
-    expect(await a.removePage('u0', 's0')).to.equal(false);
-    expect(await b.removePage('u0', 'b1')).to.equal(true);
+    expect(await a.removePage('u0')).to.equal(false);
+    expect(await b.removePage('u0')).to.equal(true);
     expect(await b.counts()).to.deep.equal({ users: UIDS, pages: UIDS });
   });
 });

@@ -145,7 +145,7 @@ describe('createRedisComponents', () => {
     const log = recordingLogger();
     const components = await createRedisComponents(shared.server().url, 'n1', log, LIMITS, { prefix: 'components-1:' });
     onCleanup(() => components.close());
-    await components.presence.addPage('u', 's1');
+    await components.presence.addPage('u');
     expect(await components.presence.isOnline('u')).to.equal(true);
     const now = Date.now();
     expect(await components.store.add(['u'], { id: 'm', event: 'e', data: 1, ts: now, expiresAt: now + 60_000 }, 10)).to.equal(1);

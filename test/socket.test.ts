@@ -1,4 +1,4 @@
-// PROTOCOL.md "Client events" with real socket.io-client 2.x and 4.x over every transport.
+// docs/protocol.md §3, the legacy socket events, with real socket.io-client 2.x and 4.x over every transport.
 import { expect } from 'chai';
 import { cleanupAll } from './support/cleanup.ts';
 import { connectClient, countsHtml, type ClientVersion, type Transports } from './support/clients.ts';

@@ -5,7 +5,8 @@ import { createHmac } from 'node:crypto';
 import { expect } from 'chai';
 import type { LogFields, Logger } from '../src/log.ts';
 import { MemoryPresence, type Presence } from '../src/presence.ts';
-import { WebhookSender, type WebhookSenderOptions } from '../src/webhooks/sender.ts';
+import type { WebhookSenderOptions } from '../src/webhooks/sender-options.ts';
+import { WebhookSender } from '../src/webhooks/sender.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import {
   closedPortUrl,
@@ -340,12 +341,12 @@ describe('PresenceWebhooks', () => {
       presence,
       hooks,
       /** What socket-handlers does at login: online() for the uid's first page. */
-      async connect(uid: string, socketId: string) {
-        if (await presence.addPage(uid, socketId)) hooks.online(uid);
+      async connect(uid: string) {
+        if (await presence.addPage(uid)) hooks.online(uid);
       },
       /** What it does at disconnect: offline() for the uid's last page. */
-      async disconnect(uid: string, socketId: string) {
-        if (await presence.removePage(uid, socketId)) hooks.offline(uid);
+      async disconnect(uid: string) {
+        if (await presence.removePage(uid)) hooks.offline(uid);
       },
       /** The next isOnline call answers, then waits for the returned release(). */
       holdNextIsOnline(): { reached: Promise<void>; release: () => void } {
@@ -366,9 +367,9 @@ describe('PresenceWebhooks', () => {
   it('announces a first page as user.online, and only once for more pages', async () => {
     const node = await startNode();
     const receiver = receiverOf(node);
-    await node.connect('alice', 's1');
-    await node.connect('alice', 's2');
-    await node.disconnect('alice', 's1'); // a page left, not the user
+    await node.connect('alice');
+    await node.connect('alice');
+    await node.disconnect('alice'); // a page left, not the user
 
     await receiver.waitFor(1);
     expect(deliveredTypes(receiver, 'alice')).to.deep.equal(['user.online']);
@@ -378,16 +379,16 @@ describe('PresenceWebhooks', () => {
   it('sends nothing for a refresh within the grace period', async () => {
     const node = await startNode();
     const receiver = receiverOf(node);
-    await node.connect('alice', 's1');
+    await node.connect('alice');
     await receiver.waitFor(1);
 
-    await node.disconnect('alice', 's1');
+    await node.disconnect('alice');
     expect(node.hooks.inGrace).to.equal(1);
-    await node.connect('alice', 's2'); // the refreshed page
+    await node.connect('alice'); // the refreshed page
     expect(node.hooks.inGrace).to.equal(0);
 
     // The uid's events are ordered, so anything the refresh sent would come before this.
-    await node.disconnect('alice', 's2');
+    await node.disconnect('alice');
     await receiver.waitFor(() => deliveredTypes(receiver, 'alice').length === 2);
     expect(deliveredTypes(receiver, 'alice')).to.deep.equal(['user.online', 'user.offline']);
   });
@@ -395,12 +396,12 @@ describe('PresenceWebhooks', () => {
   it('sends user.offline once the grace period passes, then user.online at the next page', async () => {
     const node = await startNode();
     const receiver = receiverOf(node);
-    await node.connect('alice', 's1');
-    await node.disconnect('alice', 's1');
+    await node.connect('alice');
+    await node.disconnect('alice');
     await receiver.waitFor(2);
     expect(node.hooks.inGrace).to.equal(0);
 
-    await node.connect('alice', 's2');
+    await node.connect('alice');
     await receiver.waitFor(3);
     expect(deliveredTypes(receiver, 'alice')).to.deep.equal(['user.online', 'user.offline', 'user.online']);
   });
@@ -413,12 +414,12 @@ describe('PresenceWebhooks', () => {
     const a = await startNode({ presence, announced, url: receiver.url });
     const b = await startNode({ presence, announced, url: receiver.url });
 
-    await a.connect('alice', 'a1');
+    await a.connect('alice');
     await receiver.waitFor(1);
-    await a.disconnect('alice', 'a1'); // node A starts its grace period
-    await b.connect('alice', 'b1'); // the refresh lands on node B: announced already
+    await a.disconnect('alice'); // node A starts its grace period
+    await b.connect('alice'); // the refresh lands on node B: announced already
     await until(() => a.hooks.inGrace === 0, "node A's grace period to end");
-    await b.disconnect('alice', 'b1');
+    await b.disconnect('alice');
 
     await receiver.waitFor(2);
     expect(deliveredTypes(receiver, 'alice')).to.deep.equal(['user.online', 'user.offline']);
@@ -427,17 +428,17 @@ describe('PresenceWebhooks', () => {
   it('follows an offline with an online when the uid came back while presence was slow to answer', async () => {
     const node = await startNode();
     const receiver = receiverOf(node);
-    await node.connect('alice', 's1');
+    await node.connect('alice');
     await receiver.waitFor(1);
 
     const slow = node.holdNextIsOnline();
-    await node.disconnect('alice', 's1');
+    await node.disconnect('alice');
     await slow.reached; // the grace period ended; its isOnline answered "offline" and stalls
-    await node.connect('alice', 's2');
+    await node.connect('alice');
     slow.release();
 
     await receiver.waitFor(3);
-    await node.disconnect('alice', 's2');
+    await node.disconnect('alice');
     await receiver.waitFor(4);
     expect(deliveredTypes(receiver, 'alice')).to.deep.equal([
       'user.online',
@@ -449,10 +450,10 @@ describe('PresenceWebhooks', () => {
 
   it('close() clears every grace timer', async () => {
     const node = await startNode();
-    await node.connect('alice', 's1');
-    await node.connect('bob', 's2');
-    await node.disconnect('alice', 's1');
-    await node.disconnect('bob', 's2');
+    await node.connect('alice');
+    await node.connect('bob');
+    await node.disconnect('alice');
+    await node.disconnect('bob');
     expect(node.hooks.inGrace).to.equal(2);
     node.hooks.close();
     expect(node.hooks.inGrace).to.equal(0);

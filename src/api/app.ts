@@ -8,7 +8,7 @@ import type { Delivery } from '../delivery.ts';
 import type { IncomingMessage, RequestListener } from 'node:http';
 import { fastLegacy } from './fast-legacy.ts';
 import { errorMiddleware, HttpError } from './errors.ts';
-import { legacyPublish } from './legacy-routes.ts';
+import { legacyRoute } from './legacy-routes.ts';
 import type { Logger } from '../log.ts';
 import { PushAuth } from './push-auth.ts';
 import type { PushApi } from './push-routes.ts';
@@ -109,7 +109,7 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
   const app = new Koa();
   app.silent = true; // errors are answered and logged by errorMiddleware
   const legacy = new Router();
-  legacy.all('/{*path}', legacyPublish(delivery, config.maxDataBytes, observer));
+  legacy.all('/{*path}', legacyRoute(delivery, config.maxDataBytes, observer));
 
   app.use(errorMiddleware(log));
   app.use(operations(notReady, renderMetrics).routes());

@@ -1,12 +1,12 @@
 // The lean path for the call backends make most: `GET /?type=publish&to=&content=`. It is
 // answered without Koa (no context objects, no middleware chain per push) but by the same
-// rules: publishLegacy() for the push, PushAuth.verify() for the secret, the same rate limiter.
+// rules: runLegacyPush() for the push, PushAuth.verify() for the secret, the same rate limiter.
 // Anything else (other methods, a body, a signed request, /api/v1, the probes) goes to the
 // Koa app unchanged.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Delivery } from '../delivery.ts';
 import { HttpError } from './errors.ts';
-import { publishLegacy } from './legacy-routes.ts';
+import { runLegacyPush } from './legacy-routes.ts';
 import type { Logger } from '../log.ts';
 import type { PushAuth } from './push-auth.ts';
 import { parseQuery } from './query.ts';
@@ -68,7 +68,7 @@ export function fastLegacy(o: FastLegacyOptions): RequestListener {
       });
       if (problem !== null) return answer(res, 401, 'fail', { 'www-authenticate': 'Bearer' });
     }
-    publishLegacy(params, o.delivery, o.maxContentBytes, o.observer, startedAt).then(
+    runLegacyPush(params, o.delivery, o.maxContentBytes, o.observer, startedAt).then(
       (result) => answer(res, 200, result),
       (err: unknown) => {
         if (err instanceof HttpError) return answer(res, err.status, err.message);

@@ -1,4 +1,4 @@
-// The byte-compatible web-msg-sender push endpoint (PROTOCOL.md "Push API"): any path,
+// The byte-compatible web-msg-sender push endpoint (docs/protocol.md §4): any path,
 // `type=publish&to=&content=` from the body when it has fields, else from the query string;
 // answers one word: ok, offline or fail.
 import type { Middleware } from 'koa';
@@ -28,7 +28,7 @@ function field(params: Params, name: string): string | undefined {
  * used by the Koa route and by the lean GET path (fast-legacy.ts). Throws HttpError for a
  * content over `maxContentBytes` (413) or a parameter that is not a string (400).
  */
-export async function publishLegacy(
+export async function runLegacyPush(
   params: Params,
   delivery: Delivery,
   maxContentBytes: number,
@@ -45,18 +45,21 @@ export async function publishLegacy(
   if (raw.length * 3 > maxContentBytes && Buffer.byteLength(raw) > maxContentBytes) {
     throw new HttpError(413, `content is larger than ${maxContentBytes} bytes`);
   }
-  const result = await delivery.publishLegacy(to, escapeHtml(raw));
+  const result = await delivery.emitLegacy(to, escapeHtml(raw));
   observer.observePushToEmit(startedAt);
   observer.pushed('legacy', result);
   return result;
 }
 
-/** `maxContentBytes`: a longer content answers 413 (MAX_DATA_BYTES). */
-export function legacyPublish(delivery: Delivery, maxContentBytes: number, observer: PushObserver): Middleware {
+/**
+ * The Koa route of the legacy push: picks body or query string and answers runLegacyPush()'s
+ * word. `maxContentBytes`: a longer content answers 413 (MAX_DATA_BYTES).
+ */
+export function legacyRoute(delivery: Delivery, maxContentBytes: number, observer: PushObserver): Middleware {
   return async (ctx) => {
     const startedAt = performance.now();
     const body: unknown = ctx.request.body;
     const params: Params = hasFields(body) ? body : ctx.query;
-    ctx.body = await publishLegacy(params, delivery, maxContentBytes, observer, startedAt);
+    ctx.body = await runLegacyPush(params, delivery, maxContentBytes, observer, startedAt);
   };
 }

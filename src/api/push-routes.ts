@@ -204,8 +204,8 @@ export class PushApi {
       throw new HttpError(413, `data is ${given} bytes as JSON, more than ${this.limits.maxDataBytes}`, 'payload_too_large', 'data');
     }
     const event = body.event ?? DEFAULT_EVENT;
-    // Legacy pages put new_msg in with innerHTML (PROTOCOL.md): on that event data is text,
-    // escaped here, as the legacy API does, so what is stored or scheduled is already safe.
+    // Legacy pages put new_msg in with innerHTML (docs/protocol.md §6.3): on that event data is
+    // text, escaped here, as the legacy API does, so what is stored or scheduled is already safe.
     let data: unknown = body.data;
     if (event === LEGACY_EVENT) {
       if (typeof data !== 'string') {

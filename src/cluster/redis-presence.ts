@@ -95,15 +95,14 @@ export class RedisPresence implements Presence {
     void this.beat(); // registers at once, not a beat later
   }
 
-  // Pages are counted, not named: the socket id is not needed.
-  async addPage(uid: string, _socketId: string): Promise<boolean> {
+  async addPage(uid: string): Promise<boolean> {
     const n = (this.mirror.get(uid) ?? 0) + 1;
     this.mirror.set(uid, n);
     const { before, after } = await this.write(uid, n);
     return before === 0 && after > 0;
   }
 
-  async removePage(uid: string, _socketId: string): Promise<boolean> {
+  async removePage(uid: string): Promise<boolean> {
     const n = this.mirror.get(uid);
     if (n === undefined) return false;
     if (n > 1) this.mirror.set(uid, n - 1);

@@ -2,55 +2,9 @@
 // with retries and a bounded queue, never throwing into or slowing its callers.
 import { randomUUID } from 'node:crypto';
 import type { LogFields, Logger } from '../log.ts';
-import { webhookSignature, type WebhookDropReason, type WebhookEvent, type WebhookEventInput, type WebhookObserver } from './events.ts';
-import { shownUrl } from '../secrets.ts';
-
-export interface WebhookSenderOptions {
-  /**
-   * How long one attempt may take, connecting to response headers; then it is aborted and
-   * counts as failed.
-   * @default 5000
-   */
-  timeoutMs?: number;
-  /**
-   * Attempts per event and url, the first included; after the last failure it is dropped.
-   * @default 8
-   */
-  maxAttempts?: number;
-  /**
-   * Backoff before retry n (n = 1 after the first failure) is a uniformly random delay in
-   * [0, min(maxDelayMs, baseDelayMs * 2^(n-1))] ("full jitter"), so receivers that come back
-   * are not hit by every sender at once.
-   * @default 500
-   */
-  baseDelayMs?: number;
-  /**
-   * Cap on one backoff delay.
-   * @default 60000
-   */
-  maxDelayMs?: number;
-  /**
-   * Deliveries (an event for N urls counts N) waiting or in flight, in all. Past it the oldest
-   * is dropped (reason 'overflow'), so a receiver that is down costs bounded memory.
-   * @default 10000
-   */
-  maxQueue?: number;
-  /**
-   * Requests in flight per url at once. Uids are served round-robin, so one busy uid does
-   * not starve the others; a mass disconnect does not open thousands of connections.
-   * @default 10
-   */
-  concurrency?: number;
-}
-
-const DEFAULTS: Required<WebhookSenderOptions> = {
-  timeoutMs: 5000,
-  maxAttempts: 8,
-  baseDelayMs: 500,
-  maxDelayMs: 60_000,
-  maxQueue: 10_000,
-  concurrency: 10,
-};
+import type { WebhookDropReason, WebhookEvent, WebhookEventInput, WebhookObserver } from './events.ts';
+import { senderOptions, type WebhookSenderOptions } from './sender-options.ts';
+import { postWebhook, webhookTarget, type WebhookTarget } from './targets.ts';
 
 /** One event on its way to one url. */
 interface Attempt {
@@ -77,13 +31,7 @@ interface UidQueue {
   inflight: AbortController | null;
 }
 
-interface Target {
-  /** Without its credentials: fetch() refuses those, and its error would show them. */
-  readonly url: string;
-  /** `Basic …` from the URL's user and password, or null. */
-  readonly authorization: string | null;
-  /** Scheme and host only (see shownUrl): a path or query may hold a token, and logs must not. */
-  readonly shown: string;
+interface Target extends WebhookTarget {
   readonly queues: Map<string, UidQueue>;
   /** Queues whose head waits for a slot, oldest first. */
   readonly ready: Set<UidQueue>;
@@ -128,30 +76,14 @@ export class WebhookSender {
     private readonly log: Logger,
     private readonly observer?: WebhookObserver,
   ) {
-    this.options = { ...DEFAULTS, ...stripUndefined(options) };
-    this.targets = urls.map((url, i) => {
-      const parsed = new URL(url);
-      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-        throw new Error(`webhook url must be http or https, got ${parsed.protocol}`);
-      }
-      // https://user:pass@host/… is sent as HTTP Basic auth, as curl would
-      const credentials = parsed.username !== '' || parsed.password !== '';
-      const authorization = credentials
-        ? `Basic ${Buffer.from(`${decoded(parsed.username)}:${decoded(parsed.password)}`).toString('base64')}`
-        : null;
-      parsed.username = '';
-      parsed.password = '';
-      return {
-        url: parsed.toString(),
-        authorization,
-        // the number tells several urls on one host apart
-        shown: urls.length > 1 ? `${shownUrl(url)} (#${i + 1})` : shownUrl(url),
-        queues: new Map(),
-        ready: new Set(),
-        active: 0,
-        pumpQueued: false,
-      };
-    });
+    this.options = senderOptions(options);
+    this.targets = urls.map((url, i) => ({
+      ...webhookTarget(url, i, urls.length),
+      queues: new Map(),
+      ready: new Set(),
+      active: 0,
+      pumpQueued: false,
+    }));
   }
 
   /** Deliveries waiting or in flight (an event for N urls counts N). */
@@ -317,29 +249,9 @@ export class WebhookSender {
     queue.inflight = controller;
     const { timeoutMs } = this.options;
     const timer = setTimeout(() => controller.abort(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
-    let error: string | null = null;
+    let error: string | null;
     try {
-      const timestamp = Math.floor(Date.now() / 1000);
-      const headers: Record<string, string> = {
-        'content-type': 'application/json',
-        'x-webhook-id': delivery.event.id,
-        'x-webhook-timestamp': String(timestamp),
-      };
-      if (this.secret !== null) headers['x-signature'] = webhookSignature(this.secret, timestamp, delivery.body);
-      if (target.authorization !== null) headers.authorization = target.authorization;
-      const res = await fetch(target.url, {
-        method: 'POST',
-        headers,
-        body: delivery.body,
-        signal: controller.signal,
-        // A redirect would re-send a signed body somewhere not configured: a failure instead.
-        redirect: 'manual',
-      });
-      // The answer's body is not used; cancelling frees the connection.
-      await res.body?.cancel().catch(() => undefined);
-      if (!res.ok) error = `answered ${res.status}`;
-    } catch (err) {
-      error = describe(controller.signal.aborted ? controller.signal.reason : err);
+      error = await postWebhook(target, delivery.event.id, delivery.body, this.secret, controller.signal);
     } finally {
       clearTimeout(timer);
       queue.inflight = null;
@@ -421,27 +333,4 @@ export class WebhookSender {
       this.log.error(`webhook observer ${what} threw`, err);
     }
   }
-}
-
-function stripUndefined<T extends object>(options: T): Partial<T> {
-  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-/** A URL's percent-encoded user or password as sent; a stray % stays as written. */
-function decoded(part: string): string {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    return part;
-  }
-}
-
-/** A short reason: fetch hides the network error (ECONNREFUSED, ...) in `cause`. */
-function describe(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = err.cause;
-    if (cause instanceof Error) return (cause as NodeJS.ErrnoException).code ?? cause.message;
-    return err.message;
-  }
-  return String(err);
 }

@@ -1,4 +1,4 @@
-// The MessageStore contract, run against every implementation (memory now; Redis later).
+// The MessageStore contract, run against every implementation (memory and Redis).
 import { expect } from 'chai';
 import { until as waitUntil } from '../support/until.ts';
 import { idempotencyKeyBytes, type MessageStore, type ScheduledCursor, type StoreLimits } from '../../src/message-store.ts';
