@@ -103,8 +103,8 @@ describe('RedisPresence', () => {
     const src = (file: string) => JSON.stringify(new URL(`../src/${file}`, import.meta.url).href);
     const program = `
       import { silentLogger } from ${src('log.ts')};
-      import { RedisPresence } from ${src('redis-presence.ts')};
-      import { connectRedis } from ${src('redis.ts')};
+      import { RedisPresence } from ${src('cluster/redis-presence.ts')};
+      import { connectRedis } from ${src('cluster/redis-client.ts')};
       const client = await connectRedis(process.env.REDIS_URL, silentLogger);
       const presence = new RedisPresence(client, 'doomed', silentLogger,
         { prefix: process.env.PREFIX, leaseMs: ${LEASE_MS}, heartbeatMs: ${HEARTBEAT_MS} });
