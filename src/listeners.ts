@@ -1,11 +1,9 @@
 // The three HTTP listeners of a server: made (with TLS when configured), bound with one clear
-// line when a port cannot be had, closed gracefully; and the per-address connection count of
-// the Socket.IO port.
+// line when a port cannot be had, closed gracefully.
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Config } from './config.ts';
-import type { Logger } from './log.ts';
 
 /** A listener that could not start; its message is the one line to show. */
 export class StartupError extends Error {
@@ -60,35 +58,4 @@ export function closeHttp(server: HttpServer): Promise<void> {
     server.close(() => resolve());
     server.closeIdleConnections();
   });
-}
-
-/** Counts open Socket.IO connections per client address, for MAX_CONNECTIONS_PER_IP. */
-export class ConnectionCounter {
-  private readonly open = new Map<string, number>();
-  private refused = 0;
-  private loggedAt = -Infinity;
-  constructor(
-    private readonly max: number,
-    private readonly log: Logger,
-  ) {}
-  allows(address: string): boolean {
-    if (this.max === 0 || (this.open.get(address) ?? 0) < this.max) return true;
-    // one line per 10 s at most, so a client hammering the cap cannot flood the log
-    this.refused++;
-    const now = Date.now();
-    if (now - this.loggedAt >= 10_000) {
-      this.log.warn(`connection refused: ${address} has MAX_CONNECTIONS_PER_IP (${this.max}) open`, { refused: this.refused });
-      this.loggedAt = now;
-      this.refused = 0;
-    }
-    return false;
-  }
-  opened(address: string): void {
-    this.open.set(address, (this.open.get(address) ?? 0) + 1);
-  }
-  closed(address: string): void {
-    const n = (this.open.get(address) ?? 1) - 1;
-    if (n <= 0) this.open.delete(address);
-    else this.open.set(address, n);
-  }
 }

@@ -5,7 +5,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
-import { Server } from 'socket.io';
 import { AdminStats } from './admin.ts';
 import { createApiApp } from './api/app.ts';
 import { PushApi } from './api/push-routes.ts';
@@ -15,17 +14,17 @@ import type { RedisCluster } from './cluster/components.ts';
 import type { Config } from './config.ts';
 import { Delivery } from './delivery.ts';
 import type { PushIo } from './events.ts';
-import { closeHttp, ConnectionCounter, httpServer, listen, readTls, StartupError, type Tls } from './listeners.ts';
+import { closeHttp, httpServer, listen, readTls, StartupError } from './listeners.ts';
 import { consoleLogger, type Logger } from './log.ts';
 import { LoginVerifier } from './login-auth.ts';
 import { MemoryMessageStore, type ExpiredListener, type MessageStore, type StoreLimits, type StoreStats } from './message-store.ts';
 import type { PushObserver } from './messages.ts';
 import { connectionsByTransport, Metrics } from './metrics.ts';
 import { OnlineCountBroadcaster } from './online-count.ts';
-import { boundOutgoing } from './outgoing-bound.ts';
 import { MemoryPresence, type OnlineCounts, type Presence } from './presence.ts';
 import { Scheduler } from './scheduler.ts';
 import { registerSocketHandlers, type SocketObserver } from './socket-handlers.ts';
+import { createSockets } from './socket-server.ts';
 import { demoHandler } from './web.ts';
 import type { WebhookObserver } from './webhooks/events.ts';
 import { MemoryAnnouncedState, PresenceWebhooks, type AnnouncedState } from './webhooks/presence-webhooks.ts';
@@ -151,59 +150,6 @@ function createStorage(config: Config, components: Components, cluster: RedisClu
 }
 
 /**
- * The Socket.IO server on its own listener (not yet listening): CORS_ORIGINS enforced on every
- * request, MAX_CONNECTIONS_PER_IP, MAX_SOCKET_BUFFER_BYTES, rooms across nodes with Redis.
- */
-function createSockets(
-  config: Config,
-  tls: Tls,
-  log: Logger,
-  metrics: Metrics,
-  addressOf: (req: IncomingMessage) => string,
-  cluster: RedisCluster | null,
-) {
-  const ioHttp = httpServer(tls, (_req, res) => {
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-  });
-  const allowed = config.corsOrigins === '*' ? null : new Set(config.corsOrigins);
-  const connections = new ConnectionCounter(config.maxConnectionsPerIp, log);
-  const io: PushIo = new Server(ioHttp, {
-    allowEIO3: true, // socket.io-client 2.x pages
-    cors: { origin: allowed === null ? true : [...allowed], credentials: true },
-    allowRequest: (req, cb) => {
-      // CORS does not cover WebSocket: an origin list is enforced on every request.
-      const origin = req.headers.origin;
-      if (allowed !== null && origin !== undefined && !allowed.has(origin)) return cb('origin not allowed', false);
-      // JSONP polling (`j`, socket.io-client 2.x in old browsers) is a script tag: it sends no
-      // Origin and reads across origins, so with an origin list it would bypass the list.
-      if (allowed !== null && new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('j')) {
-        return cb('JSONP polling is refused because CORS_ORIGINS lists origins; use XHR polling or WebSocket', false);
-      }
-      const isHandshake = !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('sid');
-      if (isHandshake && !connections.allows(addressOf(req))) {
-        return cb('too many connections from this address', false);
-      }
-      cb(null, true);
-    },
-    maxHttpBufferSize: config.maxSocketMessageBytes,
-  });
-  if (cluster) io.adapter(cluster.adapter); // rooms and broadcasts span the nodes
-  // resolved once from the handshake request, so the close is counted against the same address
-  io.engine.on('connection', (raw: { request: IncomingMessage; once(event: 'close', fn: () => void): void }) => {
-    const address = addressOf(raw.request);
-    connections.opened(address);
-    raw.once('close', () => connections.closed(address));
-  });
-  io.engine.on('connection', (conn: Parameters<typeof boundOutgoing>[0]) => {
-    boundOutgoing(conn, config.maxSocketBufferBytes, (bytes) => {
-      metrics.slowConnectionCut();
-      log.warn(`closed a connection from ${conn.remoteAddress}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
-    });
-  });
-  return { io, ioHttp };
-}
-
-/**
  * Binds the listeners in order (Socket.IO, push API, web page); the web page is told the
  * ports bound. A WORKERS process does not bind the Socket.IO port (see Components.sticky).
  * Rejects with one line; what it bound is in `bound`, for the caller to close.
@@ -315,7 +261,7 @@ export async function createServer(config: Config, components: Components = {}):
   const counter = new OnlineCountBroadcaster(presence, (html) => io.local.emit('update_online_count', html), config.onlineCountIntervalMs, log);
   const scheduler = new Scheduler(store, delivery, log, { dropped: () => metrics.scheduledDropped() });
 
-  // 7. close, in the reverse order
+  // 7. close: stop taking work, let the connections drain, then the sinks and the stores
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
