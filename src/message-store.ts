@@ -151,8 +151,8 @@ export class MemoryMessageStore implements MessageStore {
     private readonly limits: StoreLimits,
     private readonly onExpired: ExpiredListener = () => {},
   ) {
+    // a plain timer: the sweep is synchronous and cannot fail on its own; close() clears it
     this.sweeper = setInterval(() => this.sweep(Date.now()), SWEEP_MS);
-    this.sweeper.unref();
   }
 
   async add(uids: readonly string[], message: StoredMessage, bytes: number): Promise<number> {

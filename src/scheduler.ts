@@ -6,6 +6,7 @@ import type { Delivery } from './delivery.ts';
 import type { Logger } from './log.ts';
 import { StoreUnavailableError, type MessageStore } from './message-store.ts';
 import type { ScheduledPush } from './messages.ts';
+import { PeriodicTask } from './periodic.ts';
 
 /** How often due pushes are looked for; a push fires at most this late (plus its own work). */
 export const SCHEDULER_TICK_MS = 200;
@@ -27,10 +28,7 @@ export interface SchedulerObserver {
 }
 
 export class Scheduler {
-  private readonly timer: NodeJS.Timeout;
-  private busy = false;
-  /** The store failed last time: logged once when it starts and once when it ends. */
-  private failing = false;
+  private readonly task: PeriodicTask;
 
   constructor(
     private readonly store: MessageStore,
@@ -38,35 +36,25 @@ export class Scheduler {
     private readonly log: Logger,
     private readonly observer: SchedulerObserver = { dropped: () => {} },
   ) {
-    this.timer = setInterval(() => void this.tick(), SCHEDULER_TICK_MS);
-    this.timer.unref();
+    // due pushes stay in the store while it fails, and fire when it answers again
+    this.task = new PeriodicTask(() => this.fireDue(), {
+      everyMs: SCHEDULER_TICK_MS,
+      failing: (err) => {
+        if (err instanceof StoreUnavailableError) {
+          log.warn(`scheduled pushes wait: ${err.message}; retrying every ${SCHEDULER_TICK_MS} ms`);
+        } else {
+          log.error('scheduled pushes: cannot read the store; retrying', err);
+        }
+      },
+      recovered: () => log.info('scheduled pushes: the store answers again'),
+    });
   }
 
-  private async tick(): Promise<void> {
-    if (this.busy) return;
-    this.busy = true;
-    try {
-      const due = await this.store.takeDue(Date.now());
-      if (this.failing) {
-        this.failing = false;
-        this.log.info('scheduled pushes: the store answers again');
-      }
-      for (const push of due) {
-        // delivery emits only after every store step worked, so a failed one sent nothing
-        await this.delivery.push(push.spec).catch((err: unknown) => this.putBack(push, err));
-      }
-    } catch (err) {
-      // due pushes stay in the store and fire when it answers again
-      if (!this.failing) {
-        if (err instanceof StoreUnavailableError) {
-          this.log.warn(`scheduled pushes wait: ${err.message}; retrying every ${SCHEDULER_TICK_MS} ms`);
-        } else {
-          this.log.error('scheduled pushes: cannot read the store; retrying', err);
-        }
-      }
-      this.failing = true;
-    } finally {
-      this.busy = false;
+  private async fireDue(): Promise<void> {
+    const due = await this.store.takeDue(Date.now());
+    for (const push of due) {
+      // delivery emits only after every store step worked, so a failed one sent nothing
+      await this.delivery.push(push.spec).catch((err: unknown) => this.putBack(push, err));
     }
   }
 
@@ -90,7 +78,8 @@ export class Scheduler {
     }
   }
 
-  close(): void {
-    clearInterval(this.timer);
+  /** Stops the timer; resolves once the due pushes being fired are out (or put back). */
+  close(): Promise<void> {
+    return this.task.close();
   }
 }

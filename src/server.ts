@@ -1,38 +1,37 @@
-// Composition root: createServer(config, components) wires the listeners and components
-// and returns a handle with the bound ports and close(). A push goes:
+// Composition root: createServer(config, components) builds a server in the order the parts
+// depend on each other, and returns a handle with the bound ports and close(). A push goes:
 //   api/app.ts -> api/fast-legacy.ts or api/legacy-routes.ts (legacy), api/push-routes.ts
 //   (/api/v1) -> delivery.ts -> Socket.IO rooms joined in socket-handlers.ts, and
 //   message-store.ts for stored ones
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import { Server } from 'socket.io';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { AdminStats } from './admin.ts';
+import { createApiApp } from './api/app.ts';
+import { PushApi } from './api/push-routes.ts';
+import { maxRequestHeadBytes } from './api/query.ts';
 import { ClientAddresses } from './client-address.ts';
+import type { RedisCluster } from './cluster/components.ts';
 import type { Config } from './config.ts';
 import { Delivery } from './delivery.ts';
 import type { PushIo } from './events.ts';
-import { createApiApp } from './api/app.ts';
+import { closeHttp, httpServer, listen, readTls, StartupError } from './listeners.ts';
 import { consoleLogger, type Logger } from './log.ts';
 import { LoginVerifier } from './login-auth.ts';
-import { OnlineCountBroadcaster } from './online-count.ts';
-import { MemoryMessageStore, type ExpiredListener, type MessageStore, type StoreLimits } from './message-store.ts';
+import { MemoryMessageStore, type ExpiredListener, type MessageStore, type StoreLimits, type StoreStats } from './message-store.ts';
+import type { PushObserver } from './messages.ts';
 import { connectionsByTransport, Metrics } from './metrics.ts';
-import { boundOutgoing } from './outgoing-bound.ts';
-import { MemoryPresence, type Presence } from './presence.ts';
-import { PushApi } from './api/push-routes.ts';
-import { maxRequestHeadBytes } from './api/query.ts';
+import { OnlineCountBroadcaster } from './online-count.ts';
+import { MemoryPresence, type OnlineCounts, type Presence } from './presence.ts';
 import { Scheduler } from './scheduler.ts';
 import { registerSocketHandlers, type SocketObserver } from './socket-handlers.ts';
-import { WebhookSender } from './webhooks/sender.ts';
+import { createSockets } from './socket-server.ts';
 import { demoHandler } from './web.ts';
-import type { StoredMessage, PushObserver } from './messages.ts';
-import type { RedisComponents } from './cluster/components.ts';
 import type { WebhookObserver } from './webhooks/events.ts';
-import { MemoryAnnouncedState, PresenceWebhooks } from './webhooks/presence-webhooks.ts';
+import { MemoryAnnouncedState, PresenceWebhooks, type AnnouncedState } from './webhooks/presence-webhooks.ts';
+import { WebhookSender } from './webhooks/sender.ts';
+
+export { StartupError } from './listeners.ts';
 
 /** Swappable parts; in-memory defaults. */
 export interface Components {
@@ -56,192 +55,45 @@ export interface ServerHandle {
   close(): Promise<void>;
 }
 
-/** A listener that could not start; its message is the one line to show. */
-export class StartupError extends Error {
-  override name = 'StartupError';
-}
-
-function listen(server: HttpServer, port: number, host: string, setting: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      const where = `${setting} ${port} on ${host}`;
-      if (err.code === 'EADDRINUSE') reject(new StartupError(`${where}: port is already in use`));
-      else if (err.code === 'EACCES') reject(new StartupError(`${where}: permission denied`));
-      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND')
-        reject(new StartupError(`HOST ${host} is not an address of this machine`));
-      else reject(new StartupError(`${where}: ${err.message}`));
-    };
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      const address = server.address();
-      resolve(typeof address === 'object' && address !== null ? address.port : port);
-    });
-  });
-}
-
-function closeHttp(server: HttpServer): Promise<void> {
-  if (!server.listening) return Promise.resolve();
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
-  });
-}
-
-/** The certificate and key when TLS is on; an unreadable file stops the start. */
-function readTls(config: Config): { cert: Buffer; key: Buffer } | null {
-  if (config.tlsCert === null || config.tlsKey === null) return null;
-  const read = (setting: string, path: string) => {
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new StartupError(`${setting} ${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-    }
-  };
-  return { cert: read('TLS_CERT', config.tlsCert), key: read('TLS_KEY', config.tlsKey) };
-}
-
 /**
  * Connects to Redis for the cluster components. cluster/components.ts (with
  * cluster/redis-client.ts, the only importers of redis and the adapter) is loaded only here,
  * so a single node never loads them. Unreachable: one line.
  */
-async function joinCluster(
-  url: string,
-  limits: StoreLimits,
-  log: Logger,
-  found: { onReapedOffline: (uid: string) => void; onExpired: ExpiredListener; commandTimeoutMs: number },
-): Promise<RedisComponents> {
-  const { createRedisComponents, RedisStartupError } = await import('./cluster/components.ts');
-  const nodeId = `${hostname()}-${randomBytes(4).toString('hex')}`; // unique among live nodes
+async function joinCluster(url: string, config: Config, log: Logger): Promise<RedisCluster> {
+  const { connectCluster, RedisStartupError } = await import('./cluster/components.ts');
   try {
-    return await createRedisComponents(url, nodeId, log, limits, found);
+    return await connectCluster(url, log, { commandTimeoutMs: config.redisCommandTimeoutMs });
   } catch (err) {
     throw err instanceof RedisStartupError ? new StartupError(err.message) : err;
   }
 }
 
-/** Counts open Socket.IO connections per client address, for MAX_CONNECTIONS_PER_IP. */
-class ConnectionCounter {
-  private readonly open = new Map<string, number>();
-  private refused = 0;
-  private loggedAt = -Infinity;
-  constructor(
-    private readonly max: number,
-    private readonly log: Logger,
-  ) {}
-  allows(address: string): boolean {
-    if (this.max === 0 || (this.open.get(address) ?? 0) < this.max) return true;
-    // one line per 10 s at most, so a client hammering the cap cannot flood the log
-    this.refused++;
-    const now = Date.now();
-    if (now - this.loggedAt >= 10_000) {
-      this.log.warn(`connection refused: ${address} has MAX_CONNECTIONS_PER_IP (${this.max}) open`, { refused: this.refused });
-      this.loggedAt = now;
-      this.refused = 0;
-    }
-    return false;
-  }
-  opened(address: string): void {
-    this.open.set(address, (this.open.get(address) ?? 0) + 1);
-  }
-  closed(address: string): void {
-    const n = (this.open.get(address) ?? 1) - 1;
-    if (n <= 0) this.open.delete(address);
-    else this.open.set(address, n);
-  }
+/** What the sinks read back when asked (/metrics, the admin page, a webhook's grace check). */
+interface Reads {
+  counts(): Promise<OnlineCounts>;
+  isOnline(uid: string): Promise<boolean>;
+  storeStats(): Promise<StoreStats>;
+  connections(): ReturnType<typeof connectionsByTransport>;
 }
 
-export async function createServer(config: Config, components: Components = {}): Promise<ServerHandle> {
-  const tls = readTls(config); // first: a bad file stops the start before anything runs
-  const log = components.log ?? consoleLogger;
-  const limits: StoreLimits = {
-    maxPendingPerUid: config.maxPendingPerUid,
-    maxBytes: config.maxStoreBytes,
-    maxScheduled: config.maxScheduled,
-    maxScheduledBytes: config.maxScheduledBytes,
-    maxIdempotencyBytes: config.maxIdempotencyBytes,
-  };
-  // What the shared parts find on their own: a dead node's last pages (reported by the node
-  // that reaps it) and messages that expired unacked (by the store's sweep). The webhooks that
-  // announce them are built below, so these are bound late.
-  const found = {
-    lastPage: (_uid: string): void => {},
-    expired: (_uid: string, _message: StoredMessage): void => {},
-  };
-  const onExpired: ExpiredListener = (uid, message) => found.expired(uid, message);
-  const redis =
-    config.redisUrl === null
-      ? null
-      : await joinCluster(config.redisUrl, limits, log, {
-          onReapedOffline: (uid) => found.lastPage(uid),
-          onExpired,
-          commandTimeoutMs: config.redisCommandTimeoutMs,
-        });
-  const presence = components.presence ?? redis?.presence ?? new MemoryPresence();
-  const store = components.store ?? redis?.store ?? new MemoryMessageStore(limits, onExpired);
-  /** Closes presence and store: through Redis's own close when they are Redis's. */
-  const closeComponents = async () => {
-    await Promise.all([components.presence ? presence.close() : null, components.store ? store.close() : null]);
-    if (redis) await redis.close();
-    else await Promise.all([presence.close(), store.close()]);
-  };
+/** Where events go: metrics, the admin page's stats and, with WEBHOOK_URL, the webhooks. */
+interface Sinks {
+  metrics: Metrics;
+  admin: AdminStats;
+  sender: WebhookSender | null;
+  webhooks: PresenceWebhooks | null;
+  sockets: SocketObserver;
+  pushes: PushObserver;
+  expired: ExpiredListener;
+}
 
-  const listener = (handler: RequestListener, maxHeaderSize?: number): HttpServer => {
-    const options = maxHeaderSize === undefined ? {} : { maxHeaderSize };
-    return tls ? (createHttpsServer({ ...tls, ...options }, handler) as unknown as HttpServer) : createHttpServer(options, handler);
-  };
-
-  const ioHttp = listener((_req, res) => {
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-  });
-  const allowed = config.corsOrigins === '*' ? null : new Set(config.corsOrigins);
-  const connections = new ConnectionCounter(config.maxConnectionsPerIp, log);
-  const clientAddresses = new ClientAddresses(config.trustProxy);
-  const addressOf = (req: IncomingMessage) => clientAddresses.of(req);
-  const io: PushIo = new Server(ioHttp, {
-    allowEIO3: true, // socket.io-client 2.x pages
-    cors: { origin: allowed === null ? true : [...allowed], credentials: true },
-    allowRequest: (req, cb) => {
-      // CORS does not cover WebSocket: an origin list is enforced on every request.
-      const origin = req.headers.origin;
-      if (allowed !== null && origin !== undefined && !allowed.has(origin)) return cb('origin not allowed', false);
-      // JSONP polling (`j`, socket.io-client 2.x in old browsers) is a script tag: it sends no
-      // Origin and reads across origins, so with an origin list it would bypass the list.
-      if (allowed !== null && new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('j')) {
-        return cb('JSONP polling is refused because CORS_ORIGINS lists origins; use XHR polling or WebSocket', false);
-      }
-      const isHandshake = !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('sid');
-      if (isHandshake && !connections.allows(addressOf(req))) {
-        return cb('too many connections from this address', false);
-      }
-      cb(null, true);
-    },
-    maxHttpBufferSize: config.maxSocketMessageBytes,
-  });
-  if (redis) io.adapter(redis.adapter); // rooms and broadcasts span the nodes
-  // resolved once from the handshake request, so the close is counted against the same address
-  io.engine.on('connection', (raw: { request: IncomingMessage; once(event: 'close', fn: () => void): void }) => {
-    const address = addressOf(raw.request);
-    connections.opened(address);
-    raw.once('close', () => connections.closed(address));
-  });
+function createSinks(config: Config, log: Logger, announced: AnnouncedState, reads: Reads): Sinks {
   const metrics = new Metrics({
     log,
-    sources: {
-      connections: () => connectionsByTransport(io.of('/').sockets.values()),
-      online: () => presence.counts(),
-      store: () => store.stats(),
-    },
+    sources: { connections: reads.connections, online: reads.counts, store: reads.storeStats },
   });
-  io.engine.on('connection', (conn: Parameters<typeof boundOutgoing>[0]) => {
-    boundOutgoing(conn, config.maxSocketBufferBytes, (bytes) => {
-      metrics.slowConnectionCut();
-      log.warn(`closed a connection from ${conn.remoteAddress}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
-    });
-  });
-  const admin = new AdminStats(() => presence.counts());
-  // WEBHOOK_URL set: a uid's first and last page become user.online / user.offline
+  const admin = new AdminStats(reads.counts);
   const webhookObserver: WebhookObserver = {
     sent: (event) => metrics.webhooks.sent(event),
     failed: (event, error) => {
@@ -252,21 +104,110 @@ export async function createServer(config: Config, components: Components = {}):
   };
   const sender =
     config.webhookUrl.length > 0 ? new WebhookSender(config.webhookUrl, config.webhookSecret, {}, log, webhookObserver) : null;
-  const webhooks = sender
-    ? new PresenceWebhooks(sender, (uid) => presence.isOnline(uid), redis?.announced ?? new MemoryAnnouncedState(), { graceMs: config.webhookGraceMs }, log)
-    : null;
-  const socketObserver: SocketObserver = {
-    login: (result) => metrics.login(result),
-    firstPage: (uid) => webhooks?.online(uid),
-    lastPage: (uid) => webhooks?.offline(uid),
+  // a uid's first and last page anywhere become user.online / user.offline
+  const webhooks = sender ? new PresenceWebhooks(sender, reads.isOnline, announced, { graceMs: config.webhookGraceMs }, log) : null;
+  return {
+    metrics,
+    admin,
+    sender,
+    webhooks,
+    sockets: {
+      login: (result) => metrics.login(result),
+      firstPage: (uid) => webhooks?.online(uid),
+      lastPage: (uid) => webhooks?.offline(uid),
+    },
+    pushes: {
+      pushed: (api, result) => {
+        metrics.pushed(api, result);
+        if (result !== 'fail') admin.pushed();
+      },
+      observePushToEmit: (startedAt) => metrics.observePushToEmit(startedAt),
+    },
+    expired: (uid, message) => sender?.send({ type: 'message.stored_expired', uid, messageId: message.id, event: message.event }),
   };
-  found.lastPage = (uid) => socketObserver.lastPage(uid);
-  found.expired = (uid, message) => sender?.send({ type: 'message.stored_expired', uid, messageId: message.id, event: message.event });
+}
 
+/**
+ * Presence and message store: the injected ones, else Redis's or in-memory ones that report
+ * what they find on their own (a dead node's last pages, messages expired unacked) to the
+ * sinks. close() closes only what was built here: injected components are the caller's.
+ */
+function createStorage(config: Config, components: Components, cluster: RedisCluster | null, sinks: Sinks) {
+  const limits: StoreLimits = {
+    maxPendingPerUid: config.maxPendingPerUid,
+    maxBytes: config.maxStoreBytes,
+    maxScheduled: config.maxScheduled,
+    maxScheduledBytes: config.maxScheduledBytes,
+    maxIdempotencyBytes: config.maxIdempotencyBytes,
+  };
+  const nodeId = `${hostname()}-${randomBytes(4).toString('hex')}`; // unique among live nodes
+  const shared = cluster?.build(nodeId, limits, { onReapedOffline: sinks.sockets.lastPage, onExpired: sinks.expired }) ?? null;
+  const presence: Presence = components.presence ?? shared?.presence ?? new MemoryPresence();
+  const store: MessageStore = components.store ?? shared?.store ?? new MemoryMessageStore(limits, sinks.expired);
+  const close = async (): Promise<void> => {
+    if (cluster) await cluster.close(); // its own presence and store, then its clients
+    else await Promise.all([components.presence ? null : presence.close(), components.store ? null : store.close()]);
+  };
+  return { presence, store, close };
+}
+
+/**
+ * Binds the listeners in order (Socket.IO, push API, web page); the web page is told the
+ * ports bound. A WORKERS process does not bind the Socket.IO port (see Components.sticky).
+ * Rejects with one line; what it bound is in `bound`, for the caller to close.
+ */
+async function startListening(
+  config: Config,
+  components: Components,
+  servers: { io: PushIo; ioHttp: HttpServer; apiHttp: HttpServer; webHttp: (ports: { io: number; api: number }) => Promise<HttpServer> },
+  bound: HttpServer[],
+): Promise<ServerHandle['ports']> {
+  let ioPort = config.ioPort;
+  if (components.sticky) {
+    const { setupWorker } = await import('@socket.io/sticky');
+    setupWorker(servers.io as unknown as Parameters<typeof setupWorker>[0]);
+  } else {
+    ioPort = await listen(servers.ioHttp, config.ioPort, config.host, 'IO_PORT');
+    bound.push(servers.ioHttp);
+  }
+  const apiPort = await listen(servers.apiHttp, config.apiPort, config.host, 'API_PORT');
+  bound.push(servers.apiHttp);
+  let webPort: number | null = null;
+  if (config.webPort !== null) {
+    const webHttp = await servers.webHttp({ io: ioPort, api: apiPort });
+    webPort = await listen(webHttp, config.webPort, config.host, 'WEB_PORT');
+    bound.push(webHttp);
+  }
+  return { io: ioPort, api: apiPort, web: webPort };
+}
+
+export async function createServer(config: Config, components: Components = {}): Promise<ServerHandle> {
+  const tls = readTls(config); // first: a bad file stops the start before anything runs
+  const log = components.log ?? consoleLogger;
+  // Redis's clients before the sinks: the webhooks' announced state lives there
+  const cluster = config.redisUrl === null ? null : await joinCluster(config.redisUrl, config, log);
+
+  // 1. the sinks, which read back from parts built below only when asked, never while built
+  const sinks = createSinks(config, log, cluster?.announced ?? new MemoryAnnouncedState(), {
+    counts: () => presence.counts(),
+    isOnline: (uid) => presence.isOnline(uid),
+    storeStats: () => store.stats(),
+    connections: () => connectionsByTransport(io.of('/').sockets.values()),
+  });
+  const { metrics, admin, sender, webhooks } = sinks;
+
+  // 2. the stores that report to them
+  const storage = createStorage(config, components, cluster, sinks);
+  const { presence, store } = storage;
+
+  // 3. the socket side
+  const clientAddresses = new ClientAddresses(config.trustProxy);
+  const addressOf = (req: IncomingMessage) => clientAddresses.of(req);
+  const { io, ioHttp } = createSockets(config, tls, log, metrics, addressOf, cluster);
   const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log);
   registerSocketHandlers(io, {
     presence,
-    observer: socketObserver,
+    observer: sinks.sockets,
     delivery,
     verifier: config.loginSecret === null ? null : new LoginVerifier(config.loginSecret),
     maxTopicsPerSocket: config.maxTopicsPerSocket,
@@ -275,92 +216,63 @@ export async function createServer(config: Config, components: Components = {}):
     loginTimeoutMs: config.loginTimeoutMs,
     log,
   });
-  const pushObserver: PushObserver = {
-    pushed: (api, result) => {
-      metrics.pushed(api, result);
-      if (result !== 'fail') admin.pushed();
-    },
-    observePushToEmit: (startedAt) => metrics.observePushToEmit(startedAt),
-  };
-  const pushApi = new PushApi(delivery, store, config, pushObserver);
+
+  // 4. the push API
   let listeningNow = false;
   const api = createApiApp({
     delivery,
-    pushApi,
+    pushApi: new PushApi(delivery, store, config, sinks.pushes),
     presence,
-    notReady: async () => (listeningNow ? ((await redis?.notReady()) ?? null) : 'not listening'),
+    notReady: async () => (listeningNow ? ((await cluster?.notReady()) ?? null) : 'not listening'),
     renderMetrics: () => metrics.render(),
-    observer: pushObserver,
+    observer: sinks.pushes,
     config,
     addressOf,
     log,
   });
   // a legacy GET may carry a content of MAX_DATA_BYTES in its query (query.ts bounds it)
-  const apiHttp = listener(api.handler, maxRequestHeadBytes(config.maxDataBytes));
+  const apiHttp = httpServer(tls, api.handler, maxRequestHeadBytes(config.maxDataBytes));
   // a client that trickles its request (slowloris) is cut off instead of holding a socket
   apiHttp.headersTimeout = 10_000;
   apiHttp.requestTimeout = 30_000;
-  let webHttp: HttpServer | null = null;
 
-  const listening: HttpServer[] = [];
+  // 5. the listeners
+  const adminPage =
+    config.adminToken === null
+      ? null
+      : { token: config.adminToken, sessionSeconds: config.adminSessionSeconds, secureCookie: config.tlsCert !== null, stats: () => admin.snapshot() };
+  let webHttp: HttpServer | null = null;
+  const webServer = async (ports: { io: number; api: number }) => (webHttp = httpServer(tls, await demoHandler(ports, adminPage)));
+  const bound: HttpServer[] = [];
   let ports: ServerHandle['ports'];
   try {
-    let ioPort = config.ioPort;
-    if (components.sticky) {
-      const { setupWorker } = await import('@socket.io/sticky');
-      setupWorker(io as unknown as Parameters<typeof setupWorker>[0]);
-    } else {
-      ioPort = await listen(ioHttp, config.ioPort, config.host, 'IO_PORT');
-      listening.push(ioHttp);
-    }
-    const apiPort = await listen(apiHttp, config.apiPort, config.host, 'API_PORT');
-    listening.push(apiHttp);
-    let webPort: number | null = null;
-    if (config.webPort !== null) {
-      const adminPage =
-        config.adminToken === null
-          ? null
-          : {
-              token: config.adminToken,
-              sessionSeconds: config.adminSessionSeconds,
-              secureCookie: config.tlsCert !== null,
-              stats: () => admin.snapshot(),
-            };
-      webHttp = listener(await demoHandler({ io: ioPort, api: apiPort }, adminPage));
-      webPort = await listen(webHttp, config.webPort, config.host, 'WEB_PORT');
-      listening.push(webHttp);
-    }
-    ports = { io: ioPort, api: apiPort, web: webPort };
+    ports = await startListening(config, components, { io, ioHttp, apiHttp, webHttp: webServer }, bound);
     listeningNow = true;
   } catch (err) {
     io.engine.close();
     api.close();
     metrics.close();
     webhooks?.close();
-    await Promise.all(listening.map(closeHttp));
-    await Promise.all([closeComponents(), sender?.close()]);
+    await Promise.all(bound.map(closeHttp));
+    await Promise.all([storage.close(), sender?.close()]);
     throw err;
   }
 
-  // Each node tells its own sockets (io.local), so a cluster does not multiply broadcasts.
-  const counter = new OnlineCountBroadcaster(
-    presence,
-    (html) => io.local.emit('update_online_count', html),
-    config.onlineCountIntervalMs,
-    log,
-  );
+  // 6. the timers, once serving. Each node tells its own sockets (io.local), so a cluster does
+  // not multiply broadcasts.
+  const counter = new OnlineCountBroadcaster(presence, (html) => io.local.emit('update_online_count', html), config.onlineCountIntervalMs, log);
   const scheduler = new Scheduler(store, delivery, log, { dropped: () => metrics.scheduledDropped() });
 
+  // 7. close: stop taking work, let the connections drain, then the sinks and the stores
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       listeningNow = false; // a balancer stops sending new work while connections drain
-      counter.close();
-      scheduler.close();
+      // their timers stop now; a run under way ends before the stores close
+      const stopped = Promise.all([counter.close(), scheduler.close()]);
       api.close();
       const servers = [ioHttp, apiHttp, ...(webHttp ? [webHttp] : [])];
       const cut = setTimeout(() => servers.forEach((s) => s.closeAllConnections()), config.shutdownTimeoutMs);
-      cut.unref();
       await Promise.all([
         new Promise<void>((resolve) => io.close(() => resolve())),
         closeHttp(apiHttp),
@@ -371,10 +283,10 @@ export async function createServer(config: Config, components: Components = {}):
       metrics.close();
       // webhooks already queued get a moment to go out; offlines still in their grace are dropped
       // after io.close(): the Redis adapter unsubscribes through its clients as io closes
-      await Promise.all([closeComponents(), sender?.close({ flushMs: Math.min(2000, config.shutdownTimeoutMs) })]);
+      await Promise.all([stopped.then(storage.close), sender?.close({ flushMs: Math.min(2000, config.shutdownTimeoutMs) })]);
     })();
     return closing;
   };
 
-  return { ports, engine: redis ? 'redis' : 'memory', io, metrics, close };
+  return { ports, engine: cluster ? 'redis' : 'memory', io, metrics, close };
 }

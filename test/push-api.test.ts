@@ -422,6 +422,7 @@ describe('v1 push API', () => {
 
     it('escapes, when it sends them, new_msg messages stored or scheduled unescaped by an older version', async () => {
       const store = new MemoryMessageStore({ maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 });
+      onCleanup(() => store.close()); // the test's, not the server's: closed after it
       const old = await startServer({}, { store });
       const ts = Date.now();
       await store.add(['old'], { id: 'raw-text', event: 'new_msg', data: XSS, ts, expiresAt: ts + 60_000 }, 100);

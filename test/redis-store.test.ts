@@ -63,6 +63,7 @@ describe('RedisMessageStore', () => {
     const other = await connectRedis(shared.server().url, silentLogger);
     onCleanup(() => closeRedis(other));
     const stores = [open(LIMITS, prefix), new RedisMessageStore(other, LIMITS, silentLogger, { prefix })];
+    onCleanup(() => stores[1]!.close());
     const now = Date.now();
     for (let i = 0; i < 200; i++) {
       expect(await stores[0]!.schedule({ at: now - 1000 + i, spec: spec(`p${i}`) })).to.equal('scheduled');

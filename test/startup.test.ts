@@ -8,6 +8,7 @@ import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, withDeadline } from './support/clients.ts';
 import { legacyPush, startServer } from './support/server.ts';
 import { SETTINGS } from '../src/settings.ts';
+import { MemoryPresence } from '../src/presence.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 
@@ -211,6 +212,16 @@ describe('createServer().close()', () => {
     const { io, api, web } = server.ports;
     for (const port of [io, api, web!]) expect(await canListen(port)).to.equal(true, `port ${port} free`);
     await server.close(); // idempotent
+  });
+
+  it('leaves the components it was given open: whoever creates one closes it', async () => {
+    const presence = new MemoryPresence();
+    onCleanup(() => presence.close());
+    await presence.addPage('kept');
+    const server = await startServer({}, { presence });
+    await server.close();
+    // a closed MemoryPresence forgets its pages
+    expect(await presence.isOnline('kept')).to.equal(true);
   });
 
   it('rejects with a StartupError and leaves nothing bound when a later port is taken', async () => {

@@ -17,8 +17,7 @@ export function pushRateLimit(
   addressOf: (req: IncomingMessage) => string,
 ): { check(req: IncomingMessage): RateRefusal | null; middleware: Middleware; close(): void } {
   const limiter = new RateLimiter<string>(perSecond, 2 * perSecond);
-  const sweeper = setInterval(() => limiter.sweep(), 10_000);
-  sweeper.unref();
+  const sweeper = setInterval(() => limiter.sweep(), 10_000); // cleared by close()
   const check = (req: IncomingMessage): RateRefusal | null => {
     const ip = addressOf(req);
     const waitMs = limiter.take(ip);

@@ -94,35 +94,43 @@ export class RedisAnnouncedState implements AnnouncedState {
   }
 }
 
-export interface RedisComponents {
+/** The clients of one Redis, connected: the parts that report events are built on them later. */
+export interface RedisCluster {
   /** For io.adapter(): rooms and broadcasts reach the sockets of every node. */
   adapter: ReturnType<typeof createAdapter>;
-  presence: RedisPresence;
-  store: MessageStore;
   /** For the online/offline webhooks: each transition announced once in the cluster. */
   announced: AnnouncedState;
   /** Why Redis cannot be used now, or null while it is connected and answers PING (for /readyz). */
   notReady(): Promise<string | null>;
   /**
-   * Removes this node's presence, then closes the clients. Call it after io.close(): the
-   * adapter unsubscribes through them when io closes. Idempotent.
+   * Builds this node's presence and the store on the clients, told where to report what they
+   * find on their own (a dead node's last pages, messages expired unacked). Once.
+   */
+  build(nodeId: string, limits: StoreLimits, options?: RedisPartsOptions): { presence: RedisPresence; store: MessageStore };
+  /**
+   * Removes this node's presence and stops the store, then closes the clients. Call it after
+   * io.close(): the adapter unsubscribes through them when io closes. Idempotent.
    */
   close(): Promise<void>;
 }
 
+export type RedisPartsOptions = Omit<RedisPresenceOptions, 'prefix'> & { onExpired?: ExpiredListener };
+
+export interface RedisComponents extends Omit<RedisCluster, 'build'> {
+  presence: RedisPresence;
+  store: MessageStore;
+}
+
 /**
- * Connects three clients to `url` (commands, and publish + subscribe for the adapter) and
- * builds the cluster components on them. Rejects with one RedisStartupError line when Redis
- * cannot be reached now; once connected, the clients reconnect by themselves and the
- * outage is logged once, not per retry.
+ * Connects three clients to `url` (commands, and publish + subscribe for the adapter). Rejects
+ * with one RedisStartupError line when Redis cannot be reached now; once connected, the
+ * clients reconnect by themselves and the outage is logged once, not per retry.
  */
-export async function createRedisComponents(
+export async function connectCluster(
   url: string,
-  nodeId: string,
   log: Logger,
-  limits: StoreLimits,
-  options: RedisPresenceOptions & { onExpired?: ExpiredListener; commandTimeoutMs?: number } = {},
-): Promise<RedisComponents> {
+  options: { prefix?: string; commandTimeoutMs?: number } = {},
+): Promise<RedisCluster> {
   const connection = new Connection(url, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
   const [main, pub, sub] = (await connectAll(connection, 3)) as [RedisClient, RedisClient, RedisClient];
   const unawaitedFailed = (err: unknown) => {
@@ -133,25 +141,46 @@ export async function createRedisComponents(
   const adapter = createAdapter(catchUnawaited(pub, unawaitedFailed), catchUnawaited(sub, unawaitedFailed), {
     key: `${prefix}socket.io`,
   });
-  const presence = new RedisPresence(main, nodeId, log, options);
-  const store = new RedisMessageStore(main, limits, log, { prefix, ...(options.onExpired ? { onExpired: options.onExpired } : {}) });
-
+  let parts: { presence: RedisPresence; store: RedisMessageStore } | null = null;
   let closing: Promise<void> | null = null;
   return {
     adapter,
-    presence,
-    store: unavailableOnFailure(store, connection.where),
     announced: new RedisAnnouncedState(main, prefix),
     notReady: async () => {
       if (connection.lost) return `redis ${connection.where} is not connected`;
       return (await connection.answers(main)) ? null : `redis ${connection.where} does not answer`;
     },
+    build: (nodeId, limits, { onExpired, ...presenceOptions } = {}) => {
+      if (parts) throw new Error('the Redis parts are built once');
+      parts = {
+        presence: new RedisPresence(main, nodeId, log, { ...presenceOptions, prefix }),
+        store: new RedisMessageStore(main, limits, log, { prefix, ...(onExpired ? { onExpired } : {}) }),
+      };
+      return { presence: parts.presence, store: unavailableOnFailure(parts.store, connection.where) };
+    },
     close: () =>
       (closing ??= (async () => {
-        await presence.close();
-        await store.close();
+        await parts?.presence.close();
+        await parts?.store.close();
         connection.stop();
         await Promise.all([main, pub, sub].map(quit));
       })()),
   };
+}
+
+/** connectCluster and build in one step: for tests and tools. */
+export async function createRedisComponents(
+  url: string,
+  nodeId: string,
+  log: Logger,
+  limits: StoreLimits,
+  options: RedisPartsOptions & { prefix?: string; commandTimeoutMs?: number } = {},
+): Promise<RedisComponents> {
+  const { prefix, commandTimeoutMs, ...parts } = options;
+  const cluster = await connectCluster(url, log, {
+    ...(prefix === undefined ? {} : { prefix }),
+    ...(commandTimeoutMs === undefined ? {} : { commandTimeoutMs }),
+  });
+  const { presence, store } = cluster.build(nodeId, limits, parts);
+  return { adapter: cluster.adapter, announced: cluster.announced, notReady: cluster.notReady, close: cluster.close, presence, store };
 }

@@ -132,8 +132,7 @@ export class Connection {
       // a failed PING is a lost connection, which node-redis reports and handles itself
       client.ping().then(answered, answered);
     }, Math.max(50, Math.floor(this.timeoutMs / 2)));
-    timer.unref();
-    this.probes.add(timer);
+    this.probes.add(timer); // cleared by stop()
   }
 
   /** Drops a connection that stopped answering: its waiting commands fail now, then it reconnects. */
@@ -220,11 +219,17 @@ export async function quit(client: RedisClient): Promise<void> {
  * reconnects by itself after it has connected, logs lost/back once). For tests and tools.
  */
 export async function connectRedis(url: string, log: Logger, commandTimeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<RedisClient> {
-  const [client] = await connectAll(new Connection(url, log, commandTimeoutMs), 1);
+  const connection = new Connection(url, log, commandTimeoutMs);
+  const [client] = await connectAll(connection, 1);
+  connections.set(client!, connection);
   return client!;
 }
 
+/** The connection of each client made by connectRedis, whose probe closeRedis stops. */
+const connections = new WeakMap<RedisClient, Connection>();
+
 /** Closes a client made by connectRedis. */
 export function closeRedis(client: RedisClient): Promise<void> {
+  connections.get(client)?.stop();
   return quit(client);
 }

@@ -9,6 +9,7 @@
 // node's entries (a Redis restart without persistence, or this node reaped while it was
 // frozen), the next heartbeat writes the mirror back whole.
 import type { Logger } from '../log.ts';
+import { PeriodicTask } from '../periodic.ts';
 import type { OnlineCounts, Presence } from '../presence.ts';
 import type { RedisClient } from './redis-client.ts';
 import { HEARTBEAT, LEAVE, SET_PAGES, STAGE, STAGE_UIDS, SWAP } from './redis-presence-scripts.ts';
@@ -59,13 +60,11 @@ export class RedisPresence implements Presence {
   private readonly leaseMs: number;
   private readonly heartbeatMs: number;
   private readonly onReapedOffline: (uid: string) => void;
-  private readonly timer: NodeJS.Timeout;
-  /** The beat under way, awaited by close() so none writes after it. */
-  private beating: Promise<void> | null = null;
+  /** Its close() waits for the beat under way, so none writes after close(). */
+  private readonly heartbeat: PeriodicTask;
   /** Redis may differ from the mirror (a write failed): the next beat writes the mirror whole. */
   private dirty = true;
   private registered = false;
-  private failing = false;
   private closed: Promise<void> | null = null;
 
   /**
@@ -90,9 +89,13 @@ export class RedisPresence implements Presence {
     const p = (options.prefix ?? 'push:') + 'presence:';
     this.keys = [p + 'nodes', p + 'users', p + 'pages'];
     this.nodePrefix = p + 'node:';
-    this.timer = setInterval(() => void this.beat(), this.heartbeatMs);
-    this.timer.unref();
-    void this.beat(); // registers at once, not a beat later
+    this.heartbeat = new PeriodicTask(() => this.renew(), {
+      everyMs: this.heartbeatMs,
+      failing: (err) =>
+        log.warn(`presence: heartbeat of node ${nodeId} failed (${describe(err)}); retrying every ${this.heartbeatMs} ms`),
+      recovered: () => log.info(`presence: heartbeat of node ${nodeId} works again`),
+    });
+    void this.heartbeat.run(); // registers at once, not a beat later
   }
 
   async addPage(uid: string): Promise<boolean> {
@@ -149,8 +152,7 @@ export class RedisPresence implements Presence {
   /** Stops the heartbeat and removes this node's pages from the cluster at once. */
   close(): Promise<void> {
     this.closed ??= (async () => {
-      clearInterval(this.timer);
-      await this.beating;
+      await this.heartbeat.close();
       this.mirror.clear();
       try {
         await this.eval(LEAVE);
@@ -183,7 +185,7 @@ export class RedisPresence implements Presence {
         // Redis forgot this node (restart, or reaped): this write re-registered it with this
         // uid only; the rest of the mirror follows now rather than at the next beat
         this.dirty = true;
-        void this.beat();
+        void this.heartbeat.run();
       }
       return { before, after };
     } catch {
@@ -193,11 +195,6 @@ export class RedisPresence implements Presence {
       this.dirty = true;
       return { before: 0, after: 0 };
     }
-  }
-
-  private beat(): Promise<void> {
-    this.beating ??= this.renew().finally(() => (this.beating = null));
-    return this.beating;
   }
 
   private async renew(): Promise<void> {
@@ -222,15 +219,9 @@ export class RedisPresence implements Presence {
         await this.rewrite();
         this.registered = true;
       }
-      if (this.failing) this.log.info(`presence: heartbeat of node ${this.nodeId} works again`);
-      this.failing = false;
     } catch (err) {
-      this.dirty = true;
-      if (!this.failing) {
-        const why = describe(err);
-        this.log.warn(`presence: heartbeat of node ${this.nodeId} failed (${why}); retrying every ${this.heartbeatMs} ms`);
-      }
-      this.failing = true;
+      this.dirty = true; // the heartbeat after the failure writes the mirror whole
+      throw err;
     }
   }
 

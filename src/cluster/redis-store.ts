@@ -3,6 +3,7 @@
 // touches several keys is one Lua script, so every node sees it whole and two nodes never
 // take the same due push.
 import type { Logger } from '../log.ts';
+import { PeriodicTask } from '../periodic.ts';
 import { idempotencyKeyBytes, type ClaimResult, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type ExpiredListener, type StoreLimits, type StoreStats } from '../message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from '../messages.ts';
 import type { RedisClient } from './redis-client.ts';
@@ -46,25 +47,26 @@ function ms(time: number): string {
 
 export class RedisMessageStore implements MessageStore {
   private readonly prefix: string;
-  private readonly sweeper: NodeJS.Timeout;
+  /** Its close() waits for a sweep under way, so none runs on a client the caller closes next. */
+  private readonly sweeper: PeriodicTask;
   private readonly onExpired: ExpiredListener;
-  /** The sweep under way, awaited by close() so none runs on a client the caller closes next. */
-  private sweeping: Promise<void> | null = null;
-  private sweepFailing = false;
 
   /** The client is the caller's: close() leaves it open. */
   constructor(
     private readonly client: RedisClient,
     private readonly limits: StoreLimits,
-    private readonly log: Logger,
+    log: Logger,
     options: RedisStoreOptions = {},
   ) {
     this.prefix = options.prefix ?? 'push:';
     this.onExpired = options.onExpired ?? (() => {});
-    this.sweeper = setInterval(() => {
-      this.sweeping ??= this.tick().finally(() => (this.sweeping = null));
-    }, SWEEP_MS);
-    this.sweeper.unref();
+    // logged once per failure spell, not once a second while Redis is away
+    this.sweeper = new PeriodicTask(() => this.sweep(Date.now()), {
+      everyMs: SWEEP_MS,
+      failing: (err) =>
+        log.warn(`message store: sweeping expired messages failed (${describe(err)}); retrying every ${SWEEP_MS} ms`),
+      recovered: () => log.info('message store: sweeping expired messages works again'),
+    });
   }
 
   async add(uids: readonly string[], message: StoredMessage, bytes: number): Promise<number> {
@@ -168,9 +170,8 @@ export class RedisMessageStore implements MessageStore {
     };
   }
 
-  async close(): Promise<void> {
-    clearInterval(this.sweeper);
-    await this.sweeping;
+  close(): Promise<void> {
+    return this.sweeper.close();
   }
 
   /**
@@ -190,20 +191,6 @@ export class RedisMessageStore implements MessageStore {
       }
       removed += n;
       if (n < SWEEP_BATCH) return removed;
-    }
-  }
-
-  private async tick(): Promise<void> {
-    try {
-      await this.sweep(Date.now());
-      if (this.sweepFailing) this.log.info('message store: sweeping expired messages works again');
-      this.sweepFailing = false;
-    } catch (err) {
-      // once per failure spell, not once a second while Redis is away
-      if (!this.sweepFailing) {
-        this.log.warn(`message store: sweeping expired messages failed (${describe(err)}); retrying every ${SWEEP_MS} ms`);
-      }
-      this.sweepFailing = true;
     }
   }
 

@@ -8,7 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { createServer as createHttpServer } from 'node:http';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
-import { StartupError } from '../server.ts';
+import { StartupError } from '../listeners.ts';
 
 /** The environment variable a worker reads the primary's Socket.IO port from. */
 export const STICKY_IO_PORT_ENV = 'PUSH_STICKY_IO_PORT';

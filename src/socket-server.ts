@@ -1,0 +1,96 @@
+// The Socket.IO server of a node, on its own HTTP listener: which requests it accepts (the
+// CORS_ORIGINS list, MAX_CONNECTIONS_PER_IP) and how much may wait to be sent to a connection
+// (MAX_SOCKET_BUFFER_BYTES). What a connected socket may do is in socket-handlers.ts.
+import type { IncomingMessage } from 'node:http';
+import { Server } from 'socket.io';
+import type { RedisCluster } from './cluster/components.ts';
+import type { Config } from './config.ts';
+import type { PushIo } from './events.ts';
+import { httpServer, type Tls } from './listeners.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import { boundOutgoing } from './outgoing-bound.ts';
+
+/**
+ * The Socket.IO server on its own listener (not yet listening): CORS_ORIGINS enforced on every
+ * request, MAX_CONNECTIONS_PER_IP, MAX_SOCKET_BUFFER_BYTES, rooms across nodes with Redis.
+ */
+export function createSockets(
+  config: Config,
+  tls: Tls,
+  log: Logger,
+  metrics: Metrics,
+  addressOf: (req: IncomingMessage) => string,
+  cluster: RedisCluster | null,
+) {
+  const ioHttp = httpServer(tls, (_req, res) => {
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+  });
+  const allowed = config.corsOrigins === '*' ? null : new Set(config.corsOrigins);
+  const connections = new ConnectionCounter(config.maxConnectionsPerIp, log);
+  const io: PushIo = new Server(ioHttp, {
+    allowEIO3: true, // socket.io-client 2.x pages
+    cors: { origin: allowed === null ? true : [...allowed], credentials: true },
+    allowRequest: (req, cb) => {
+      // CORS does not cover WebSocket: an origin list is enforced on every request.
+      const origin = req.headers.origin;
+      if (allowed !== null && origin !== undefined && !allowed.has(origin)) return cb('origin not allowed', false);
+      // JSONP polling (`j`, socket.io-client 2.x in old browsers) is a script tag: it sends no
+      // Origin and reads across origins, so with an origin list it would bypass the list.
+      if (allowed !== null && new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('j')) {
+        return cb('JSONP polling is refused because CORS_ORIGINS lists origins; use XHR polling or WebSocket', false);
+      }
+      const isHandshake = !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('sid');
+      if (isHandshake && !connections.allows(addressOf(req))) {
+        return cb('too many connections from this address', false);
+      }
+      cb(null, true);
+    },
+    maxHttpBufferSize: config.maxSocketMessageBytes,
+  });
+  if (cluster) io.adapter(cluster.adapter); // rooms and broadcasts span the nodes
+  // resolved once from the handshake request, so the close is counted against the same address
+  io.engine.on('connection', (raw: { request: IncomingMessage; once(event: 'close', fn: () => void): void }) => {
+    const address = addressOf(raw.request);
+    connections.opened(address);
+    raw.once('close', () => connections.closed(address));
+  });
+  io.engine.on('connection', (conn: Parameters<typeof boundOutgoing>[0]) => {
+    boundOutgoing(conn, config.maxSocketBufferBytes, (bytes) => {
+      metrics.slowConnectionCut();
+      log.warn(`closed a connection from ${conn.remoteAddress}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
+    });
+  });
+  return { io, ioHttp };
+}
+
+/** Counts open Socket.IO connections per client address, for MAX_CONNECTIONS_PER_IP. */
+class ConnectionCounter {
+  private readonly open = new Map<string, number>();
+  private refused = 0;
+  private loggedAt = -Infinity;
+  constructor(
+    private readonly max: number,
+    private readonly log: Logger,
+  ) {}
+  allows(address: string): boolean {
+    if (this.max === 0 || (this.open.get(address) ?? 0) < this.max) return true;
+    // one line per 10 s at most, so a client hammering the cap cannot flood the log
+    this.refused++;
+    const now = Date.now();
+    if (now - this.loggedAt >= 10_000) {
+      this.log.warn(`connection refused: ${address} has MAX_CONNECTIONS_PER_IP (${this.max}) open`, { refused: this.refused });
+      this.loggedAt = now;
+      this.refused = 0;
+    }
+    return false;
+  }
+  opened(address: string): void {
+    this.open.set(address, (this.open.get(address) ?? 0) + 1);
+  }
+  closed(address: string): void {
+    const n = (this.open.get(address) ?? 1) - 1;
+    if (n <= 0) this.open.delete(address);
+    else this.open.set(address, n);
+  }
+}
