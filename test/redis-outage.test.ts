@@ -57,6 +57,38 @@ describe('a Redis that stops answering', function () {
     expect((await pushStored(server.apiUrl, 'after')).status).to.equal(200);
   });
 
+  it('frees the id of a push cut by the timeout when its claim\'s lease runs out: 409 until then, then the retry is stored', async () => {
+    // lease: CLAIM_LEASE_TIMEOUTS x 250 ms = 2.5 s
+    const server = await startServer({ redisUrl: redis.url, redisCommandTimeoutMs: 250 });
+    onCleanup(() => redis.resume());
+    const push = async (id = 'k1') => {
+      const res = await fetch(`${server.apiUrl}/api/v1/push`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ to: 'u1', data: 'b', ttl: 60, id }),
+        signal: AbortSignal.timeout(HANG_MS),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    // Redis then knows the claim script: the claim the cut leaves behind is not a NOSCRIPT
+    expect((await push('warm-up')).status).to.equal(200);
+    redis.pause();
+    const cut = await push();
+    expect(cut.status).to.equal(503);
+    expect(JSON.stringify(cut.body)).to.include('may or may not have been stored');
+    redis.resume();
+    await until(async () => (await readyStatus(server.apiUrl)) === 200, '/readyz to answer 200 again', 10_000);
+    // the claim sent before the cut ran when Redis woke, and its release failed: the id is
+    // held by a push that is not being made, and says so rather than answering a duplicate
+    const held = await push();
+    expect(held.status).to.equal(409);
+    expect(held.body).to.have.nested.property('error.code', 'push_in_progress');
+    let made: { status: number; body: Record<string, unknown> } | undefined;
+    await until(async () => (made = await push()).status !== 409, 'the lease to run out', 10_000, 100);
+    expect(made).to.deep.equal({ status: 200, body: { id: 'k1', online: [], offline: ['u1'], stored: 1 } });
+    expect(await push()).to.deep.equal({ status: 200, body: { id: 'k1', onlineCount: 0, offlineCount: 1, stored: 1, duplicate: true } });
+  });
+
   it('ends a node on SIGTERM within SHUTDOWN_TIMEOUT_MS and a margin even when closing hangs', async () => {
     // a command timeout far away: leaving Redis hangs, and only the deadline ends the process
     const node = await startNode('a', redis.url, { SHUTDOWN_TIMEOUT_MS: '1', REDIS_COMMAND_TIMEOUT_MS: '600000' });
