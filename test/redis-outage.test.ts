@@ -4,7 +4,8 @@
 import { expect } from 'chai';
 import { connect, type Socket } from 'node:net';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
-import { withDeadline } from './support/clients.ts';
+import { connectClient, withDeadline } from './support/clients.ts';
+import { recordingLogger } from './support/logger.ts';
 import { startNode } from './support/nodes.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { startServer } from './support/server.ts';
@@ -87,6 +88,53 @@ describe('a Redis that stops answering', function () {
     await until(async () => (made = await push()).status !== 409, 'the lease to run out', 10_000, 100);
     expect(made).to.deep.equal({ status: 200, body: { id: 'k1', online: [], offline: ['u1'], stored: 1 } });
     expect(await push()).to.deep.equal({ status: 200, body: { id: 'k1', onlineCount: 0, offlineCount: 1, stored: 1, duplicate: true } });
+  });
+
+  it('holds a scheduled push whose delivery and put-back both failed, and fires it once when Redis answers again', async () => {
+    const secret = 'outage-test-secret-0123';
+    const log = recordingLogger();
+    // a short ack timeout: the Redis adapter keeps a timer of that length for each stored push's emit
+    const server = await startServer({ redisUrl: redis.url, redisCommandTimeoutMs: 250, pushSecret: secret, ackTimeoutMs: 1000 }, { log });
+    onCleanup(() => redis.resume());
+    const api = async (path: string, body?: unknown) => {
+      const res = await fetch(`${server.apiUrl}/api/v1${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(HANG_MS),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const page = await connectClient('v4', server.ioUrl);
+    await page.login('a-uid');
+    // Due together, fired one after another: 30 pushes that each ask Redis whether p-uid is
+    // online, then the one that must be stored. Redis freezes at the first of those questions,
+    // so it has answered the take of the due pushes, and the last one's store and put-back
+    // both fail: the put-back of a delivery failed by an outage fails for the same reason.
+    const at = new Date(Date.now() + 1500).toISOString();
+    for (let i = 0; i < 30; i++) {
+      expect((await api('/push', { to: 'p-uid', data: i, at, id: `p${String(i).padStart(2, '0')}` })).status).to.equal(202);
+    }
+    expect((await api('/push', { to: 'a-uid', data: 'once', ttl: 60, at, id: 'z-last' })).status).to.equal(202);
+    const monitor = connect(redis.port, '127.0.0.1');
+    onCleanup(() => monitor.destroy());
+    let feed = '';
+    monitor.on('data', (chunk) => {
+      feed += chunk.toString();
+      if (/"hexists" "[^"]*" "p-uid"/i.test(feed)) {
+        redis.pause();
+        monitor.removeAllListeners('data');
+      }
+    });
+    monitor.write('MONITOR\r\n');
+
+    await until(() => log.lines.some((l) => l.includes('z-last') && l.includes('could not be put back')), 'the failed put-back', 10_000);
+    redis.resume();
+    const [, , ack] = await page.waitFor('message', (data) => data === 'once', 10_000);
+    (ack as () => void)(); // no ack timer left running past the test
+    await until(async () => ((await api('/scheduled')).body.scheduled as unknown[]).length === 0, 'nothing scheduled', 5000);
+    expect(page.received('message').filter(([data]) => data === 'once')).to.have.length(1);
+    expect(log.lines.filter((l) => l.includes('dropped'))).to.deep.equal([]);
   });
 
   it('ends a node on SIGTERM within SHUTDOWN_TIMEOUT_MS and a margin even when closing hangs', async () => {
