@@ -18,6 +18,11 @@ export interface PushApiLimits {
   idempotencySeconds: number;
   /** Sets the lease of a push id's claim (CLAIM_LEASE_TIMEOUTS of it). */
   redisCommandTimeoutMs: number;
+  /**
+   * Null: pushing is open to anyone, so a push answers counts, not which of its uids are
+   * online (that list is what the routes closed without PUSH_SECRET would reveal).
+   */
+  pushSecret: string | null;
 }
 
 /**
@@ -72,7 +77,7 @@ type PushBody = z.output<ReturnType<typeof pushSchema>>;
  * compact answer its id kept (counts, not uid lists).
  */
 type Answer =
-  | { status: 200; body: PushResult | (KeptAnswer & { duplicate: true }) }
+  | { status: 200; body: PushResult | KeptAnswer | (KeptAnswer & { duplicate: true }) }
   | { status: 202; body: { id: string; at: string; duplicate?: true } };
 
 function invalid(field: string, message: string): HttpError {
@@ -191,7 +196,7 @@ export class PushApi {
     }
     this.observer.observePushToEmit(startedAt);
     this.observer.pushed('v1', result.stored > 0 ? 'stored' : result.offline.length > 0 && result.online.length === 0 ? 'offline' : 'ok');
-    return { status: 200, body: result };
+    return { status: 200, body: this.limits.pushSecret === null ? keptAnswer(result) : result };
   }
 
   private async schedule(spec: PushSpec, at: number): Promise<ScheduledAnswer> {
