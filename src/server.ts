@@ -232,10 +232,10 @@ export async function createServer(config: Config, components: Components = {}):
       store: () => store.stats(),
     },
   });
-  io.engine.on('connection', (conn: Parameters<typeof boundOutgoing>[0]) => {
+  io.engine.on('connection', (conn: Parameters<typeof boundOutgoing>[0] & { request: IncomingMessage }) => {
     boundOutgoing(conn, config.maxSocketBufferBytes, (bytes) => {
       metrics.slowConnectionCut();
-      log.warn(`closed a connection from ${conn.remoteAddress}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
+      log.warn(`closed a connection from ${addressOf(conn.request)}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
     });
   });
   const admin = new AdminStats(() => presence.counts());
