@@ -42,7 +42,8 @@ describe('a Redis that stops answering', function () {
   afterEach(cleanupAll);
 
   it('answers a push that must be stored with 503 and /readyz with 503, and recovers when it answers again', async () => {
-    const server = await startServer({ redisUrl: redis.url, redisCommandTimeoutMs: 500 });
+    const log = recordingLogger();
+    const server = await startServer({ redisUrl: redis.url, redisCommandTimeoutMs: 500 }, { log });
     onCleanup(() => redis.resume()); // before the server closes: a failed test leaves it paused
     expect((await pushStored(server.apiUrl, 'before')).status).to.equal(200);
     expect(await readyStatus(server.apiUrl)).to.equal(200);
@@ -50,8 +51,18 @@ describe('a Redis that stops answering', function () {
     redis.pause();
     const during = await pushStored(server.apiUrl, 'during');
     expect(during.status).to.equal(503);
-    expect(during.text).to.match(/redis .* unavailable/);
+    expect(during.text).to.include('the message store is unavailable');
     expect(await readyStatus(server.apiUrl)).to.equal(503);
+    // open to anyone on the API port: neither names the internal Redis
+    const ready = await (await fetch(`${server.apiUrl}/readyz`, { signal: AbortSignal.timeout(HANG_MS) })).json();
+    expect(ready).to.have.property('ready', false);
+    expect(['redis is not connected', 'redis does not answer']).to.include((ready as { reason: string }).reason);
+    for (const text of [during.text, JSON.stringify(ready)]) {
+      expect(text).not.to.include(String(redis.port));
+      expect(text).not.to.include('redis://');
+    }
+    // the operator's log names it
+    expect(log.lines.some((l) => l.startsWith('warn: redis redis://127.0.0.1:' + String(redis.port)))).to.equal(true);
 
     redis.resume();
     await until(async () => (await readyStatus(server.apiUrl)) === 200, '/readyz to answer 200 again', 10_000);
