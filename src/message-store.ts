@@ -61,12 +61,18 @@ export interface MessageStore {
   /** Forgets a message for a uid; false when it was not there. */
   ack(uid: string, id: string): Promise<boolean>;
   /**
-   * Claims an idempotency key until `until`; a taken key answers what its first push answered.
-   * Past MAX_IDEMPOTENCY_BYTES a new key is refused (`full`), never an older one forgotten.
+   * Claims an idempotency key for a lease, until `leaseUntil`: a taken key answers what its
+   * first push answered (null while that push is being made). An unsettled key past its lease
+   * is free again: its push failed and the release was lost (the store was away), or the node
+   * making it died. Past MAX_IDEMPOTENCY_BYTES a new key is refused (`full`), never an older
+   * one forgotten.
    */
-  claim(id: string, until: number): Promise<ClaimResult>;
-  /** Records what the push that claimed `id` answered. */
-  settle(id: string, result: KeptAnswer): Promise<void>;
+  claim(id: string, leaseUntil: number): Promise<ClaimResult>;
+  /**
+   * Records what the push that claimed `id` answered, and keeps the key until `until`. A key
+   * no longer held (its lease ran out first) stays forgotten.
+   */
+  settle(id: string, result: KeptAnswer, until: number): Promise<void>;
   /**
    * Frees a key whose push failed, so its retry is made. A settled key (its push was made)
    * stays. False when there was no unsettled key.
@@ -189,7 +195,7 @@ export class MemoryMessageStore implements MessageStore {
     return true;
   }
 
-  async claim(id: string, until: number): Promise<ClaimResult> {
+  async claim(id: string, leaseUntil: number): Promise<ClaimResult> {
     const now = Date.now();
     const held = this.keys.get(id);
     if (held && held.until > now) return { first: false, result: held.result };
@@ -199,15 +205,18 @@ export class MemoryMessageStore implements MessageStore {
       this.sweepKeys(now); // room may have come free since the last sweep
       if (this.keyBytes + bytes > this.limits.maxIdempotencyBytes) return { first: false, full: true };
     }
-    this.keys.set(id, { until, result: null });
+    this.keys.set(id, { until: leaseUntil, result: null });
     this.keyBytes += bytes;
-    this.keyExpiries.push(until, id);
+    this.keyExpiries.push(leaseUntil, id);
     return { first: true };
   }
 
-  async settle(id: string, result: KeptAnswer): Promise<void> {
+  async settle(id: string, result: KeptAnswer, until: number): Promise<void> {
     const held = this.keys.get(id);
-    if (held) held.result = result;
+    if (!held || held.until <= Date.now()) return;
+    held.result = result;
+    held.until = until;
+    this.keyExpiries.push(until, id); // the lease's entry, when due, sees the later until and keeps it
   }
 
   async release(id: string): Promise<boolean> {

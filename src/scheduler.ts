@@ -1,7 +1,9 @@
 // Fires scheduled pushes: a short timer asks the store for what is due. The store hands each
 // due push out once, so in a cluster every node may tick and a push still fires once. A push
 // whose delivery fails goes back to the store to be tried again later, a bounded number of
-// times; one given up is logged and counted, never dropped silently.
+// times; when the store is away that put-back fails too, and the node holds the push (a
+// bounded number) until the store answers. One given up is logged and counted, never
+// dropped silently.
 import type { Delivery } from './delivery.ts';
 import type { Logger } from './log.ts';
 import { StoreUnavailableError, type MessageStore } from './message-store.ts';
@@ -22,6 +24,14 @@ export function retryDelay(failed: number): number {
   return Math.min(1000 * 2 ** (failed - 1), 60_000);
 }
 
+/**
+ * Pushes, and their bytes as JSON, a node holds itself when putting them back failed too (the
+ * store is away: the delivery failed for the same reason). Past either bound the push is
+ * given up, logged and counted.
+ */
+export const HELD_PUSHES = 1000;
+export const HELD_BYTES = 16 * 1024 * 1024;
+
 /** Told of each scheduled push given up (metrics). */
 export interface SchedulerObserver {
   dropped(): void;
@@ -29,6 +39,9 @@ export interface SchedulerObserver {
 
 export class Scheduler {
   private readonly task: PeriodicTask;
+  /** Pushes whose put-back failed, by id, with their JSON bytes: put back on the next ticks. */
+  private readonly held = new Map<string, { push: ScheduledPush; bytes: number }>();
+  private heldBytes = 0;
 
   constructor(
     private readonly store: MessageStore,
@@ -51,6 +64,7 @@ export class Scheduler {
   }
 
   private async fireDue(): Promise<void> {
+    await this.putBackHeld();
     const due = await this.store.takeDue(Date.now());
     for (const push of due) {
       // delivery emits only after every store step worked, so a failed one sent nothing
@@ -68,18 +82,52 @@ export class Scheduler {
       return;
     }
     const wait = retryDelay(failed);
+    const again: ScheduledPush = { ...push, at: Date.now() + wait, attempts: failed };
     try {
-      await this.store.schedule({ ...push, at: Date.now() + wait, attempts: failed }, true);
+      await this.store.schedule(again, true);
       this.log.warn(`scheduled push ${id}: delivery failed (${reason}); trying again in ${wait} ms`);
-    } catch (again) {
-      const why = again instanceof Error ? again.message : String(again);
-      this.log.error(`scheduled push ${id} dropped: its delivery failed (${reason}) and it could not be put back (${why})`);
-      this.observer.dropped();
+    } catch (putBackFailure) {
+      const why = putBackFailure instanceof Error ? putBackFailure.message : String(putBackFailure);
+      const bytes = Buffer.byteLength(JSON.stringify(again));
+      if (this.held.size >= HELD_PUSHES || this.heldBytes + bytes > HELD_BYTES) {
+        this.log.error(
+          `scheduled push ${id} dropped: its delivery failed (${reason}) and it could not be put back (${why}); ` +
+            `${this.held.size} pushes (${this.heldBytes} bytes) wait to be put back already`,
+        );
+        this.observer.dropped();
+        return;
+      }
+      this.held.set(id, { push: again, bytes });
+      this.heldBytes += bytes;
+      this.log.warn(`scheduled push ${id}: delivery failed (${reason}) and it could not be put back (${why}); held here, put back when the store answers`);
     }
   }
 
-  /** Stops the timer; resolves once the due pushes being fired are out (or put back). */
-  close(): Promise<void> {
-    return this.task.close();
+  /** Puts the held pushes back, in order, until the store fails (it is still away). */
+  private async putBackHeld(): Promise<void> {
+    for (const [id, { push, bytes }] of this.held) {
+      try {
+        await this.store.schedule(push, true);
+      } catch {
+        return; // the store is away still: tried again at the next tick
+      }
+      this.held.delete(id);
+      this.heldBytes -= bytes;
+      this.log.info(`scheduled push ${id}: put back in the store; it fires at ${new Date(push.at).toISOString()} or after`);
+    }
+  }
+
+  /**
+   * Stops the timer; resolves once the due pushes being fired are out (or put back). What could
+   * not be put back goes with this process: said and counted, not dropped silently.
+   */
+  async close(): Promise<void> {
+    await this.task.close();
+    for (const id of this.held.keys()) {
+      this.log.error(`scheduled push ${id} dropped at shutdown: it could not be put back in the store`);
+      this.observer.dropped();
+    }
+    this.held.clear();
+    this.heldBytes = 0;
   }
 }

@@ -55,10 +55,10 @@ export function createSockets(
     connections.opened(address);
     raw.once('close', () => connections.closed(address));
   });
-  io.engine.on('connection', (conn: Parameters<typeof boundOutgoing>[0]) => {
+  io.engine.on('connection', (conn: Parameters<typeof boundOutgoing>[0] & { request: IncomingMessage }) => {
     boundOutgoing(conn, config.maxSocketBufferBytes, (bytes) => {
       metrics.slowConnectionCut();
-      log.warn(`closed a connection from ${conn.remoteAddress}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
+      log.warn(`closed a connection from ${addressOf(conn.request)}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
     });
   });
   return { io, ioHttp };

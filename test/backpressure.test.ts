@@ -5,7 +5,9 @@ import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import type { LoginReply, MessageMeta } from '../src/events.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
-import { connectClient, countsHtml, type ClientVersion, type TestClient } from './support/clients.ts';
+import { io as ioV4 } from 'socket.io-client';
+import { connectClient, countsHtml, TestClient, type ClientVersion } from './support/clients.ts';
+import { recordingLogger } from './support/logger.ts';
 import { REDIS_SERVER, startRedis } from './support/redis-server.ts';
 import { startServer, type TestServer } from './support/server.ts';
 import { until } from './support/until.ts';
@@ -139,10 +141,15 @@ describe('backpressure', () => {
     expect(loadConfig({ REDELIVERY_WINDOW_BYTES: '1048575', MAX_SOCKET_BUFFER_BYTES: '1048576' }).redeliveryWindowBytes).to.equal(1048575);
   });
 
-  it('cuts a connection that stops reading once MAX_SOCKET_BUFFER_BYTES wait for it; other pages keep receiving', async () => {
+  it('cuts a connection that stops reading once MAX_SOCKET_BUFFER_BYTES wait for it, logged under its client address; other pages keep receiving', async () => {
     const bound = 256 * 1024;
-    const server = await startServer({ maxSocketBufferBytes: bound, redeliveryWindowBytes: 1024 });
-    const slow = (await connectClient('v4', server.ioUrl, ['websocket'])).track('big');
+    const log = recordingLogger();
+    // behind a trusted proxy: the log names the client, not the proxy
+    const server = await startServer({ maxSocketBufferBytes: bound, redeliveryWindowBytes: 1024, trustProxy: ['127.0.0.1'] }, { log });
+    const options = { forceNew: true, reconnection: false, transports: ['websocket'], extraHeaders: { 'x-forwarded-for': '203.0.113.9' } };
+    const slow = new TestClient('v4', ioV4(server.ioUrl, options) as unknown as ConstructorParameters<typeof TestClient>[1]).track('big');
+    onCleanup(() => slow.close());
+    await slow.waitFor('connect');
     const fast = (await connectClient('v4', server.ioUrl, ['websocket'])).track('big');
     await slow.login('slow');
     await fast.login('fast');
@@ -166,6 +173,8 @@ describe('backpressure', () => {
     await post(server.apiUrl, '/api/v1/push', { to: 'fast', event: 'big', data: 'after' });
     await fast.waitFor('big', (d) => d === 'after');
     expect((await server.metrics.render()).body).to.match(/^push_slow_connections_cut_total 1$/m);
+    expect(log.lines.filter((l) => l.includes('closed a connection from'))).to.have.length(1);
+    expect(log.lines.find((l) => l.includes('closed a connection from'))).to.include('from 203.0.113.9:');
   });
 
   describe('a login the server cannot complete', () => {

@@ -159,7 +159,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
 
     describe(`${size} nodes`, () => {
       it('a page on one node gets legacy and v1 pushes made at any other node', async () => {
-        const nodes = await startNodes(names, redis.url);
+        const nodes = await startNodes(names, redis.url, WITH_SECRET); // push answers name online uids only with it
         for (const node of nodes) expect(node.stdout()).to.include('engine redis');
         // a page on each node, both client versions
         const pages = await Promise.all(nodes.map((n, i) => pageOn(n, `u${i}`, i % 2 === 0 ? 'v2' : 'v4')));
@@ -209,7 +209,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
       });
 
       it('online counts and ok/offline are cluster-wide', async () => {
-        const nodes = await startNodes(names, redis.url);
+        const nodes = await startNodes(names, redis.url, WITH_SECRET);
         const first = nodes[0]!;
         const last = nodes.at(-1)!;
         // uid x on the first two nodes, uid y on the last only: 2 users, 3 pages

@@ -92,6 +92,21 @@ describe('a default install (no PUSH_SECRET)', () => {
     expect((await call(server, { method: 'PUT', path: '/api/v1/scheduled' })).status).to.equal(405);
   });
 
+  it('answers an open push with counts, never which of its uids are online', async () => {
+    const server = await startServer();
+    const c = await connectClient('v4', server.ioUrl);
+    await c.login('alice@example.com');
+    const to = ['alice@example.com', 'bob@example.com', 'carol@example.com'];
+    const push = await call(server, { method: 'POST', path: '/api/v1/push', body: { to, data: 'hi', ttl: 60 } });
+    expect(push.status).to.equal(200);
+    const answer = JSON.parse(push.text) as { id: string };
+    expect(answer).to.deep.equal({ id: answer.id, onlineCount: 1, offlineCount: 2, stored: 3 });
+    const batch = await call(server, { method: 'POST', path: '/api/v1/push/batch', body: { messages: [{ to, data: 'again' }] } });
+    const [result] = (JSON.parse(batch.text) as { results: { id: string }[] }).results;
+    expect(result).to.deep.equal({ status: 200, id: result!.id, onlineCount: 1, offlineCount: 2, stored: 0 });
+    expect(push.text + batch.text).not.to.include('@example.com');
+  });
+
   it('serves those routes with PUSH_SECRET set and the right secret, and refuses them without', async () => {
     const server = await startServer({ pushSecret: PUSH_SECRET });
     const auth = { authorization: `Bearer ${PUSH_SECRET}` };
@@ -107,6 +122,10 @@ describe('a default install (no PUSH_SECRET)', () => {
     expect(answers[3]).to.have.nested.property('messages[0].data.otp', '493817');
     expect(answers[5]).to.deep.equal({ id: 'later-1', cancelled: true });
     expect(await scheduledGauge(server)).to.equal(0);
+    // and a push names who of its uids is online
+    const to = ['alice@example.com', 'bob'];
+    const push = await call(server, { method: 'POST', path: '/api/v1/push', body: { to, data: 'hi' } }, auth);
+    expect(JSON.parse(push.text)).to.deep.include({ online: ['alice@example.com'], offline: ['bob'], stored: 0 });
   });
 });
 

@@ -4,7 +4,8 @@
 import { expect } from 'chai';
 import { connect, type Socket } from 'node:net';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
-import { withDeadline } from './support/clients.ts';
+import { connectClient, withDeadline } from './support/clients.ts';
+import { recordingLogger } from './support/logger.ts';
 import { startNode } from './support/nodes.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { startServer } from './support/server.ts';
@@ -41,7 +42,8 @@ describe('a Redis that stops answering', function () {
   afterEach(cleanupAll);
 
   it('answers a push that must be stored with 503 and /readyz with 503, and recovers when it answers again', async () => {
-    const server = await startServer({ redisUrl: redis.url, redisCommandTimeoutMs: 500 });
+    const log = recordingLogger();
+    const server = await startServer({ redisUrl: redis.url, redisCommandTimeoutMs: 500 }, { log });
     onCleanup(() => redis.resume()); // before the server closes: a failed test leaves it paused
     expect((await pushStored(server.apiUrl, 'before')).status).to.equal(200);
     expect(await readyStatus(server.apiUrl)).to.equal(200);
@@ -49,12 +51,101 @@ describe('a Redis that stops answering', function () {
     redis.pause();
     const during = await pushStored(server.apiUrl, 'during');
     expect(during.status).to.equal(503);
-    expect(during.text).to.match(/redis .* unavailable/);
+    expect(during.text).to.include('the message store is unavailable');
     expect(await readyStatus(server.apiUrl)).to.equal(503);
+    // open to anyone on the API port: neither names the internal Redis
+    const ready = await (await fetch(`${server.apiUrl}/readyz`, { signal: AbortSignal.timeout(HANG_MS) })).json();
+    expect(ready).to.have.property('ready', false);
+    expect(['redis is not connected', 'redis does not answer']).to.include((ready as { reason: string }).reason);
+    for (const text of [during.text, JSON.stringify(ready)]) {
+      expect(text).not.to.include(String(redis.port));
+      expect(text).not.to.include('redis://');
+    }
+    // the operator's log names it
+    expect(log.lines.some((l) => l.startsWith('warn: redis redis://127.0.0.1:' + String(redis.port)))).to.equal(true);
 
     redis.resume();
     await until(async () => (await readyStatus(server.apiUrl)) === 200, '/readyz to answer 200 again', 10_000);
     expect((await pushStored(server.apiUrl, 'after')).status).to.equal(200);
+  });
+
+  it('frees the id of a push cut by the timeout when its claim\'s lease runs out: 409 until then, then the retry is stored', async () => {
+    // lease: CLAIM_LEASE_TIMEOUTS x 250 ms = 2.5 s
+    const server = await startServer({ redisUrl: redis.url, redisCommandTimeoutMs: 250 });
+    onCleanup(() => redis.resume());
+    const push = async (id = 'k1') => {
+      const res = await fetch(`${server.apiUrl}/api/v1/push`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ to: 'u1', data: 'b', ttl: 60, id }),
+        signal: AbortSignal.timeout(HANG_MS),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    // Redis then knows the claim script: the claim the cut leaves behind is not a NOSCRIPT
+    expect((await push('warm-up')).status).to.equal(200);
+    redis.pause();
+    const cut = await push();
+    expect(cut.status).to.equal(503);
+    expect(JSON.stringify(cut.body)).to.include('may or may not have been stored');
+    redis.resume();
+    await until(async () => (await readyStatus(server.apiUrl)) === 200, '/readyz to answer 200 again', 10_000);
+    // the claim sent before the cut ran when Redis woke, and its release failed: the id is
+    // held by a push that is not being made, and says so rather than answering a duplicate
+    const held = await push();
+    expect(held.status).to.equal(409);
+    expect(held.body).to.have.nested.property('error.code', 'push_in_progress');
+    let made: { status: number; body: Record<string, unknown> } | undefined;
+    await until(async () => (made = await push()).status !== 409, 'the lease to run out', 10_000, 100);
+    expect(made).to.deep.equal({ status: 200, body: { id: 'k1', onlineCount: 0, offlineCount: 1, stored: 1 } });
+    expect(await push()).to.deep.equal({ status: 200, body: { id: 'k1', onlineCount: 0, offlineCount: 1, stored: 1, duplicate: true } });
+  });
+
+  it('holds a scheduled push whose delivery and put-back both failed, and fires it once when Redis answers again', async () => {
+    const secret = 'outage-test-secret-0123';
+    const log = recordingLogger();
+    // a short ack timeout: the Redis adapter keeps a timer of that length for each stored push's emit
+    const server = await startServer({ redisUrl: redis.url, redisCommandTimeoutMs: 250, pushSecret: secret, ackTimeoutMs: 1000 }, { log });
+    onCleanup(() => redis.resume());
+    const api = async (path: string, body?: unknown) => {
+      const res = await fetch(`${server.apiUrl}/api/v1${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(HANG_MS),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const page = await connectClient('v4', server.ioUrl);
+    await page.login('a-uid');
+    // Due together, fired one after another: 30 pushes that each ask Redis whether p-uid is
+    // online, then the one that must be stored. Redis freezes at the first of those questions,
+    // so it has answered the take of the due pushes, and the last one's store and put-back
+    // both fail: the put-back of a delivery failed by an outage fails for the same reason.
+    const at = new Date(Date.now() + 1500).toISOString();
+    for (let i = 0; i < 30; i++) {
+      expect((await api('/push', { to: 'p-uid', data: i, at, id: `p${String(i).padStart(2, '0')}` })).status).to.equal(202);
+    }
+    expect((await api('/push', { to: 'a-uid', data: 'once', ttl: 60, at, id: 'z-last' })).status).to.equal(202);
+    const monitor = connect(redis.port, '127.0.0.1');
+    onCleanup(() => monitor.destroy());
+    let feed = '';
+    monitor.on('data', (chunk) => {
+      feed += chunk.toString();
+      if (/"hexists" "[^"]*" "p-uid"/i.test(feed)) {
+        redis.pause();
+        monitor.removeAllListeners('data');
+      }
+    });
+    monitor.write('MONITOR\r\n');
+
+    await until(() => log.lines.some((l) => l.includes('z-last') && l.includes('could not be put back')), 'the failed put-back', 10_000);
+    redis.resume();
+    const [, , ack] = await page.waitFor('message', (data) => data === 'once', 10_000);
+    (ack as () => void)(); // no ack timer left running past the test
+    await until(async () => ((await api('/scheduled')).body.scheduled as unknown[]).length === 0, 'nothing scheduled', 5000);
+    expect(page.received('message').filter(([data]) => data === 'once')).to.have.length(1);
+    expect(log.lines.filter((l) => l.includes('dropped'))).to.deep.equal([]);
   });
 
   it('ends a node on SIGTERM within SHUTDOWN_TIMEOUT_MS and a margin even when closing hangs', async () => {

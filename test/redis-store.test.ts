@@ -138,7 +138,7 @@ describe('createRedisComponents', () => {
     expect(Date.now() - started).to.be.below(3000);
     expect(error).to.be.instanceOf(RedisStartupError);
     const message = (error as Error).message;
-    expect(message).to.equal(`REDIS_URL redis://:***@127.0.0.1:${gone.port}: cannot connect (ECONNREFUSED)`);
+    expect(message).to.equal(`REDIS_URL redis://***@127.0.0.1:${gone.port}: cannot connect (ECONNREFUSED)`);
     expect(message).not.to.include('secret');
   });
 

@@ -131,9 +131,29 @@ describe('security', () => {
         const res = await fetch(`${server.apiUrl}${path}?${flood}`, { method });
         expect(res.status, `${method} ${path}`).to.equal(414);
         const reason = 'query string has more than 1000 parameters';
-        if (path.startsWith('/api/')) expect(await res.json()).to.deep.equal({ error: { code: 'uri_too_long', message: reason } });
-        else expect(await res.text()).to.equal(reason);
+        if (path.startsWith('/api/')) {
+          const small = 'query string is longer than 4096 bytes'; // the bound of /api/v1
+          expect(await res.json()).to.deep.equal({ error: { code: 'uri_too_long', message: small } });
+        } else expect(await res.text()).to.equal(reason);
       }
+      await nothingDelivered();
+    });
+
+    it('bounds the query of /api/v1 and the probes small (4 KB, 20 parameters): 414 past it, before the secret', async () => {
+      const long = `pad=${'x'.repeat(10 * 1024)}`;
+      const many = Array.from({ length: 21 }, (_, i) => `p${i}=1`).join('&');
+      const routes = [['POST', '/api/v1/push'], ['GET', '/api/v1/scheduled'], ['GET', '/api/v1/online'], ['POST', '/API/V1/Push/'], ['GET', '/healthz'], ['GET', '/readyz'], ['GET', '/metrics']] as const;
+      for (const [method, path] of routes) {
+        for (const [query, reason] of [[long, 'longer than 4096 bytes'], [many, 'more than 20 parameters']]) {
+          const res = await fetch(`${server.apiUrl}${path}?${query}`, { method });
+          expect(res.status, `${method} ${path} ${reason}`).to.equal(414);
+          expect(await res.text()).to.include(reason);
+        }
+      }
+      // a query within the bound is served
+      const ok = await fetch(`${server.apiUrl}/api/v1/scheduled?limit=5&cursor=`, { headers: { authorization: `Bearer ${PUSH_SECRET}` } });
+      expect(ok.status).to.equal(200);
+      expect((await fetch(`${server.apiUrl}/healthz?probe=1`)).status).to.equal(200);
       await nothingDelivered();
     });
 

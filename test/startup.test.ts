@@ -162,7 +162,7 @@ describe('start.ts', function () {
     await new Promise((r) => taken.close(r));
     const down = runStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', REDIS_URL: `redis://:redis-pass-4711@127.0.0.1:${closed}` });
     expect(await down.exited).to.equal(1);
-    expect(down.stderr()).to.match(/^push server: cannot start: REDIS_URL redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot connect/);
+    expect(down.stderr()).to.match(/^push server: cannot start: REDIS_URL redis:\/\/\*\*\*@127\.0\.0\.1:\d+: cannot connect/);
     for (const run of [bad, down]) expect(run.stdout() + run.stderr()).not.to.include('4711');
   });
 

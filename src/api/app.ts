@@ -6,7 +6,7 @@ import { parseBody } from './body.ts';
 import type { Config } from '../config.ts';
 import type { Delivery } from '../delivery.ts';
 import type { IncomingMessage, RequestListener } from 'node:http';
-import { fastLegacy } from './fast-legacy.ts';
+import { fastLegacy, KOA_PATHS } from './fast-legacy.ts';
 import { errorMiddleware, HttpError } from './errors.ts';
 import { legacyRoute } from './legacy-routes.ts';
 import type { Logger } from '../log.ts';
@@ -14,7 +14,7 @@ import { PushAuth } from './push-auth.ts';
 import type { PushApi } from './push-routes.ts';
 import { presenceRoutes } from './presence-routes.ts';
 import type { Presence } from '../presence.ts';
-import { boundedQuery, maxQueryBytes } from './query.ts';
+import { API_QUERY_BYTES, API_QUERY_PARAMETERS, boundedQuery, MAX_QUERY_PARAMETERS, maxQueryBytes } from './query.ts';
 import { pushRateLimit } from './push-rate.ts';
 import type { PushObserver } from '../messages.ts';
 
@@ -34,6 +34,15 @@ export interface ApiOptions {
 }
 
 const isV1 = (ctx: Context) => ctx.path === '/api/v1' || ctx.path.startsWith('/api/v1/');
+
+/**
+ * /api/v1 and the probes, in any case and with a trailing slash, as the routers match them:
+ * their queries are bounded small; the legacy paths carry `content` in theirs.
+ */
+function smallQueryPath(ctx: Context): boolean {
+  const path = ctx.path.toLowerCase();
+  return path === '/api/v1' || path.startsWith('/api/v1/') || KOA_PATHS.has(path.endsWith('/') ? path.slice(0, -1) : path);
+}
 
 /** What no /api/v1 route took: 405 when the path exists with other methods, else 404. */
 const v1Fallthrough: Middleware = async (ctx, next) => {
@@ -112,11 +121,12 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
   legacy.all('/{*path}', legacyRoute(delivery, config.maxDataBytes, observer));
 
   app.use(errorMiddleware(log));
+  app.use(boundedQuery(API_QUERY_BYTES, API_QUERY_PARAMETERS, smallQueryPath));
   app.use(operations(notReady, renderMetrics).routes());
   const limit = config.pushRatePerIp > 0 ? pushRateLimit(config.pushRatePerIp, addressOf) : null;
   if (limit) app.use(limit.middleware);
   const queryBytes = maxQueryBytes(config.maxDataBytes);
-  app.use(boundedQuery(queryBytes));
+  app.use(boundedQuery(queryBytes, MAX_QUERY_PARAMETERS, (ctx) => !smallQueryPath(ctx)));
   if (config.pushSecret === null) app.use(closedWithoutSecret(v1));
   app.use(parseBody(config.maxBodyBytes));
   const auth = config.pushSecret === null ? null : new PushAuth(config.pushSecret, { maxSignatures: config.maxRememberedSignatures });

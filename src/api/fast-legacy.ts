@@ -14,7 +14,7 @@ import type { PushObserver } from '../messages.ts';
 import type { RateRefusal } from './push-rate.ts';
 
 /** Paths the Koa app answers itself, beside /api/v1. */
-const KOA_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+export const KOA_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
 
 export interface FastLegacyOptions {
   delivery: Delivery;

@@ -16,7 +16,22 @@ export interface PushApiLimits {
   maxTtlSeconds: number;
   maxScheduleSeconds: number;
   idempotencySeconds: number;
+  /** Sets the lease of a push id's claim (CLAIM_LEASE_TIMEOUTS of it). */
+  redisCommandTimeoutMs: number;
+  /**
+   * Null: pushing is open to anyone, so a push answers counts, not which of its uids are
+   * online (that list is what the routes closed without PUSH_SECRET would reveal).
+   */
+  pushSecret: string | null;
 }
+
+/**
+ * How long a push id's claim holds before its push answers, in REDIS_COMMAND_TIMEOUT_MS: a push
+ * runs a few Redis commands one after another, each answered or cut within about 1.5 timeouts,
+ * so an unsettled claim older than this is of a push that failed while its release was lost
+ * (Redis away) or of a node that died; its id is then free again, and the retry is made.
+ */
+export const CLAIM_LEASE_TIMEOUTS = 10;
 
 /** Pushes a page of GET /scheduled holds at most; 100 when `limit` is not given. */
 const MAX_SCHEDULED_PAGE = 1000;
@@ -62,7 +77,7 @@ type PushBody = z.output<ReturnType<typeof pushSchema>>;
  * compact answer its id kept (counts, not uid lists).
  */
 type Answer =
-  | { status: 200; body: PushResult | (KeptAnswer & { duplicate: true }) }
+  | { status: 200; body: PushResult | KeptAnswer | (KeptAnswer & { duplicate: true }) }
   | { status: 202; body: { id: string; at: string; duplicate?: true } };
 
 function invalid(field: string, message: string): HttpError {
@@ -150,10 +165,10 @@ export class PushApi {
     const { spec, at } = this.toSpec(parsed.data);
 
     const keyed = parsed.data.id !== undefined;
+    const until = Math.max(at ?? 0, Date.now()) + Math.max(spec.ttlMs, this.limits.idempotencySeconds * 1000);
     if (keyed) {
-      const ttlMs = spec.ttlMs;
-      const until = Math.max(at ?? 0, Date.now()) + Math.max(ttlMs, this.limits.idempotencySeconds * 1000);
-      const claim = await this.store.claim(spec.id, until);
+      const lease = Math.min(until, Date.now() + CLAIM_LEASE_TIMEOUTS * this.limits.redisCommandTimeoutMs);
+      const claim = await this.store.claim(spec.id, lease);
       if ('full' in claim) {
         // refused rather than forgetting an older id, whose retry would then be made twice
         throw new HttpError(503, 'too many push ids are remembered (MAX_IDEMPOTENCY_BYTES); try again later, or push without id');
@@ -166,19 +181,22 @@ export class PushApi {
       result = at === undefined ? await this.delivery.push(spec) : await this.schedule(spec, at);
     } catch (err) {
       // nothing was made: the id is free again, so the retry of this push is made, not answered
-      // as a duplicate. Should the release fail too (the store is away), the id stays taken
-      // until it expires and its retries are answered as a duplicate of a push still running.
+      // as a duplicate. Should the release fail too (the store is away), the claim's lease
+      // frees the id: until then a retry answers 409.
       if (keyed) await this.store.release(spec.id).catch(() => {});
       throw err;
     }
-    if (keyed) await this.store.settle(spec.id, keptAnswer(result));
+    // The push was made, so it answers so even when its answer cannot be kept (the store went
+    // away, as the connection has logged): a 503 would make the caller retry what was made.
+    // Its id is then free again after the lease.
+    if (keyed) await this.store.settle(spec.id, keptAnswer(result), until).catch(() => {});
     if ('at' in result) {
       this.observer.pushed('v1', 'scheduled');
       return { status: 202, body: { id: spec.id, at: new Date(result.at).toISOString() } };
     }
     this.observer.observePushToEmit(startedAt);
     this.observer.pushed('v1', result.stored > 0 ? 'stored' : result.offline.length > 0 && result.online.length === 0 ? 'offline' : 'ok');
-    return { status: 200, body: result };
+    return { status: 200, body: this.limits.pushSecret === null ? keptAnswer(result) : result };
   }
 
   private async schedule(spec: PushSpec, at: number): Promise<ScheduledAnswer> {
@@ -238,9 +256,12 @@ export class PushApi {
 }
 
 function duplicateAnswer(id: string, first: KeptAnswer | null): Answer {
-  if (first && 'at' in first) return { status: 202, body: { id, at: new Date(first.at).toISOString(), duplicate: true } };
-  // a duplicate of a push still being made answers what is known: nothing was sent twice
-  return { status: 200, body: { ...(first ?? { id, onlineCount: 0, offlineCount: 0, stored: 0 }), duplicate: true } };
+  if (first === null) {
+    // not 200: the first push may still fail, and then this one must be made; nothing was sent twice
+    throw new HttpError(409, `a push with id ${id} is being made; retry to learn its answer`, 'push_in_progress', 'id');
+  }
+  if ('at' in first) return { status: 202, body: { id, at: new Date(first.at).toISOString(), duplicate: true } };
+  return { status: 200, body: { ...first, duplicate: true } };
 }
 
 /** A cursor GET /scheduled gave: `<at>:<id>` (ids may hold `:` themselves). */

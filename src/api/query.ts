@@ -4,7 +4,7 @@
 // query is counted first (bytes, then parameters) in one linear pass and refused past the
 // bounds, so a hostile one costs about what a normal request does.
 import { parse, type ParsedUrlQuery } from 'node:querystring';
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 import { HttpError } from './errors.ts';
 
 /**
@@ -12,6 +12,13 @@ import { HttpError } from './errors.ts';
  * a push needs four.
  */
 export const MAX_QUERY_PARAMETERS = 1000;
+
+/**
+ * The bounds of /api/v1 and the probes, which read `cursor`, `limit` and `online` at most: a
+ * query of legacy size would cost a parse of up to ~200 KB before the push secret is checked.
+ */
+export const API_QUERY_BYTES = 4096;
+export const API_QUERY_PARAMETERS = 20;
 
 /** Headers besides the request line that the API port reads at most, bytes (Node's default). */
 const MAX_HEADER_BYTES = 16 * 1024;
@@ -33,7 +40,7 @@ export function maxRequestHeadBytes(maxDataBytes: number): number {
  * The parameters of `search` (the part after `?`, as sent), or an HttpError 414 saying which
  * bound it passed. A repeated key gives an array of its values (the legacy push takes the last).
  */
-export function parseQuery(search: string, maxBytes: number): ParsedUrlQuery | HttpError {
+export function parseQuery(search: string, maxBytes: number, maxParameters = MAX_QUERY_PARAMETERS): ParsedUrlQuery | HttpError {
   if (search.length > maxBytes) {
     return new HttpError(414, `query string is longer than ${maxBytes} bytes`);
   }
@@ -41,8 +48,8 @@ export function parseQuery(search: string, maxBytes: number): ParsedUrlQuery | H
   for (let start = 0; start <= search.length; ) {
     let end = search.indexOf('&', start);
     if (end === -1) end = search.length;
-    if (end > start && ++parameters > MAX_QUERY_PARAMETERS) {
-      return new HttpError(414, `query string has more than ${MAX_QUERY_PARAMETERS} parameters`);
+    if (end > start && ++parameters > maxParameters) {
+      return new HttpError(414, `query string has more than ${maxParameters} parameters`);
     }
     start = end + 1;
   }
@@ -51,13 +58,19 @@ export function parseQuery(search: string, maxBytes: number): ParsedUrlQuery | H
 
 /**
  * Koa middleware, ahead of body parsing and auth: refuses a query past the bounds, and makes
- * `ctx.query` this one bounded parse (Koa's getter would parse again, its own way).
+ * `ctx.query` this one bounded parse (Koa's getter would parse again, its own way). Only for
+ * the requests `applies` takes: the others pass to the next bound.
  */
-export function boundedQuery(maxBytes: number): Middleware {
+export function boundedQuery(
+  maxBytes: number,
+  maxParameters = MAX_QUERY_PARAMETERS,
+  applies: (ctx: Context) => boolean = () => true,
+): Middleware {
   return async (ctx, next) => {
+    if (!applies(ctx)) return next();
     const url = ctx.url;
     const q = url.indexOf('?');
-    const params = parseQuery(q === -1 ? '' : url.slice(q + 1), maxBytes);
+    const params = parseQuery(q === -1 ? '' : url.slice(q + 1), maxBytes, maxParameters);
     if (params instanceof HttpError) throw params;
     Object.defineProperty(ctx.request, 'query', { value: params, writable: false, configurable: true });
     return next();

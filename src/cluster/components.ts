@@ -45,7 +45,7 @@ function catchUnawaited(client: RedisClient, onError: (err: unknown) => void): R
  * The store as callers see it: a failed Redis command becomes a StoreUnavailableError, so the
  * API answers 503 with a reason rather than a generic 500.
  */
-function unavailableOnFailure(store: RedisMessageStore, where: string): MessageStore {
+function unavailableOnFailure(store: RedisMessageStore): MessageStore {
   const wrap =
     <A extends unknown[], R>(method: (...args: A) => Promise<R>, writes: boolean) =>
     async (...args: A): Promise<R> => {
@@ -56,7 +56,8 @@ function unavailableOnFailure(store: RedisMessageStore, where: string): MessageS
         const unanswered = err instanceof DisconnectsClientError;
         const reason = unanswered ? 'no answer in time' : reasonOf(err);
         const outcome = writes ? (unanswered ? '; it may or may not have been stored' : '; nothing was stored') : '';
-        throw new StoreUnavailableError(`the message store (redis ${where}) is unavailable: ${reason}${outcome}`);
+        // no Redis URL: this reaches API clients; the connection's log line names it
+        throw new StoreUnavailableError(`the message store is unavailable: ${reason}${outcome}`);
       }
     };
   return {
@@ -100,7 +101,7 @@ export interface RedisCluster {
   adapter: ReturnType<typeof createAdapter>;
   /** For the online/offline webhooks: each transition announced once in the cluster. */
   announced: AnnouncedState;
-  /** Why Redis cannot be used now, or null while it is connected and answers PING (for /readyz). */
+  /** Why Redis cannot be used now, without its URL, or null while it is connected and answers PING (for /readyz). */
   notReady(): Promise<string | null>;
   /**
    * Builds this node's presence and the store on the clients, told where to report what they
@@ -147,8 +148,9 @@ export async function connectCluster(
     adapter,
     announced: new RedisAnnouncedState(main, prefix),
     notReady: async () => {
-      if (connection.lost) return `redis ${connection.where} is not connected`;
-      return (await connection.answers(main)) ? null : `redis ${connection.where} does not answer`;
+      // open to anyone on the API port: says what, not where (the log names the Redis)
+      if (connection.lost) return 'redis is not connected';
+      return (await connection.answers(main)) ? null : 'redis does not answer';
     },
     build: (nodeId, limits, { onExpired, ...presenceOptions } = {}) => {
       if (parts) throw new Error('the Redis parts are built once');
@@ -156,7 +158,7 @@ export async function connectCluster(
         presence: new RedisPresence(main, nodeId, log, { ...presenceOptions, prefix }),
         store: new RedisMessageStore(main, limits, log, { prefix, ...(onExpired ? { onExpired } : {}) }),
       };
-      return { presence: parts.presence, store: unavailableOnFailure(parts.store, connection.where) };
+      return { presence: parts.presence, store: unavailableOnFailure(parts.store) };
     },
     close: () =>
       (closing ??= (async () => {

@@ -4,6 +4,7 @@
 // The only module that loads `redis`; import it (through components.ts) only when REDIS_URL is set.
 import { createClient, type RedisClientType } from 'redis';
 import type { Logger } from '../log.ts';
+import { shownUrl } from '../secrets.ts';
 
 export type RedisClient = RedisClientType;
 
@@ -25,17 +26,6 @@ const READY_PING_MS = 1000;
 function backoff(retries: number): number {
   // jitter, so the nodes of a cluster do not all come back in the same millisecond
   return Math.min(100 * 2 ** retries, 2000) + Math.floor(Math.random() * 100);
-}
-
-/** The URL without its password, for messages. */
-function shown(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
 }
 
 /** The short reason of a connection error: its code (ECONNREFUSED) when it has one. */
@@ -64,7 +54,10 @@ export function reasonOf(err: unknown): string {
  * socketTimeout bounds a reconnect whose handshake gets no answer.
  */
 export class Connection {
-  /** The URL as messages show it: without its password. */
+  /**
+   * The URL as log lines show it: scheme and host, credentials masked. For the log only: what
+   * anyone on the API port can read (/readyz, 503 bodies) does not name the internal Redis.
+   */
   readonly where: string;
   private readonly down = new Set<RedisClient>();
   private readonly probes = new Set<NodeJS.Timeout>();
@@ -77,7 +70,7 @@ export class Connection {
     private readonly log: Logger,
     readonly timeoutMs: number,
   ) {
-    this.where = shown(url);
+    this.where = shownUrl(url);
   }
 
   /** True while some client is away: failures then are part of an outage already logged. */

@@ -37,8 +37,9 @@ class LuaScript {
  *   order            ZSET seq -> seq: every pair, oldest first (for the byte bound)
  *   expiry           ZSET seq -> expiresAt (for the sweep)
  *   counters         HASH bytes, dropped, expired, keyBytes, scheduledBytes
- *   key:<id>         idempotency key: '' while its push runs, then the answer's JSON; PXAT until
- *   keys             ZSET id -> until: every idempotency key, for its byte count (keyBytes)
+ *   key:<id>         idempotency key: '' while its push runs (PXAT its lease), then the
+ *                    answer's JSON (PXAT until)
+ *   keys             ZSET id -> lease or until: every idempotency key, for its byte count (keyBytes)
  *   scheduled        ZSET push id -> at
  *   specs            HASH push id -> ScheduledPush JSON (its length counts in scheduledBytes)
  * A pair is in q, m, entries, order and expiry, or in none: only the scripts below change them.
@@ -149,7 +150,7 @@ end
 `;
 
 /**
- * ARGV: prefix, overhead, id, until, now, maxIdempotencyBytes. Returns {1} when claimed,
+ * ARGV: prefix, overhead, id, lease end, now, maxIdempotencyBytes. Returns {1} when claimed,
  * {0, answer} when taken ('' while its push runs), {2} when the byte bound is reached.
  */
 export const CLAIM = new LuaScript(`${KEYS_COMMON}
@@ -167,6 +168,20 @@ redis.call('SET', key, '', 'PXAT', untilMs)
 redis.call('ZADD', p .. 'keys', untilMs, id)
 if not counted then redis.call('HINCRBY', p .. 'counters', 'keyBytes', cost(id)) end
 return {1}
+`);
+
+/**
+ * ARGV: prefix, id, answer JSON, until. Records the answer of the push that claimed the key and
+ * holds the key until `until` (its claim held it for a lease only). A key gone (its lease ran
+ * out) stays gone. 1 when recorded.
+ */
+export const SETTLE = new LuaScript(`
+local p, id = ARGV[1], ARGV[2]
+local key = p .. 'key:' .. id
+if redis.call('EXISTS', key) == 0 then return 0 end
+redis.call('SET', key, ARGV[3], 'PXAT', ARGV[4])
+redis.call('ZADD', p .. 'keys', 'XX', ARGV[4], id)
+return 1
 `);
 
 /** ARGV: prefix, overhead, id. 1 when an unsettled key was freed. */

@@ -7,7 +7,7 @@ import { PeriodicTask } from '../periodic.ts';
 import { idempotencyKeyBytes, type ClaimResult, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type ExpiredListener, type StoreLimits, type StoreStats } from '../message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from '../messages.ts';
 import type { RedisClient } from './redis-client.ts';
-import { ACK, ADD, CANCEL, CLAIM, PENDING, RELEASE, SCHEDULE, SCHEDULED, SWEEP, TAKE_DUE } from './redis-store-scripts.ts';
+import { ACK, ADD, CANCEL, CLAIM, PENDING, RELEASE, SCHEDULE, SCHEDULED, SETTLE, SWEEP, TAKE_DUE } from './redis-store-scripts.ts';
 
 export interface RedisStoreOptions {
   /**
@@ -97,14 +97,14 @@ export class RedisMessageStore implements MessageStore {
     return toNumber(await ACK.run(this.client, [this.prefix, uid, id])) === 1;
   }
 
-  async claim(id: string, until: number): Promise<ClaimResult> {
+  async claim(id: string, leaseUntil: number): Promise<ClaimResult> {
     // Redis drops an expired key itself (PXAT); the script gives back its bytes the next time
     // a claim runs, so a key whose time is already past is free again at once, as in memory.
     const reply = await CLAIM.run(this.client, [
       this.prefix,
       String(keyOverhead),
       id,
-      String(Math.max(1, Math.ceil(until))),
+      String(Math.max(1, Math.ceil(leaseUntil))),
       String(Date.now()),
       String(this.limits.maxIdempotencyBytes),
     ]);
@@ -115,9 +115,8 @@ export class RedisMessageStore implements MessageStore {
     return { first: false, result: held === '' || typeof held !== 'string' ? null : (JSON.parse(held) as KeptAnswer) };
   }
 
-  async settle(id: string, result: KeptAnswer): Promise<void> {
-    // XX: a key that expired meanwhile stays forgotten; KEEPTTL: it keeps its claimed time
-    await this.client.set(this.key(id), JSON.stringify(result), { condition: 'XX', expiration: 'KEEPTTL' });
+  async settle(id: string, result: KeptAnswer, until: number): Promise<void> {
+    await SETTLE.run(this.client, [this.prefix, id, JSON.stringify(result), String(Math.max(1, Math.ceil(until)))]);
   }
 
   async release(id: string): Promise<boolean> {
@@ -192,10 +191,6 @@ export class RedisMessageStore implements MessageStore {
       removed += n;
       if (n < SWEEP_BATCH) return removed;
     }
-  }
-
-  private key(id: string): string {
-    return `${this.prefix}key:${id}`;
   }
 }
 

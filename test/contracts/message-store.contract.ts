@@ -107,10 +107,28 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       expect(await store.claim('k', Date.now() + 60_000)).to.deep.equal({ first: true });
       expect(await store.claim('k', Date.now() + 60_000)).to.deep.equal({ first: false, result: null });
       const result = { id: 'k', onlineCount: 1, offlineCount: 0, stored: 0 };
-      await store.settle('k', result);
+      await store.settle('k', result, Date.now() + 60_000);
       expect(await store.claim('k', Date.now() + 60_000)).to.deep.equal({ first: false, result });
       expect(await store.claim('old', Date.now() - 1)).to.deep.equal({ first: true });
       expect(await store.claim('old', Date.now() + 1000)).to.deep.equal({ first: true });
+    });
+
+    it('frees an unsettled idempotency key when its lease runs out; settling holds it until its full time', async () => {
+      const store = await open();
+      const lease = Date.now() + 150;
+      expect(await store.claim('lost-release', lease)).to.deep.equal({ first: true });
+      expect(await store.claim('settled', lease)).to.deep.equal({ first: true });
+      const result = { id: 'settled', onlineCount: 0, offlineCount: 1, stored: 1 };
+      await store.settle('settled', result, Date.now() + 60_000);
+      expect(await store.claim('lost-release', Date.now() + 60_000)).to.deep.equal({ first: false, result: null });
+      await waitUntil(async () => (await store.claim('lost-release', Date.now() + 60_000)).first, 'the lease to run out');
+      // the same lease: the settled key outlives it
+      expect(await store.claim('settled', Date.now() + 60_000)).to.deep.equal({ first: false, result });
+      // a key settled after its lease ran out stays forgotten
+      expect(await store.claim('late', Date.now() + 30)).to.deep.equal({ first: true });
+      await waitUntil(() => Date.now() > lease + 50, 'the short lease to pass');
+      await store.settle('late', result, Date.now() + 60_000);
+      expect(await store.claim('late', Date.now() + 60_000)).to.deep.equal({ first: true });
     });
 
     it('hands out each due scheduled push once, never a cancelled one', async () => {
@@ -136,7 +154,7 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       expect(await store.release('failed')).to.equal(true);
       expect(await store.claim('failed', until)).to.deep.equal({ first: true });
       expect(await store.claim('made', until)).to.deep.equal({ first: true });
-      await store.settle('made', { id: 'made', at: 5 });
+      await store.settle('made', { id: 'made', at: 5 }, until);
       expect(await store.release('made')).to.equal(false);
       expect(await store.claim('made', until)).to.deep.equal({ first: false, result: { id: 'made', at: 5 } });
       expect(await store.release('never-claimed')).to.equal(false);
