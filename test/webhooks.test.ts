@@ -3,7 +3,6 @@
 // runs without --exit, so a timer or request left after close() shows as a hang.
 import { createHmac } from 'node:crypto';
 import { expect } from 'chai';
-import type { LogFields, Logger } from '../src/log.ts';
 import { MemoryPresence, type Presence } from '../src/presence.ts';
 import { WebhookSender, type WebhookSenderOptions } from '../src/webhooks/sender.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
@@ -14,6 +13,7 @@ import {
   type WebhookReceiver,
 } from './support/webhook-receiver.ts';
 import { until } from './support/until.ts';
+import { recordingLogger, type RecordingLogger } from './support/logger.ts';
 import type { WebhookDropReason, WebhookEvent, WebhookObserver } from '../src/webhooks/events.ts';
 import { MemoryAnnouncedState, PresenceWebhooks } from '../src/webhooks/presence-webhooks.ts';
 
@@ -40,26 +40,13 @@ class RecordingObserver implements WebhookObserver {
   }
 }
 
-class RecordingLogger implements Logger {
-  readonly lines: { level: string; message: string; fields?: LogFields }[] = [];
-  info(message: string, fields?: LogFields): void {
-    this.lines.push({ level: 'info', message, ...(fields && { fields }) });
-  }
-  warn(message: string, fields?: LogFields): void {
-    this.lines.push({ level: 'warn', message, ...(fields && { fields }) });
-  }
-  error(message: string, _err?: unknown, fields?: LogFields): void {
-    this.lines.push({ level: 'error', message, ...(fields && { fields }) });
-  }
-}
-
 function startSender(
   urls: string[],
   options: WebhookSenderOptions = FAST,
   secret: string | null = SECRET,
 ): { sender: WebhookSender; observer: RecordingObserver; log: RecordingLogger } {
   const observer = new RecordingObserver();
-  const log = new RecordingLogger();
+  const log = recordingLogger();
   const sender = new WebhookSender(urls, secret, options, log, observer);
   onCleanup(() => sender.close());
   return { sender, observer, log };
@@ -201,10 +188,10 @@ describe('WebhookSender', () => {
     expect(observer.drops[0]?.reason).to.equal('attempts');
     expect(observer.failures).to.have.length(3);
     expect(sender.queued).to.equal(0);
-    expect(log.lines).to.have.length(1);
-    expect(log.lines[0]).to.deep.include({ level: 'warn', message: 'webhook given up' });
-    expect(log.lines[0]?.fields).to.deep.include({ type: 'user.offline', attempts: 3, error: 'ECONNREFUSED' });
-    expect(log.lines[0]?.fields?.url).to.match(/^http:\/\/127\.0\.0\.1:\d+\/…$/); // the path may hold a token
+    expect(log.entries).to.have.length(1);
+    expect(log.entries[0]).to.deep.include({ level: 'warn', message: 'webhook given up' });
+    expect(log.entries[0]?.fields).to.deep.include({ type: 'user.offline', attempts: 3, error: 'ECONNREFUSED' });
+    expect(log.entries[0]?.fields?.url).to.match(/^http:\/\/127\.0\.0\.1:\d+\/…$/); // the path may hold a token
   });
 
   it('drops the oldest past maxQueue and reports it', async () => {
@@ -217,7 +204,7 @@ describe('WebhookSender', () => {
     expect(observer.drops.map((d) => [d.event.type === 'message.stored_expired' && d.event.messageId, d.reason]))
       .to.deep.equal([['m1', 'overflow'], ['m2', 'overflow']]);
     // A burst of drops logs one line; the next line says how many it did not log.
-    expect(log.lines.map((l) => l.message)).to.deep.equal(['webhook queue full: dropped the oldest delivery']);
+    expect(log.entries.map((l) => l.message)).to.deep.equal(['webhook queue full: dropped the oldest delivery']);
 
     await receiver.waitFor(3);
     expect(messageIds(receiver.delivered())).to.deep.equal(['m3', 'm4', 'm5']);
@@ -268,7 +255,7 @@ describe('WebhookSender', () => {
     await sender.close({ flushMs: 50 });
     expect(observer.drops.map((d) => d.reason)).to.deep.equal(['closed', 'closed']);
     expect(sender.queued).to.equal(0);
-    expect(log.lines).to.deep.equal([
+    expect(log.entries).to.deep.equal([
       { level: 'warn', message: 'webhooks closed: undelivered deliveries dropped', fields: { dropped: 2, unlogged: 0 } },
     ]);
 
@@ -280,7 +267,7 @@ describe('WebhookSender', () => {
 
   it('survives an observer that throws', async () => {
     const receiver = await startWebhookReceiver();
-    const log = new RecordingLogger();
+    const log = recordingLogger();
     const observer: WebhookObserver = {
       sent() {
         throw new Error('observer bug');
@@ -294,12 +281,13 @@ describe('WebhookSender', () => {
     sender.send({ type: 'user.online', uid: 'a' });
 
     await receiver.waitFor(2);
-    await until(() => log.lines.length === 2, 'two logged observer errors');
-    expect(log.lines[0]).to.deep.equal({ level: 'error', message: 'webhook observer sent threw' });
+    await until(() => log.entries.length === 2, 'two logged observer errors');
+    expect(log.lines).to.deep.equal(['error: webhook observer sent threw', 'error: webhook observer sent threw']);
+    expect((log.entries[0]?.err as Error).message).to.equal('observer bug');
   });
 
   it('refuses a url that is not http(s) when built', () => {
-    expect(() => new WebhookSender(['ftp://example.com/'], null, {}, new RecordingLogger())).to.throw(/http or https/);
+    expect(() => new WebhookSender(['ftp://example.com/'], null, {}, recordingLogger())).to.throw(/http or https/);
   });
 });
 
@@ -308,8 +296,11 @@ describe('PresenceWebhooks', () => {
 
   const GRACE_MS = 100;
 
-  /** One node: presence, the webhooks and a page that connects and disconnects. */
-  async function startNode(options: { presence?: Presence; announced?: MemoryAnnouncedState; url?: string } = {}) {
+  /**
+   * One node in this process, no server: presence, the webhooks on a real sender, and what
+   * socket-handlers does as pages log in and go.
+   */
+  async function startInProcessNode(options: { presence?: Presence; announced?: MemoryAnnouncedState; url?: string } = {}) {
     const receiver = options.url ? null : await startWebhookReceiver();
     const presence: Presence = options.presence ?? new MemoryPresence();
     const url = options.url ?? receiver?.url;
@@ -332,12 +323,13 @@ describe('PresenceWebhooks', () => {
       isOnline,
       options.announced ?? new MemoryAnnouncedState(),
       { graceMs: GRACE_MS },
-      new RecordingLogger(),
+      recordingLogger(),
     );
     onCleanup(() => hooks.close());
     return {
       receiver,
       presence,
+      sender,
       hooks,
       /** What socket-handlers does at login: online() for the uid's first page. */
       async connect(uid: string, socketId: string) {
@@ -364,19 +356,22 @@ describe('PresenceWebhooks', () => {
   }
 
   it('announces a first page as user.online, and only once for more pages', async () => {
-    const node = await startNode();
+    const node = await startInProcessNode();
     const receiver = receiverOf(node);
     await node.connect('alice', 's1');
     await node.connect('alice', 's2');
     await node.disconnect('alice', 's1'); // a page left, not the user
-
-    await receiver.waitFor(1);
-    expect(deliveredTypes(receiver, 'alice')).to.deep.equal(['user.online']);
     expect(node.hooks.inGrace).to.equal(0);
+
+    // The barrier: the last page goes, and a uid's events are delivered in order, so any
+    // second online (or an offline for s1) would arrive before this offline.
+    await node.disconnect('alice', 's2');
+    await receiver.waitFor((r) => r.some((x) => parse(x).type === 'user.offline'));
+    expect(deliveredTypes(receiver, 'alice')).to.deep.equal(['user.online', 'user.offline']);
   });
 
   it('sends nothing for a refresh within the grace period', async () => {
-    const node = await startNode();
+    const node = await startInProcessNode();
     const receiver = receiverOf(node);
     await node.connect('alice', 's1');
     await receiver.waitFor(1);
@@ -393,7 +388,7 @@ describe('PresenceWebhooks', () => {
   });
 
   it('sends user.offline once the grace period passes, then user.online at the next page', async () => {
-    const node = await startNode();
+    const node = await startInProcessNode();
     const receiver = receiverOf(node);
     await node.connect('alice', 's1');
     await node.disconnect('alice', 's1');
@@ -410,8 +405,8 @@ describe('PresenceWebhooks', () => {
     // Shared, as a cluster shares them through Redis.
     const presence = new MemoryPresence();
     const announced = new MemoryAnnouncedState();
-    const a = await startNode({ presence, announced, url: receiver.url });
-    const b = await startNode({ presence, announced, url: receiver.url });
+    const a = await startInProcessNode({ presence, announced, url: receiver.url });
+    const b = await startInProcessNode({ presence, announced, url: receiver.url });
 
     await a.connect('alice', 'a1');
     await receiver.waitFor(1);
@@ -425,7 +420,7 @@ describe('PresenceWebhooks', () => {
   });
 
   it('follows an offline with an online when the uid came back while presence was slow to answer', async () => {
-    const node = await startNode();
+    const node = await startInProcessNode();
     const receiver = receiverOf(node);
     await node.connect('alice', 's1');
     await receiver.waitFor(1);
@@ -447,10 +442,12 @@ describe('PresenceWebhooks', () => {
     ]);
   });
 
-  it('close() clears every grace timer', async () => {
-    const node = await startNode();
+  it('close() clears every grace timer: nothing is sent after it', async () => {
+    const node = await startInProcessNode();
+    const receiver = receiverOf(node);
     await node.connect('alice', 's1');
     await node.connect('bob', 's2');
+    await receiver.waitFor(2);
     await node.disconnect('alice', 's1');
     await node.disconnect('bob', 's2');
     expect(node.hooks.inGrace).to.equal(2);
@@ -458,5 +455,26 @@ describe('PresenceWebhooks', () => {
     expect(node.hooks.inGrace).to.equal(0);
     node.hooks.offline('carol'); // after close: ignored, no new timer
     expect(node.hooks.inGrace).to.equal(0);
+
+    // The barrier. Another node's offline, begun after close(), arrives after the grace
+    // period: by then the closed hooks' timers would have fired. Then an event of each uid
+    // on the same sender: a uid's events are delivered in order, so an offline would come first.
+    const other = await startInProcessNode({ url: receiver.url });
+    await other.connect('zed', 'z1');
+    await other.disconnect('zed', 'z1');
+    await receiver.waitFor((r) => r.some((x) => parse(x).type === 'user.offline'));
+    for (const uid of ['alice', 'bob', 'carol']) {
+      node.sender.send({ type: 'message.stored_expired', uid, messageId: 'barrier', event: 'barrier' });
+    }
+    await receiver.waitFor((r) => r.filter((x) => parse(x).type === 'message.stored_expired').length === 3);
+    expect(receiver.delivered().map(parse).map((e) => [e.type, e.uid])).to.have.deep.members([
+      ['user.online', 'alice'],
+      ['user.online', 'bob'],
+      ['user.online', 'zed'],
+      ['user.offline', 'zed'],
+      ['message.stored_expired', 'alice'],
+      ['message.stored_expired', 'bob'],
+      ['message.stored_expired', 'carol'],
+    ]);
   });
 });
