@@ -9,6 +9,7 @@ import { CHROMIUM, launchBrowser } from './support/browser.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { legacyPush, startServer } from './support/server.ts';
 import { connectClient } from './support/clients.ts';
+import { until } from './support/until.ts';
 import { closedPortUrl } from './support/webhook-receiver.ts';
 
 const V2_CLIENT = readFileSync(createRequire(import.meta.url).resolve('socket.io-client-v2/dist/socket.io.js'));
@@ -105,11 +106,7 @@ describe('in the browser', function () {
     await page.locator('#status', { hasText: 'connected as sdk-user, 1 stored message(s) delivered' }).waitFor();
     await page.locator('#messages li', { hasText: 'kept while away' }).waitFor();
     expect(await page.locator('#messages li').first().textContent()).to.include('stored, delivered after reconnect');
-    const deadline = Date.now() + 5000;
-    while ((await storedCount()) > 0) {
-      if (Date.now() > deadline) throw new Error('the page did not ack');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until(async () => (await storedCount()) === 0, 'the page to ack');
 
     // acked: a reload gets nothing again
     await page.reload();

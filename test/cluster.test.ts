@@ -6,13 +6,11 @@
 import { expect } from 'chai';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, countsHtml, type ClientVersion, type TestClient } from './support/clients.ts';
-import { occurrences, startNodes, type ClusterNode } from './support/nodes.ts';
+import { occurrences, startNodeProcess, startNodeProcesses, type NodeProcess } from './support/start-process.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { legacyPush } from './support/server.ts';
 import { until } from './support/until.ts';
 import { startWebhookReceiver } from './support/webhook-receiver.ts';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 
 /** What a v1 push made now answers. */
 interface PushAnswer {
@@ -66,14 +64,14 @@ async function storedFor(apiUrl: string, uid: string): Promise<{ id: string; dat
   return (json as { messages: { id: string; data: unknown }[] }).messages;
 }
 
-async function publish(node: ClusterNode, to: string, content: string): Promise<string> {
+async function publish(node: NodeProcess, to: string, content: string): Promise<string> {
   const { status, body } = await legacyPush(node.apiUrl, { type: 'publish', to, content, secret: PUSH_SECRET });
   expect(status).to.equal(200);
   return body;
 }
 
 /** A client of `version` on `node`, logged in as `uid` with the ack. */
-async function pageOn(node: ClusterNode, uid: string, version: ClientVersion = 'v4'): Promise<TestClient> {
+async function pageOn(node: NodeProcess, uid: string, version: ClientVersion = 'v4'): Promise<TestClient> {
   const client = await connectClient(version, node.ioUrl);
   await client.login(uid);
   return client;
@@ -108,7 +106,7 @@ function showsCounts(client: TestClient, users: number, pages: number, timeoutMs
  * one out to every node's subscription, and each node's subscription delivers in order, so a
  * duplicate of it would arrive before this barrier.
  */
-async function barrier(node: ClusterNode, clients: TestClient[], tag: string): Promise<void> {
+async function barrier(node: NodeProcess, clients: TestClient[], tag: string): Promise<void> {
   expect(await publish(node, '', tag)).to.equal('ok');
   await Promise.all(clients.map((c) => c.waitFor('new_msg', (m) => m === tag)));
 }
@@ -159,7 +157,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
 
     describe(`${size} nodes`, () => {
       it('a page on one node gets legacy and v1 pushes made at any other node', async () => {
-        const nodes = await startNodes(names, redis.url, WITH_SECRET); // push answers name online uids only with it
+        const nodes = await startNodeProcesses(names, redis.url, WITH_SECRET); // push answers name online uids only with it
         for (const node of nodes) expect(node.stdout()).to.include('engine redis');
         // a page on each node, both client versions
         const pages = await Promise.all(nodes.map((n, i) => pageOn(n, `u${i}`, i % 2 === 0 ? 'v2' : 'v4')));
@@ -185,7 +183,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
       });
 
       it('a broadcast reaches the pages of every node exactly once', async () => {
-        const nodes = await startNodes(names, redis.url);
+        const nodes = await startNodeProcesses(names, redis.url);
         // two pages on the first node (one per client version), one on each other node
         const pages = await Promise.all([
           pageOn(nodes[0]!, 'b0', 'v2'),
@@ -209,7 +207,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
       });
 
       it('online counts and ok/offline are cluster-wide', async () => {
-        const nodes = await startNodes(names, redis.url, WITH_SECRET);
+        const nodes = await startNodeProcesses(names, redis.url, WITH_SECRET);
         const first = nodes[0]!;
         const last = nodes.at(-1)!;
         // uid x on the first two nodes, uid y on the last only: 2 users, 3 pages
@@ -242,7 +240,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
   it('a SIGKILLed node’s pages are gone cluster-wide within 10 s, and its uids announced offline once', async () => {
     const receiver = await startWebhookReceiver();
     const env = { WEBHOOK_URL: receiver.url, WEBHOOK_GRACE_MS: '200' };
-    const [a, b] = (await startNodes(['A', 'B'], redis.url, env)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await startNodeProcesses(['A', 'B'], redis.url, env)) as [NodeProcess, NodeProcess];
     const watcher = await pageOn(a, 'watcher');
     const victim = await pageOn(b, 'victim', 'v2');
     await showsCounts(watcher, 2, 2);
@@ -278,7 +276,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
   });
 
   it('a node stopped with SIGTERM removes its pages at once', async () => {
-    const [a, b] = (await startNodes(['A', 'B'], redis.url)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await startNodeProcesses(['A', 'B'], redis.url)) as [NodeProcess, NodeProcess];
     const watcher = await pageOn(a, 'watcher');
     const leaving = await pageOn(b, 'leaving');
     await showsCounts(watcher, 2, 2);
@@ -304,7 +302,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
   it('sends each webhook transition once in the cluster, from whichever node sees it', async () => {
     const receiver = await startWebhookReceiver();
     const env = { WEBHOOK_URL: receiver.url, WEBHOOK_GRACE_MS: '200' };
-    const [a, b] = (await startNodes(['A', 'B'], redis.url, env)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await startNodeProcesses(['A', 'B'], redis.url, env)) as [NodeProcess, NodeProcess];
     const atA = await connectClient('v4', a.ioUrl);
     await atA.login('roamer'); // first page anywhere: user.online, from A
     await receiver.waitFor(1);
@@ -327,37 +325,24 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
   });
 
   it('WORKERS=2 serves long-polling and websocket clients of both versions, and stops on SIGTERM', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'start.ts'], {
-      cwd: new URL('..', import.meta.url).pathname,
-      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', REDIS_URL: redis.url, WORKERS: '2' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const exited = once(child, 'exit');
-    onCleanup(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      return exited;
-    });
-    let out = '';
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
-    await until(() => /workers 2/.test(out), 'the primary to print its line', 20_000);
-    const [, io, api] = /socket\.io http:\/\/127\.0\.0\.1:(\d+) \| push API http:\/\/127\.0\.0\.1:(\d+)/.exec(out)!;
+    const primary = await startNodeProcess('W', redis.url, { WORKERS: '2' });
+    expect(primary.stdout()).to.include('workers 2');
+    const [io, api] = [primary.ioUrl, primary.apiUrl];
     const clients: TestClient[] = [];
     for (const [i, [version, transports]] of ([['v2', ['polling']], ['v4', ['polling']], ['v2', ['websocket']], ['v4', ['websocket']], ['v2', undefined], ['v4', undefined]] as const).entries()) {
-      const c = await connectClient(version, `http://127.0.0.1:${io}`, transports ? [...transports] : undefined);
+      const c = await connectClient(version, io, transports ? [...transports] : undefined);
       await c.login(`w${i}`);
       clients.push(c);
     }
     for (const [i, c] of clients.entries()) {
-      expect((await legacyPush(`http://127.0.0.1:${api}`, { type: 'publish', to: `w${i}`, content: `to w${i}` })).body).to.equal('ok');
+      expect((await legacyPush(api, { type: 'publish', to: `w${i}`, content: `to w${i}` })).body).to.equal('ok');
       expect((await c.waitFor('new_msg'))[0]).to.equal(`to w${i}`);
     }
-    child.kill('SIGTERM');
-    const [code] = await exited;
-    expect(code).to.equal(0);
+    expect((await primary.stop()).code).to.equal(0);
   });
 
   it('a stored message pushed at one node is delivered once at a login on another, and an ack there removes it', async () => {
-    const [a, b] = (await startNodes(['A', 'B'], redis.url, WITH_SECRET)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await startNodeProcesses(['A', 'B'], redis.url, WITH_SECRET)) as [NodeProcess, NodeProcess];
     const { status, json } = await v1Push(a.apiUrl, { to: 'late', data: { order: 17 }, ttl: 60 });
     expect(status).to.equal(200);
     const answer = json as PushAnswer;
@@ -389,7 +374,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
 
   it('a stored message pushed at one node to a page on another is removed when that page acks', async () => {
     // the live path: the ack goes back from B's socket to A's pending emit through the adapter
-    const [a, b] = (await startNodes(['A', 'B'], redis.url, WITH_SECRET)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await startNodeProcesses(['A', 'B'], redis.url, WITH_SECRET)) as [NodeProcess, NodeProcess];
     const atB = await pageOn(b, 'live');
     const { json } = await v1Push(a.apiUrl, { to: 'live', data: 'keep until acked', ttl: 60 });
     const answer = json as PushAnswer;
@@ -405,7 +390,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
   });
 
   it('a scheduled push accepted by a node that is then SIGKILLed fires once, from another node', async () => {
-    const [a, b, c] = (await startNodes(['A', 'B', 'C'], redis.url, WITH_SECRET)) as [ClusterNode, ClusterNode, ClusterNode];
+    const [a, b, c] = (await startNodeProcesses(['A', 'B', 'C'], redis.url, WITH_SECRET)) as [NodeProcess, NodeProcess, NodeProcess];
     const page = await pageOn(b, 'sched');
     const { status, json } = await v1Push(a.apiUrl, { to: 'sched', data: 'scheduled once', delay: 1.5 });
     expect(status).to.equal(202);
@@ -432,8 +417,8 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
   });
 
   it('survives a Redis outage: local delivery goes on, stores refuse with 503, and all comes back after', async () => {
-    const nodes = await startNodes(['A', 'B'], redis.url, WITH_SECRET);
-    const [a, b] = nodes as [ClusterNode, ClusterNode];
+    const nodes = await startNodeProcesses(['A', 'B'], redis.url, WITH_SECRET);
+    const [a, b] = nodes as [NodeProcess, NodeProcess];
     const local = await pageOn(a, 'local');
     const remote = await pageOn(b, 'remote', 'v2');
     await Promise.all([local, remote].map((c) => showsCounts(c, 2, 2)));
@@ -519,7 +504,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
   it('logs a Redis outage as one line per change in each part, without stack traces', async () => {
     // one node: every part that talks to Redis (connection, presence heartbeat, store sweep,
     // scheduler) runs on it, and the scheduler retries every 200 ms, so a per-retry line shows
-    const [node] = (await startNodes(['A'], redis.url)) as [ClusterNode];
+    const [node] = (await startNodeProcesses(['A'], redis.url)) as [NodeProcess];
     await pageOn(node, 'someone');
     await redis.stop();
     await node.waitForOutput(/connection lost/, 5000);

@@ -3,7 +3,7 @@
 // the admin page's sign-in (a cookie, never the token in a URL or a Referer).
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../src/config.ts';
-import type { Logger } from '../src/log.ts';
+import { recordingLogger } from './support/logger.ts';
 import { WebhookSender } from '../src/webhooks/sender.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
@@ -129,14 +129,6 @@ describe('a default install (no PUSH_SECRET)', () => {
   });
 });
 
-/** Keeps every line with its fields, to search for secrets. */
-function textLogger(): Logger & { text: () => string } {
-  const lines: string[] = [];
-  const add = (level: string) => (message: string, extra?: unknown) =>
-    void lines.push(`${level} ${message} ${extra instanceof Error ? `${extra.message} ${extra.stack}` : JSON.stringify(extra ?? {})}`);
-  return { info: add('info'), warn: add('warn'), error: add('error'), text: () => lines.join('\n') } as Logger & { text: () => string };
-}
-
 describe('secrets in config errors, logs and URLs', () => {
   afterEach(cleanupAll);
 
@@ -174,7 +166,7 @@ describe('secrets in config errors, logs and URLs', () => {
     const withCredentials = (url: string) => url.replace('http://', 'http://hook-user:hook%40pass-4711@');
     const failures: string[] = [];
     const observer: WebhookObserver = { sent: () => undefined, failed: (_e, error) => void failures.push(error), dropped: () => undefined };
-    const log = textLogger();
+    const log = recordingLogger();
     const down = withCredentials(await closedPortUrl()).replace('/hooks', '/hooks/path-token-4711');
     const sender = new WebhookSender([withCredentials(receiver.url), down], null, { baseDelayMs: 20, maxDelayMs: 50, maxAttempts: 2 }, log, observer);
     onCleanup(() => sender.close());

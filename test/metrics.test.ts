@@ -2,7 +2,7 @@
 // from the sources at each scrape, and two instances in one process do not share values.
 import { performance } from 'node:perf_hooks';
 import { expect } from 'chai';
-import type { Logger } from '../src/log.ts';
+import { recordingLogger } from './support/logger.ts';
 import type { StoreStats } from '../src/message-store.ts';
 import { connectionsByTransport, Metrics, type MetricsOptions } from '../src/metrics.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
@@ -167,8 +167,7 @@ describe('Metrics', () => {
 
   it('keeps the last values of a failing source, counts and logs the failure', async () => {
     let fail = false;
-    const lines: string[] = [];
-    const log: Logger = { info() {}, warn() {}, error: (message) => lines.push(message) };
+    const log = recordingLogger();
     const metrics = start({
       log,
       sources: {
@@ -183,7 +182,7 @@ describe('Metrics', () => {
     const { samples } = await scrape(metrics);
     expect(samples.get('push_online_users')).to.equal(4);
     expect(samples.get('push_metrics_source_errors_total{source="online"}')).to.equal(1);
-    expect(lines).to.deep.equal(['metrics: reading online failed; its metrics keep their last values']);
+    expect(log.lines).to.deep.equal(['error: metrics: reading online failed; its metrics keep their last values']);
   });
 
   it('keeps two instances apart: each counts its own', async () => {

@@ -10,7 +10,7 @@ import { presenceContract } from './contracts/presence.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { sharedRedis, startRedis } from './support/redis-server.ts';
 import { recordingLogger } from './support/logger.ts';
-import { until } from './support/until.ts';
+import { holdsFor, until } from './support/until.ts';
 import { closeRedis, connectRedis, type RedisClient } from '../src/cluster/redis-client.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -20,17 +20,6 @@ const LEASE_MS = 600;
 const HEARTBEAT_MS = 200;
 
 presenceContract('memory', async () => new MemoryPresence());
-
-/** A logger that keeps its lines, to check what an outage logs. */
-
-/** Checks `condition` over `ms` and fails as soon as it is false. */
-async function holdsFor(condition: () => Promise<boolean>, message: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (!(await condition())) throw new Error(`${message}: stopped holding`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('RedisPresence', () => {
   const shared = sharedRedis();

@@ -12,6 +12,7 @@ import { recordingLogger } from './support/logger.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
 import { until } from './support/until.ts';
+import { forEachEngine } from './support/engines.ts';
 import { escapeHtml } from '../src/names.ts';
 import { closeRedis, connectRedis } from '../src/cluster/redis-client.ts';
 
@@ -38,10 +39,11 @@ async function storedFor(server: TestServer, uid: string): Promise<{ id: string;
   return (await v1(server, `/users/${encodeURIComponent(uid)}/messages`)).body.messages as { id: string; data: unknown }[];
 }
 
-describe('v1 push API', () => {
+// What the store and presence carry (stored messages, idempotency, scheduled pushes), on both.
+forEachEngine('v1 push API', (start) => {
   let server: TestServer;
   beforeEach(async () => {
-    server = await startServer({ pushSecret: SECRET });
+    server = await start({ pushSecret: SECRET });
   });
   afterEach(cleanupAll);
 
@@ -128,7 +130,7 @@ describe('v1 push API', () => {
     });
 
     it('drops the oldest past MAX_PENDING_PER_UID', async () => {
-      const small = await startServer({ maxPendingPerUid: 3, pushSecret: SECRET });
+      const small = await start({ maxPendingPerUid: 3, pushSecret: SECRET });
       for (let i = 0; i < 5; i++) await v1(small, '/push', { to: 'ivan', data: i, ttl: 60 });
       expect((await storedFor(small, 'ivan')).map((m) => m.data)).to.deep.equal([2, 3, 4]);
     });
@@ -181,6 +183,14 @@ describe('v1 push API', () => {
       expect(cancelled.status).to.equal(202);
     });
   });
+});
+
+describe('v1 push API (memory only)', () => {
+  let server: TestServer;
+  beforeEach(async () => {
+    server = await startServer({ pushSecret: SECRET });
+  });
+  afterEach(cleanupAll);
 
   describe('bounds and failed pushes', () => {
     /** The issue's measured case: 1000 uids in `to` and 64 KiB of data. */

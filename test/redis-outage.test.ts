@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, withDeadline } from './support/clients.ts';
 import { recordingLogger } from './support/logger.ts';
-import { startNode } from './support/nodes.ts';
+import { startNodeProcess } from './support/start-process.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { startServer } from './support/server.ts';
 import { until } from './support/until.ts';
@@ -150,16 +150,15 @@ describe('a Redis that stops answering', function () {
 
   it('ends a node on SIGTERM within SHUTDOWN_TIMEOUT_MS and a margin even when closing hangs', async () => {
     // a command timeout far away: leaving Redis hangs, and only the deadline ends the process
-    const node = await startNode('a', redis.url, { SHUTDOWN_TIMEOUT_MS: '1', REDIS_COMMAND_TIMEOUT_MS: '600000' });
+    const node = await startNodeProcess('a', redis.url, { SHUTDOWN_TIMEOUT_MS: '1', REDIS_COMMAND_TIMEOUT_MS: '600000' });
     redis.pause();
-    process.kill(node.pid, 'SIGTERM');
-    const exit = await withDeadline(node.exited, 'the node to exit after SIGTERM', HANG_MS);
+    const exit = await withDeadline(node.stop(), 'the node to exit after SIGTERM', HANG_MS);
     expect(exit.code).to.equal(1);
     expect(node.output()).to.match(/shutdown did not finish within \d+ ms: exiting/);
   });
 
   it('exits at once on a second SIGTERM during a slow shutdown', async () => {
-    const node = await startNode('a', redis.url, { SHUTDOWN_TIMEOUT_MS: '60000', REDIS_COMMAND_TIMEOUT_MS: '600000' });
+    const node = await startNodeProcess('a', redis.url, { SHUTDOWN_TIMEOUT_MS: '60000', REDIS_COMMAND_TIMEOUT_MS: '600000' });
     // a request that never finishes keeps the API port open for SHUTDOWN_TIMEOUT_MS
     const slow: Socket = connect(Number(new URL(node.apiUrl).port), '127.0.0.1');
     slow.on('error', () => {}); // the node may cut it as it exits
@@ -167,11 +166,10 @@ describe('a Redis that stops answering', function () {
     await new Promise((resolve) => slow.once('connect', resolve));
     slow.write('POST /api/v1/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{');
     redis.pause();
-    process.kill(node.pid, 'SIGTERM');
+    void node.stop();
     await node.waitForOutput(/SIGTERM: shutting down/);
     expect(node.running()).to.equal(true);
-    process.kill(node.pid, 'SIGTERM');
-    const exit = await withDeadline(node.exited, 'the node to exit after a second SIGTERM', 5000);
+    const exit = await withDeadline(node.stop(), 'the node to exit after a second SIGTERM', 5000);
     expect(exit.code).to.equal(1);
     expect(node.output()).to.include('SIGTERM again: exiting without finishing the shutdown');
   });

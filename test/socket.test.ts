@@ -2,7 +2,8 @@
 import { expect } from 'chai';
 import { cleanupAll } from './support/cleanup.ts';
 import { connectClient, countsHtml, type ClientVersion, type Transports } from './support/clients.ts';
-import { legacyPush, startServer } from './support/server.ts';
+import { forEachEngine } from './support/engines.ts';
+import { legacyPush } from './support/server.ts';
 import { until } from './support/until.ts';
 
 const VERSIONS: ClientVersion[] = ['v4', 'v2'];
@@ -12,11 +13,16 @@ const TRANSPORTS: { name: string; transports?: Transports; expect: string }[] = 
   { name: 'long-polling only', transports: ['polling'], expect: 'polling' },
 ];
 
-describe('socket protocol', () => {
+// Login, pushes and online counts go through presence: on both engines. The transports and
+// the rest are the same code on either, so they run on memory alone.
+forEachEngine('socket protocol', (startServer, engine) => {
   afterEach(cleanupAll);
+  const onMemory = (title: string, test: Mocha.AsyncFunc) => {
+    if (engine === 'memory') it(title, test);
+  };
 
   for (const version of VERSIONS) {
-    for (const t of TRANSPORTS) {
+    for (const t of engine === 'memory' ? TRANSPORTS : TRANSPORTS.slice(0, 1)) {
       describe(`socket.io-client ${version}, ${t.name}`, () => {
         it('logs in, gets the online count, and receives pushes to its uid and to everyone', async () => {
           const server = await startServer();
@@ -73,7 +79,7 @@ describe('socket protocol', () => {
           .to.deep.equal({ status: 200, body: 'offline' });
       });
 
-      it('broadcasts a count only when it changed', async () => {
+      onMemory('broadcasts a count only when it changed', async () => {
         // A 1 ms timer ticks many times between logins: a broadcast on every tick would show.
         const server = await startServer({ onlineCountIntervalMs: 1 });
         const watcher = await connectClient(version, server.ioUrl);
@@ -88,7 +94,7 @@ describe('socket protocol', () => {
         seen.slice(1).forEach((h, i) => expect(h).to.not.equal(seen[i]));
       });
 
-      it('ignores a second login on the same socket', async () => {
+      onMemory('ignores a second login on the same socket', async () => {
         const server = await startServer();
         const a = await connectClient(version, server.ioUrl);
         await a.login('first');
@@ -101,7 +107,7 @@ describe('socket protocol', () => {
         expect(await a.waitFor('new_msg')).to.deep.equal(['y']);
       });
 
-      it('rejects an invalid uid with an error, and counts nothing', async () => {
+      onMemory('rejects an invalid uid with an error, and counts nothing', async () => {
         const server = await startServer();
         const a = await connectClient(version, server.ioUrl);
         a.emit('login', { nested: true });

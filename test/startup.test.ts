@@ -1,50 +1,17 @@
 // Config, startup errors, graceful shutdown and close(): the real start.ts as a child process.
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, withDeadline } from './support/clients.ts';
 import { legacyPush, startServer } from './support/server.ts';
+import { spawnStart, type StartProcess } from './support/start-process.ts';
 import { SETTINGS } from '../src/settings.ts';
 import { MemoryPresence } from '../src/presence.ts';
 
-const ROOT = new URL('..', import.meta.url).pathname;
-
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function runStart(args: string[], env: Record<string, string> = {}): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'start.ts', ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  onCleanup(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    return exited;
-  });
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-async function waitForOutput(read: () => string, pattern: RegExp, ms = 10_000): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = pattern.exec(read());
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`no ${pattern} in output: ${read()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** The exit code of `run`, once it has exited. */
+async function exitCode(run: StartProcess): Promise<number | null> {
+  return (await run.exited).code;
 }
 
 function occupyPort(): Promise<NetServer> {
@@ -52,6 +19,14 @@ function occupyPort(): Promise<NetServer> {
     const s = createNetServer().listen(0, '127.0.0.1', () => resolve(s));
     onCleanup(() => new Promise((r) => s.close(r)));
   });
+}
+
+/** `n` distinct ports that were free a moment ago (all bound at once, then released). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: n }, () => occupyPort()));
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }
 
 function canListen(port: number): Promise<boolean> {
@@ -108,8 +83,8 @@ describe('start.ts', function () {
   afterEach(cleanupAll);
 
   it('--help lists every setting with its flag', async () => {
-    const run = runStart(['--help']);
-    expect(await run.exited).to.equal(0);
+    const run = spawnStart(['--help']);
+    expect(await exitCode(run)).to.equal(0);
     for (const s of Object.values(SETTINGS)) {
       expect(run.stdout()).to.include(s.env);
       expect(run.stdout()).to.include(`--${s.env.toLowerCase().replace(/_/g, '-')}`);
@@ -119,16 +94,15 @@ describe('start.ts', function () {
   it('stops with one clear line when a port is in use', async () => {
     const taken = await occupyPort();
     const port = (taken.address() as { port: number }).port;
-    const run = runStart([], { IO_PORT: '0', API_PORT: String(port), WEB_PORT: 'off' });
-    expect(await run.exited).to.equal(1);
+    const run = spawnStart([], { IO_PORT: '0', API_PORT: String(port), WEB_PORT: 'off' });
+    expect(await exitCode(run)).to.equal(1);
     expect(run.stderr().trim()).to.equal(`push server: cannot start: API_PORT ${port} on 127.0.0.1: port is already in use`);
   });
 
   it('LOG_FORMAT=json writes one JSON object a line', async () => {
-    const run = runStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', LOG_FORMAT: 'json' });
-    await waitForOutput(run.stdout, /"msg":"push server: socket\.io/);
-    run.child.kill('SIGTERM');
-    expect(await run.exited).to.equal(0);
+    const run = spawnStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', LOG_FORMAT: 'json' });
+    await run.waitForOutput(/"msg":"push server: socket\.io/);
+    expect((await run.stop()).code).to.equal(0);
     const lines = run.stdout().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; pid: number });
     expect(lines[0]).to.include({ level: 30 });
     expect(lines[0]!.msg).to.match(/^push server: socket\.io http/);
@@ -140,17 +114,16 @@ describe('start.ts', function () {
   });
 
   it('warns about LOGIN_SECRET only while it is unset', async () => {
-    const run = runStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', LOGIN_SECRET: 'login-secret-0123456789' });
-    await waitForOutput(run.stdout, /push server: socket\.io/);
-    run.child.kill('SIGTERM');
-    expect(await run.exited).to.equal(0);
+    const run = spawnStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', LOGIN_SECRET: 'login-secret-0123456789' });
+    await run.started();
+    expect((await run.stop()).code).to.equal(0);
     expect(run.stdout()).to.include('login auth on');
     expect(run.stdout() + run.stderr()).not.to.include('LOGIN_SECRET is not set');
   });
 
   it('never prints a secret or a Redis password when it cannot start', async () => {
-    const bad = runStart([], { REDIS_URL: 'http://:redis-pass-4711@127.0.0.1:1', PUSH_SECRET: 'push-4711', ADMIN_TOKEN: 'admin-4711' });
-    expect(await bad.exited).to.equal(1);
+    const bad = spawnStart([], { REDIS_URL: 'http://:redis-pass-4711@127.0.0.1:1', PUSH_SECRET: 'push-4711', ADMIN_TOKEN: 'admin-4711' });
+    expect(await exitCode(bad)).to.equal(1);
     expect(bad.stderr().trim()).to.equal(
       'push server: bad configuration: PUSH_SECRET must be at least 16 characters (or empty for none), got 9 characters; ' +
         'REDIS_URL must be a redis:// or rediss:// URL (or empty for one node), got "http://***@127.0.0.1:1"; ' +
@@ -160,36 +133,32 @@ describe('start.ts', function () {
     const taken = await occupyPort();
     const closed = (taken.address() as { port: number }).port;
     await new Promise((r) => taken.close(r));
-    const down = runStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', REDIS_URL: `redis://:redis-pass-4711@127.0.0.1:${closed}` });
-    expect(await down.exited).to.equal(1);
+    const down = spawnStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', REDIS_URL: `redis://:redis-pass-4711@127.0.0.1:${closed}` });
+    expect(await exitCode(down)).to.equal(1);
     expect(down.stderr()).to.match(/^push server: cannot start: REDIS_URL redis:\/\/\*\*\*@127\.0\.0\.1:\d+: cannot connect/);
     for (const run of [bad, down]) expect(run.stdout() + run.stderr()).not.to.include('4711');
   });
 
   it('stops with one clear line on a bad value', async () => {
-    const run = runStart(['--io-port', 'abc']);
-    expect(await run.exited).to.equal(1);
+    const run = spawnStart(['--io-port', 'abc']);
+    expect(await exitCode(run)).to.equal(1);
     expect(run.stderr().trim()).to.equal('push server: bad configuration: --io-port must be an integer 0-65535, got "abc" (see --help)');
   });
 
   it('prints its URLs, serves, and exits 0 on SIGTERM, disconnecting clients', async () => {
-    const run = runStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: '0' });
-    const [, io, api, web] = await waitForOutput(
-      run.stdout,
-      /socket\.io http:\/\/127\.0\.0\.1:(\d+) \| push API http:\/\/127\.0\.0\.1:(\d+) \| demo http:\/\/127\.0\.0\.1:(\d+)/,
-    );
-    const page = await fetch(`http://127.0.0.1:${web}/`);
+    const run = spawnStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: '0' });
+    const { ioUrl, apiUrl, webUrl } = await run.started();
+    const page = await fetch(`${webUrl}/`);
     expect(await page.text()).to.include('Push server demo');
-    const client = await connectClient('v2', `http://127.0.0.1:${io}`);
+    const client = await connectClient('v2', ioUrl);
     await client.login('u1');
-    expect(await legacyPush(`http://127.0.0.1:${api}`, { type: 'publish', to: 'u1', content: 'hi' }))
+    expect(await legacyPush(apiUrl, { type: 'publish', to: 'u1', content: 'hi' }))
       .to.deep.equal({ status: 200, body: 'ok' });
     expect(await client.waitFor('new_msg')).to.deep.equal(['hi']);
 
-    run.child.kill('SIGTERM');
-    expect(await withDeadline(run.exited, 'exit after SIGTERM', 5000)).to.equal(0);
+    expect((await withDeadline(run.stop(), 'exit after SIGTERM', 5000)).code).to.equal(0);
     await client.waitFor('disconnect');
-    for (const port of [io, api, web]) expect(await canListen(Number(port))).to.equal(true);
+    for (const url of [ioUrl, apiUrl, webUrl!]) expect(await canListen(Number(new URL(url).port))).to.equal(true);
   });
 });
 
@@ -225,15 +194,19 @@ describe('createServer().close()', () => {
   });
 
   it('rejects with a StartupError and leaves nothing bound when a later port is taken', async () => {
+    const [io, api] = (await freePorts(2)) as [number, number];
     const taken = await occupyPort();
     const port = (taken.address() as { port: number }).port;
     let error: unknown;
     try {
-      await startServer({ webPort: port });
+      await startServer({ ioPort: io, apiPort: api, webPort: port });
     } catch (err) {
       error = err;
     }
     expect((error as Error).name).to.equal('StartupError');
     expect((error as Error).message).to.equal(`WEB_PORT ${port} on 127.0.0.1: port is already in use`);
+    // the ports it had bound before the failure are free again: a server starts on them
+    const again = await startServer({ ioPort: io, apiPort: api });
+    expect(again.ports).to.include({ io, api });
   });
 });

@@ -3,7 +3,6 @@
 // runs without --exit, so a timer or request left after close() shows as a hang.
 import { createHmac } from 'node:crypto';
 import { expect } from 'chai';
-import type { LogFields, Logger } from '../src/log.ts';
 import { MemoryPresence, type Presence } from '../src/presence.ts';
 import type { WebhookSenderOptions } from '../src/webhooks/sender-options.ts';
 import { WebhookSender } from '../src/webhooks/sender.ts';
@@ -15,6 +14,7 @@ import {
   type WebhookReceiver,
 } from './support/webhook-receiver.ts';
 import { until } from './support/until.ts';
+import { recordingLogger, type RecordingLogger } from './support/logger.ts';
 import type { WebhookDropReason, WebhookEvent, WebhookObserver } from '../src/webhooks/events.ts';
 import { MemoryAnnouncedState, PresenceWebhooks } from '../src/webhooks/presence-webhooks.ts';
 
@@ -41,26 +41,13 @@ class RecordingObserver implements WebhookObserver {
   }
 }
 
-class RecordingLogger implements Logger {
-  readonly lines: { level: string; message: string; fields?: LogFields }[] = [];
-  info(message: string, fields?: LogFields): void {
-    this.lines.push({ level: 'info', message, ...(fields && { fields }) });
-  }
-  warn(message: string, fields?: LogFields): void {
-    this.lines.push({ level: 'warn', message, ...(fields && { fields }) });
-  }
-  error(message: string, _err?: unknown, fields?: LogFields): void {
-    this.lines.push({ level: 'error', message, ...(fields && { fields }) });
-  }
-}
-
 function startSender(
   urls: string[],
   options: WebhookSenderOptions = FAST,
   secret: string | null = SECRET,
 ): { sender: WebhookSender; observer: RecordingObserver; log: RecordingLogger } {
   const observer = new RecordingObserver();
-  const log = new RecordingLogger();
+  const log = recordingLogger();
   const sender = new WebhookSender(urls, secret, options, log, observer);
   onCleanup(() => sender.close());
   return { sender, observer, log };
@@ -202,10 +189,10 @@ describe('WebhookSender', () => {
     expect(observer.drops[0]?.reason).to.equal('attempts');
     expect(observer.failures).to.have.length(3);
     expect(sender.queued).to.equal(0);
-    expect(log.lines).to.have.length(1);
-    expect(log.lines[0]).to.deep.include({ level: 'warn', message: 'webhook given up' });
-    expect(log.lines[0]?.fields).to.deep.include({ type: 'user.offline', attempts: 3, error: 'ECONNREFUSED' });
-    expect(log.lines[0]?.fields?.url).to.match(/^http:\/\/127\.0\.0\.1:\d+\/…$/); // the path may hold a token
+    expect(log.entries).to.have.length(1);
+    expect(log.entries[0]).to.deep.include({ level: 'warn', message: 'webhook given up' });
+    expect(log.entries[0]?.fields).to.deep.include({ type: 'user.offline', attempts: 3, error: 'ECONNREFUSED' });
+    expect(log.entries[0]?.fields?.url).to.match(/^http:\/\/127\.0\.0\.1:\d+\/…$/); // the path may hold a token
   });
 
   it('drops the oldest past maxQueue and reports it', async () => {
@@ -218,7 +205,7 @@ describe('WebhookSender', () => {
     expect(observer.drops.map((d) => [d.event.type === 'message.stored_expired' && d.event.messageId, d.reason]))
       .to.deep.equal([['m1', 'overflow'], ['m2', 'overflow']]);
     // A burst of drops logs one line; the next line says how many it did not log.
-    expect(log.lines.map((l) => l.message)).to.deep.equal(['webhook queue full: dropped the oldest delivery']);
+    expect(log.entries.map((l) => l.message)).to.deep.equal(['webhook queue full: dropped the oldest delivery']);
 
     await receiver.waitFor(3);
     expect(messageIds(receiver.delivered())).to.deep.equal(['m3', 'm4', 'm5']);
@@ -269,7 +256,7 @@ describe('WebhookSender', () => {
     await sender.close({ flushMs: 50 });
     expect(observer.drops.map((d) => d.reason)).to.deep.equal(['closed', 'closed']);
     expect(sender.queued).to.equal(0);
-    expect(log.lines).to.deep.equal([
+    expect(log.entries).to.deep.equal([
       { level: 'warn', message: 'webhooks closed: undelivered deliveries dropped', fields: { dropped: 2, unlogged: 0 } },
     ]);
 
@@ -281,7 +268,7 @@ describe('WebhookSender', () => {
 
   it('survives an observer that throws', async () => {
     const receiver = await startWebhookReceiver();
-    const log = new RecordingLogger();
+    const log = recordingLogger();
     const observer: WebhookObserver = {
       sent() {
         throw new Error('observer bug');
@@ -295,12 +282,13 @@ describe('WebhookSender', () => {
     sender.send({ type: 'user.online', uid: 'a' });
 
     await receiver.waitFor(2);
-    await until(() => log.lines.length === 2, 'two logged observer errors');
-    expect(log.lines[0]).to.deep.equal({ level: 'error', message: 'webhook observer sent threw' });
+    await until(() => log.entries.length === 2, 'two logged observer errors');
+    expect(log.lines).to.deep.equal(['error: webhook observer sent threw', 'error: webhook observer sent threw']);
+    expect((log.entries[0]?.err as Error).message).to.equal('observer bug');
   });
 
   it('refuses a url that is not http(s) when built', () => {
-    expect(() => new WebhookSender(['ftp://example.com/'], null, {}, new RecordingLogger())).to.throw(/http or https/);
+    expect(() => new WebhookSender(['ftp://example.com/'], null, {}, recordingLogger())).to.throw(/http or https/);
   });
 });
 
@@ -309,8 +297,11 @@ describe('PresenceWebhooks', () => {
 
   const GRACE_MS = 100;
 
-  /** One node: presence, the webhooks and a page that connects and disconnects. */
-  async function startNode(options: { presence?: Presence; announced?: MemoryAnnouncedState; url?: string } = {}) {
+  /**
+   * One node in this process, no server: presence, the webhooks on a real sender, and what
+   * socket-handlers does as pages log in and go.
+   */
+  async function startInProcessNode(options: { presence?: Presence; announced?: MemoryAnnouncedState; url?: string } = {}) {
     const receiver = options.url ? null : await startWebhookReceiver();
     const presence: Presence = options.presence ?? new MemoryPresence();
     const url = options.url ?? receiver?.url;
@@ -333,12 +324,13 @@ describe('PresenceWebhooks', () => {
       isOnline,
       options.announced ?? new MemoryAnnouncedState(),
       { graceMs: GRACE_MS },
-      new RecordingLogger(),
+      recordingLogger(),
     );
     onCleanup(() => hooks.close());
     return {
       receiver,
       presence,
+      sender,
       hooks,
       /** What socket-handlers does at login: online() for the uid's first page. */
       async connect(uid: string) {
@@ -365,19 +357,22 @@ describe('PresenceWebhooks', () => {
   }
 
   it('announces a first page as user.online, and only once for more pages', async () => {
-    const node = await startNode();
+    const node = await startInProcessNode();
     const receiver = receiverOf(node);
     await node.connect('alice');
     await node.connect('alice');
     await node.disconnect('alice'); // a page left, not the user
-
-    await receiver.waitFor(1);
-    expect(deliveredTypes(receiver, 'alice')).to.deep.equal(['user.online']);
     expect(node.hooks.inGrace).to.equal(0);
+
+    // The barrier: the last page goes, and a uid's events are delivered in order, so any
+    // second online (or an offline for s1) would arrive before this offline.
+    await node.disconnect('alice');
+    await receiver.waitFor((r) => r.some((x) => parse(x).type === 'user.offline'));
+    expect(deliveredTypes(receiver, 'alice')).to.deep.equal(['user.online', 'user.offline']);
   });
 
   it('sends nothing for a refresh within the grace period', async () => {
-    const node = await startNode();
+    const node = await startInProcessNode();
     const receiver = receiverOf(node);
     await node.connect('alice');
     await receiver.waitFor(1);
@@ -394,7 +389,7 @@ describe('PresenceWebhooks', () => {
   });
 
   it('sends user.offline once the grace period passes, then user.online at the next page', async () => {
-    const node = await startNode();
+    const node = await startInProcessNode();
     const receiver = receiverOf(node);
     await node.connect('alice');
     await node.disconnect('alice');
@@ -411,8 +406,8 @@ describe('PresenceWebhooks', () => {
     // Shared, as a cluster shares them through Redis.
     const presence = new MemoryPresence();
     const announced = new MemoryAnnouncedState();
-    const a = await startNode({ presence, announced, url: receiver.url });
-    const b = await startNode({ presence, announced, url: receiver.url });
+    const a = await startInProcessNode({ presence, announced, url: receiver.url });
+    const b = await startInProcessNode({ presence, announced, url: receiver.url });
 
     await a.connect('alice');
     await receiver.waitFor(1);
@@ -426,7 +421,7 @@ describe('PresenceWebhooks', () => {
   });
 
   it('follows an offline with an online when the uid came back while presence was slow to answer', async () => {
-    const node = await startNode();
+    const node = await startInProcessNode();
     const receiver = receiverOf(node);
     await node.connect('alice');
     await receiver.waitFor(1);
@@ -448,10 +443,12 @@ describe('PresenceWebhooks', () => {
     ]);
   });
 
-  it('close() clears every grace timer', async () => {
-    const node = await startNode();
+  it('close() clears every grace timer: nothing is sent after it', async () => {
+    const node = await startInProcessNode();
+    const receiver = receiverOf(node);
     await node.connect('alice');
     await node.connect('bob');
+    await receiver.waitFor(2);
     await node.disconnect('alice');
     await node.disconnect('bob');
     expect(node.hooks.inGrace).to.equal(2);
@@ -459,5 +456,26 @@ describe('PresenceWebhooks', () => {
     expect(node.hooks.inGrace).to.equal(0);
     node.hooks.offline('carol'); // after close: ignored, no new timer
     expect(node.hooks.inGrace).to.equal(0);
+
+    // The barrier. Another node's offline, begun after close(), arrives after the grace
+    // period: by then the closed hooks' timers would have fired. Then an event of each uid
+    // on the same sender: a uid's events are delivered in order, so an offline would come first.
+    const other = await startInProcessNode({ url: receiver.url });
+    await other.connect('zed');
+    await other.disconnect('zed');
+    await receiver.waitFor((r) => r.some((x) => parse(x).type === 'user.offline'));
+    for (const uid of ['alice', 'bob', 'carol']) {
+      node.sender.send({ type: 'message.stored_expired', uid, messageId: 'barrier', event: 'barrier' });
+    }
+    await receiver.waitFor((r) => r.filter((x) => parse(x).type === 'message.stored_expired').length === 3);
+    expect(receiver.delivered().map(parse).map((e) => [e.type, e.uid])).to.have.deep.members([
+      ['user.online', 'alice'],
+      ['user.online', 'bob'],
+      ['user.online', 'zed'],
+      ['user.offline', 'zed'],
+      ['message.stored_expired', 'alice'],
+      ['message.stored_expired', 'bob'],
+      ['message.stored_expired', 'carol'],
+    ]);
   });
 });

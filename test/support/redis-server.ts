@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, createServer } from 'node:net';
 import { findBinary } from './requirements.ts';
+import { until } from './until.ts';
 import { silentLogger } from '../../src/log.ts';
 import { closeRedis, connectRedis, type RedisClient } from '../../src/cluster/redis-client.ts';
 
@@ -20,8 +21,6 @@ export interface TestRedis {
   stop(): Promise<void>;
   /** Starts it again on the same port, empty; resolves once it answers PING. */
   start(): Promise<void>;
-  /** stop() then start(): every key is lost and every client is disconnected. */
-  restart(): Promise<void>;
   /**
    * SIGSTOP: the process stops answering while its connections stay open, as a frozen Redis.
    * stop() resumes it first, so a failing test never leaves it frozen.
@@ -87,14 +86,13 @@ export async function startRedis(): Promise<TestRedis> {
     const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
     proc.stdout!.on('data', keep);
     proc.stderr!.on('data', keep);
-    const deadline = Date.now() + START_MS;
-    while (!(await answersPing(port))) {
-      if (failed || proc.exitCode !== null || proc.signalCode !== null || Date.now() > deadline) {
-        await stop();
-        const why = failed ? String(failed) : output;
-        throw new Error(`redis-server on port ${port} did not answer PING within ${START_MS} ms:\n${why}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
+    const gone = () => failed !== null || proc.exitCode !== null || proc.signalCode !== null;
+    try {
+      await until(async () => gone() || (await answersPing(port)), `redis-server on port ${port} to answer PING`, START_MS);
+      if (gone()) throw new Error('it exited');
+    } catch (err) {
+      await stop();
+      throw new Error(`redis-server on port ${port} did not come up (${(err as Error).message}):\n${failed ? String(failed) : output}`);
     }
   };
 
@@ -120,10 +118,6 @@ export async function startRedis(): Promise<TestRedis> {
     port,
     stop,
     start,
-    restart: async () => {
-      await stop();
-      await start();
-    },
     pause: () => signal('SIGSTOP'),
     resume: () => {
       if (child) signal('SIGCONT');

@@ -12,3 +12,20 @@ export async function until(
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
+
+/**
+ * The converse: checks `condition` throughout `ms` and fails as soon as it is false. For a
+ * state that must last (a lease that is renewed, counts that must not move again).
+ */
+export async function holdsFor(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  ms: number,
+  everyMs = 50,
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (!(await condition())) throw new Error(`${what}: stopped holding`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
