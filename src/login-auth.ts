@@ -7,7 +7,7 @@
 // The two domains have different keys, so no uid's token (whatever the uid) is ever a topic's.
 import { createHmac } from 'node:crypto';
 import type { SocketError } from './events.ts';
-import { safeEqual } from './api/push-auth.ts';
+import { safeEqual } from './secrets.ts';
 
 /** Topics whose name starts with this need a token to subscribe. */
 export const PRIVATE_TOPIC_PREFIX = 'private-';

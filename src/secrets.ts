@@ -1,6 +1,16 @@
-// How a URL that may carry credentials is shown in logs and error messages: its scheme and
-// host only. A password or token sits in the userinfo (redis://:pw@host), the path (webhook
-// URLs like https://hooks.example/services/T0/B0/XXXX) or the query, so all three are hidden.
+// How secrets are handled wherever they are used: compared in constant time, and a URL that
+// may carry credentials shown in logs and error messages by its scheme and host only. A
+// password or token sits in the userinfo (redis://:pw@host), the path (webhook URLs like
+// https://hooks.example/services/T0/B0/XXXX) or the query, so all three are hidden.
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+/** Equal in constant time whatever the lengths (both sides are hashed first). */
+export function safeEqual(a: string, b: string): boolean {
+  const ha = createHash('sha256').update(a).digest();
+  const hb = createHash('sha256').update(b).digest();
+  return timingSafeEqual(ha, hb);
+}
+
 
 /** `scheme://host[:port]`, with `***@` where credentials were and `/…` where a path or query was. */
 export function shownUrl(raw: string): string {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { AdminSnapshot } from './admin.ts';
-import { safeEqual } from './api/push-auth.ts';
+import { safeEqual } from './secrets.ts';
 
 const DEMO_DIR = fileURLToPath(new URL('../client-demo/', import.meta.url));
 

@@ -7,7 +7,8 @@
 // Comparisons are constant-time. A refusal is 401: `fail` on the legacy endpoint, JSON on /api.
 // A signature is remembered until its timestamp leaves the window; when the most allowed are
 // remembered, a new signed request is refused with 503 rather than one of them forgotten.
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
+import { safeEqual } from '../secrets.ts';
 import type { Context, Middleware } from 'koa';
 import { ExpiryQueue } from '../expiry-queue.ts';
 import { HttpError } from './errors.ts';
@@ -24,13 +25,6 @@ export class SignaturesFull extends HttpError {
   ) {
     super(503, `${max} signed requests are already remembered against replay; retry later, or send the secret as a Bearer header`);
   }
-}
-
-/** Equal in constant time whatever the lengths (both sides are hashed first). */
-export function safeEqual(a: string, b: string): boolean {
-  const ha = createHash('sha256').update(a).digest();
-  const hb = createHash('sha256').update(b).digest();
-  return timingSafeEqual(ha, hb);
 }
 
 export function signRequest(secret: string, timestamp: string, method: string, target: string, body: string): string {
