@@ -417,7 +417,7 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     expect(page.received('new_msg').map(([m]) => m)).to.deep.equal(['marker']);
   });
 
-  it('survives a restart of a Redis with AOF: local delivery goes on, stores refuse with 503, and all comes back after, stored messages too', async () => {
+  it('survives a restart of a Redis with AOF: local delivery goes on, stores refuse with 503, and all comes back after, stored messages, idempotency keys and scheduled pushes too', async () => {
     // its own Redis, persisting as the README asks (appendonly yes, appendfsync everysec);
     // registered before the nodes, so closed after them
     const redis = await startRedis({ persist: true });
@@ -444,6 +444,9 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     // an idempotency key taken before the outage
     const keyed = await v1Push(a.apiUrl, { to: 'kept-before-2', data: 'keyed', ttl: 600, id: 'order-4711' });
     expect(keyed.status).to.equal(200);
+    // and a scheduled push, due long after the test
+    const scheduled = await v1Push(b.apiUrl, { to: 'kept-before', data: 'later', delay: 3600 });
+    expect(scheduled.status).to.equal(202);
     expect(await storedFor(b.apiUrl, 'kept-before')).to.have.length(2);
 
     // A SIGKILL of Redis, as a crash. Redis writes its AOF before it answers, and a written
@@ -514,6 +517,9 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     const again = await v1Push(b.apiUrl, { to: 'kept-before-2', data: 'keyed', ttl: 600, id: 'order-4711' });
     expect(again.status).to.equal(200);
     expect(again.json).to.deep.include({ id: (keyed.json as PushAnswer).id, duplicate: true });
+    // the scheduled push is still waiting, at either node
+    const waiting = await v1(a.apiUrl, '/api/v1/scheduled');
+    expect((waiting.json as { scheduled: { id: string }[] }).scheduled.map((x) => x.id)).to.deep.equal([(scheduled.json as { id: string }).id]);
 
     // kept after the restart: stored and delivered again
     const after = await v1Push(a.apiUrl, { to: 'kept-after', data: 'after the outage', ttl: 600 });
