@@ -453,8 +453,13 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     // file outlives the process; waited on anyway, since on a slow disk everysec may hold a
     // write back while an fsync runs (a power loss could cost what was not yet fsynced: up to
     // about 1 s, which a process kill cannot show)
+    // due while Redis is down: it fires once, after Redis is back
+    const dueDuring = await v1Push(b.apiUrl, { to: 'local', data: 'due during the outage', delay: 1.5 });
+    expect(dueDuring.status).to.equal(202);
+    const due = Date.parse((dueDuring.json as { at: string }).at);
     await redis.aofWritten();
     await redis.stop();
+    expect(Date.now(), 'Redis was stopped before the scheduled push was due').to.be.below(due);
     // each node noticed (its commands fail from now) and its heartbeat failed at least once,
     // so the outage spans a heartbeat; waited on, not slept
     await Promise.all(nodes.map((n) => n.waitForOutput(/connection lost/, 5000)));
@@ -473,6 +478,8 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     expect((refused.json as { error: { message: string } }).error.message).to.include('nothing was stored');
     for (const node of nodes) expect(node.running(), `${node.name} still running during the outage`).to.equal(true);
 
+    await until(() => Date.now() > due, 'the scheduled push to fall due during the outage');
+    expect(copiesOf(local, 'due during the outage'), 'fired while Redis was down').to.equal(0);
     await redis.start(); // same port, same AOF: it answers once the AOF is loaded
     await Promise.all(nodes.map((n) => n.waitForOutput(/connected again/, 10_000)));
 
@@ -517,6 +524,11 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     const again = await v1Push(b.apiUrl, { to: 'kept-before-2', data: 'keyed', ttl: 600, id: 'order-4711' });
     expect(again.status).to.equal(200);
     expect(again.json).to.deep.include({ id: (keyed.json as PushAnswer).id, duplicate: true });
+    // the push that fell due during the outage came once: a marker after it shows no second copy
+    await local.waitFor('message', (m) => m === 'due during the outage');
+    expect(await publish(b, 'local', 'after the due push')).to.equal('ok');
+    await local.waitFor('new_msg', (m) => m === 'after the due push');
+    expect(copiesOf(local, 'due during the outage')).to.equal(1);
     // the scheduled push is still waiting, at either node
     const waiting = await v1(a.apiUrl, '/api/v1/scheduled');
     expect((waiting.json as { scheduled: { id: string }[] }).scheduled.map((x) => x.id)).to.deep.equal([(scheduled.json as { id: string }).id]);

@@ -101,8 +101,9 @@ const REASON_CHARS = 120;
 /**
  * Logs, once at start, what would make this Redis lose stored messages, scheduled pushes and
  * idempotency keys: no persistence at all (a restart empties it), or a maxmemory policy that
- * evicts keys (they all carry a TTL, so volatile-* policies take them too). A managed Redis
- * may refuse CONFIG (renamed, or not allowed to this user): then it says it could not check.
+ * evicts keys (allkeys-* may take any of them, volatile-* the idempotency keys and presence
+ * entries, which carry a TTL). A managed Redis may refuse CONFIG (renamed, or not allowed to
+ * this user): then it says it could not check.
  * Never fails the start: a Redis we cannot inspect may still be configured well.
  */
 export async function checkPersistence(client: RedisClient, where: string, log: Logger): Promise<void> {
