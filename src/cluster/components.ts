@@ -95,6 +95,50 @@ export class RedisAnnouncedState implements AnnouncedState {
   }
 }
 
+/** Longest text of a refusal quoted from Redis in the persistence line. */
+const REASON_CHARS = 120;
+
+/**
+ * Logs, once at start, what would make this Redis lose stored messages, scheduled pushes and
+ * idempotency keys: no persistence at all (a restart empties it), or a maxmemory policy that
+ * evicts keys (allkeys-* may take any of them, volatile-* the idempotency keys and presence
+ * entries, which carry a TTL). A managed Redis may refuse CONFIG (renamed, or not allowed to
+ * this user): then it says it could not check.
+ * Never fails the start: a Redis we cannot inspect may still be configured well.
+ */
+export async function checkPersistence(client: RedisClient, where: string, log: Logger): Promise<void> {
+  let config: Record<string, string>;
+  try {
+    // one parameter per call: Redis before 7 takes only one
+    const replies = await Promise.all(
+      ['appendonly', 'save', 'maxmemory', 'maxmemory-policy'].map((name) => client.configGet(name)),
+    );
+    config = Object.assign({}, ...replies) as Record<string, string>;
+  } catch (err) {
+    const reason = reasonOf(err).split('\n')[0]!.slice(0, REASON_CHARS);
+    log.warn(
+      `redis ${where}: could not check its persistence (CONFIG GET refused: ${reason}); ` +
+        'stored messages, scheduled pushes and idempotency keys survive a Redis restart only with appendonly yes',
+    );
+    return;
+  }
+  const aof = config['appendonly'] === 'yes';
+  const rdb = (config['save'] ?? '').trim() !== '';
+  if (!aof && !rdb) {
+    log.warn(
+      `redis ${where}: persistence is off (appendonly no, save ""): stored messages, scheduled pushes ` +
+        'and idempotency keys are lost when Redis restarts; set appendonly yes and appendfsync everysec',
+    );
+  }
+  const policy = config['maxmemory-policy'] ?? 'noeviction';
+  if (config['maxmemory'] !== undefined && config['maxmemory'] !== '0' && policy !== 'noeviction') {
+    log.warn(
+      `redis ${where}: maxmemory-policy ${policy} with maxmemory ${config['maxmemory']}: a full Redis evicts ` +
+        'stored messages, scheduled pushes and idempotency keys; set maxmemory-policy noeviction',
+    );
+  }
+}
+
 /** The clients of one Redis, connected: the parts that report events are built on them later. */
 export interface RedisCluster {
   /** For io.adapter(): rooms and broadcasts reach the sockets of every node. */
@@ -134,6 +178,7 @@ export async function connectCluster(
 ): Promise<RedisCluster> {
   const connection = new Connection(url, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
   const [main, pub, sub] = (await connectAll(connection, 3)) as [RedisClient, RedisClient, RedisClient];
+  await checkPersistence(main, connection.where, log);
   const unawaitedFailed = (err: unknown) => {
     // in flight when the connection went, or cut by close(): the outage is logged already
     if (!connection.lost) log.warn(`redis ${connection.where}: a Socket.IO adapter command failed (${reasonOf(err)})`);

@@ -1,9 +1,13 @@
 // A real redis-server per test file (or per test) on a free port of 127.0.0.1, never the
-// shared 6379. It keeps no data on disk, so a stop + start is a Redis that lost everything:
-// the cluster tests use that to simulate an outage.
+// shared 6379. By default it keeps no data on disk, so a stop + start is a Redis that lost
+// everything: the cluster tests use that to simulate an outage. With `persist` it keeps an
+// AOF (appendfsync everysec) in a temp dir of its own, and a stop + start loads it back.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { findBinary } from './requirements.ts';
 import { until } from './until.ts';
 import { silentLogger } from '../../src/log.ts';
@@ -19,8 +23,21 @@ export interface TestRedis {
   port: number;
   /** Kills the server (SIGKILL, as a crash); resolves once it has exited. Idempotent. */
   stop(): Promise<void>;
-  /** Starts it again on the same port, empty; resolves once it answers PING. */
+  /**
+   * Starts it again on the same port; resolves once it answers PING. Empty, unless started
+   * with `persist`: then with what its AOF held (the AOF is loaded before it answers PING).
+   */
   start(): Promise<void>;
+  /**
+   * Resolves once everything this Redis has answered is written to its AOF file (INFO
+   * persistence `aof_buffer_length:0`), so a SIGKILL of the process cannot lose it: the
+   * written file outlives the process in the OS page cache. Redis writes before it replies,
+   * except on a slow disk, where appendfsync everysec may hold writes back for up to 2 s while
+   * an fsync runs; waiting here keeps a test's claim true there too. Rejects without `persist`.
+   */
+  aofWritten(): Promise<void>;
+  /** stop(), then removes the data dir of a `persist` Redis. Idempotent. */
+  close(): Promise<void>;
   /**
    * SIGSTOP: the process stops answering while its connections stay open, as a frozen Redis.
    * stop() resumes it first, so a failing test never leaves it frozen.
@@ -61,11 +78,25 @@ function answersPing(port: number): Promise<boolean> {
   });
 }
 
-/** Starts a redis-server on a free port. The caller stops it (after(), or onCleanup). */
-export async function startRedis(): Promise<TestRedis> {
+export interface RedisOptions {
+  /** AOF on, appendfsync everysec, in a temp dir of its own that close() removes. */
+  persist?: boolean;
+  /** More redis-server arguments, e.g. ['--rename-command', 'CONFIG', ''] (a managed Redis). */
+  args?: string[];
+}
+
+/**
+ * Starts a redis-server on a free port. The caller stops it (after(), or onCleanup): with
+ * close() when it was started with `persist`, so its data dir goes too.
+ */
+export async function startRedis(options: RedisOptions = {}): Promise<TestRedis> {
   if (!REDIS_SERVER) throw new Error('redis-server is missing');
   const binary = REDIS_SERVER;
   const port = await freePort();
+  const dir = options.persist ? mkdtempSync(join(tmpdir(), 'push-redis-')) : null;
+  const persistence = dir
+    ? ['--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--dir', dir]
+    : ['--save', '', '--appendonly', 'no'];
   let child: ChildProcess | null = null;
   let exited: Promise<unknown> = Promise.resolve();
   let output = '';
@@ -75,7 +106,7 @@ export async function startRedis(): Promise<TestRedis> {
     output = '';
     const proc = spawn(
       binary,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--logfile', ''],
+      ['--port', String(port), '--bind', '127.0.0.1', ...persistence, '--logfile', '', ...(options.args ?? [])],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child = proc;
@@ -112,12 +143,35 @@ export async function startRedis(): Promise<TestRedis> {
     child.kill(sig);
   };
 
-  await start();
+  const url = `redis://127.0.0.1:${port}`;
+  const aofWritten = async (): Promise<void> => {
+    if (!dir) throw new Error('aofWritten() needs a Redis started with persist');
+    const client = await connectRedis(url, silentLogger);
+    try {
+      await until(async () => /^aof_buffer_length:0\r?$/m.test(await client.info('persistence')), `redis-server on port ${port} to write its AOF`);
+    } finally {
+      await closeRedis(client);
+    }
+  };
+
+  const close = async (): Promise<void> => {
+    await stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    await start();
+  } catch (err) {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url,
     port,
     stop,
     start,
+    aofWritten,
+    close,
     pause: () => signal('SIGSTOP'),
     resume: () => {
       if (child) signal('SIGCONT');
