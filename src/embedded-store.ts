@@ -2,7 +2,7 @@
 // survive a restart of a single node. LMDB (the lmdb package): every change is one write
 // transaction, committed and fsynced before its promise resolves, so nothing a push was
 // answered for is lost to a SIGKILL or a power loss. The semantics are MemoryMessageStore's.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from './log.ts';
@@ -70,6 +70,41 @@ function lockDataDir(dir: string): () => void {
   throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot take ${LOCK_FILE}`);
 }
 
+/** LMDB's magic number, at META_MAGIC_AT in each of the two meta pages the file starts with. */
+const META_MAGIC = 0xbeefc0de;
+const META_MAGIC_AT = 24;
+/** Where the first meta page keeps the page size (the free list's md_pad). */
+const PAGE_SIZE_AT = 48;
+
+/**
+ * LMDB trusts its file: one that is not an LMDB file at all crashes the process (a segfault)
+ * instead of failing to open. So the two meta pages are checked first, and a file that fails
+ * is reported as corrupt. LMDB keeps no checksums: damage past them is not detected here.
+ */
+function checkDataFile(path: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null; // a new store
+    throw err;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return null; // created, never written: LMDB initialises it
+    const head = Buffer.alloc(64);
+    readSync(fd, head, 0, head.length, 0);
+    const pageSize = head.readUInt32LE(PAGE_SIZE_AT);
+    if (head.readUInt32LE(META_MAGIC_AT) !== META_MAGIC) return 'not an LMDB file';
+    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0 || size < 2 * pageSize) return 'bad page size';
+    readSync(fd, head, 0, head.length, pageSize);
+    if (head.readUInt32LE(META_MAGIC_AT) !== META_MAGIC) return 'second meta page damaged';
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -129,6 +164,8 @@ export class EmbeddedMessageStore implements MessageStore {
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot write to it (${describe(err)})`);
     }
     try {
+      const damage = checkDataFile(join(dir, 'store.mdb', 'data.mdb'));
+      if (damage !== null) throw new Error(`store.mdb/data.mdb: ${damage}`);
       // overlappingSync off: a commit is fsynced before its promise resolves, so an answered
       // push is on disk; LMDB's copy-on-write pages keep the file whole across a crash
       this.root = open({ path: join(dir, 'store.mdb'), overlappingSync: false, noSubdir: false, maxDbs: 16 });

@@ -1,11 +1,20 @@
-// The embedded (LMDB) message store: the MessageStore contract on disk, a restart keeping what
-// was answered, and the one-line startup errors of a DATA_DIR that is taken or corrupt.
-import { mkdtempSync, rmSync } from 'node:fs';
+// The embedded (LMDB) message store: the MessageStore contract on disk; through the real
+// start.ts, what a SIGKILL and a restart keep, and the one-line startup errors of a DATA_DIR
+// that is taken by another server or corrupt.
+import { expect } from 'chai';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedMessageStore } from '../src/embedded-store.ts';
 import { messageStoreContract } from './contracts/message-store.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
+import { connectClient } from './support/clients.ts';
+import { spawnStart, type StartProcess } from './support/start-process.ts';
+import { until } from './support/until.ts';
+
+const SECRET = 'embedded-test-secret-0123';
+const AUTH = { authorization: `Bearer ${SECRET}` };
 
 /** A fresh data dir, removed in cleanup. */
 function dataDir(): string {
@@ -14,8 +23,106 @@ function dataDir(): string {
   return dir;
 }
 
+/** start.ts with the embedded store in `dir`, on free ports. */
+function startEmbedded(dir: string, name = ''): StartProcess {
+  return spawnStart([], { STORE: 'embedded', DATA_DIR: dir, IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', PUSH_SECRET: SECRET }, name);
+}
+
+async function v1(apiUrl: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${apiUrl}/api/v1${path}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: body === undefined ? AUTH : { ...AUTH, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
 describe('EmbeddedMessageStore', () => {
   afterEach(cleanupAll);
 
   messageStoreContract('embedded', async (limits) => new EmbeddedMessageStore(dataDir(), limits));
+});
+
+describe('STORE=embedded through start.ts', function () {
+  // each test starts start.ts (tsx compiles it) once or twice
+  this.timeout(60_000);
+  afterEach(cleanupAll);
+
+  it('keeps what was answered with an id across a SIGKILL: stored messages, a push id, scheduled pushes', async () => {
+    const dir = dataDir();
+    const first = startEmbedded(dir, 'first');
+    const before = await first.started();
+    const ids: unknown[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const push = await v1(before.apiUrl, '/push', { to: 'away', data: `while you were away ${i}`, ttl: 600 });
+      expect(push.body).to.include({ stored: 1 });
+      ids.push(push.body.id);
+    }
+    const once = await v1(before.apiUrl, '/push', { to: 'away-too', data: 'once', ttl: 600, id: 'push-once' });
+    expect(once.status).to.equal(200);
+    // one due while the node is down (or just after it is back), one far ahead
+    const soon = await v1(before.apiUrl, '/push', { to: 'sched', data: 'soon', ttl: 600, delay: 1 });
+    const later = await v1(before.apiUrl, '/push', { to: 'sched', data: 'later', delay: 600, id: 'much-later' });
+    expect([soon.status, later.status]).to.deep.equal([202, 202]);
+    expect(await first.kill()).to.deep.equal({ code: null, signal: 'SIGKILL' });
+
+    // the lock the killed node left does not stop the restart
+    const second = startEmbedded(dir, 'second');
+    const after = await second.started();
+    const page = await connectClient('v4', after.ioUrl);
+    expect(await page.request('login', 'away')).to.deep.equal({ ok: true, uid: 'away', pending: 3 });
+    for (let i = 0; i < 3; i++) await page.waitFor('message');
+    expect(page.received('message').map(([, meta]) => (meta as { id: string }).id)).to.deep.equal(ids);
+
+    const again = await v1(after.apiUrl, '/push', { to: 'away-too', data: 'once', ttl: 600, id: 'push-once' });
+    expect(again.body).to.include({ id: 'push-once', duplicate: true });
+
+    const listed = (await v1(after.apiUrl, '/scheduled')).body.scheduled as { id: string }[];
+    expect(listed.map((s) => s.id)).to.include('much-later');
+    const sched = await connectClient('v4', after.ioUrl);
+    await sched.login('sched');
+    const [data, , ack] = await sched.waitFor('message', undefined, 10_000);
+    expect(data).to.equal('soon');
+    (ack as () => void)();
+    await until(async () => ((await v1(after.apiUrl, '/users/sched/messages')).body.messages as unknown[]).length === 0, 'the ack');
+    expect(sched.received('message')).to.have.length(1);
+    expect((await v1(after.apiUrl, '/scheduled')).body.scheduled).to.have.length(1);
+  });
+
+  it('stops a second server on the same DATA_DIR with one line; SIGTERM closes the store and frees it', async () => {
+    const dir = dataDir();
+    const first = startEmbedded(dir, 'first');
+    const { apiUrl } = await first.started();
+    await v1(apiUrl, '/push', { to: 'kept', data: 'across a stop', ttl: 600 });
+    const second = startEmbedded(dir, 'second');
+    expect((await second.exited).code).to.equal(1);
+    expect(second.stderr()).to.equal(
+      `push server: cannot start: DATA_DIR ${dir} is in use by another server (pid ${first.pid}); stop it or use another DATA_DIR\n`,
+    );
+    expect(first.running()).to.equal(true);
+    expect((await first.stop()).code).to.equal(0);
+    expect(existsSync(join(dir, 'server.lock'))).to.equal(false);
+    const third = startEmbedded(dir, 'third');
+    const after = await third.started();
+    expect(((await v1(after.apiUrl, '/users/kept/messages')).body.messages as unknown[]).length).to.equal(1);
+  });
+
+  it('stops with one line on a corrupt data file', async () => {
+    const dir = dataDir();
+    mkdirSync(join(dir, 'store.mdb'));
+    writeFileSync(join(dir, 'store.mdb', 'data.mdb'), randomBytes(64 * 1024));
+    const run = startEmbedded(dir);
+    expect((await run.exited).code).to.equal(1);
+    expect(run.stderr()).to.equal(
+      `push server: cannot start: DATA_DIR ${dir}: cannot open the store, unreadable or corrupt (store.mdb/data.mdb: not an LMDB file)\n`,
+    );
+  });
+
+  it('stops with one line on a DATA_DIR that cannot be created', async () => {
+    const file = join(dataDir(), 'a-file');
+    writeFileSync(file, 'not a directory');
+    const run = startEmbedded(join(file, 'data'));
+    expect((await run.exited).code).to.equal(1);
+    expect(run.stderr()).to.match(/^push server: cannot start: DATA_DIR .*a-file\/data: cannot create it \(ENOTDIR[^\n]*\)\n$/);
+  });
 });
