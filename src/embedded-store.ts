@@ -126,6 +126,8 @@ export class EmbeddedMessageStore implements MessageStore {
   private readonly messages: Database<string, [string, number]>;
   /** [uid, id] -> seq */
   private readonly byId: Database<number, [string, string]>;
+  /** uid -> how many pairs it has, so the per-uid bound reads no queue */
+  private readonly perUid: Database<number, string>;
   /** seq -> the pair: the first is the oldest */
   private readonly order: Database<OrderEntry, number>;
   /** [expiresAt, seq] -> true */
@@ -173,6 +175,7 @@ export class EmbeddedMessageStore implements MessageStore {
         this.root.openDB<V, K>(name, encoding ? { encoding } : {});
       this.messages = sub<string, [string, number]>('messages', 'string');
       this.byId = sub('byId');
+      this.perUid = sub('perUid');
       this.order = sub('order');
       this.expiries = sub('expiries');
       this.keys = sub('keys');
@@ -193,15 +196,23 @@ export class EmbeddedMessageStore implements MessageStore {
     });
   }
 
-  /** One write transaction, durable when it resolves; the counters are saved with it. */
+  /**
+   * One write transaction, durable when it resolves; the counters are saved with it. A commit
+   * that fails (a full disk) rejects, and the counters are read back from what is on disk.
+   */
   private async write<T>(change: (c: Counters) => T): Promise<T> {
-    return this.root.transaction(() => {
-      const c = { ...this.counters };
-      const result = change(c);
-      this.meta.put('counters', c);
-      this.counters = c; // transaction callbacks run one at a time, in order
-      return result;
-    });
+    try {
+      return await this.root.transaction(() => {
+        const c = { ...this.counters };
+        const result = change(c);
+        this.meta.put('counters', c);
+        this.counters = c; // transaction callbacks run one at a time, in order
+        return result;
+      });
+    } catch (err) {
+      this.counters = { ...NO_COUNTERS, ...this.meta.get('counters') };
+      throw err;
+    }
   }
 
   async add(uids: readonly string[], message: StoredMessage, bytes: number): Promise<number> {
@@ -219,11 +230,15 @@ export class EmbeddedMessageStore implements MessageStore {
         this.byId.put([uid, message.id], seq);
         this.order.put(seq, [uid, message.id, message.expiresAt, size]);
         this.expiries.put([message.expiresAt, seq], true);
+        const count = (this.perUid.get(uid) ?? 0) + 1;
+        this.perUid.put(uid, count);
         c.messages++;
         c.bytes += size;
         kept++;
-        const queue = [...this.messages.getKeys({ start: [uid, 0], end: [uid, Infinity], limit: this.limits.maxPendingPerUid + 1 })];
-        if (queue.length > this.limits.maxPendingPerUid) dropped.push(this.removePair(c, queue[0]![1]));
+        if (count > this.limits.maxPendingPerUid) {
+          const oldest = [...this.messages.getKeys({ start: [uid, 0], end: [uid, Infinity], limit: 1 })][0];
+          if (oldest !== undefined) dropped.push(this.removePair(c, oldest[1]));
+        }
       }
       while (c.bytes > this.limits.maxBytes && c.messages > 0) {
         const oldest = [...this.order.getKeys({ limit: 1 })][0];
@@ -337,6 +352,7 @@ export class EmbeddedMessageStore implements MessageStore {
    * handed out, so a kill while firing loses the ones taken rather than firing them twice.
    */
   async takeDue(now: number): Promise<ScheduledPush[]> {
+    if (!this.has(this.due, now)) return []; // no write (and no fsync) on an idle tick
     return this.write((c) => {
       const due: ScheduledPush[] = [];
       for (const [, id] of [...this.due.getKeys({ end: [now, '\uffff'] })]) {
@@ -367,6 +383,7 @@ export class EmbeddedMessageStore implements MessageStore {
   async sweep(now: number): Promise<number> {
     let removed = 0;
     for (;;) {
+      if (!this.has(this.expiries, now) && !this.has(this.keyExpiries, now)) return removed;
       const expired = await this.write((c) => {
         const out: { uid: string; message: StoredMessage }[] = [];
         const due = [...this.expiries.getKeys({ end: [now, Infinity], limit: SWEEP_BATCH })];
@@ -388,6 +405,12 @@ export class EmbeddedMessageStore implements MessageStore {
       for (const { uid, message } of expired.out) this.onExpired(uid, message);
       if (!expired.more) return removed;
     }
+  }
+
+  /** Whether a time-ordered index holds an entry due by `now`: a read, no transaction. */
+  private has(index: Database<true, [number, number]> | Database<true, [number, string]>, now: number): boolean {
+    for (const [at] of (index as Database<true, [number, string | number]>).getKeys({ limit: 1 })) return at <= now;
+    return false;
   }
 
   private sweepKeys(c: Counters, now: number): void {
@@ -424,6 +447,9 @@ export class EmbeddedMessageStore implements MessageStore {
     this.messages.remove([uid, seq]);
     this.byId.remove([uid, id]);
     this.expiries.remove([expiresAt, seq]);
+    const left = (this.perUid.get(uid) ?? 1) - 1;
+    if (left > 0) this.perUid.put(uid, left);
+    else this.perUid.remove(uid);
     c.messages--;
     c.bytes -= size;
     return seq;
