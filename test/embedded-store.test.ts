@@ -41,6 +41,49 @@ describe('EmbeddedMessageStore', () => {
   afterEach(cleanupAll);
 
   messageStoreContract('embedded', async (limits) => new EmbeddedMessageStore(dataDir(), limits));
+
+  const LIMITS = { maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 };
+
+  it('removes expired messages and tells of each once; acked ones are not told', async () => {
+    const expired: string[] = [];
+    const store = new EmbeddedMessageStore(dataDir(), LIMITS, { onExpired: (uid, m) => expired.push(`${uid}/${m.id}`) });
+    onCleanup(() => store.close());
+    const now = Date.now();
+    await store.add(['a'], { id: 'short', event: 'e', data: 1, ts: now, expiresAt: now + 10 }, 50);
+    const long = { id: 'long', event: 'e', data: 1, ts: now, expiresAt: now + 60_000 };
+    await store.add(['a'], long, 50);
+    await store.add(['b'], { id: 'acked', event: 'e', data: 1, ts: now, expiresAt: now + 10 }, 50);
+    await store.ack('b', 'acked');
+    expect(await store.sweep(now + 20)).to.equal(1);
+    expect(await store.sweep(now + 20)).to.equal(0);
+    // a pair counts what it takes on disk (its JSON) when that is more than the estimate
+    expect(await store.stats()).to.include({ messages: 1, bytes: Buffer.byteLength(JSON.stringify(long)), expired: 1 });
+    expect(expired).to.deep.equal(['a/short']);
+  });
+
+  it('opens again with what it held: messages in order, counts, keys, scheduled pushes', async () => {
+    const dir = dataDir();
+    const first = new EmbeddedMessageStore(dir, LIMITS);
+    const now = Date.now();
+    for (const id of ['m1', 'm2', 'm3']) await first.add(['a', 'b'], { id, event: 'e', data: id, ts: now, expiresAt: now + 60_000 }, 100);
+    await first.ack('b', 'm2');
+    await first.claim('key', now + 60_000);
+    await first.settle('key', { id: 'key', at: 1 }, now + 60_000);
+    await first.schedule({ at: now + 60_000, spec: { id: 's', to: ['a'], event: 'e', data: 1, ttlMs: 0, bytes: 1 } });
+    const stats = await first.stats();
+    await first.close();
+
+    const again = new EmbeddedMessageStore(dir, LIMITS);
+    onCleanup(() => again.close());
+    expect((await again.pending('a')).map((m) => m.id)).to.deep.equal(['m1', 'm2', 'm3']);
+    expect((await again.pending('b')).map((m) => m.id)).to.deep.equal(['m1', 'm3']);
+    expect(await again.stats()).to.include({ messages: stats.messages, bytes: stats.bytes, scheduled: 1, scheduledBytes: stats.scheduledBytes });
+    expect(await again.claim('key', now + 60_000)).to.deep.equal({ first: false, result: { id: 'key', at: 1 } });
+    expect((await again.takeDue(now + 60_000)).map((p) => p.spec.id)).to.deep.equal(['s']);
+    // the per-uid bound counts what was kept before
+    for (let i = 0; i < 8; i++) await again.add(['a'], { id: `n${i}`, event: 'e', data: i, ts: now, expiresAt: now + 60_000 }, 100);
+    expect((await again.pending('a')).map((m) => m.id).slice(0, 2)).to.deep.equal(['m2', 'm3']);
+  });
 });
 
 describe('STORE=embedded through start.ts', function () {
