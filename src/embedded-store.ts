@@ -3,7 +3,7 @@
 // transaction, committed and fsynced before its promise resolves, so nothing a push was
 // answered for is lost to a SIGKILL or a power loss. The semantics are MemoryMessageStore's.
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from './log.ts';
 import { idempotencyKeyBytes, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
@@ -48,16 +48,26 @@ export interface EmbeddedStoreOptions {
   log?: Logger;
 }
 
+/** The lock files this process holds: a lock naming our own pid is ours only if listed here. */
+const heldHere = new Set<string>();
+
 /**
  * Takes DATA_DIR for this process: a second server on it would write the same files. A lock
  * left by a process that is gone (SIGKILL) is taken over; the pid is checked with kill(pid, 0).
+ * One naming this process's pid but not held here is stale too: a restarted container's
+ * server often gets the pid its killed predecessor had.
  */
 function lockDataDir(dir: string): () => void {
-  const path = join(dir, LOCK_FILE);
+  const path = resolve(dir, LOCK_FILE);
+  if (heldHere.has(path)) throw new EmbeddedStoreError(`DATA_DIR ${dir} is in use by another server in this process`);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       writeFileSync(path, String(process.pid), { flag: 'wx' });
-      return () => rmSync(path, { force: true });
+      heldHere.add(path);
+      return () => {
+        heldHere.delete(path);
+        rmSync(path, { force: true });
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }

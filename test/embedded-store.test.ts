@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EmbeddedMessageStore } from '../src/embedded-store.ts';
+import { EmbeddedMessageStore, EmbeddedStoreError } from '../src/embedded-store.ts';
 import { messageStoreContract } from './contracts/message-store.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
@@ -59,6 +59,17 @@ describe('EmbeddedMessageStore', () => {
     // a pair counts what it takes on disk (its JSON) when that is more than the estimate
     expect(await store.stats()).to.include({ messages: 1, bytes: Buffer.byteLength(JSON.stringify(long)), expired: 1 });
     expect(expired).to.deep.equal(['a/short']);
+  });
+
+  it('refuses a second store on a data dir this process holds, and opens it once the first closed', async () => {
+    const dir = dataDir();
+    const first = new EmbeddedMessageStore(dir, LIMITS);
+    onCleanup(() => first.close());
+    expect(() => new EmbeddedMessageStore(dir, LIMITS)).to.throw(EmbeddedStoreError, `DATA_DIR ${dir} is in use by another server in this process`);
+    await first.close();
+    const again = new EmbeddedMessageStore(dir, LIMITS);
+    onCleanup(() => again.close());
+    expect(await again.stats()).to.include({ messages: 0 });
   });
 
   it('opens again with what it held: messages in order, counts, keys, scheduled pushes', async () => {
