@@ -47,8 +47,11 @@ export interface Components {
 
 export interface ServerHandle {
   ports: { io: number; api: number; web: number | null };
-  /** Where presence and stored messages live: this process, or Redis shared by a cluster. */
-  engine: 'memory' | 'redis';
+  /**
+   * Where presence and stored messages live: this process (stored messages in memory, or on
+   * disk in DATA_DIR), or Redis shared by a cluster.
+   */
+  engine: 'memory' | 'embedded' | 'redis';
   io: PushIo;
   metrics: Metrics;
   /** Stops accepting, disconnects every socket, lets requests finish; idempotent. */
@@ -66,6 +69,19 @@ async function joinCluster(url: string, config: Config, log: Logger): Promise<Re
     return await connectCluster(url, log, { commandTimeoutMs: config.redisCommandTimeoutMs });
   } catch (err) {
     throw err instanceof RedisStartupError ? new StartupError(err.message) : err;
+  }
+}
+
+/**
+ * The store on disk in DATA_DIR (STORE=embedded). embedded-store.ts, the only importer of lmdb
+ * (a native module), is loaded only here. A DATA_DIR taken, unreadable or corrupt: one line.
+ */
+async function openEmbeddedStore(config: Config, limits: StoreLimits, onExpired: ExpiredListener, log: Logger): Promise<MessageStore> {
+  const { EmbeddedMessageStore, EmbeddedStoreError } = await import('./embedded-store.ts');
+  try {
+    return new EmbeddedMessageStore(config.dataDir, limits, { onExpired, log });
+  } catch (err) {
+    throw err instanceof EmbeddedStoreError ? new StartupError(err.message) : err;
   }
 }
 
@@ -132,7 +148,7 @@ function createSinks(config: Config, log: Logger, announced: AnnouncedState, rea
  * what they find on their own (a dead node's last pages, messages expired unacked) to the
  * sinks. close() closes only what was built here: injected components are the caller's.
  */
-function createStorage(config: Config, components: Components, cluster: RedisCluster | null, sinks: Sinks) {
+async function createStorage(config: Config, components: Components, cluster: RedisCluster | null, sinks: Sinks, log: Logger) {
   const limits: StoreLimits = {
     maxPendingPerUid: config.maxPendingPerUid,
     maxBytes: config.maxStoreBytes,
@@ -142,13 +158,18 @@ function createStorage(config: Config, components: Components, cluster: RedisClu
   };
   const nodeId = `${hostname()}-${randomBytes(4).toString('hex')}`; // unique among live nodes
   const shared = cluster?.build(nodeId, limits, { onReapedOffline: sinks.sockets.lastPage, onExpired: sinks.expired }) ?? null;
+  // the store first: a DATA_DIR that cannot be opened stops the start before presence runs
+  const embedded = !components.store && !shared && config.store === 'embedded';
+  const store: MessageStore =
+    components.store ??
+    shared?.store ??
+    (embedded ? await openEmbeddedStore(config, limits, sinks.expired, log) : new MemoryMessageStore(limits, sinks.expired));
   const presence: Presence = components.presence ?? shared?.presence ?? new MemoryPresence();
-  const store: MessageStore = components.store ?? shared?.store ?? new MemoryMessageStore(limits, sinks.expired);
   const close = async (): Promise<void> => {
     if (cluster) await cluster.close(); // its own presence and store, then its clients
     else await Promise.all([components.presence ? null : presence.close(), components.store ? null : store.close()]);
   };
-  return { presence, store, close };
+  return { presence, store, close, embedded };
 }
 
 /**
@@ -197,7 +218,16 @@ export async function createServer(config: Config, components: Components = {}):
   const { metrics, admin, sender, webhooks } = sinks;
 
   // 2. the stores that report to them
-  const storage = createStorage(config, components, cluster, sinks);
+  let storage: Awaited<ReturnType<typeof createStorage>>;
+  try {
+    storage = await createStorage(config, components, cluster, sinks, log);
+  } catch (err) {
+    // nothing listens yet: what was built before the store is closed
+    metrics.close();
+    webhooks?.close();
+    await Promise.all([cluster?.close(), sender?.close()]);
+    throw err;
+  }
   const { presence, store } = storage;
 
   // 3. the socket side
@@ -288,5 +318,5 @@ export async function createServer(config: Config, components: Components = {}):
     return closing;
   };
 
-  return { ports, engine: cluster ? 'redis' : 'memory', io, metrics, close };
+  return { ports, engine: cluster ? 'redis' : storage.embedded ? 'embedded' : 'memory', io, metrics, close };
 }

@@ -164,7 +164,7 @@ export const SETTINGS = {
   maxStoreBytes: setting(
     'MAX_STORE_BYTES',
     '67108864',
-    'estimated memory for stored messages in all; past it the oldest are dropped',
+    'estimated bytes of stored messages in all (STORE=embedded: their size on disk); past it the oldest are dropped',
     positiveInt(64 * 1024 * 1024 * 1024),
   ),
   maxScheduled: setting(
@@ -282,6 +282,18 @@ export const SETTINGS = {
     'text',
     'text (lines for people) or json (one JSON object a line, for log collectors)',
     z.enum(['text', 'json'], { error: 'must be text or json' }),
+  ),
+  store: setting(
+    'STORE',
+    'memory',
+    'where a single node keeps stored messages, push ids and scheduled pushes: memory (lost on restart) or embedded (on disk in DATA_DIR, kept across restarts); REDIS_URL overrides it',
+    z.enum(['memory', 'embedded'], { error: 'must be memory or embedded' }),
+  ),
+  dataDir: setting(
+    'DATA_DIR',
+    './data',
+    'with STORE=embedded: the directory of the store, created when missing; one server at a time',
+    z.string().min(1, 'must not be empty'),
   ),
   redisUrl: setting(
     'REDIS_URL',

@@ -1,14 +1,19 @@
-// The feature suites on both engines: a server whose presence and stored/scheduled pushes
-// live in memory (one node), and one whose live in Redis (REDIS_URL: a cluster of one) on a
+// The feature suites on every engine: a server whose presence and stored/scheduled pushes
+// live in memory (one node), one whose stored/scheduled pushes live on disk (STORE=embedded,
+// in a data dir of its own), and one whose live in Redis (REDIS_URL: a cluster of one) on a
 // redis-server the suite starts. The contract suites (test/contracts/) check each component
 // alone; this checks the server wired to them, through its sockets and HTTP.
 import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { onCleanup } from './cleanup.ts';
 import type { Config } from '../../src/config.ts';
 import type { Components } from '../../src/server.ts';
 import { sharedRedis } from './redis-server.ts';
 import { startServer, type TestServer } from './server.ts';
 
-export type Engine = 'memory' | 'redis';
+export type Engine = 'memory' | 'embedded' | 'redis';
 
 /** startServer on one engine: the same overrides and components, plus REDIS_URL for redis. */
 export type StartOn = (overrides?: Partial<Config>, components?: Components) => Promise<TestServer>;
@@ -25,6 +30,15 @@ export function forEachEngine(title: string, body: (start: StartOn, engine: Engi
       expect(server.engine).to.equal('memory');
       return server;
     }, 'memory');
+  });
+  describe(`${title} (embedded)`, () => {
+    body(async (overrides, components) => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'push-engine-'));
+      onCleanup(() => rmSync(dataDir, { recursive: true, force: true })); // after the server closes
+      const server = await startServer({ store: 'embedded', dataDir, ...overrides }, components);
+      expect(server.engine).to.equal(components?.store ? 'memory' : 'embedded');
+      return server;
+    }, 'embedded');
   });
   describe(`${title} (redis)`, () => {
     const redis = sharedRedis();

@@ -1,0 +1,467 @@
+// The MessageStore on disk, in DATA_DIR: stored messages, idempotency keys and scheduled pushes
+// survive a restart of a single node. LMDB (the lmdb package): every change is one write
+// transaction, committed and fsynced before its promise resolves, so nothing a push was
+// answered for is lost to a SIGKILL or a power loss. The semantics are MemoryMessageStore's.
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Logger } from './log.ts';
+import { idempotencyKeyBytes, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
+import type { KeptAnswer, ScheduledPush, StoredMessage } from './messages.ts';
+import { PeriodicTask } from './periodic.ts';
+
+/** The store could not be opened: the message is the one line to show. */
+export class EmbeddedStoreError extends Error {
+  override name = 'EmbeddedStoreError';
+}
+
+/** How often expired messages and keys are swept, ms (as MemoryMessageStore). */
+const SWEEP_MS = 1000;
+/** Expired entries removed per transaction, so one sweep never holds the writer long. */
+const SWEEP_BATCH = 1000;
+/** The file that names the process holding DATA_DIR. */
+const LOCK_FILE = 'server.lock';
+
+/** A stored (uid, message) pair, in push order: `order` is keyed by a sequence number. */
+type OrderEntry = [uid: string, id: string, expiresAt: number, bytes: number];
+interface HeldKey {
+  until: number;
+  result: KeptAnswer | null;
+}
+interface Waiting {
+  at: number;
+  json: string;
+}
+/** What stats() counts, kept in the same transactions as the data. */
+interface Counters {
+  seq: number;
+  messages: number;
+  bytes: number;
+  keyBytes: number;
+  scheduled: number;
+  scheduledBytes: number;
+}
+const NO_COUNTERS: Counters = { seq: 0, messages: 0, bytes: 0, keyBytes: 0, scheduled: 0, scheduledBytes: 0 };
+
+export interface EmbeddedStoreOptions {
+  onExpired?: ExpiredListener;
+  log?: Logger;
+}
+
+/** The lock files this process holds: a lock naming our own pid is ours only if listed here. */
+const heldHere = new Set<string>();
+
+/**
+ * Takes DATA_DIR for this process: a second server on it would write the same files. A lock
+ * left by a process that is gone (SIGKILL) is taken over; the pid is checked with kill(pid, 0).
+ * One naming this process's pid but not held here is stale too: a restarted container's
+ * server often gets the pid its killed predecessor had.
+ */
+function lockDataDir(dir: string): () => void {
+  const path = resolve(dir, LOCK_FILE);
+  if (heldHere.has(path)) throw new EmbeddedStoreError(`DATA_DIR ${dir} is in use by another server in this process`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(path, String(process.pid), { flag: 'wx' });
+      heldHere.add(path);
+      return () => {
+        heldHere.delete(path);
+        rmSync(path, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const pid = Number(readFileSync(path, 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      throw new EmbeddedStoreError(`DATA_DIR ${dir} is in use by another server (pid ${pid}); stop it or use another DATA_DIR`);
+    }
+    rmSync(path, { force: true }); // stale: its process is gone
+  }
+  throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot take ${LOCK_FILE}`);
+}
+
+/** LMDB's magic number, at META_MAGIC_AT in each of the two meta pages the file starts with. */
+const META_MAGIC = 0xbeefc0de;
+const META_MAGIC_AT = 24;
+/** Where the first meta page keeps the page size (the free list's md_pad). */
+const PAGE_SIZE_AT = 48;
+
+/**
+ * LMDB trusts its file: one that is not an LMDB file at all crashes the process (a segfault)
+ * instead of failing to open. So the two meta pages are checked first, and a file that fails
+ * is reported as corrupt. LMDB keeps no checksums: damage past them is not detected here.
+ */
+function checkDataFile(path: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null; // a new store
+    throw err;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return null; // created, never written: LMDB initialises it
+    const head = Buffer.alloc(64);
+    readSync(fd, head, 0, head.length, 0);
+    const pageSize = head.readUInt32LE(PAGE_SIZE_AT);
+    if (head.readUInt32LE(META_MAGIC_AT) !== META_MAGIC) return 'not an LMDB file';
+    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0 || size < 2 * pageSize) return 'bad page size';
+    readSync(fd, head, 0, head.length, pageSize);
+    if (head.readUInt32LE(META_MAGIC_AT) !== META_MAGIC) return 'second meta page damaged';
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
+function describe(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const message = err instanceof Error ? err.message : String(err);
+  return typeof code === 'string' && !message.includes(code) ? `${code}: ${message}` : message;
+}
+
+export class EmbeddedMessageStore implements MessageStore {
+  private readonly root: RootDatabase;
+  /** [uid, seq] -> the message's JSON */
+  private readonly messages: Database<string, [string, number]>;
+  /** [uid, id] -> seq */
+  private readonly byId: Database<number, [string, string]>;
+  /** uid -> how many pairs it has, so the per-uid bound reads no queue */
+  private readonly perUid: Database<number, string>;
+  /** seq -> the pair: the first is the oldest */
+  private readonly order: Database<OrderEntry, number>;
+  /** [expiresAt, seq] -> true */
+  private readonly expiries: Database<true, [number, number]>;
+  private readonly keys: Database<HeldKey, string>;
+  /** [until, id] -> true; an entry whose key has a later until is stale and skipped */
+  private readonly keyExpiries: Database<true, [number, string]>;
+  private readonly waiting: Database<Waiting, string>;
+  /** [at, id] -> true */
+  private readonly due: Database<true, [number, string]>;
+  private readonly meta: Database<Counters, string>;
+  private counters: Counters;
+  private dropped = 0;
+  private expired = 0;
+  private readonly sweeper: PeriodicTask;
+  private readonly unlock: () => void;
+  private readonly onExpired: ExpiredListener;
+  private closed: Promise<void> | null = null;
+
+  /** Opens (or creates) the store in `dir`; throws EmbeddedStoreError with one line. */
+  constructor(
+    readonly dir: string,
+    private readonly limits: StoreLimits,
+    options: EmbeddedStoreOptions = {},
+  ) {
+    this.onExpired = options.onExpired ?? (() => {});
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot create it (${describe(err)})`);
+    }
+    try {
+      this.unlock = lockDataDir(dir);
+    } catch (err) {
+      if (err instanceof EmbeddedStoreError) throw err;
+      throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot write to it (${describe(err)})`);
+    }
+    try {
+      const damage = checkDataFile(join(dir, 'store.mdb', 'data.mdb'));
+      if (damage !== null) throw new Error(`store.mdb/data.mdb: ${damage}`);
+      // overlappingSync off: a commit is fsynced before its promise resolves, so an answered
+      // push is on disk; LMDB's copy-on-write pages keep the file whole across a crash
+      this.root = open({ path: join(dir, 'store.mdb'), overlappingSync: false, noSubdir: false, maxDbs: 16 });
+      const sub = <V, K extends import('lmdb').Key>(name: string, encoding?: 'string') =>
+        this.root.openDB<V, K>(name, encoding ? { encoding } : {});
+      this.messages = sub<string, [string, number]>('messages', 'string');
+      this.byId = sub('byId');
+      this.perUid = sub('perUid');
+      this.order = sub('order');
+      this.expiries = sub('expiries');
+      this.keys = sub('keys');
+      this.keyExpiries = sub('keyExpiries');
+      this.waiting = sub('waiting');
+      this.due = sub('due');
+      this.meta = sub('meta');
+      this.counters = { ...NO_COUNTERS, ...this.meta.get('counters') };
+    } catch (err) {
+      this.unlock();
+      throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot open the store, unreadable or corrupt (${describe(err)})`);
+    }
+    const log = options.log;
+    this.sweeper = new PeriodicTask(() => this.sweep(Date.now()), {
+      everyMs: SWEEP_MS,
+      failing: (err) => log?.warn(`message store: sweeping expired messages failed (${describe(err)}); retrying every ${SWEEP_MS} ms`),
+      recovered: () => log?.info('message store: sweeping expired messages works again'),
+    });
+  }
+
+  /**
+   * One write transaction, durable when it resolves; the counters are saved with it. A commit
+   * that fails (a full disk) rejects, and the counters are read back from what is on disk.
+   */
+  private async write<T>(change: (c: Counters) => T): Promise<T> {
+    try {
+      return await this.root.transaction(() => {
+        const c = { ...this.counters };
+        const result = change(c);
+        this.meta.put('counters', c);
+        this.counters = c; // transaction callbacks run one at a time, in order
+        return result;
+      });
+    } catch (err) {
+      this.counters = { ...NO_COUNTERS, ...this.meta.get('counters') };
+      throw err;
+    }
+  }
+
+  async add(uids: readonly string[], message: StoredMessage, bytes: number): Promise<number> {
+    if (uids.length === 0) return 0;
+    const json = JSON.stringify(message);
+    // what the pair takes on disk, or the caller's estimate when larger
+    const size = Math.max(Math.ceil(bytes), Buffer.byteLength(json));
+    const dropped: number[] = [];
+    const kept = await this.write((c) => {
+      let kept = 0;
+      for (const uid of uids) {
+        if (this.byId.get([uid, message.id]) !== undefined) continue;
+        const seq = ++c.seq;
+        this.messages.put([uid, seq], json);
+        this.byId.put([uid, message.id], seq);
+        this.order.put(seq, [uid, message.id, message.expiresAt, size]);
+        this.expiries.put([message.expiresAt, seq], true);
+        const count = (this.perUid.get(uid) ?? 0) + 1;
+        this.perUid.put(uid, count);
+        c.messages++;
+        c.bytes += size;
+        kept++;
+        if (count > this.limits.maxPendingPerUid) {
+          const oldest = [...this.messages.getKeys({ start: [uid, 0], end: [uid, Infinity], limit: 1 })][0];
+          if (oldest !== undefined) dropped.push(this.removePair(c, oldest[1]));
+        }
+      }
+      while (c.bytes > this.limits.maxBytes && c.messages > 0) {
+        const oldest = [...this.order.getKeys({ limit: 1 })][0];
+        if (oldest === undefined) break;
+        dropped.push(this.removePair(c, oldest));
+      }
+      return kept;
+    });
+    this.dropped += dropped.length;
+    return kept;
+  }
+
+  async pending(uid: string): Promise<StoredMessage[]> {
+    const now = Date.now();
+    const out: StoredMessage[] = [];
+    for (const { value } of this.messages.getRange({ start: [uid, 0], end: [uid, Infinity] })) {
+      const message = JSON.parse(value) as StoredMessage;
+      if (message.expiresAt > now) out.push(message);
+    }
+    return out;
+  }
+
+  async ack(uid: string, id: string): Promise<boolean> {
+    return this.write((c) => {
+      const seq = this.byId.get([uid, id]);
+      if (seq === undefined) return false;
+      this.removePair(c, seq);
+      return true;
+    });
+  }
+
+  async claim(id: string, leaseUntil: number): Promise<ClaimResult> {
+    return this.write((c): ClaimResult => {
+      const now = Date.now();
+      const held = this.keys.get(id);
+      if (held && held.until > now) return { first: false, result: held.result };
+      if (held) this.forgetKey(c, id);
+      const bytes = idempotencyKeyBytes(id);
+      if (c.keyBytes + bytes > this.limits.maxIdempotencyBytes) {
+        this.sweepKeys(c, now); // room may have come free since the last sweep
+        if (c.keyBytes + bytes > this.limits.maxIdempotencyBytes) return { first: false, full: true };
+      }
+      this.keys.put(id, { until: leaseUntil, result: null });
+      this.keyExpiries.put([leaseUntil, id], true);
+      c.keyBytes += bytes;
+      return { first: true };
+    });
+  }
+
+  async settle(id: string, result: KeptAnswer, until: number): Promise<void> {
+    await this.write(() => {
+      const held = this.keys.get(id);
+      if (!held || held.until <= Date.now()) return;
+      this.keys.put(id, { until, result });
+      this.keyExpiries.put([until, id], true); // the lease's entry, when due, sees the later until
+    });
+  }
+
+  async release(id: string): Promise<boolean> {
+    return this.write((c) => {
+      const held = this.keys.get(id);
+      if (!held || held.result !== null) return false;
+      this.forgetKey(c, id);
+      return true;
+    });
+  }
+
+  async schedule(push: ScheduledPush, putBack = false): Promise<ScheduleOutcome> {
+    const json = JSON.stringify(push);
+    const bytes = Buffer.byteLength(json);
+    return this.write((c): ScheduleOutcome => {
+      const old = this.waiting.get(push.spec.id);
+      const oldBytes = old ? Buffer.byteLength(old.json) : 0;
+      if (!putBack) {
+        if (!old && c.scheduled >= this.limits.maxScheduled) return 'count';
+        if (c.scheduledBytes - oldBytes + bytes > this.limits.maxScheduledBytes) return 'bytes';
+      }
+      if (old) this.due.remove([old.at, push.spec.id]);
+      else c.scheduled++;
+      c.scheduledBytes += bytes - oldBytes;
+      this.waiting.put(push.spec.id, { at: push.at, json });
+      this.due.put([push.at, push.spec.id], true);
+      return 'scheduled';
+    });
+  }
+
+  async cancel(id: string): Promise<boolean> {
+    return this.write((c) => this.unschedule(c, id) !== null);
+  }
+
+  async scheduled(after: ScheduledCursor | null, limit: number, maxBytes: number): Promise<ScheduledPage> {
+    const page: ScheduledPush[] = [];
+    let bytes = 0;
+    let last: ScheduledCursor | null = null;
+    // the range starts at the cursor and skips it: the push it names may be gone meanwhile
+    for (const [at, id] of this.due.getKeys(after === null ? {} : { start: [after.at, after.id] })) {
+      if (after !== null && at === after.at && id === after.id) continue;
+      const waiting = this.waiting.get(id);
+      if (!waiting) continue;
+      const size = Buffer.byteLength(waiting.json);
+      if (page.length >= limit || (page.length > 0 && bytes + size > maxBytes)) return { scheduled: page, next: last };
+      page.push(JSON.parse(waiting.json) as ScheduledPush);
+      bytes += size;
+      last = { at, id };
+    }
+    return { scheduled: page, next: null };
+  }
+
+  /**
+   * Claim-then-fire: the due pushes leave the store in one durable transaction before they are
+   * handed out, so a kill while firing loses the ones taken rather than firing them twice.
+   */
+  async takeDue(now: number): Promise<ScheduledPush[]> {
+    if (!this.has(this.due, now)) return []; // no write (and no fsync) on an idle tick
+    return this.write((c) => {
+      const due: ScheduledPush[] = [];
+      for (const [, id] of [...this.due.getKeys({ end: [now, '\uffff'] })]) {
+        const push = this.unschedule(c, id);
+        if (push && push.at <= now) due.push(push);
+      }
+      return due;
+    });
+  }
+
+  async stats(): Promise<StoreStats> {
+    const c = this.counters;
+    return { messages: c.messages, bytes: c.bytes, dropped: this.dropped, expired: this.expired, scheduled: c.scheduled, scheduledBytes: c.scheduledBytes };
+  }
+
+  /** Stops the sweep, waits for the writes under way and closes the files; idempotent. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      await this.sweeper.close();
+      await this.root.flushed;
+      await this.root.close();
+      this.unlock();
+    })();
+    return this.closed;
+  }
+
+  /** Removes the pairs and keys expired by `now`; tells onExpired of each pair once. */
+  async sweep(now: number): Promise<number> {
+    let removed = 0;
+    for (;;) {
+      if (!this.has(this.expiries, now) && !this.has(this.keyExpiries, now)) return removed;
+      const expired = await this.write((c) => {
+        const out: { uid: string; message: StoredMessage }[] = [];
+        const due = [...this.expiries.getKeys({ end: [now, Infinity], limit: SWEEP_BATCH })];
+        for (const [at, seq] of due) {
+          const entry = this.order.get(seq);
+          if (!entry) {
+            this.expiries.remove([at, seq]); // not expected: removePair removes both
+            continue;
+          }
+          const json = this.messages.get([entry[0], seq]);
+          this.removePair(c, seq);
+          if (json !== undefined) out.push({ uid: entry[0], message: JSON.parse(json) as StoredMessage });
+        }
+        this.sweepKeys(c, now);
+        return { out, more: due.length === SWEEP_BATCH };
+      });
+      this.expired += expired.out.length;
+      removed += expired.out.length;
+      for (const { uid, message } of expired.out) this.onExpired(uid, message);
+      if (!expired.more) return removed;
+    }
+  }
+
+  /** Whether a time-ordered index holds an entry due by `now`: a read, no transaction. */
+  private has(index: Database<true, [number, number]> | Database<true, [number, string]>, now: number): boolean {
+    for (const [at] of (index as Database<true, [number, string | number]>).getKeys({ limit: 1 })) return at <= now;
+    return false;
+  }
+
+  private sweepKeys(c: Counters, now: number): void {
+    for (const [until, id] of [...this.keyExpiries.getKeys({ end: [now, '\uffff'] })]) {
+      this.keyExpiries.remove([until, id]);
+      const held = this.keys.get(id);
+      if (held && held.until <= now) this.forgetKey(c, id);
+    }
+  }
+
+  private forgetKey(c: Counters, id: string): void {
+    const held = this.keys.get(id);
+    if (!held) return;
+    this.keys.remove(id);
+    c.keyBytes -= idempotencyKeyBytes(id);
+  }
+
+  private unschedule(c: Counters, id: string): ScheduledPush | null {
+    const waiting = this.waiting.get(id);
+    if (!waiting) return null;
+    this.waiting.remove(id);
+    this.due.remove([waiting.at, id]);
+    c.scheduled--;
+    c.scheduledBytes -= Buffer.byteLength(waiting.json);
+    return JSON.parse(waiting.json) as ScheduledPush;
+  }
+
+  /** Removes the pair stored under `seq` from every index; returns seq. */
+  private removePair(c: Counters, seq: number): number {
+    const entry = this.order.get(seq);
+    if (!entry) return seq;
+    const [uid, id, expiresAt, size] = entry;
+    this.order.remove(seq);
+    this.messages.remove([uid, seq]);
+    this.byId.remove([uid, id]);
+    this.expiries.remove([expiresAt, seq]);
+    const left = (this.perUid.get(uid) ?? 1) - 1;
+    if (left > 0) this.perUid.put(uid, left);
+    else this.perUid.remove(uid);
+    c.messages--;
+    c.bytes -= size;
+    return seq;
+  }
+}

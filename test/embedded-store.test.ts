@@ -1,0 +1,182 @@
+// The embedded (LMDB) message store: the MessageStore contract on disk; through the real
+// start.ts, what a SIGKILL and a restart keep, and the one-line startup errors of a DATA_DIR
+// that is taken by another server or corrupt.
+import { expect } from 'chai';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EmbeddedMessageStore, EmbeddedStoreError } from '../src/embedded-store.ts';
+import { messageStoreContract } from './contracts/message-store.contract.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
+import { connectClient } from './support/clients.ts';
+import { spawnStart, type StartProcess } from './support/start-process.ts';
+import { until } from './support/until.ts';
+
+const SECRET = 'embedded-test-secret-0123';
+const AUTH = { authorization: `Bearer ${SECRET}` };
+
+/** A fresh data dir, removed in cleanup. */
+function dataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'push-store-'));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** start.ts with the embedded store in `dir`, on free ports. */
+function startEmbedded(dir: string, name = ''): StartProcess {
+  return spawnStart([], { STORE: 'embedded', DATA_DIR: dir, IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', PUSH_SECRET: SECRET }, name);
+}
+
+async function v1(apiUrl: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${apiUrl}/api/v1${path}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: body === undefined ? AUTH : { ...AUTH, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+describe('EmbeddedMessageStore', () => {
+  afterEach(cleanupAll);
+
+  messageStoreContract('embedded', async (limits) => new EmbeddedMessageStore(dataDir(), limits));
+
+  const LIMITS = { maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 };
+
+  it('removes expired messages and tells of each once; acked ones are not told', async () => {
+    const expired: string[] = [];
+    const store = new EmbeddedMessageStore(dataDir(), LIMITS, { onExpired: (uid, m) => expired.push(`${uid}/${m.id}`) });
+    onCleanup(() => store.close());
+    const now = Date.now();
+    await store.add(['a'], { id: 'short', event: 'e', data: 1, ts: now, expiresAt: now + 10 }, 50);
+    const long = { id: 'long', event: 'e', data: 1, ts: now, expiresAt: now + 60_000 };
+    await store.add(['a'], long, 50);
+    await store.add(['b'], { id: 'acked', event: 'e', data: 1, ts: now, expiresAt: now + 10 }, 50);
+    await store.ack('b', 'acked');
+    expect(await store.sweep(now + 20)).to.equal(1);
+    expect(await store.sweep(now + 20)).to.equal(0);
+    // a pair counts what it takes on disk (its JSON) when that is more than the estimate
+    expect(await store.stats()).to.include({ messages: 1, bytes: Buffer.byteLength(JSON.stringify(long)), expired: 1 });
+    expect(expired).to.deep.equal(['a/short']);
+  });
+
+  it('refuses a second store on a data dir this process holds, and opens it once the first closed', async () => {
+    const dir = dataDir();
+    const first = new EmbeddedMessageStore(dir, LIMITS);
+    onCleanup(() => first.close());
+    expect(() => new EmbeddedMessageStore(dir, LIMITS)).to.throw(EmbeddedStoreError, `DATA_DIR ${dir} is in use by another server in this process`);
+    await first.close();
+    const again = new EmbeddedMessageStore(dir, LIMITS);
+    onCleanup(() => again.close());
+    expect(await again.stats()).to.include({ messages: 0 });
+  });
+
+  it('opens again with what it held: messages in order, counts, keys, scheduled pushes', async () => {
+    const dir = dataDir();
+    const first = new EmbeddedMessageStore(dir, LIMITS);
+    const now = Date.now();
+    for (const id of ['m1', 'm2', 'm3']) await first.add(['a', 'b'], { id, event: 'e', data: id, ts: now, expiresAt: now + 60_000 }, 100);
+    await first.ack('b', 'm2');
+    await first.claim('key', now + 60_000);
+    await first.settle('key', { id: 'key', at: 1 }, now + 60_000);
+    await first.schedule({ at: now + 60_000, spec: { id: 's', to: ['a'], event: 'e', data: 1, ttlMs: 0, bytes: 1 } });
+    const stats = await first.stats();
+    await first.close();
+
+    const again = new EmbeddedMessageStore(dir, LIMITS);
+    onCleanup(() => again.close());
+    expect((await again.pending('a')).map((m) => m.id)).to.deep.equal(['m1', 'm2', 'm3']);
+    expect((await again.pending('b')).map((m) => m.id)).to.deep.equal(['m1', 'm3']);
+    expect(await again.stats()).to.include({ messages: stats.messages, bytes: stats.bytes, scheduled: 1, scheduledBytes: stats.scheduledBytes });
+    expect(await again.claim('key', now + 60_000)).to.deep.equal({ first: false, result: { id: 'key', at: 1 } });
+    expect((await again.takeDue(now + 60_000)).map((p) => p.spec.id)).to.deep.equal(['s']);
+    // the per-uid bound counts what was kept before
+    for (let i = 0; i < 8; i++) await again.add(['a'], { id: `n${i}`, event: 'e', data: i, ts: now, expiresAt: now + 60_000 }, 100);
+    expect((await again.pending('a')).map((m) => m.id).slice(0, 2)).to.deep.equal(['m2', 'm3']);
+  });
+});
+
+describe('STORE=embedded through start.ts', function () {
+  // each test starts start.ts (tsx compiles it) once or twice
+  this.timeout(60_000);
+  afterEach(cleanupAll);
+
+  it('keeps what was answered with an id across a SIGKILL: stored messages, a push id, scheduled pushes', async () => {
+    const dir = dataDir();
+    const first = startEmbedded(dir, 'first');
+    const before = await first.started();
+    const ids: unknown[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const push = await v1(before.apiUrl, '/push', { to: 'away', data: `while you were away ${i}`, ttl: 600 });
+      expect(push.body).to.include({ stored: 1 });
+      ids.push(push.body.id);
+    }
+    const once = await v1(before.apiUrl, '/push', { to: 'away-too', data: 'once', ttl: 600, id: 'push-once' });
+    expect(once.status).to.equal(200);
+    // one due while the node is down (or just after it is back), one far ahead
+    const soon = await v1(before.apiUrl, '/push', { to: 'sched', data: 'soon', ttl: 600, delay: 1 });
+    const later = await v1(before.apiUrl, '/push', { to: 'sched', data: 'later', delay: 600, id: 'much-later' });
+    expect([soon.status, later.status]).to.deep.equal([202, 202]);
+    expect(await first.kill()).to.deep.equal({ code: null, signal: 'SIGKILL' });
+
+    // the lock the killed node left does not stop the restart
+    const second = startEmbedded(dir, 'second');
+    const after = await second.started();
+    const page = await connectClient('v4', after.ioUrl);
+    expect(await page.request('login', 'away')).to.deep.equal({ ok: true, uid: 'away', pending: 3 });
+    for (let i = 0; i < 3; i++) await page.waitFor('message');
+    expect(page.received('message').map(([, meta]) => (meta as { id: string }).id)).to.deep.equal(ids);
+
+    const again = await v1(after.apiUrl, '/push', { to: 'away-too', data: 'once', ttl: 600, id: 'push-once' });
+    expect(again.body).to.include({ id: 'push-once', duplicate: true });
+
+    const listed = (await v1(after.apiUrl, '/scheduled')).body.scheduled as { id: string }[];
+    expect(listed.map((s) => s.id)).to.include('much-later');
+    const sched = await connectClient('v4', after.ioUrl);
+    await sched.login('sched');
+    const [data, , ack] = await sched.waitFor('message', undefined, 10_000);
+    expect(data).to.equal('soon');
+    (ack as () => void)();
+    await until(async () => ((await v1(after.apiUrl, '/users/sched/messages')).body.messages as unknown[]).length === 0, 'the ack');
+    expect(sched.received('message')).to.have.length(1);
+    expect((await v1(after.apiUrl, '/scheduled')).body.scheduled).to.have.length(1);
+  });
+
+  it('stops a second server on the same DATA_DIR with one line; SIGTERM closes the store and frees it', async () => {
+    const dir = dataDir();
+    const first = startEmbedded(dir, 'first');
+    const { apiUrl } = await first.started();
+    await v1(apiUrl, '/push', { to: 'kept', data: 'across a stop', ttl: 600 });
+    const second = startEmbedded(dir, 'second');
+    expect((await second.exited).code).to.equal(1);
+    expect(second.stderr()).to.equal(
+      `push server: cannot start: DATA_DIR ${dir} is in use by another server (pid ${first.pid}); stop it or use another DATA_DIR\n`,
+    );
+    expect(first.running()).to.equal(true);
+    expect((await first.stop()).code).to.equal(0);
+    expect(existsSync(join(dir, 'server.lock'))).to.equal(false);
+    const third = startEmbedded(dir, 'third');
+    const after = await third.started();
+    expect(((await v1(after.apiUrl, '/users/kept/messages')).body.messages as unknown[]).length).to.equal(1);
+  });
+
+  it('stops with one line on a corrupt data file', async () => {
+    const dir = dataDir();
+    mkdirSync(join(dir, 'store.mdb'));
+    writeFileSync(join(dir, 'store.mdb', 'data.mdb'), randomBytes(64 * 1024));
+    const run = startEmbedded(dir);
+    expect((await run.exited).code).to.equal(1);
+    expect(run.stderr()).to.equal(
+      `push server: cannot start: DATA_DIR ${dir}: cannot open the store, unreadable or corrupt (store.mdb/data.mdb: not an LMDB file)\n`,
+    );
+  });
+
+  it('stops with one line on a DATA_DIR that cannot be created', async () => {
+    const file = join(dataDir(), 'a-file');
+    writeFileSync(file, 'not a directory');
+    const run = startEmbedded(join(file, 'data'));
+    expect((await run.exited).code).to.equal(1);
+    expect(run.stderr()).to.match(/^push server: cannot start: DATA_DIR .*a-file\/data: cannot create it \(ENOTDIR[^\n]*\)\n$/);
+  });
+});
