@@ -11,6 +11,20 @@ export type SoakCommand =
       /** Most first connections in flight at once in this worker. */
       window: number;
     }
+  | {
+      /**
+       * From now on about `percent` % of the pages are offline at any moment, each for
+       * `offlineMs` at a time (0: none go offline; the offline ones come back on time), so
+       * the store holds messages that no page has taken yet whenever a kill comes.
+       */
+      type: 'churn';
+      percent: number;
+      offlineMs: number;
+    }
+  | {
+      /** Right before a kill: the pages logged in now are the ones that must come back. */
+      type: 'mark';
+    }
   | { type: 'status' }
   | { type: 'report' };
 
@@ -19,9 +33,15 @@ export type SoakReply =
   | { type: 'ready' }
   | {
       type: 'status';
-      /** Clients whose latest login the server acked with ok and that are still connected. */
+      /** Pages not offline on purpose whose latest login was acked ok and that are still connected. */
       loggedIn: number;
+      /** Pages not offline on purpose (churn): the ones that should be logged in. */
+      awake: number;
       total: number;
+      /** Pages logged in at the last mark. */
+      marked: number;
+      /** Of those, the ones back: logged in again since, or never disconnected but on purpose. */
+      back: number;
     }
   | {
       type: 'report';

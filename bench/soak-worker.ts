@@ -12,6 +12,14 @@ import type { SoakCommand, SoakReply } from './soak-ipc.ts';
 const LOGIN_RETRY_MS = 500;
 
 const loggedIn = new Set<number>();
+const clients = new Map<number, PushClient>();
+const asleep = new Set<number>();
+let churnTimer: NodeJS.Timeout | undefined;
+// Pages logged in at the last mark, those that lost their connection since (not on purpose),
+// and those logged in again since: together they say when every page is back after a kill.
+let marked = new Set<number>();
+const disturbed = new Set<number>();
+const relogged = new Set<number>();
 const received = new Set<number>();
 const arrivals = new Map<string, number>();
 let handlerRepeats = 0;
@@ -48,6 +56,7 @@ function startClient(url: string, uid: number): Promise<void> {
         return socket;
       },
     });
+    clients.set(uid, client);
     client.on('message', (data) => {
       const seq = seqOf(data);
       if (seq === null) unreadable += 1;
@@ -55,11 +64,15 @@ function startClient(url: string, uid: number): Promise<void> {
       else received.add(seq);
     });
     client.onStatus((status, detail?: LoginReply) => {
-      if (status === 'disconnected') loggedIn.delete(uid);
+      if (status === 'disconnected') {
+        loggedIn.delete(uid);
+        if (!asleep.has(uid) && marked.has(uid)) disturbed.add(uid);
+      }
       if (status !== 'connected' || detail === undefined) return;
       if (detail.ok) {
         logins += 1;
         loggedIn.add(uid);
+        relogged.add(uid);
         firstLogin();
       } else {
         // The SDK reports a refused login and leaves the retry to the page: a page retries.
@@ -82,6 +95,47 @@ function start(command: Extract<SoakCommand, { type: 'start' }>): void {
   for (let i = 0; i < Math.min(window, uids.length); i++) launch();
 }
 
+/** Once a second, sends pages offline so that about `percent` % are offline at any moment. */
+function churn(command: Extract<SoakCommand, { type: 'churn' }>): void {
+  clearInterval(churnTimer);
+  const { percent, offlineMs } = command;
+  if (percent <= 0) return;
+  // Each page goes offline for offlineMs; at chance c a second, the share offline is c*s/(1+c*s).
+  const share = percent / 100;
+  const chance = share / ((offlineMs / 1000) * (1 - share));
+  churnTimer = setInterval(() => {
+    for (const [uid, client] of clients) {
+      // only logged-in pages: one a kill cut off is left to come back by itself
+      if (!loggedIn.has(uid) || asleep.has(uid) || Math.random() >= chance) continue;
+      asleep.add(uid);
+      loggedIn.delete(uid);
+      client.disconnect();
+      setTimeout(() => {
+        asleep.delete(uid);
+        client.connect();
+      }, offlineMs);
+    }
+  }, 1000);
+}
+
+function awakeLoggedIn(): number {
+  let count = 0;
+  for (const uid of loggedIn) if (!asleep.has(uid)) count += 1;
+  return count;
+}
+
+function mark(): void {
+  marked = new Set([...loggedIn].filter((uid) => !asleep.has(uid)));
+  disturbed.clear();
+  relogged.clear();
+}
+
+function backCount(): number {
+  let count = 0;
+  for (const uid of marked) if (!disturbed.has(uid) || relogged.has(uid)) count += 1;
+  return count;
+}
+
 function report(): SoakReply {
   let duplicates = 0;
   for (const count of arrivals.values()) duplicates += count - 1;
@@ -91,7 +145,11 @@ function report(): SoakReply {
 // The runner is this process's only peer and is trusted: its messages are SoakCommands.
 process.on('message', (message: SoakCommand) => {
   if (message.type === 'start') start(message);
-  else if (message.type === 'status') send({ type: 'status', loggedIn: loggedIn.size, total });
+  else if (message.type === 'churn') churn(message);
+  else if (message.type === 'mark') mark();
+  else if (message.type === 'status') {
+    send({ type: 'status', loggedIn: awakeLoggedIn(), awake: total - asleep.size, total, marked: marked.size, back: backCount() });
+  }
   else send(report());
 });
 // Without the runner there is nothing to do: a runner that died must not leave clients behind.

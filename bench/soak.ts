@@ -42,6 +42,8 @@ interface Options {
   connectWindow: number;
   gapMs: number;
   drainSeconds: number;
+  offlinePercent: number;
+  offlineMs: number;
   /** The STORE value of the embedded mode: `embedded` (the default engine) unless overridden. */
   store: string;
 }
@@ -70,8 +72,11 @@ function loadOptions(env: NodeJS.ProcessEnv): Options {
     connectWindow: integer('SOAK_CONNECT_WINDOW', 200),
     gapMs: integer('SOAK_GAP_MS', 2000, 0),
     drainSeconds: integer('SOAK_DRAIN_SECONDS', 60),
+    offlinePercent: integer('SOAK_OFFLINE_PERCENT', 10, 0),
+    offlineMs: integer('SOAK_OFFLINE_MS', 3000),
     store,
   };
+  if (options.offlinePercent > 50) problems.push(`SOAK_OFFLINE_PERCENT must be 0-50, got ${options.offlinePercent}`);
   if (problems.length > 0) throw new Error(`bad settings: ${problems.join('; ')}`);
   return options;
 }
@@ -181,7 +186,7 @@ class Node {
 
   /** SIGTERM at the end, as a deploy stops it; says so when it did not exit cleanly. */
   async stop(): Promise<string | null> {
-    if (!this.child?.running) return this.child ? `${this.name} had died: ${this.child.output().slice(-300)}` : null;
+    if (!this.child?.running) return this.child ? `${this.name} had died (${this.child.exitStatus()}): ${this.child.output().slice(-1500)}` : null;
     this.sample();
     await this.child.stop('SIGTERM', 10_000);
     return this.child.exitStatus() === 'code 0' ? null : `${this.name} did not exit cleanly on SIGTERM (${this.child.exitStatus()})`;
@@ -220,9 +225,20 @@ class Pages {
     });
   }
 
-  async loggedIn(): Promise<number> {
+  async status(): Promise<Omit<Reply<'status'>, 'type'>> {
     const replies = await this.askAll('status');
-    return replies.reduce((sum, r) => sum + r.loggedIn, 0);
+    const sum = (f: (r: Reply<'status'>) => number) => replies.reduce((total, r) => total + f(r), 0);
+    return {
+      loggedIn: sum((r) => r.loggedIn),
+      awake: sum((r) => r.awake),
+      total: sum((r) => r.total),
+      marked: sum((r) => r.marked),
+      back: sum((r) => r.back),
+    };
+  }
+
+  tell(command: Extract<SoakCommand, { type: 'churn' | 'mark' }>): void {
+    for (const worker of this.workers) worker.process.send(command);
   }
 
   report(): Promise<Reply<'report'>[]> {
@@ -261,14 +277,22 @@ class Pages {
   }
 }
 
-/** Resolves ms until every page is logged in, or null when `timeoutMs` ran out first. */
-async function untilAllBack(pages: Pages, clients: number, timeoutMs: number): Promise<{ ms: number | null; last: number }> {
+/**
+ * Resolves ms until `done` holds for the pages' status (polled every 100 ms), or null when
+ * `timeoutMs` ran out first; `last` is the count `done` looked at.
+ */
+async function until(
+  pages: Pages,
+  done: (s: Awaited<ReturnType<Pages['status']>>) => [boolean, number],
+  timeoutMs: number,
+): Promise<{ ms: number | null; last: number }> {
   const began = performance.now();
   let last = 0;
   while (performance.now() - began < timeoutMs) {
-    last = await pages.loggedIn();
-    if (last >= clients) return { ms: performance.now() - began, last };
-    await new Promise((r) => setTimeout(r, 200));
+    const [ok, count] = done(await pages.status());
+    last = count;
+    if (ok) return { ms: performance.now() - began, last };
+    await new Promise((r) => setTimeout(r, 100));
   }
   return { ms: null, last };
 }
@@ -277,6 +301,9 @@ async function untilAllBack(pages: Pages, clients: number, timeoutMs: number): P
 
 class Stream {
   readonly accepted = new Map<number, number>(); // seq -> uid
+  /** seq -> ms into the stream when it was answered, to place a lost push against the kills. */
+  readonly answeredAt = new Map<number, number>();
+  private began = 0;
   readonly refused = new Map<string, number>(); // reason -> count
   attempted = 0;
   skipped = 0;
@@ -290,10 +317,11 @@ class Stream {
     private readonly clients: number,
   ) {}
 
-  /** Sends `rate` pushes a second, evenly, until `stopAt` (ms, performance.now()). */
-  async run(rate: number, stopAt: number): Promise<void> {
+  /** Sends `rate` pushes a second, evenly, until `stop()` says so; resolves when all are answered. */
+  async run(rate: number, stop: () => boolean): Promise<void> {
     const began = performance.now();
-    while (performance.now() < stopAt) {
+    this.began = began;
+    while (!stop()) {
       const due = Math.floor(((performance.now() - began) / 1000) * rate);
       while (this.attempted + this.skipped < due) {
         if (this.inFlight >= MAX_IN_FLIGHT) this.skipped += 1;
@@ -321,7 +349,10 @@ class Stream {
           } catch {
             answeredId = undefined;
           }
-          if (answer.status === 200 && answeredId === id) this.accepted.set(seq, uid);
+          if (answer.status === 200 && answeredId === id) {
+            this.accepted.set(seq, uid);
+            this.answeredAt.set(seq, performance.now() - this.began);
+          }
           else this.count(`HTTP ${answer.status}`);
         },
         (err: unknown) => this.count((err as { code?: string }).code ?? (err instanceof Error ? err.name : 'error')),
@@ -368,7 +399,8 @@ interface ModeResult {
   duplicates: number;
   handlerRepeats: number;
   lost: number;
-  lostSample: { seq: number; uid: number }[];
+  /** The first lost pushes: to which uid, through which node's API, answered when (s into the stream). */
+  lostSample: { seq: number; uid: number; via: number; atSeconds: number }[];
   drainSeconds: number | null;
   connectSeconds: number | null;
   restarts: Restart[];
@@ -429,15 +461,18 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
       options.clients,
       options.connectWindow,
     );
-    const connected = await untilAllBack(pages, options.clients, BACK_TIMEOUT_MS);
+    const connected = await until(pages, (s) => [s.loggedIn >= options.clients, s.loggedIn], BACK_TIMEOUT_MS);
     if (connected.ms === null) throw new Error(`only ${connected.last} of ${options.clients} pages logged in within ${BACK_TIMEOUT_MS} ms`);
     result.connectSeconds = (performance.now() - connectBegan) / 1000;
     console.error(`[${mode}] ${options.clients} pages logged in in ${result.connectSeconds.toFixed(1)} s; streaming ${options.seconds} s at ${options.rate}/s`);
 
     for (const n of nodes) pushers.push(new Pusher(HOST, n.apiPort, HTTP_CONNECTIONS, undefined));
     const stream = new Stream(pushers, options.clients);
+    if (options.offlinePercent > 0) pages.tell({ type: 'churn', percent: options.offlinePercent, offlineMs: options.offlineMs });
     const began = performance.now();
-    const streaming = stream.run(options.rate, began + options.seconds * 1000);
+    // It ends at SOAK_SECONDS, but never sooner than a sixth of it after the last page is back.
+    let endAt = Infinity;
+    const streaming = stream.run(options.rate, () => performance.now() >= endAt);
 
     // The kills: at a third and two thirds of the stream, each target down for SOAK_GAP_MS.
     const plan: { what: string; kill: () => Promise<void>; start: () => Promise<void> }[] =
@@ -450,12 +485,13 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
     for (const [i, step] of plan.entries()) {
       const at = began + ((i + 1) * options.seconds * 1000) / 3;
       await new Promise((r) => setTimeout(r, Math.max(0, at - performance.now())));
+      pages.tell({ type: 'mark' });
       const killedAt = performance.now();
       await step.kill();
       await new Promise((r) => setTimeout(r, options.gapMs));
       await step.start();
       const upAt = performance.now();
-      const back = await untilAllBack(pages, options.clients, BACK_TIMEOUT_MS);
+      const back = await until(pages, (s) => [s.back >= s.marked, s.back], BACK_TIMEOUT_MS);
       const restart: Restart = {
         what: step.what,
         atSeconds: (killedAt - began) / 1000,
@@ -471,14 +507,18 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
       );
       if (back.ms === null) notes.push(`after the ${step.what} restart only ${back.last} of ${options.clients} pages logged in again within ${BACK_TIMEOUT_MS / 1000} s`);
     }
+    endAt = Math.max(began + options.seconds * 1000, performance.now() + (options.seconds * 1000) / 6);
     await streaming;
+    result.streamSeconds = (performance.now() - began) / 1000;
     result.attempted = stream.attempted;
     result.accepted = stream.accepted.size;
     result.notAccepted = Object.fromEntries(stream.refused);
     result.skipped = stream.skipped;
     console.error(`[${mode}] stream done: ${stream.accepted.size} of ${stream.attempted} pushes accepted; draining`);
 
-    // Drain: every accepted push must arrive; kept ones may still be on their way.
+    // Drain: every accepted push must arrive; kept ones may still be on their way, and the
+    // pages offline on purpose come back within SOAK_OFFLINE_MS.
+    pages.tell({ type: 'churn', percent: 0, offlineMs: 0 });
     const drainBegan = performance.now();
     let reports = await pages.report();
     let missing: number[] = [];
@@ -496,7 +536,16 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
       reports = await pages.report();
     }
     result.lost = missing.length;
-    result.lostSample = missing.slice(0, 10).map((seq) => ({ seq, uid: stream.accepted.get(seq)! }));
+    result.lostSample = missing.slice(0, 20).map((seq) => ({
+      seq,
+      uid: stream.accepted.get(seq)!,
+      via: seq % pushers.length,
+      atSeconds: Math.round(stream.answeredAt.get(seq)!) / 1000,
+    }));
+    if (missing.length > 0) {
+      const at = missing.map((seq) => stream.answeredAt.get(seq)! / 1000);
+      notes.push(`lost pushes were answered between ${Math.min(...at).toFixed(1)} s and ${Math.max(...at).toFixed(1)} s into the stream (first ones in the JSON, lostSample)`);
+    }
     result.duplicates = reports.reduce((s, r) => s + r.duplicates, 0);
     result.handlerRepeats = reports.reduce((s, r) => s + r.handlerRepeats, 0);
     result.logins = reports.reduce((s, r) => s + r.logins, 0);
@@ -533,6 +582,7 @@ function markdown(results: ModeResult[], options: Options, date: string): string
   const rows: [string, (r: ModeResult) => string][] = [
     ['setup', (r) => r.setup],
     ['pages logged in at start (s)', (r) => n(r.connectSeconds, 1)],
+    ['stream length (s)', (r) => r.streamSeconds.toFixed(0)],
     ['pushes sent', (r) => String(r.attempted)],
     ['pushes accepted (200 + id)', (r) => String(r.accepted)],
     ['not accepted (by answer)', (r) => Object.entries(r.notAccepted).map(([k, v]) => `${k}: ${v}`).join(', ') || '0'],
@@ -558,8 +608,9 @@ function markdown(results: ModeResult[], options: Options, date: string): string
     '',
     `- date: ${date}; machine: ${m.cpus} CPUs, ${m.cpuModel}, ${m.memoryGiB} GiB, node ${m.node}`,
     `- ${options.clients} pages (the SDK on socket.io-client 4.x, websocket, reconnection on) in ${options.clientProcesses} processes; ` +
-      `${options.rate} v1 pushes/s with ttl ${TTL_SECONDS} and an id, each to a random page, for ${options.seconds} s; ` +
-      `kills at 1/3 and 2/3 of the stream, each down ${options.gapMs / 1000} s`,
+      `${options.rate} v1 pushes/s with ttl ${TTL_SECONDS} and an id, each to a random page, for at least ${options.seconds} s; ` +
+      `kills at 1/3 and 2/3 of the stream, each down ${options.gapMs / 1000} s; ` +
+      `meanwhile about ${options.offlinePercent} % of the pages are offline at any moment, ${options.offlineMs / 1000} s at a time, so the store holds undelivered messages at each kill`,
     '',
     `| figure | ${results.map((r) => r.mode).join(' | ')} |`,
     `| --- | ${results.map(() => '---').join(' | ')} |`,
