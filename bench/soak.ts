@@ -100,9 +100,13 @@ async function freePort(): Promise<number> {
 // ---- redis-server, test-owned (never the shared 6379) ----------------------------------
 
 const redisProcesses = new Set<ChildProcess>();
+/** The soak's temp dirs (data dirs, the AOF): removed at the end, also on Ctrl-C. */
+const tempDirs = new Set<string>();
 
 class SoakRedis {
   private proc: ChildProcess | undefined;
+  /** Largest VmHWM seen, over its restarts. */
+  private peak = 0;
   constructor(
     readonly port: number,
     readonly dir: string,
@@ -145,12 +149,14 @@ class SoakRedis {
   async kill(): Promise<void> {
     const proc = this.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    this.peakKb();
     proc.kill('SIGKILL');
     await once(proc, 'exit');
   }
 
   peakKb(): number {
-    return this.proc?.pid === undefined ? 0 : peakRssKb(this.proc.pid);
+    if (this.proc?.pid !== undefined && this.proc.exitCode === null) this.peak = Math.max(this.peak, peakRssKb(this.proc.pid));
+    return this.peak;
   }
 }
 
@@ -441,7 +447,11 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
     peakRssMiB: {},
     notes,
   };
-  const sampler = setInterval(() => nodes.forEach((n) => n.sample()), 1000);
+  tempDirs.add(temp);
+  const sampler = setInterval(() => {
+    nodes.forEach((n) => n.sample());
+    redis?.peakKb();
+  }, 1000);
   try {
     if (mode === 'embedded') {
       const env = { STORE: options.store, DATA_DIR: join(temp, 'data') };
@@ -571,6 +581,7 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
       await redis.kill();
     }
     rmSync(temp, { recursive: true, force: true });
+    tempDirs.delete(temp);
   }
   return result;
 }
@@ -656,6 +667,7 @@ async function main(): Promise<boolean> {
 function killEverything(): void {
   killAllChildren();
   for (const proc of redisProcesses) proc.kill('SIGKILL');
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 }
 process.on('exit', killEverything);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
