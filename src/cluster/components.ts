@@ -23,6 +23,29 @@ const UNAWAITED = new Set([
   'publish', 'sPublish', 'subscribe', 'pSubscribe', 'sSubscribe', 'unsubscribe', 'pUnsubscribe', 'sUnsubscribe',
 ]);
 
+type AdapterFactory = ReturnType<typeof createAdapter>;
+
+/**
+ * The adapter factory with a serverCount() that never rejects. An emit that waits for acks
+ * (a stored push) asks the adapter how many nodes will answer (PUBSUB NUMSUB) and chains on
+ * that promise without a catch: while Redis is away the rejection was unhandled and ended
+ * the process. A failed count is reported to `onError` and answers -1, a count no reply
+ * reaches, so the emit's own ack timeout ends it with the acks it got. A plain function:
+ * Socket.IO calls the factory with `new`.
+ */
+function countingSafely(factory: AdapterFactory, onError: (err: unknown) => void): AdapterFactory {
+  return function (nsp: Parameters<AdapterFactory>[0]) {
+    const adapter = factory(nsp);
+    const count = adapter.serverCount.bind(adapter);
+    adapter.serverCount = () =>
+      count().catch((err: unknown) => {
+        onError(err);
+        return -1;
+      });
+    return adapter;
+  } as AdapterFactory;
+}
+
 /** The client as the adapter should see it: the unawaited commands' failures go to `onError`. */
 function catchUnawaited(client: RedisClient, onError: (err: unknown) => void): RedisClient {
   return new Proxy(client, {
@@ -184,9 +207,10 @@ export async function connectCluster(
     if (!connection.lost) log.warn(`redis ${connection.where}: a Socket.IO adapter command failed (${reasonOf(err)})`);
   };
   const prefix = options.prefix ?? 'push:';
-  const adapter = createAdapter(catchUnawaited(pub, unawaitedFailed), catchUnawaited(sub, unawaitedFailed), {
-    key: `${prefix}socket.io`,
-  });
+  const adapter = countingSafely(
+    createAdapter(catchUnawaited(pub, unawaitedFailed), catchUnawaited(sub, unawaitedFailed), { key: `${prefix}socket.io` }),
+    unawaitedFailed,
+  );
   let parts: { presence: RedisPresence; store: RedisMessageStore } | null = null;
   let closing: Promise<void> | null = null;
   return {
