@@ -6,7 +6,7 @@ import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSy
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from './log.ts';
-import { idempotencyKeyBytes, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
+import { idempotencyKeyBytes, StoreUnavailableError, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from './messages.ts';
 import { PeriodicTask } from './periodic.ts';
 
@@ -124,6 +124,22 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Why a commit failed, in words an API client can act on; no path (DATA_DIR is the operator's).
+ * lmdb rejects a failed commit with a generic error whose `commitError` promise holds the cause.
+ */
+async function writeFailure(err: unknown): Promise<string> {
+  let cause = err;
+  const commitError = (err as { commitError?: unknown } | null)?.commitError;
+  if (commitError instanceof Promise) cause = await commitError.then(() => err, (inner: unknown) => inner);
+  const code = (cause as { code?: unknown } | null)?.code;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  if (code === 'ENOSPC' || code === 28 || /No space left/i.test(message)) return 'the disk is full';
+  if (code === 'EDQUOT' || code === 122) return 'the disk quota is used up';
+  if (/MDB_MAP_FULL/.test(message)) return "the store's file reached its size limit";
+  return `the disk cannot be written (${code === undefined ? message : `${String(code)}: ${message}`})`;
+}
+
 function describe(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
   const message = err instanceof Error ? err.message : String(err);
@@ -180,7 +196,10 @@ export class EmbeddedMessageStore implements MessageStore {
       if (damage !== null) throw new Error(`store.mdb/data.mdb: ${damage}`);
       // overlappingSync off: a commit is fsynced before its promise resolves, so an answered
       // push is on disk; LMDB's copy-on-write pages keep the file whole across a crash
-      this.root = open({ path: join(dir, 'store.mdb'), overlappingSync: false, noSubdir: false, maxDbs: 16 });
+      // eventTurnBatching off: every write here is a transaction, and the batch lmdb otherwise
+      // opens for a turn's writes leaves a promise that rejects unhandled when a commit fails
+      // (a full disk), which would end the process
+      this.root = open({ path: join(dir, 'store.mdb'), overlappingSync: false, noSubdir: false, maxDbs: 16, eventTurnBatching: false });
       const sub = <V, K extends import('lmdb').Key>(name: string, encoding?: 'string') =>
         this.root.openDB<V, K>(name, encoding ? { encoding } : {});
       this.messages = sub<string, [string, number]>('messages', 'string');
@@ -208,20 +227,40 @@ export class EmbeddedMessageStore implements MessageStore {
 
   /**
    * One write transaction, durable when it resolves; the counters are saved with it. A commit
-   * that fails (a full disk) rejects, and the counters are read back from what is on disk.
+   * that fails (a full disk, an I/O error) rolls back whole: the counters are read back from
+   * what is on disk and the caller gets a StoreUnavailableError (the API's 503). The next write
+   * is tried afresh, so the store works again once the disk has room.
    */
   private async write<T>(change: (c: Counters) => T): Promise<T> {
+    let changing = false;
     try {
       return await this.root.transaction(() => {
+        changing = true;
         const c = { ...this.counters };
         const result = change(c);
         this.meta.put('counters', c);
         this.counters = c; // transaction callbacks run one at a time, in order
+        changing = false;
         return result;
       });
     } catch (err) {
-      this.counters = { ...NO_COUNTERS, ...this.meta.get('counters') };
-      throw err;
+      try {
+        this.counters = { ...NO_COUNTERS, ...this.meta.get('counters') };
+      } catch {
+        // unreadable too: the counters in memory stay, the next commit saves them
+      }
+      // a change that threw is a bug, not the disk: it keeps its own error
+      if (changing && !/MDB_/.test(err instanceof Error ? err.message : '')) throw err;
+      throw new StoreUnavailableError(`the message store cannot write: ${await writeFailure(err)}; nothing was stored`);
+    }
+  }
+
+  /** A read that fails (an I/O error on the file) is the API's 503 too. */
+  private read<T>(reading: () => T): T {
+    try {
+      return reading();
+    } catch (err) {
+      throw new StoreUnavailableError(`the message store cannot read: ${describe(err)}`);
     }
   }
 
@@ -263,8 +302,9 @@ export class EmbeddedMessageStore implements MessageStore {
 
   async pending(uid: string): Promise<StoredMessage[]> {
     const now = Date.now();
+    const values = this.read(() => [...this.messages.getRange({ start: [uid, 0], end: [uid, Infinity] })].map(({ value }) => value));
     const out: StoredMessage[] = [];
-    for (const { value } of this.messages.getRange({ start: [uid, 0], end: [uid, Infinity] })) {
+    for (const value of values) {
       const message = JSON.parse(value) as StoredMessage;
       if (message.expiresAt > now) out.push(message);
     }
@@ -340,6 +380,10 @@ export class EmbeddedMessageStore implements MessageStore {
   }
 
   async scheduled(after: ScheduledCursor | null, limit: number, maxBytes: number): Promise<ScheduledPage> {
+    return this.read(() => this.scheduledPage(after, limit, maxBytes));
+  }
+
+  private scheduledPage(after: ScheduledCursor | null, limit: number, maxBytes: number): ScheduledPage {
     const page: ScheduledPush[] = [];
     let bytes = 0;
     let last: ScheduledCursor | null = null;
@@ -382,7 +426,8 @@ export class EmbeddedMessageStore implements MessageStore {
   close(): Promise<void> {
     this.closed ??= (async () => {
       await this.sweeper.close();
-      await this.root.flushed;
+      // a last commit that failed was reported to its caller; closing goes on
+      await new Promise<void>((done) => this.root.flushed.then(() => done(), () => done()));
       await this.root.close();
       this.unlock();
     })();

@@ -2,6 +2,7 @@
 // start.ts, what a SIGKILL and a restart keep, and the one-line startup errors of a DATA_DIR
 // that is taken by another server or corrupt.
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,8 @@ import { EmbeddedMessageStore, EmbeddedStoreError } from '../src/embedded-store.
 import { messageStoreContract } from './contracts/message-store.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
+import { STRICT } from './support/requirements.ts';
+import { legacyPush, startServer } from './support/server.ts';
 import { spawnStart, type StartProcess } from './support/start-process.ts';
 import { until } from './support/until.ts';
 
@@ -94,6 +97,80 @@ describe('EmbeddedMessageStore', () => {
     // the per-uid bound counts what was kept before
     for (let i = 0; i < 8; i++) await again.add(['a'], { id: `n${i}`, event: 'e', data: i, ts: now, expiresAt: now + 60_000 }, 100);
     expect((await again.pending('a')).map((m) => m.id).slice(0, 2)).to.deep.equal(['m2', 'm3']);
+  });
+});
+
+/**
+ * A 2 MB tmpfs mounted on a fresh dir, unmounted in cleanup; null after a loud notice where
+ * mounting is refused (not root), unless PUSH_TEST_STRICT=1.
+ */
+function tinyDisk(): { dir: string; unmount: () => void } | null {
+  const dir = dataDir();
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { stdio: 'pipe' });
+  } catch (err) {
+    const notice = `cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`;
+    if (STRICT) throw new Error(`${notice}; PUSH_TEST_STRICT=1 requires it (run the tests as root)`);
+    console.warn(`\n  !!! SKIPPING the full disk test: ${notice}. Run the tests as root.\n`);
+    return null;
+  }
+  let mounted = true;
+  const unmount = (): void => {
+    if (mounted) execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
+    mounted = false;
+  };
+  onCleanup(unmount);
+  return { dir, unmount };
+}
+
+/** Writes `path` until the disk is full; the disk holds what it had up to the last byte. */
+function fillDisk(path: string): void {
+  try {
+    writeFileSync(path, Buffer.alloc(8 << 20));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') return;
+    throw err;
+  }
+  throw new Error('the tiny disk took 8 MB');
+}
+
+describe('STORE=embedded on a full disk', () => {
+  afterEach(cleanupAll);
+
+  it('answers 503 with the reason for a push that needs storing, delivers the rest, and stores again once there is room', async function () {
+    const tiny = tinyDisk();
+    if (tiny === null) return this.skip();
+    const disk = tiny.dir;
+    const server = await startServer({ store: 'embedded', dataDir: join(disk, 'data'), pushSecret: SECRET });
+    // (lazily) unmounted before the server closes too, so a failing close leaves no mount
+    onCleanup(tiny.unmount);
+    expect(server.engine).to.equal('embedded');
+    expect((await v1(server.apiUrl, '/push', { to: 'away', data: 'before', ttl: 600 })).status).to.equal(200);
+    const filler = join(disk, 'filler');
+    fillDisk(filler);
+
+    const refused = await v1(server.apiUrl, '/push', { to: 'away', data: 'x'.repeat(20_000), ttl: 600 });
+    expect(refused).to.deep.equal({ status: 503, body: { error: { code: 'unavailable', message: 'the message store cannot write: the disk is full; nothing was stored' } } });
+
+    const page = await connectClient('v4', server.ioUrl);
+    await page.login('online');
+    // a push id and a delay are stored too
+    expect((await v1(server.apiUrl, '/push', { to: 'online', data: 'with an id', id: 'kept-id' })).status).to.equal(503);
+    expect((await v1(server.apiUrl, '/push', { to: 'online', data: 'later', delay: 60 })).status).to.equal(503);
+    const live = await v1(server.apiUrl, '/push', { to: 'online', data: 'no ttl' });
+    expect(live.status).to.equal(200);
+    expect((await page.waitFor('message'))[0]).to.equal('no ttl');
+    const legacyPage = await connectClient('v2', server.ioUrl);
+    await legacyPage.login('legacy');
+    expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'legacy', content: 'legacy push', secret: SECRET })).to.deep.equal({ status: 200, body: 'ok' });
+    expect((await legacyPage.waitFor('new_msg'))[0]).to.equal('legacy push');
+    expect((await v1(server.apiUrl, '/users/away/messages')).body.messages).to.have.length(1);
+
+    rmSync(filler);
+    const stored = await v1(server.apiUrl, '/push', { to: 'away', data: 'x'.repeat(20_000), ttl: 600 });
+    expect(stored.status).to.equal(200);
+    expect(stored.body).to.include({ stored: 1 });
+    expect((await v1(server.apiUrl, '/users/away/messages')).body.messages).to.have.length(2);
   });
 });
 
