@@ -12,7 +12,7 @@ import { messageStoreContract } from './contracts/message-store.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
 import { STRICT } from './support/requirements.ts';
-import { legacyPush, startServer } from './support/server.ts';
+import { legacyPush } from './support/server.ts';
 import { spawnStart, type StartProcess } from './support/start-process.ts';
 import { until } from './support/until.ts';
 
@@ -134,19 +134,20 @@ function fillDisk(path: string): void {
   throw new Error('the tiny disk took 8 MB');
 }
 
-describe('STORE=embedded on a full disk', () => {
+describe('STORE=embedded on a full disk', function () {
+  // start.ts in a child: a failed commit must not end the process (an unhandled rejection would)
+  this.timeout(60_000);
   afterEach(cleanupAll);
 
-  it('answers 503 with the reason for a push that needs storing, delivers the rest, and stores again once there is room', async function () {
+  it('answers 503 with the reason for a push that needs storing, delivers the rest, keeps running, and stores again once there is room', async function () {
     const tiny = tinyDisk();
     if (tiny === null) return this.skip();
-    const disk = tiny.dir;
-    const server = await startServer({ store: 'embedded', dataDir: join(disk, 'data'), pushSecret: SECRET });
-    // (lazily) unmounted before the server closes too, so a failing close leaves no mount
+    const run = startEmbedded(join(tiny.dir, 'data'));
+    const server = await run.started();
+    // (lazily) unmounted before the server stops too, so a failing stop leaves no mount
     onCleanup(tiny.unmount);
-    expect(server.engine).to.equal('embedded');
     expect((await v1(server.apiUrl, '/push', { to: 'away', data: 'before', ttl: 600 })).status).to.equal(200);
-    const filler = join(disk, 'filler');
+    const filler = join(tiny.dir, 'filler');
     fillDisk(filler);
 
     const refused = await v1(server.apiUrl, '/push', { to: 'away', data: 'x'.repeat(20_000), ttl: 600 });
@@ -165,12 +166,14 @@ describe('STORE=embedded on a full disk', () => {
     expect(await legacyPush(server.apiUrl, { type: 'publish', to: 'legacy', content: 'legacy push', secret: SECRET })).to.deep.equal({ status: 200, body: 'ok' });
     expect((await legacyPage.waitFor('new_msg'))[0]).to.equal('legacy push');
     expect((await v1(server.apiUrl, '/users/away/messages')).body.messages).to.have.length(1);
+    expect(run.running()).to.equal(true);
 
     rmSync(filler);
     const stored = await v1(server.apiUrl, '/push', { to: 'away', data: 'x'.repeat(20_000), ttl: 600 });
     expect(stored.status).to.equal(200);
     expect(stored.body).to.include({ stored: 1 });
     expect((await v1(server.apiUrl, '/users/away/messages')).body.messages).to.have.length(2);
+    expect(run.running()).to.equal(true);
   });
 });
 
