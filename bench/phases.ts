@@ -236,11 +236,13 @@ export async function batchPhase(ctx: RunContext, figures: Figures): Promise<voi
   let firstError = '';
   let unsupported: string | null = null;
 
+  // The pages are legacy ones: a v1 push reaches their new_msg listener only by naming it
+  // (the v1 default event is `message`), with a string, escaped as the legacy API does.
   const sendBatch = async (batch: number) => {
     const sentAt = Date.now();
     const items = Array.from({ length: BATCH_SIZE }, (_, j) => {
       const uid = uids[Math.floor(random() * uids.length)]!;
-      return { seq: batch * BATCH_SIZE + j, uid, message: { to: String(uid), data: messageContent('v', batch * BATCH_SIZE + j, sentAt) } };
+      return { seq: batch * BATCH_SIZE + j, uid, message: { to: String(uid), event: 'new_msg', data: messageContent('v', batch * BATCH_SIZE + j, sentAt) } };
     });
     try {
       const answer = await pusher.postJson('/api/v1/push/batch', { messages: items.map((i) => i.message) });
