@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { TIMED_OUT, withDeadline } from './deadline.ts';
+import { orThrow, TIMED_OUT, withDeadline } from './deadline.ts';
 
 /** The project folder: `--import tsx` and the scripts resolve from here. */
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -109,4 +109,51 @@ export class Child {
 /** Kills every child at once, synchronously: for Ctrl-C and a crashing runner. */
 export function killAllChildren(): void {
   for (const child of live) if (child.running) child.process.kill('SIGKILL');
+}
+
+/**
+ * The child's next IPC message of `type` that `match`es; fails if the child exits first or
+ * nothing comes within `timeoutMs`. Listen before (or right after) sending the command: a
+ * reply can only arrive on a later turn of the event loop.
+ */
+export function nextMessage<M extends { type: string }, T extends M['type']>(
+  child: Child,
+  type: T,
+  timeoutMs: number,
+  match: (message: Extract<M, { type: T }>) => boolean = () => true,
+): Promise<Extract<M, { type: T }>> {
+  type R = Extract<M, { type: T }>;
+  let onMessage = (_message: M): void => undefined;
+  let onExit = (): void => undefined;
+  const answer = new Promise<R>((resolve, reject) => {
+    onMessage = (message) => {
+      if (message.type === type && match(message as R)) resolve(message as R);
+    };
+    onExit = () => reject(new Error(`${child.name} exited (${child.exitStatus()}):\n${child.output().slice(-2000)}`));
+    child.process.on('message', onMessage);
+    child.process.once('exit', onExit);
+  });
+  return orThrow(answer, timeoutMs, `${child.name}, waiting for '${type}'`).finally(() => {
+    child.process.off('message', onMessage);
+    child.process.off('exit', onExit);
+  });
+}
+
+/**
+ * Children must not outlive the runner: not on Ctrl-C, not on a crash. `cleanup` runs after
+ * the children are killed (synchronously), e.g. to kill other processes and remove temp dirs.
+ */
+export function stopChildrenOnExit(what: string, cleanup: () => void = () => {}): void {
+  const stopAll = () => {
+    killAllChildren();
+    cleanup();
+  };
+  process.on('exit', stopAll);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      console.error(`\n${signal}: stopping every ${what} process`);
+      stopAll();
+      process.exit(130);
+    });
+  }
 }

@@ -2,8 +2,7 @@
 // bounded, for its answer. Uid i lives in worker i % size, so the runner knows where every
 // targeted message should arrive.
 import { fileURLToPath } from 'node:url';
-import { Child } from './children.ts';
-import { orThrow } from './deadline.ts';
+import { Child, nextMessage } from './children.ts';
 import type { WorkerCommand, WorkerReply } from './ipc.ts';
 
 const WORKER_SCRIPT = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
@@ -21,7 +20,7 @@ export class Fleet {
     const fleet = new Fleet(workers);
     try {
       for (let i = 0; i < size; i++) workers.push(new Child(`client worker ${i}`, WORKER_SCRIPT, process.env, true));
-      await Promise.all(workers.map((w) => fleet.reply(w, 'ready', () => true, startTimeoutMs)));
+      await Promise.all(workers.map((w) => nextMessage<WorkerReply, 'ready'>(w, 'ready', startTimeoutMs)));
       return fleet;
     } catch (err) {
       await fleet.stop();
@@ -74,30 +73,7 @@ export class Fleet {
   ): Promise<Reply<T>> {
     worker.process.send(command);
     // Listening after send is safe: a reply can only arrive on a later turn of the event loop.
-    return this.reply(worker, type, match, timeoutMs + REPLY_GRACE_MS);
-  }
-
-  /** The worker's next reply of `type` that matches; fails if the worker exits or stays silent. */
-  private reply<T extends WorkerReply['type']>(
-    worker: Child,
-    type: T,
-    match: (reply: Reply<T>) => boolean,
-    timeoutMs: number,
-  ): Promise<Reply<T>> {
-    let onMessage = (_message: WorkerReply): void => undefined;
-    let onExit = (): void => undefined;
-    const answer = new Promise<Reply<T>>((resolve, reject) => {
-      onMessage = (message) => {
-        if (message.type === type && match(message as Reply<T>)) resolve(message as Reply<T>);
-      };
-      onExit = () => reject(new Error(`${worker.name} exited (${worker.exitStatus()}):\n${worker.output()}`));
-      worker.process.on('message', onMessage);
-      worker.process.once('exit', onExit);
-    });
-    return orThrow(answer, timeoutMs, `${worker.name}, waiting for '${type}'`).finally(() => {
-      worker.process.off('message', onMessage);
-      worker.process.off('exit', onExit);
-    });
+    return nextMessage<WorkerReply, T>(worker, type, timeoutMs + REPLY_GRACE_MS, match);
   }
 
   /** Kills the workers outright: they hold no state worth a graceful close. */

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildServer } from '../scripts/build.ts';
-import { Child, killAllChildren, PROJECT_ROOT } from './children.ts';
+import { Child, PROJECT_ROOT, stopChildrenOnExit } from './children.ts';
 import { Fleet } from './fleet.ts';
 import type { Figures } from './metrics.ts';
 import { loadOptions, OptionsError, type Options } from './options.ts';
@@ -144,15 +144,7 @@ async function main(): Promise<void> {
   console.log(`written: ${written.map((p) => p.slice(PROJECT_ROOT.length)).join(', ')}`);
 }
 
-// Children must not outlive the runner: not on Ctrl-C, not on a crash.
-process.on('exit', killAllChildren);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    console.error(`\n${signal}: stopping every benchmark process`);
-    killAllChildren();
-    process.exit(130);
-  });
-}
+stopChildrenOnExit('benchmark');
 
 try {
   await main();

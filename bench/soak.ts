@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildServer } from '../scripts/build.ts';
-import { Child, killAllChildren, PROJECT_ROOT } from './children.ts';
+import { Child, nextMessage, PROJECT_ROOT, stopChildrenOnExit } from './children.ts';
 import { orThrow } from './deadline.ts';
 import { describeMachine, openFilesLimit, peakRssKb } from './proc.ts';
 import { Pusher } from './pusher.ts';
@@ -217,7 +217,7 @@ class Pages {
   static async start(count: number): Promise<Pages> {
     const pages = new Pages([]);
     for (let i = 0; i < count; i++) pages.workers.push(new Child(`soak worker ${i}`, WORKER_SCRIPT, process.env, true));
-    await Promise.all(pages.workers.map((w) => pages.next(w, 'ready', START_TIMEOUT_MS)));
+    await Promise.all(pages.workers.map((w) => nextMessage<SoakReply, 'ready'>(w, 'ready', START_TIMEOUT_MS)));
     return pages;
   }
 
@@ -254,28 +254,11 @@ class Pages {
   private askAll<T extends 'status' | 'report'>(type: T): Promise<Reply<T>[]> {
     return Promise.all(
       this.workers.map((worker) => {
-        const answer = this.next(worker, type, 20_000);
+        const answer = nextMessage<SoakReply, typeof type>(worker, type, 20_000);
         worker.process.send({ type } satisfies SoakCommand);
         return answer;
       }),
     );
-  }
-
-  private next<T extends SoakReply['type']>(worker: Child, type: T, ms: number): Promise<Reply<T>> {
-    let onMessage = (_m: SoakReply): void => undefined;
-    let onExit = (): void => undefined;
-    const answer = new Promise<Reply<T>>((resolve, reject) => {
-      onMessage = (m) => {
-        if (m.type === type) resolve(m as Reply<T>);
-      };
-      onExit = () => reject(new Error(`${worker.name} exited (${worker.exitStatus()}): ${worker.output().slice(-500)}`));
-      worker.process.on('message', onMessage);
-      worker.process.once('exit', onExit);
-    });
-    return orThrow(answer, ms, `${worker.name}, waiting for '${type}'`).finally(() => {
-      worker.process.off('message', onMessage);
-      worker.process.off('exit', onExit);
-    });
   }
 
   async stop(): Promise<void> {
@@ -663,20 +646,11 @@ async function main(): Promise<boolean> {
   return results.every((r) => r.lost === 0 && !r.notes.some((note) => note.startsWith('run failed')));
 }
 
-/** Every process the soak started dies with it: servers, pages and Redis. */
-function killEverything(): void {
-  killAllChildren();
+// Every process the soak started dies with it: servers and pages (children), and Redis.
+stopChildrenOnExit('soak', () => {
   for (const proc of redisProcesses) proc.kill('SIGKILL');
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-}
-process.on('exit', killEverything);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    console.error(`\n${signal}: stopping every soak process`);
-    killEverything();
-    process.exit(130);
-  });
-}
+});
 
 try {
   const clean = await main();
