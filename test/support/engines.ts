@@ -4,10 +4,6 @@
 // redis-server the suite starts. The contract suites (test/contracts/) check each component
 // alone; this checks the server wired to them, through its sockets and HTTP.
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { onCleanup } from './cleanup.ts';
 import type { Config } from '../../src/config.ts';
 import type { Components } from '../../src/server.ts';
 import { sharedRedis } from './redis-server.ts';
@@ -26,16 +22,15 @@ export type StartOn = (overrides?: Partial<Config>, components?: Components) => 
 export function forEachEngine(title: string, body: (start: StartOn, engine: Engine) => void): void {
   describe(`${title} (memory)`, () => {
     body(async (overrides, components) => {
-      const server = await startServer(overrides, components);
+      const server = await startServer({ store: 'memory', ...overrides }, components);
       expect(server.engine).to.equal('memory');
       return server;
     }, 'memory');
   });
   describe(`${title} (embedded)`, () => {
     body(async (overrides, components) => {
-      const dataDir = mkdtempSync(join(tmpdir(), 'push-engine-'));
-      onCleanup(() => rmSync(dataDir, { recursive: true, force: true })); // after the server closes
-      const server = await startServer({ store: 'embedded', dataDir, ...overrides }, components);
+      // startServer gives it a DATA_DIR of its own, removed after it closes
+      const server = await startServer({ store: 'embedded', ...overrides }, components);
       expect(server.engine).to.equal(components?.store ? 'memory' : 'embedded');
       return server;
     }, 'embedded');

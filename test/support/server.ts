@@ -1,4 +1,7 @@
 // Starts the real server on ephemeral ports for a test.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { configWith, type Config } from '../../src/config.ts';
 import { silentLogger } from '../../src/log.ts';
 import { createServer, type Components, type ServerHandle } from '../../src/server.ts';
@@ -8,6 +11,24 @@ export interface TestServer extends ServerHandle {
   ioUrl: string;
   apiUrl: string;
   webUrl: string | null;
+}
+
+/**
+ * Where a test server keeps stored messages when the test does not say: in memory. The default
+ * engine (embedded, in ./data) would put every test server in the project's ./data, and a
+ * second one in this process is refused; a temporary DATA_DIR each would give ~300 tests an
+ * LMDB file and an fsync per stored push that none of them is about. forEachEngine runs the
+ * feature suites on the embedded store too, and embedded-store.test.ts starts the default
+ * (no STORE, no DATA_DIR) through start.ts. STORE=embedded without a DATA_DIR gets a
+ * temporary one, removed after the server closes.
+ */
+function storage(overrides: Partial<Config>): Partial<Config> {
+  if (overrides.dataDir !== undefined) return {};
+  if (overrides.store === undefined) return { store: 'memory' };
+  if (overrides.store !== 'embedded') return {};
+  const dataDir = mkdtempSync(join(tmpdir(), 'push-test-data-'));
+  onCleanup(() => rmSync(dataDir, { recursive: true, force: true })); // before close() is registered: runs after it
+  return { dataDir };
 }
 
 export async function startServer(
@@ -20,6 +41,7 @@ export async function startServer(
     apiPort: 0,
     webPort: null,
     onlineCountIntervalMs: 50,
+    ...storage(overrides),
     ...overrides,
   });
   const handle = await createServer(config, { log: silentLogger, ...components });

@@ -2,11 +2,18 @@
 // the settings a test gives reach it (no setting leaks in from the environment running the
 // tests). Each process is killed in cleanup (SIGKILL when it still runs), so a failing
 // assertion never leaks one; its stdout and stderr are kept for assertions on what it logged.
+// Each runs the default engine (embedded) in a DATA_DIR of its own, never the project's ./data.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { onCleanup } from './cleanup.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
+const START_TS = join(ROOT, 'start.ts');
+/** tsx as a file URL: a process started in another directory cannot resolve `tsx` by name. */
+const TSX = import.meta.resolve('tsx');
 
 /** The start line's URLs (HOST=127.0.0.1 prints the address itself, not localhost). */
 const START_LINE = /socket\.io http:\/\/127\.0\.0\.1:(\d+) \| push API http:\/\/127\.0\.0\.1:(\d+) \| demo (?:off|http:\/\/127\.0\.0\.1:(\d+))/;
@@ -54,12 +61,35 @@ export function occurrences(text: string, pattern: RegExp): number {
   return [...text.matchAll(global)].length;
 }
 
-/** Runs `start.ts args` with HOST=127.0.0.1 and `env` as its only settings; `name` labels its errors. */
-export function spawnStart(args: string[] = [], env: Record<string, string> = {}, name = ''): StartProcess {
+export interface SpawnOptions {
+  /**
+   * The working directory, for a test of what a relative DATA_DIR means. The test owns it: no
+   * DATA_DIR is added, so the default ./data is created in it. @default the project folder
+   */
+  cwd?: string;
+}
+
+/** Whether `env` or `args` choose the store or its directory themselves. */
+function choosesStorage(args: readonly string[], env: Record<string, string>): boolean {
+  return 'STORE' in env || 'DATA_DIR' in env || args.some((a) => /^--(store|data-dir)(=|$)/.test(a));
+}
+
+/**
+ * Runs `start.ts args` with HOST=127.0.0.1 and `env` as its only settings; `name` labels its
+ * errors. Unless the test chooses STORE or DATA_DIR (or a cwd), it gets a temporary DATA_DIR,
+ * removed once the process has exited.
+ */
+export function spawnStart(args: string[] = [], env: Record<string, string> = {}, name = '', options: SpawnOptions = {}): StartProcess {
   const label = name === '' ? 'start.ts' : `start.ts (node ${name})`;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'start.ts', ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env },
+  const storage: Record<string, string> = {};
+  if (options.cwd === undefined && !choosesStorage(args, env)) {
+    storage.DATA_DIR = mkdtempSync(join(tmpdir(), 'push-start-data-'));
+    // registered before the kill below, so it runs after the process has exited
+    onCleanup(() => rmSync(storage.DATA_DIR!, { recursive: true, force: true }));
+  }
+  const child = spawn(process.execPath, ['--import', TSX, START_TS, ...args], {
+    cwd: options.cwd ?? ROOT,
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...storage, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
