@@ -1,6 +1,7 @@
 // Entry point: config -> server (or, with WORKERS > 1, a primary and its workers) -> signals.
 // The only file that touches process.*.
 import cluster from 'node:cluster';
+import { resolve } from 'node:path';
 import { ConfigError, helpText, loadConfig, wantsHelp, type Config } from './src/config.ts';
 import { createLogger, type Logger } from './src/log.ts';
 import { createServer, StartupError } from './src/server.ts';
@@ -12,14 +13,14 @@ if (wantsHelp(argv)) {
   process.exit(0);
 }
 
-/** One line that says what runs. */
+/** One line that says what runs; with the embedded store, where its data is (DATA_DIR made absolute). */
 function announce(config: Config, log: Logger, ports: WorkerReady['ports'], engine: string): void {
   const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
   const scheme = config.tlsCert === null ? 'http' : 'https';
   const url = (port: number) => `${scheme}://${shown}:${port}`;
   log.info(
     `push server: socket.io ${url(ports.io)} | push API ${url(ports.api)} | demo ${ports.web === null ? 'off' : url(ports.web)}` +
-      ` | bound to ${config.host} | engine ${engine}` +
+      ` | bound to ${config.host} | engine ${engine}${engine === 'embedded' ? ` in ${resolve(config.dataDir)}` : ''}` +
       ` | push auth ${config.pushSecret === null ? 'off' : 'on'} | login auth ${config.loginSecret === null ? 'off' : 'on'}`,
   );
   if (config.pushSecret === null) {

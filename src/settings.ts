@@ -285,20 +285,20 @@ export const SETTINGS = {
   ),
   store: setting(
     'STORE',
-    'memory',
-    'where a single node keeps stored messages, push ids and scheduled pushes: memory (lost on restart) or embedded (on disk in DATA_DIR, kept across restarts); REDIS_URL overrides it',
+    'embedded',
+    'where a single node keeps stored messages, push ids and scheduled pushes: embedded (on disk in DATA_DIR, kept across restarts and crashes) or memory (lost on restart); REDIS_URL overrides it',
     z.enum(['memory', 'embedded'], { error: 'must be memory or embedded' }),
   ),
   dataDir: setting(
     'DATA_DIR',
     './data',
-    'with STORE=embedded: the directory of the store, created when missing; one server at a time',
+    'with STORE=embedded: the directory of the store (relative to the working directory), created when missing; one server at a time',
     z.string().min(1, 'must not be empty'),
   ),
   redisUrl: setting(
     'REDIS_URL',
     '',
-    'Redis to join a cluster through (rooms, presence, stored messages); empty = one node, in memory',
+    'Redis to join a cluster through (rooms, presence, stored messages); empty = one node (stored messages as STORE says)',
     redisUrl,
   ),
   redisCommandTimeoutMs: setting(

@@ -3,7 +3,7 @@
 // that is taken by another server or corrupt.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -181,6 +181,25 @@ describe('STORE=embedded through start.ts', function () {
   // each test starts start.ts (tsx compiles it) once or twice
   this.timeout(60_000);
   afterEach(cleanupAll);
+
+  it('is the default: with no STORE and no DATA_DIR, ./data in the working directory keeps a ttl push across a SIGKILL', async () => {
+    const cwd = realpathSync(dataDir()); // as the server sees its working directory
+    const settings = { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', PUSH_SECRET: SECRET };
+    const first = spawnStart([], settings, 'first', { cwd });
+    const before = await first.started();
+    expect(first.stdout()).to.include(`| engine embedded in ${join(cwd, 'data')} |`);
+    expect(existsSync(join(cwd, 'data', 'store.mdb', 'data.mdb'))).to.equal(true);
+    const push = await v1(before.apiUrl, '/push', { to: 'away', data: 'kept by default', ttl: 600 });
+    expect(push.body).to.include({ stored: 1 });
+    expect(await first.kill()).to.deep.equal({ code: null, signal: 'SIGKILL' });
+
+    const second = spawnStart([], settings, 'second', { cwd });
+    const after = await second.started();
+    const page = await connectClient('v4', after.ioUrl);
+    expect(await page.request('login', 'away')).to.deep.equal({ ok: true, uid: 'away', pending: 1 });
+    const [data, meta] = await page.waitFor('message');
+    expect([data, (meta as { id: string }).id]).to.deep.equal(['kept by default', push.body.id]);
+  });
 
   it('keeps what was answered with an id across a SIGKILL: stored messages, a push id, scheduled pushes', async () => {
     const dir = dataDir();

@@ -1,6 +1,7 @@
 // Config, startup errors, graceful shutdown and close(): the real start.ts as a child process.
 import { expect } from 'chai';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, withDeadline } from './support/clients.ts';
@@ -41,6 +42,8 @@ describe('config', () => {
   it('has defaults that match the original ports', () => {
     const c = loadConfig({});
     expect(c).to.include({ host: '0.0.0.0', ioPort: 2120, apiPort: 2121, webPort: 2123, corsOrigins: '*' });
+    // stored messages on disk without Redis: a restart keeps them
+    expect(c).to.include({ store: 'embedded', dataDir: './data', redisUrl: null });
   });
 
   it('reads environment variables, and a flag wins over its variable', () => {
@@ -137,6 +140,15 @@ describe('start.ts', function () {
     expect(await exitCode(down)).to.equal(1);
     expect(down.stderr()).to.match(/^push server: cannot start: REDIS_URL redis:\/\/\*\*\*@127\.0\.0\.1:\d+: cannot connect/);
     for (const run of [bad, down]) expect(run.stdout() + run.stderr()).not.to.include('4711');
+  });
+
+  it('gives each test process a DATA_DIR of its own: two run side by side, neither in the project', async () => {
+    const settings = { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off' };
+    const runs = [spawnStart([], settings, 'a'), spawnStart([], settings, 'b')];
+    await Promise.all(runs.map((run) => run.started()));
+    const dirs = runs.map((run) => /\| engine embedded in (\S+) \|/.exec(run.stdout())?.[1]);
+    expect(dirs[0]).to.be.a('string').and.not.equal(dirs[1]);
+    for (const dir of dirs) expect(dir!.startsWith(tmpdir())).to.equal(true, `${dir} under ${tmpdir()}`);
   });
 
   it('stops with one clear line on a bad value', async () => {
