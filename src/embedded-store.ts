@@ -181,7 +181,9 @@ export class EmbeddedMessageStore implements MessageStore {
   ) {
     this.onExpired = options.onExpired ?? (() => {});
     try {
-      mkdirSync(dir, { recursive: true });
+      // only the server's user may read it: stored messages are push data, kept in clear.
+      // A DATA_DIR that exists keeps the mode its operator gave it
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
     } catch (err) {
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot create it (${describe(err)})`);
     }

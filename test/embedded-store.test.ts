@@ -3,7 +3,7 @@
 // that is taken by another server or corrupt.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -189,6 +189,8 @@ describe('STORE=embedded through start.ts', function () {
     const before = await first.started();
     expect(first.stdout()).to.include(`| engine embedded in ${join(cwd, 'data')} |`);
     expect(existsSync(join(cwd, 'data', 'store.mdb', 'data.mdb'))).to.equal(true);
+    // stored push data is for the server's user alone
+    expect(statSync(join(cwd, 'data')).mode & 0o777).to.equal(0o700);
     const push = await v1(before.apiUrl, '/push', { to: 'away', data: 'kept by default', ttl: 600 });
     expect(push.body).to.include({ stored: 1 });
     expect(await first.kill()).to.deep.equal({ code: null, signal: 'SIGKILL' });
