@@ -1,6 +1,8 @@
 // `npm run bench`: our server against the bare Socket.IO reference, same load, fresh
 // processes for every run, runs interleaved (ours, ref, ours, ref) so a machine that drifts
 // affects both alike. Settings: BENCH_* env vars (bench/options.ts, bench/README.md).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildServer } from '../scripts/build.ts';
@@ -34,12 +36,22 @@ async function buildServers(): Promise<void> {
   await buildServer(fileURLToPath(new URL('./reference-server.ts', import.meta.url)), SCRIPTS.ref);
 }
 
-function serverEnv(target: Target, options: Options): NodeJS.ProcessEnv {
+/** Our server's data dirs: one per run, removed after it, and on Ctrl-C. */
+const dataDirs = new Set<string>();
+
+function removeDataDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  dataDirs.delete(dir);
+}
+
+function serverEnv(target: Target, options: Options, dataDir: string): NodeJS.ProcessEnv {
   // Loopback and ephemeral ports are set last, so BENCH_SERVER_ENV cannot move them.
   const listen = { HOST, IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off' };
   // every simulated page comes from 127.0.0.1: the per-address connection cap (a production
-  // default of 1000) would refuse most of them, so the bench lifts it unless told otherwise
-  const bench = { MAX_CONNECTIONS_PER_IP: '0' };
+  // default of 1000) would refuse most of them, so the bench lifts it unless told otherwise;
+  // the default engine (embedded) gets a fresh DATA_DIR each run, never the project's ./data
+  // that an `npm start` may hold, and no messages left by an earlier run
+  const bench = { MAX_CONNECTIONS_PER_IP: '0', DATA_DIR: dataDir };
   return target === 'ours' ? { ...process.env, ...bench, ...options.serverEnv, ...listen } : { ...process.env, ...listen };
 }
 
@@ -55,8 +67,10 @@ async function runOnce(target: Target, clients: number, rep: number, options: Op
   let fleet: Fleet | undefined;
   let pusher: Pusher | undefined;
   let started = false;
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-data-'));
+  dataDirs.add(dataDir);
   try {
-    server = new Child(`${target} server`, SCRIPTS[target], serverEnv(target, options));
+    server = new Child(`${target} server`, SCRIPTS[target], serverEnv(target, options, dataDir));
     const [, ioPort, apiPort] = await server.waitForLine(PORTS_LINE, START_TIMEOUT_MS);
     started = true;
     fleet = await Fleet.start(options.clientProcesses, START_TIMEOUT_MS);
@@ -95,6 +109,7 @@ async function runOnce(target: Target, clients: number, rep: number, options: Op
     } else if (server && started) {
       notes.push(`server died during the run (${server.exitStatus()}): ${server.output().slice(-300)}`);
     }
+    if (!server?.running) removeDataDir(dataDir); // one still running (a stop that hung) keeps it until exit
   }
   return { target, clients, rep, seconds: (performance.now() - startedAt) / 1000, figures, notes };
 }
@@ -144,7 +159,9 @@ async function main(): Promise<void> {
   console.log(`written: ${written.map((p) => p.slice(PROJECT_ROOT.length)).join(', ')}`);
 }
 
-stopChildrenOnExit('benchmark');
+stopChildrenOnExit('benchmark', () => {
+  for (const dir of dataDirs) removeDataDir(dir);
+});
 
 try {
   await main();
