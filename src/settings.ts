@@ -164,7 +164,7 @@ export const SETTINGS = {
   maxStoreBytes: setting(
     'MAX_STORE_BYTES',
     '67108864',
-    'estimated bytes of stored messages in all (STORE=embedded: their size on disk); past it the oldest are dropped',
+    'bytes of stored messages in all, each (uid, message) counted as its data size plus 450; past it the oldest are dropped (STORE=embedded: its file levels off at about 1.5-3 times this and never shrinks)',
     positiveInt(64 * 1024 * 1024 * 1024),
   ),
   maxScheduled: setting(
