@@ -93,7 +93,7 @@ describe('EmbeddedMessageStore', () => {
     expect((await again.pending('b')).map((m) => m.id)).to.deep.equal(['m1', 'm3']);
     expect(await again.stats()).to.include({ messages: stats.messages, bytes: stats.bytes, scheduled: 1, scheduledBytes: stats.scheduledBytes });
     expect(await again.claim('key', now + 60_000)).to.deep.equal({ first: false, result: { id: 'key', at: 1 } });
-    expect((await again.takeDue(now + 60_000)).map((p) => p.spec.id)).to.deep.equal(['s']);
+    expect((await again.claimDue(now + 60_000, now + 120_000, 10)).map((c) => c.push.spec.id)).to.deep.equal(['s']);
     // the per-uid bound counts what was kept before
     for (let i = 0; i < 8; i++) await again.add(['a'], { id: `n${i}`, event: 'e', data: i, ts: now, expiresAt: now + 60_000 }, 100);
     expect((await again.pending('a')).map((m) => m.id).slice(0, 2)).to.deep.equal(['m2', 'm3']);
