@@ -442,19 +442,22 @@ export class EmbeddedMessageStore implements MessageStore {
   }
 
   /**
-   * Makes every claim left in the store due at `now`. Only one process holds DATA_DIR (its lock
-   * file), so at open each claim is a dead process's, whose pushes may or may not have been
-   * made: they fire at once rather than after their lease. The claim count stays.
+   * Makes every claim left in the store due again at once: at its push's own time, or `now`
+   * when that is later (never, for a push that was claimed: it was due). Only one process
+   * holds DATA_DIR (its lock file), so at open each claim is a dead process's, whose pushes may
+   * or may not have been made: they fire at the restart rather than after their lease, in their
+   * order. The claim count stays.
    */
   private releaseClaims(now: number): void {
     const stale: [string, Waiting][] = [];
     for (const { key, value } of this.waiting.getRange()) if (value.claim !== undefined) stale.push([key, value]);
     if (stale.length === 0) return;
     this.root.transactionSync(() => {
-      for (const [id, waiting] of stale) {
-        this.due.remove([waiting.at, id]);
-        this.due.put([now, id], true);
-        this.waiting.put(id, { at: now, json: waiting.json, ...(waiting.claims === undefined ? {} : { claims: waiting.claims }) });
+      for (const [id, { at: lease, json, claims }] of stale) {
+        const at = Math.min((JSON.parse(json) as ScheduledPush).at, now);
+        this.due.remove([lease, id]);
+        this.due.put([at, id], true);
+        this.waiting.put(id, { at, json, ...(claims === undefined ? {} : { claims }) });
       }
     });
   }

@@ -82,6 +82,18 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       expect(await store.pending('a')).to.have.length(1);
     });
 
+    it('stores a push made again (a scheduled push claimed again) once per uid: only uids without it get it', async () => {
+      const store = await open();
+      const first = message('again');
+      expect(await store.add(['a', 'b'], first, 10)).to.equal(2);
+      // made again later: a new ts and expiry, as Delivery makes them; the kept one stays
+      const remade = { ...message('again'), ts: first.ts + 1000, expiresAt: first.expiresAt + 1000 };
+      expect(await store.add(['a', 'b', 'c'], remade, 10)).to.equal(1);
+      expect(await store.pending('a')).to.deep.equal([first]);
+      expect(await store.pending('c')).to.deep.equal([remade]);
+      expect(await store.stats()).to.include({ messages: 3 });
+    });
+
     it('drops the oldest past the per-uid bound and counts it', async () => {
       const store = await open({ maxPendingPerUid: 2 });
       for (const id of ['m1', 'm2', 'm3']) await store.add(['a'], message(id), 10);
