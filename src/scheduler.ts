@@ -7,8 +7,8 @@
 // they hold) and goes out live with the same id (docs/protocol.md, "Scheduled pushes").
 // A push whose delivery fails goes back to the store to be tried again later, a bounded number
 // of times; when the store is away that put-back fails too, and the node holds the push (a
-// bounded number) until the store answers. One given up is logged and counted, never
-// dropped silently.
+// bounded number) until the store answers. One given up (its deliveries failed, or it was
+// claimed too often without being confirmed) is logged and counted, never dropped silently.
 import type { Delivery } from './delivery.ts';
 import type { Logger } from './log.ts';
 import { StoreUnavailableError, type MessageStore } from './message-store.ts';
@@ -59,8 +59,8 @@ export const UNCONFIRMED_PUSHES = 10 * CLAIM_BATCH;
 
 /**
  * Pushes, and their bytes as JSON, a node holds itself when putting them back failed too (the
- * store is away: the delivery failed for the same reason). Past either bound the push is
- * given up, logged and counted.
+ * store is away: the delivery failed for the same reason). Past either bound a push is not
+ * held: it stays in the store under its claim and is tried again when the lease ends.
  */
 export const HELD_PUSHES = 1000;
 export const HELD_BYTES = 16 * 1024 * 1024;
@@ -132,7 +132,7 @@ export class Scheduler {
       // delivery emits only after every store step worked, so a failed one sent nothing
       await this.delivery.push(c.push.spec);
     } catch (err) {
-      await this.putBack(c.push, err); // replaces the claimed entry
+      await this.putBack(c, err); // replaces the claimed entry
       return;
     }
     this.unconfirmed.push(c);
@@ -149,13 +149,20 @@ export class Scheduler {
     this.unconfirmed = [];
   }
 
-  private async putBack(push: ScheduledPush, err: unknown): Promise<void> {
+  /**
+   * Puts a push whose delivery failed back in the store, replacing its claim. When that fails
+   * too, the claimed push is still in the store and would be tried again when its lease ends;
+   * it is held here to be put back (with its attempts counted) as soon as the store answers.
+   */
+  private async putBack(claimed: ClaimedPush, err: unknown): Promise<void> {
+    const push = claimed.push;
     const failed = (push.attempts ?? 0) + 1;
     const id = push.spec.id;
     const reason = err instanceof Error ? err.message : String(err);
     if (failed >= SCHEDULED_ATTEMPTS) {
       this.log.error(`scheduled push ${id} dropped: its delivery failed ${failed} times, last: ${reason}`);
       this.observer.dropped();
+      this.unconfirmed.push(claimed); // removed from the store by the next confirmation
       return;
     }
     const wait = retryDelay(failed);
@@ -167,11 +174,11 @@ export class Scheduler {
       const why = putBackFailure instanceof Error ? putBackFailure.message : String(putBackFailure);
       const bytes = Buffer.byteLength(JSON.stringify(again));
       if (this.held.size >= HELD_PUSHES || this.heldBytes + bytes > HELD_BYTES) {
-        this.log.error(
-          `scheduled push ${id} dropped: its delivery failed (${reason}) and it could not be put back (${why}); ` +
-            `${this.held.size} pushes (${this.heldBytes} bytes) wait to be put back already`,
+        this.log.warn(
+          `scheduled push ${id}: delivery failed (${reason}) and it could not be put back (${why}); ` +
+            `${this.held.size} pushes (${this.heldBytes} bytes) wait to be put back already: it stays in the store ` +
+            `under its claim and is tried again when the lease ends`,
         );
-        this.observer.dropped();
         return;
       }
       this.held.set(id, { push: again, bytes });
@@ -195,8 +202,9 @@ export class Scheduler {
   }
 
   /**
-   * Stops the timer; resolves once the due pushes being fired are out (or put back). What could
-   * not be put back goes with this process: said and counted, not dropped silently.
+   * Stops the timer; resolves once the due pushes being fired are out (or put back) and
+   * confirmed. What could not be put back or confirmed stays in the store under its claim and is
+   * made again when the lease ends: said, not silent.
    */
   async close(): Promise<void> {
     await this.task.close();
@@ -206,9 +214,9 @@ export class Scheduler {
       this.log.warn(`scheduled pushes: ${this.unconfirmed.length} made but not confirmed at shutdown (${why}); they are made again when their lease ends`);
     });
     this.unconfirmed = [];
+    await this.putBackHeld();
     for (const id of this.held.keys()) {
-      this.log.error(`scheduled push ${id} dropped at shutdown: it could not be put back in the store`);
-      this.observer.dropped();
+      this.log.warn(`scheduled push ${id}: not put back at shutdown (the store is away); it stays in the store under its claim and is tried again when the lease ends`);
     }
     this.held.clear();
     this.heldBytes = 0;
