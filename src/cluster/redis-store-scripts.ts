@@ -1,6 +1,6 @@
 // The Lua scripts of the Redis message store (redis-store.ts), and the key layout they share.
 // Each change that touches several keys is one script, so every node sees it whole and two
-// nodes never take the same due push.
+// nodes never claim the same due push at once.
 import { createHash } from 'node:crypto';
 import type { RedisClient } from './redis-client.ts';
 

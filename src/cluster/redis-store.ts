@@ -1,7 +1,7 @@
 // The MessageStore in Redis, shared by every node of a cluster: kept messages, idempotency
 // keys and scheduled pushes, with the semantics of MemoryMessageStore. Each change that
 // touches several keys is one Lua script, so every node sees it whole and two nodes never
-// take the same due push.
+// claim the same due push at once.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { PeriodicTask } from '../periodic.ts';
