@@ -219,12 +219,17 @@ export class EmbeddedMessageStore implements MessageStore {
       this.due = sub('due');
       this.meta = sub('meta');
       this.counters = { ...NO_COUNTERS, ...this.meta.get('counters') };
-      this.releaseClaims(Date.now());
     } catch (err) {
       this.unlock();
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot open the store, unreadable or corrupt (${describe(err)})`);
     }
     const log = options.log;
+    try {
+      this.releaseClaims(Date.now());
+    } catch (err) {
+      // a full disk must not stop the start: the claims are then taken again when their lease ends
+      log?.warn(`message store: cannot make the scheduled pushes a stopped server had claimed due now (${describe(err)}); they fire when their claims' lease ends`);
+    }
     this.sweeper = new PeriodicTask(() => this.sweep(Date.now()), {
       everyMs: SWEEP_MS,
       failing: (err) => log?.warn(`message store: sweeping expired messages failed (${describe(err)}); retrying every ${SWEEP_MS} ms`),

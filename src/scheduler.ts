@@ -105,16 +105,18 @@ export class Scheduler {
     for (;;) {
       const claimedAt = Date.now();
       const claimed = await this.store.claimDue(claimedAt, claimedAt + CLAIM_LEASE_MS, CLAIM_BATCH);
+      let slow = false;
       for (const [i, c] of claimed.entries()) {
         if (Date.now() - claimedAt > CLAIM_FIRE_MS) {
           const left = claimed.length - i;
           this.log.warn(`scheduled pushes: a claimed batch is slow to make; ${left} left to be claimed again in ${CLAIM_LEASE_MS - CLAIM_FIRE_MS} ms`);
+          slow = true;
           break;
         }
         await this.fire(c);
       }
       await this.confirm();
-      if (claimed.length < CLAIM_BATCH) return;
+      if (slow || claimed.length < CLAIM_BATCH) return;
     }
   }
 
