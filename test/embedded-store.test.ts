@@ -13,7 +13,7 @@ import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
 import { STRICT } from './support/requirements.ts';
 import { legacyPush } from './support/server.ts';
-import { CLAIM_BATCH, CLAIM_LEASE_MS } from '../src/scheduler.ts';
+import { CLAIM_BATCH } from '../src/scheduler.ts';
 import { occurrences, spawnStart, type StartProcess } from './support/start-process.ts';
 import { until } from './support/until.ts';
 
@@ -285,17 +285,18 @@ describe('STORE=embedded through start.ts', function () {
 
     const second = startEmbedded(dir, 'second', env);
     const after = await second.started();
-    // the batch the killed server had claimed fires at once, not when its lease would end
-    await second.waitForOutput(/scheduled push \S+: claimed again \(claim 2\)/, CLAIM_LEASE_MS / 3);
     await until(async () => (await metric(after.apiUrl, 'push_scheduled_pushes')) === 0, 'every push to be made', 60_000, 100);
     const messages = (await v1(after.apiUrl, '/users/away/messages')).body.messages as { id: string }[];
     const ids = messages.map((m) => m.id);
     expect(ids).to.have.length(count);
     expect(new Set(ids).size).to.equal(count);
-    expect([...ids].sort()).to.deep.equal([...scheduled].sort());
+    // stored in the order they were due (one time, so by id): the rest of the batch the killed
+    // server had claimed came first after the restart, not after the others when its lease ended
+    expect(ids).to.deep.equal([...scheduled].sort());
     expect(await metric(after.apiUrl, 'push_scheduled_dropped_total')).to.equal(0);
-    // one batch at most was under a claim when the server was killed
-    expect(occurrences(second.output(), /claimed again/)).to.be.within(1, CLAIM_BATCH);
+    // one batch at most was under a claim when the server was killed (none when the kill fell
+    // between two batches)
+    expect(occurrences(second.output(), /claimed again \(claim 2\)/)).to.be.at.most(CLAIM_BATCH);
   });
 
   it('stops a second server on the same DATA_DIR with one line; SIGTERM closes the store and frees it', async () => {
