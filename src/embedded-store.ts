@@ -2,11 +2,12 @@
 // survive a restart of a single node. LMDB (the lmdb package): every change is one write
 // transaction, committed and fsynced before its promise resolves, so nothing a push was
 // answered for is lost to a SIGKILL or a power loss. The semantics are MemoryMessageStore's.
+import { randomUUID } from 'node:crypto';
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from './log.ts';
-import { idempotencyKeyBytes, StoreUnavailableError, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
+import { idempotencyKeyBytes, StoreUnavailableError, type ClaimedPush, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from './messages.ts';
 import { PeriodicTask } from './periodic.ts';
 
@@ -29,8 +30,13 @@ interface HeldKey {
   result: KeptAnswer | null;
 }
 interface Waiting {
+  /** When it is due: for a claimed push, its lease's end. */
   at: number;
   json: string;
+  /** Claims made on it (claimDue), absent before the first. */
+  claims?: number;
+  /** The claim it is under, absent when none. */
+  claim?: string;
 }
 /** What stats() counts, kept in the same transactions as the data. */
 interface Counters {
@@ -220,6 +226,12 @@ export class EmbeddedMessageStore implements MessageStore {
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot open the store, unreadable or corrupt (${describe(err)})`);
     }
     const log = options.log;
+    try {
+      this.releaseClaims(Date.now());
+    } catch (err) {
+      // a full disk must not stop the start: the claims are then taken again when their lease ends
+      log?.warn(`message store: cannot make the scheduled pushes a stopped server had claimed due now (${describe(err)}); they fire when their claims' lease ends`);
+    }
     this.sweeper = new PeriodicTask(() => this.sweep(Date.now()), {
       everyMs: SWEEP_MS,
       failing: (err) => log?.warn(`message store: sweeping expired messages failed (${describe(err)}); retrying every ${SWEEP_MS} ms`),
@@ -396,26 +408,64 @@ export class EmbeddedMessageStore implements MessageStore {
       if (!waiting) continue;
       const size = Buffer.byteLength(waiting.json);
       if (page.length >= limit || (page.length > 0 && bytes + size > maxBytes)) return { scheduled: page, next: last };
-      page.push(JSON.parse(waiting.json) as ScheduledPush);
+      page.push({ ...(JSON.parse(waiting.json) as ScheduledPush), at });
       bytes += size;
       last = { at, id };
     }
     return { scheduled: page, next: null };
   }
 
-  /**
-   * Claim-then-fire: the due pushes leave the store in one durable transaction before they are
-   * handed out, so a kill while firing loses the ones taken rather than firing them twice.
-   */
-  async takeDue(now: number): Promise<ScheduledPush[]> {
+  async claimDue(now: number, leaseUntil: number, limit: number): Promise<ClaimedPush[]> {
     if (!this.has(this.due, now)) return []; // no write (and no fsync) on an idle tick
-    return this.write((c) => {
-      const due: ScheduledPush[] = [];
-      for (const [, id] of [...this.due.getKeys({ end: [now, '\uffff'] })]) {
-        const push = this.unschedule(c, id);
-        if (push && push.at <= now) due.push(push);
+    const claim = randomUUID();
+    // one durable transaction: a claim is on disk before its pushes are handed out
+    return this.write(() => {
+      const claimed: ClaimedPush[] = [];
+      for (const [at, id] of [...this.due.getKeys({ end: [now, '\uffff'], limit })]) {
+        this.due.remove([at, id]);
+        const waiting = this.waiting.get(id);
+        if (!waiting) continue; // not expected: unschedule removes both
+        const claims = (waiting.claims ?? 0) + 1;
+        this.waiting.put(id, { at: leaseUntil, json: waiting.json, claims, claim });
+        claimed.push({ push: JSON.parse(waiting.json) as ScheduledPush, claim, claims });
       }
-      return due;
+      // indexed after the loop: a lease that is not after `now` is not claimed twice in one call
+      for (const { push } of claimed) this.due.put([leaseUntil, push.spec.id], true);
+      return claimed;
+    });
+  }
+
+  async fired(claimed: readonly ClaimedPush[]): Promise<number> {
+    if (claimed.length === 0) return 0;
+    return this.write((c) => {
+      let removed = 0;
+      for (const { push, claim } of claimed) {
+        if (this.waiting.get(push.spec.id)?.claim !== claim) continue;
+        this.unschedule(c, push.spec.id);
+        removed++;
+      }
+      return removed;
+    });
+  }
+
+  /**
+   * Makes every claim left in the store due again at once: at its push's own time, or `now`
+   * when that is later (never, for a push that was claimed: it was due). Only one process
+   * holds DATA_DIR (its lock file), so at open each claim is a dead process's, whose pushes may
+   * or may not have been made: they fire at the restart rather than after their lease, in their
+   * order. The claim count stays.
+   */
+  private releaseClaims(now: number): void {
+    const stale: [string, Waiting][] = [];
+    for (const { key, value } of this.waiting.getRange()) if (value.claim !== undefined) stale.push([key, value]);
+    if (stale.length === 0) return;
+    this.root.transactionSync(() => {
+      for (const [id, { at: lease, json, claims }] of stale) {
+        const at = Math.min((JSON.parse(json) as ScheduledPush).at, now);
+        this.due.remove([lease, id]);
+        this.due.put([at, id], true);
+        this.waiting.put(id, { at, json, ...(claims === undefined ? {} : { claims }) });
+      }
     });
   }
 

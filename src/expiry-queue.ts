@@ -30,10 +30,10 @@ export class ExpiryQueue<K> {
     }
   }
 
-  /** Removes and returns the keys due at or before `now`, earliest first. */
-  popDue(now: number): K[] {
+  /** Removes and returns the keys due at or before `now`, earliest first, at most `limit`. */
+  popDue(now: number, limit = Infinity): K[] {
     const due: K[] = [];
-    while (this.heap.length > 0 && this.heap[0]!.at <= now) due.push(this.popMin().key);
+    while (due.length < limit && this.heap.length > 0 && this.heap[0]!.at <= now) due.push(this.popMin().key);
     return due;
   }
 

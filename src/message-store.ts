@@ -1,6 +1,7 @@
 // What the server keeps between pushes: stored messages awaiting an ack, idempotency keys and
 // scheduled pushes. One interface; the in-memory implementation is the single-node default,
 // and a cluster swaps in a shared one.
+import { randomUUID } from 'node:crypto';
 import { ExpiryQueue } from './expiry-queue.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from './messages.ts';
 
@@ -20,6 +21,22 @@ export type ScheduleOutcome = 'scheduled' | 'count' | 'bytes';
 export interface ScheduledCursor {
   at: number;
   id: string;
+}
+
+/**
+ * A due push handed out by claimDue(). It stays in the store, due again when the claim's lease
+ * ends, until fired() confirms it was made: a claimer that dies (or loses the store) before
+ * confirming leaves it to be claimed again, so it is never lost, at worst made twice.
+ */
+export interface ClaimedPush {
+  push: ScheduledPush;
+  /** Names this claim: fired() removes the push only while it is still under this claim. */
+  claim: string;
+  /**
+   * Claims made on the push as stored, this one included. Above 1, an earlier claimer did not
+   * confirm it (it died or lost the store) and it may have been made already.
+   */
+  claims: number;
 }
 
 export interface ScheduledPage {
@@ -90,8 +107,19 @@ export interface MessageStore {
    * and no more than `maxBytes` of JSON unless one alone is larger (a page holds at least one).
    */
   scheduled(after: ScheduledCursor | null, limit: number, maxBytes: number): Promise<ScheduledPage>;
-  /** Removes and returns the pushes due by `now`; each is returned once. */
-  takeDue(now: number): Promise<ScheduledPush[]>;
+  /**
+   * Claims up to `limit` of the pushes due by `now`, soonest first: each stays in the store,
+   * due again at `leaseUntil`, and counts one more claim. A push is handed to one caller per
+   * lease, however many nodes claim at once. Listing shows a claimed push at `leaseUntil`;
+   * cancel() removes it (what was sent already stays sent).
+   */
+  claimDue(now: number, leaseUntil: number, limit: number): Promise<ClaimedPush[]>;
+  /**
+   * Confirms claimed pushes made: removes each one still under its claim. One scheduled again
+   * meanwhile (a put-back, the same id scheduled anew) or cancelled is left as it is: never
+   * removed, never brought back. Resolves how many were removed.
+   */
+  fired(claimed: readonly ClaimedPush[]): Promise<number>;
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
 }
@@ -147,7 +175,7 @@ export class MemoryMessageStore implements MessageStore {
    * Kept as JSON: what is counted against MAX_SCHEDULED_BYTES is then what the heap holds
    * (UTF-8 bytes are at least a string's own bytes), not an estimate of a parsed object.
    */
-  private readonly waiting = new Map<string, { at: number; json: string; bytes: number }>();
+  private readonly waiting = new Map<string, { at: number; json: string; bytes: number; claims: number; claim: string | null }>();
   private scheduledBytes = 0;
   private readonly dueQueue = new ExpiryQueue<string>();
 
@@ -235,7 +263,8 @@ export class MemoryMessageStore implements MessageStore {
       if (this.scheduledBytes - (old?.bytes ?? 0) + bytes > this.limits.maxScheduledBytes) return 'bytes';
     }
     this.scheduledBytes += bytes - (old?.bytes ?? 0);
-    this.waiting.set(push.spec.id, { at: push.at, json, bytes });
+    // a push scheduled again (a put-back) replaces a claim on its id: that claim's fired() leaves it
+    this.waiting.set(push.spec.id, { at: push.at, json, bytes, claims: 0, claim: null });
     this.dueQueue.push(push.at, push.spec.id);
     return 'scheduled';
   }
@@ -256,21 +285,41 @@ export class MemoryMessageStore implements MessageStore {
       if (page.length >= limit || (page.length > 0 && bytes + w.bytes > maxBytes)) {
         return { scheduled: page, next: last };
       }
-      page.push(JSON.parse(w.json) as ScheduledPush);
+      page.push({ ...(JSON.parse(w.json) as ScheduledPush), at: w.at });
       bytes += w.bytes;
       last = { at: w.at, id };
     }
     return { scheduled: page, next: null };
   }
 
-  async takeDue(now: number): Promise<ScheduledPush[]> {
-    const due: ScheduledPush[] = [];
-    for (const id of this.dueQueue.popDue(now)) {
-      const waiting = this.waiting.get(id);
-      // a cancelled push, or one re-scheduled later under the same id, is not due now
-      if (waiting && waiting.at <= now) due.push(this.unschedule(id)!);
+  async claimDue(now: number, leaseUntil: number, limit: number): Promise<ClaimedPush[]> {
+    const claim = randomUUID();
+    const claimed: ClaimedPush[] = [];
+    // stale entries (a cancelled push, or one scheduled or claimed again later) are skipped
+    for (let due = this.dueQueue.popDue(now, limit); due.length > 0; due = this.dueQueue.popDue(now, limit - claimed.length)) {
+      for (const id of due) {
+        const waiting = this.waiting.get(id);
+        if (!waiting || waiting.at > now) continue;
+        waiting.at = leaseUntil;
+        waiting.claims++;
+        waiting.claim = claim;
+        claimed.push({ push: JSON.parse(waiting.json) as ScheduledPush, claim, claims: waiting.claims });
+      }
+      if (claimed.length >= limit) break;
     }
-    return due;
+    // queued after the loop: a lease that is not after `now` must not be claimed twice in one call
+    for (const { push } of claimed) this.dueQueue.push(leaseUntil, push.spec.id);
+    return claimed;
+  }
+
+  async fired(claimed: readonly ClaimedPush[]): Promise<number> {
+    let removed = 0;
+    for (const { push, claim } of claimed) {
+      if (this.waiting.get(push.spec.id)?.claim !== claim) continue;
+      this.unschedule(push.spec.id);
+      removed++;
+    }
+    return removed;
   }
 
   async stats(): Promise<StoreStats> {

@@ -167,7 +167,7 @@ export class Metrics {
     this.scheduledDroppedTotal = zeroed(
       new Counter({
         name: `${prefix}scheduled_dropped_total`,
-        help: 'Scheduled pushes given up after their deliveries failed (or could not be put back), on this node.',
+        help: 'Scheduled pushes given up after their deliveries failed, or after claims never confirmed made, on this node.',
         registers,
       }).labels(),
     );

@@ -13,7 +13,8 @@ import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
 import { STRICT } from './support/requirements.ts';
 import { legacyPush } from './support/server.ts';
-import { spawnStart, type StartProcess } from './support/start-process.ts';
+import { CLAIM_BATCH } from '../src/scheduler.ts';
+import { occurrences, spawnStart, type StartProcess } from './support/start-process.ts';
 import { until } from './support/until.ts';
 
 const SECRET = 'embedded-test-secret-0123';
@@ -27,8 +28,16 @@ function dataDir(): string {
 }
 
 /** start.ts with the embedded store in `dir`, on free ports. */
-function startEmbedded(dir: string, name = ''): StartProcess {
-  return spawnStart([], { STORE: 'embedded', DATA_DIR: dir, IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', PUSH_SECRET: SECRET }, name);
+function startEmbedded(dir: string, name = '', env: Record<string, string> = {}): StartProcess {
+  return spawnStart([], { STORE: 'embedded', DATA_DIR: dir, IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', PUSH_SECRET: SECRET, ...env }, name);
+}
+
+/** A gauge or counter of GET /metrics. */
+async function metric(apiUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${apiUrl}/metrics`)).text();
+  const match = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+  if (!match) throw new Error(`no ${name} in the metrics`);
+  return Number(match[1]);
 }
 
 async function v1(apiUrl: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -93,10 +102,31 @@ describe('EmbeddedMessageStore', () => {
     expect((await again.pending('b')).map((m) => m.id)).to.deep.equal(['m1', 'm3']);
     expect(await again.stats()).to.include({ messages: stats.messages, bytes: stats.bytes, scheduled: 1, scheduledBytes: stats.scheduledBytes });
     expect(await again.claim('key', now + 60_000)).to.deep.equal({ first: false, result: { id: 'key', at: 1 } });
-    expect((await again.takeDue(now + 60_000)).map((p) => p.spec.id)).to.deep.equal(['s']);
+    expect((await again.claimDue(now + 60_000, now + 120_000, 10)).map((c) => c.push.spec.id)).to.deep.equal(['s']);
     // the per-uid bound counts what was kept before
     for (let i = 0; i < 8; i++) await again.add(['a'], { id: `n${i}`, event: 'e', data: i, ts: now, expiresAt: now + 60_000 }, 100);
     expect((await again.pending('a')).map((m) => m.id).slice(0, 2)).to.deep.equal(['m2', 'm3']);
+  });
+
+  it('opens with the claims a closed store left due at once, at their own time and in order, their claims counted', async () => {
+    const dir = dataDir();
+    const first = new EmbeddedMessageStore(dir, LIMITS);
+    const now = Date.now();
+    const spec = (id: string) => ({ id, to: ['a'], event: 'e', data: id, ttlMs: 60_000, bytes: 1 });
+    for (const [i, id] of ['s0', 's1', 's2'].entries()) await first.schedule({ at: now - 100 + i, spec: spec(id) });
+    await first.schedule({ at: now + 60_000, spec: spec('later') });
+    // claimed under a long lease, never confirmed: the process holding them went away
+    expect((await first.claimDue(now, now + 3_600_000, 2)).map((c) => c.push.spec.id)).to.deep.equal(['s0', 's1']);
+    await first.close();
+
+    const again = new EmbeddedMessageStore(dir, LIMITS);
+    onCleanup(() => again.close());
+    const listed = (await again.scheduled(null, 10, 1 << 20)).scheduled.map((p) => [p.spec.id, p.at - now]);
+    expect(listed).to.deep.equal([['s0', -100], ['s1', -99], ['s2', -98], ['later', 60_000]]);
+    const claimed = await again.claimDue(Date.now(), Date.now() + 60_000, 10);
+    expect(claimed.map((c) => [c.push.spec.id, c.claims])).to.deep.equal([['s0', 2], ['s1', 2], ['s2', 1]]);
+    expect(await again.fired(claimed)).to.equal(3);
+    expect(await again.stats()).to.include({ scheduled: 1 });
   });
 });
 
@@ -242,6 +272,52 @@ describe('STORE=embedded through start.ts', function () {
     await until(async () => ((await v1(after.apiUrl, '/users/sched/messages')).body.messages as unknown[]).length === 0, 'the ack');
     expect(sched.received('message')).to.have.length(1);
     expect((await v1(after.apiUrl, '/scheduled')).body.scheduled).to.have.length(1);
+  });
+
+  it('makes every scheduled push once across a SIGKILL in the middle of firing them: none lost, none stored twice', async function () {
+    this.timeout(180_000);
+    const count = 3000;
+    const dir = dataDir();
+    const env = { MAX_PENDING_PER_UID: String(count), MAX_SCHEDULED: String(count) };
+    const first = startEmbedded(dir, 'first', env);
+    const { apiUrl } = await first.started();
+    // all due at one moment, after they are all scheduled: 3000 fsynced writes take a few seconds
+    const at = Date.now() + 10_000;
+    const scheduled: string[] = [];
+    const batches = Array.from({ length: count / 100 }, (_, b) =>
+      Array.from({ length: 100 }, (_, i) => ({ to: 'away', data: b * 100 + i, ttl: 600, at: new Date(at).toISOString() })),
+    );
+    // four batches in flight at a time: their writes share commits
+    for (let b = 0; b < batches.length; b += 4) {
+      const answers = await Promise.all(batches.slice(b, b + 4).map((messages) => v1(apiUrl, '/push/batch', { messages })));
+      for (const answer of answers) {
+        for (const result of answer.body.results as { status: number; id: string }[]) {
+          expect(result.status).to.equal(202);
+          scheduled.push(result.id);
+        }
+      }
+    }
+    expect(Date.now(), 'scheduling took longer than the delay given').to.be.below(at);
+    // killed while it makes them: some stored, not all
+    let stored = 0;
+    await until(async () => (stored = await metric(apiUrl, 'push_stored_messages')) >= count / 10, 'firing to start', 30_000);
+    expect(await first.kill()).to.deep.equal({ code: null, signal: 'SIGKILL' });
+    expect(stored, 'the kill came after the last push was made').to.be.below(count);
+
+    const second = startEmbedded(dir, 'second', env);
+    const after = await second.started();
+    await until(async () => (await metric(after.apiUrl, 'push_scheduled_pushes')) === 0, 'every push to be made', 60_000, 100);
+    const messages = (await v1(after.apiUrl, '/users/away/messages')).body.messages as { id: string }[];
+    const ids = messages.map((m) => m.id);
+    expect(ids).to.have.length(count);
+    expect(new Set(ids).size).to.equal(count);
+    // stored in the order they were due (one time, so by id): the rest of the batch the killed
+    // server had claimed came first after the restart, not after the others when its lease ended
+    expect(ids).to.deep.equal([...scheduled].sort());
+    expect(await metric(after.apiUrl, 'push_scheduled_dropped_total')).to.equal(0);
+    // one batch at most was under a claim when the server was killed (none when the kill fell
+    // between two batches)
+    expect(occurrences(second.output(), /claimed again \(claim 2\)/)).to.be.at.most(CLAIM_BATCH);
   });
 
   it('stops a second server on the same DATA_DIR with one line; SIGTERM closes the store and frees it', async () => {

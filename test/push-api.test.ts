@@ -5,7 +5,7 @@ import type { MessageMeta } from '../src/events.ts';
 import { silentLogger } from '../src/log.ts';
 import { idempotencyKeyBytes, MemoryMessageStore } from '../src/message-store.ts';
 import { RedisMessageStore } from '../src/cluster/redis-store.ts';
-import { SCHEDULED_ATTEMPTS } from '../src/scheduler.ts';
+import { MAX_CLAIMS, SCHEDULED_ATTEMPTS } from '../src/scheduler.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, type ClientVersion } from './support/clients.ts';
 import { recordingLogger } from './support/logger.ts';
@@ -163,7 +163,8 @@ forEachEngine('v1 push API', (start) => {
         const late = Date.now() - Date.parse(answer.body.at as string);
         expect(late, `${data} late by ${late} ms`).to.be.within(-20, 1000);
       }
-      expect((await v1(server, '/scheduled')).body.scheduled).to.deep.equal([]);
+      // listed (under its claim) until the node confirms it made it
+      await until(async () => ((await v1(server, '/scheduled')).body.scheduled as unknown[]).length === 0, 'the pushes to be confirmed');
     });
 
     it('lists waiting pushes, and a cancelled one never fires', async () => {
@@ -267,6 +268,50 @@ describe('v1 push API (memory only)', () => {
         const answer = await v1(server, `/scheduled?${bad}`);
         expect(answer.status, bad).to.equal(400);
       }
+    });
+  });
+
+  describe('scheduled pushes: claim then fire', () => {
+    const LIMITS = { maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 };
+    const spec = (id: string, to: string) => ({ id, to: [to], event: 'message', data: id, ttlMs: 60_000, bytes: 10 });
+
+    it('makes a push again with the same id when the node that claimed it died: stored once, live twice', async () => {
+      const store = new MemoryMessageStore(LIMITS);
+      onCleanup(() => store.close()); // the test's, not the server's: closed after it
+      const log = recordingLogger();
+      // a node claimed the push and stored its message, then died before confirming it
+      await store.schedule({ at: Date.now() - 10, spec: spec('twice', 'ann') });
+      const lease = Date.now() + 300;
+      const [dead] = await store.claimDue(Date.now(), lease, 10);
+      const ts = Date.now();
+      expect(await store.add(['ann'], { id: 'twice', event: 'message', data: 'twice', ts, expiresAt: ts + 60_000 }, 100)).to.equal(1);
+      const live = await startServer({ pushSecret: SECRET }, { store, log });
+      const page = await connectClient('v4', live.ioUrl);
+      await page.login('ann'); // the stored message comes at login
+      await until(() => log.lines.some((l) => l.includes('scheduled push twice: claimed again (claim 2)')), 'the lease to run out');
+      expect(Date.now()).to.be.at.least(lease);
+      await until(() => page.received('message').length === 2, 'the live emit');
+      // the same id both times: the SDK drops the second
+      expect(page.received('message').map(([d, meta]) => [d, (meta as MessageMeta).id])).to.deep.equal([['twice', 'twice'], ['twice', 'twice']]);
+      expect((await store.pending('ann')).map((m) => m.id)).to.deep.equal(['twice']);
+      await until(async () => (await store.stats()).scheduled === 0, 'the push to be confirmed');
+      expect(await store.fired([dead!])).to.equal(0);
+    });
+
+    it(`gives a push up after ${MAX_CLAIMS} claims never confirmed (its making kills the node), logged and counted`, async () => {
+      const store = new MemoryMessageStore(LIMITS);
+      onCleanup(() => store.close());
+      const log = recordingLogger();
+      const t0 = Date.now() - 1000;
+      await store.schedule({ at: t0, spec: spec('poison', 'bob') });
+      // claimed by nodes that each died making it, every lease run out already
+      for (let i = 1; i <= MAX_CLAIMS; i++) expect((await store.claimDue(t0 + i, t0 + i + 1, 10))[0]).to.deep.include({ claims: i });
+      const live = await startServer({ pushSecret: SECRET }, { store, log });
+      await until(() => log.lines.some((l) => l.startsWith('error: scheduled push poison dropped')), 'the push to be given up');
+      expect(log.lines.find((l) => l.includes('poison'))).to.include(`claimed ${MAX_CLAIMS + 1} times`);
+      await until(async () => (await store.stats()).scheduled === 0, 'the push to be removed');
+      expect(await store.pending('bob')).to.deep.equal([]);
+      expect(await (await fetch(`${live.apiUrl}/metrics`)).text()).to.match(/^push_scheduled_dropped_total 1$/m);
     });
   });
 

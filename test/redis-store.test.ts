@@ -4,14 +4,14 @@ import { expect } from 'chai';
 import { createServer as createHttpServer } from 'node:http';
 import { Server } from 'socket.io';
 import { silentLogger } from '../src/log.ts';
-import type { StoreLimits } from '../src/message-store.ts';
+import type { ClaimedPush, StoreLimits } from '../src/message-store.ts';
 import { RedisMessageStore } from '../src/cluster/redis-store.ts';
 import { messageStoreContract } from './contracts/message-store.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { sharedRedis, startRedis } from './support/redis-server.ts';
 import { recordingLogger } from './support/logger.ts';
 import { until } from './support/until.ts';
-import type { PushSpec, ScheduledPush } from '../src/messages.ts';
+import type { PushSpec } from '../src/messages.ts';
 import { closeRedis, connectRedis, RedisStartupError } from '../src/cluster/redis-client.ts';
 import { createRedisComponents } from '../src/cluster/components.ts';
 
@@ -57,7 +57,7 @@ describe('RedisMessageStore', () => {
     expect((await stores[1]!.pending('a')).map((m) => m.id)).to.deep.equal(['m2']);
   });
 
-  it('hands each due push to exactly one of several nodes taking at once', async () => {
+  it('hands each due push to exactly one of several nodes claiming at once', async () => {
     const prefix = freshPrefix();
     // two nodes: their own store and their own connection, one Redis
     const other = await connectRedis(shared.server().url, silentLogger);
@@ -68,21 +68,46 @@ describe('RedisMessageStore', () => {
     for (let i = 0; i < 200; i++) {
       expect(await stores[0]!.schedule({ at: now - 1000 + i, spec: spec(`p${i}`) })).to.equal('scheduled');
     }
-    const taken: ScheduledPush[][] = [[], []];
-    // both take repeatedly, concurrently, until nothing is left
+    const taken: ClaimedPush[][] = [[], []];
+    // both claim repeatedly, concurrently, in small batches, until nothing is due
     await Promise.all(
       stores.map(async (store, n) => {
         for (let round = 0; round < 50; round++) {
-          const due = await Promise.all([store.takeDue(now), store.takeDue(now)]);
+          const due = await Promise.all([store.claimDue(now, now + 60_000, 7), store.claimDue(now, now + 60_000, 7)]);
           for (const batch of due) taken[n]!.push(...batch);
-          if ((await store.stats()).scheduled === 0) return;
+          if (due.every((batch) => batch.length === 0)) return;
         }
       }),
     );
-    const ids = [...taken[0]!, ...taken[1]!].map((p) => p.spec.id);
+    const ids = [...taken[0]!, ...taken[1]!].map((c) => c.push.spec.id);
     expect(ids).to.have.length(200);
     expect(new Set(ids).size).to.equal(200);
-    expect(await stores[1]!.takeDue(now + 1000)).to.deep.equal([]);
+    expect(await stores[1]!.claimDue(now + 1000, now + 60_000, 1000)).to.deep.equal([]);
+    expect(await stores[0]!.fired(taken[1]!)).to.equal(taken[1]!.length);
+    expect(await stores[1]!.fired(taken[0]!)).to.equal(taken[0]!.length);
+    expect(await stores[0]!.stats()).to.include({ scheduled: 0, scheduledBytes: 0 });
+  });
+
+  it('gives the pushes of a node that claimed them and died to another node when the lease runs out', async () => {
+    const prefix = freshPrefix();
+    const other = await connectRedis(shared.server().url, silentLogger);
+    onCleanup(() => closeRedis(other));
+    const dead = new RedisMessageStore(other, LIMITS, silentLogger, { prefix });
+    const alive = open(LIMITS, prefix);
+    const now = Date.now();
+    for (const id of ['a', 'b']) await alive.schedule({ at: now - 10, spec: spec(id) });
+    const lease = Date.now() + 300;
+    // the node claims, then dies before making them: its store and connection go
+    expect((await dead.claimDue(Date.now(), lease, 10)).map((c) => c.push.spec.id)).to.deep.equal(['a', 'b']);
+    await dead.close();
+    await closeRedis(other);
+    expect(await alive.claimDue(Date.now(), Date.now() + 60_000, 10)).to.deep.equal([]);
+    let claimed: ClaimedPush[] = [];
+    await until(async () => (claimed = await alive.claimDue(Date.now(), Date.now() + 60_000, 10)).length > 0, 'the dead node\'s lease to run out');
+    expect(Date.now()).to.be.at.least(lease);
+    expect(claimed.map((c) => [c.push.spec.id, c.claims])).to.deep.equal([['a', 2], ['b', 2]]);
+    expect(await alive.fired(claimed)).to.equal(2);
+    expect(await alive.stats()).to.include({ scheduled: 0 });
   });
 
   it('sweeps expired messages once, counting them, whichever node sweeps', async () => {

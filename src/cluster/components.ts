@@ -93,7 +93,8 @@ function unavailableOnFailure(store: RedisMessageStore): MessageStore {
     schedule: wrap(store.schedule, true),
     cancel: wrap(store.cancel, true),
     scheduled: wrap(store.scheduled, false),
-    takeDue: wrap(store.takeDue, false),
+    claimDue: wrap(store.claimDue, true),
+    fired: wrap(store.fired, true),
     stats: wrap(store.stats, false),
     close: () => store.close(),
   };

@@ -1,6 +1,6 @@
 // The Lua scripts of the Redis message store (redis-store.ts), and the key layout they share.
 // Each change that touches several keys is one script, so every node sees it whole and two
-// nodes never take the same due push.
+// nodes never claim the same due push at once.
 import { createHash } from 'node:crypto';
 import type { RedisClient } from './redis-client.ts';
 
@@ -40,8 +40,9 @@ class LuaScript {
  *   key:<id>         idempotency key: '' while its push runs (PXAT its lease), then the
  *                    answer's JSON (PXAT until)
  *   keys             ZSET id -> lease or until: every idempotency key, for its byte count (keyBytes)
- *   scheduled        ZSET push id -> at
+ *   scheduled        ZSET push id -> when it is due: its at, or its claim's lease end
  *   specs            HASH push id -> ScheduledPush JSON (its length counts in scheduledBytes)
+ *   claims           HASH push id -> '<claims made> <claim>' for a claimed push (claimDue)
  * A pair is in q, m, entries, order and expiry, or in none: only the scripts below change them.
  */
 
@@ -199,6 +200,7 @@ local p = ARGV[1]
 local function unschedule(id)
   local spec = redis.call('HGET', p .. 'specs', id)
   redis.call('ZREM', p .. 'scheduled', id)
+  redis.call('HDEL', p .. 'claims', id)
   if not spec then return false end
   redis.call('HDEL', p .. 'specs', id)
   redis.call('HINCRBY', p .. 'counters', 'scheduledBytes', -#spec)
@@ -209,7 +211,7 @@ end
 /**
  * ARGV: prefix, id, at, ScheduledPush JSON, maxScheduled, maxScheduledBytes, putBack (1/0).
  * 'scheduled', or which bound refused it: 'count' or 'bytes'. A push already waiting under
- * the id is replaced.
+ * the id is replaced, a claim on it too (that claim's FIRED leaves the new push).
  */
 export const SCHEDULE = new LuaScript(`${UNSCHEDULE}
 local id, json = ARGV[2], ARGV[4]
@@ -234,8 +236,8 @@ return unschedule(ARGV[2]) and 1 or 0
 /**
  * ARGV: prefix, after's at ('' for the first page), after's id, limit, maxBytes. A page of
  * waiting pushes, soonest first (ties by id, as the sorted set orders them): {next at, next
- * id, JSON...}, next '' on the last page. Reads only the page: the start is found by rank
- * (by score when the cursor's push is gone meanwhile).
+ * id, then due time and JSON of each}, next '' on the last page. Reads only the page: the start
+ * is found by rank (by score when the cursor's push is gone meanwhile).
  */
 export const SCHEDULED = new LuaScript(`
 local p = ARGV[1]
@@ -264,6 +266,7 @@ for i = 1, #ids, 2 do
     out[1], out[2] = last[2], last[1]
     return out
   end
+  out[#out + 1] = ids[i + 1]
   out[#out + 1] = spec
   bytes, taken, last = bytes + #spec, taken + 1, {ids[i], ids[i + 1]}
 end
@@ -271,15 +274,45 @@ return out
 `);
 
 /**
- * ARGV: prefix, now. Removes and returns the pushes due by now, soonest first. Reading and
- * removing in one script is what makes each due push go to exactly one caller, however many
- * nodes call at the same moment.
+ * ARGV: prefix, now, lease end, limit, claim. Claims up to `limit` pushes due by now, soonest
+ * first: each stays, due again at the lease's end, and counts one more claim. Returns {claims
+ * made, JSON} for each. Reading and claiming in one script is what hands each due push to one
+ * caller per lease, however many nodes claim at the same moment.
  */
-export const TAKE_DUE = new LuaScript(`${UNSCHEDULE}
+export const CLAIM_DUE = new LuaScript(`
+local p, lease, claim = ARGV[1], ARGV[3], ARGV[5]
 local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'scheduled', '-inf', ARGV[2])) do
-  local spec = unschedule(id)
-  if spec then out[#out + 1] = spec end
+local claimed = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'scheduled', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))) do
+  local spec = redis.call('HGET', p .. 'specs', id)
+  if spec then
+    local held = redis.call('HGET', p .. 'claims', id)
+    local claims = (held and tonumber(string.match(held, '^%d+')) or 0) + 1
+    redis.call('HSET', p .. 'claims', id, claims .. ' ' .. claim)
+    claimed[#claimed + 1] = id
+    out[#out + 1] = claims
+    out[#out + 1] = spec
+  else
+    redis.call('ZREM', p .. 'scheduled', id) -- not expected: the scripts keep them together
+  end
 end
+-- moved after the loop: a lease that is not after now is not claimed twice in one call
+for _, id in ipairs(claimed) do redis.call('ZADD', p .. 'scheduled', lease, id) end
 return out
+`);
+
+/**
+ * ARGV: prefix, then id and claim of each push made. Removes each push still under that
+ * claim; one scheduled again or cancelled meanwhile is left as it is. Returns how many.
+ */
+export const FIRED = new LuaScript(`${UNSCHEDULE}
+local removed = 0
+for i = 2, #ARGV - 1, 2 do
+  local held = redis.call('HGET', p .. 'claims', ARGV[i])
+  if held and string.match(held, '^%d+ (.*)$') == ARGV[i + 1] then
+    unschedule(ARGV[i])
+    removed = removed + 1
+  end
+end
+return removed
 `);

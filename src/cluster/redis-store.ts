@@ -1,13 +1,14 @@
 // The MessageStore in Redis, shared by every node of a cluster: kept messages, idempotency
 // keys and scheduled pushes, with the semantics of MemoryMessageStore. Each change that
 // touches several keys is one Lua script, so every node sees it whole and two nodes never
-// take the same due push.
+// claim the same due push at once.
+import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { PeriodicTask } from '../periodic.ts';
-import { idempotencyKeyBytes, type ClaimResult, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type ExpiredListener, type StoreLimits, type StoreStats } from '../message-store.ts';
+import { idempotencyKeyBytes, type ClaimedPush, type ClaimResult, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type ExpiredListener, type StoreLimits, type StoreStats } from '../message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from '../messages.ts';
 import type { RedisClient } from './redis-client.ts';
-import { ACK, ADD, CANCEL, CLAIM, PENDING, RELEASE, SCHEDULE, SCHEDULED, SETTLE, SWEEP, TAKE_DUE } from './redis-store-scripts.ts';
+import { ACK, ADD, CANCEL, CLAIM, CLAIM_DUE, FIRED, PENDING, RELEASE, SCHEDULE, SCHEDULED, SETTLE, SWEEP } from './redis-store-scripts.ts';
 
 export interface RedisStoreOptions {
   /**
@@ -137,17 +138,32 @@ export class RedisMessageStore implements MessageStore {
 
   async scheduled(after: ScheduledCursor | null, limit: number, maxBytes: number): Promise<ScheduledPage> {
     const args = [this.prefix, after === null ? '' : ms(after.at), after?.id ?? '', String(limit), String(maxBytes)];
-    const [nextAt, nextId, ...specs] = toStrings(await SCHEDULED.run(this.client, args));
+    const [nextAt, nextId, ...items] = toStrings(await SCHEDULED.run(this.client, args));
+    const scheduled: ScheduledPush[] = [];
+    // the due time is the sorted set's: a claimed push's lease end, not its JSON's at
+    for (let i = 0; i + 1 < items.length; i += 2) scheduled.push({ ...(JSON.parse(items[i + 1]!) as ScheduledPush), at: Number(items[i]) });
     return {
-      scheduled: specs.map((json) => JSON.parse(json) as ScheduledPush),
+      scheduled,
       // the cursor holds the sorted set's score (whole ms), which the script compares
       next: nextAt ? { at: Number(nextAt), id: nextId ?? '' } : null,
     };
   }
 
-  async takeDue(now: number): Promise<ScheduledPush[]> {
-    const reply = await TAKE_DUE.run(this.client, [this.prefix, String(Math.floor(now))]);
-    return toStrings(reply).map((json) => JSON.parse(json) as ScheduledPush);
+  async claimDue(now: number, leaseUntil: number, limit: number): Promise<ClaimedPush[]> {
+    const claim = randomUUID();
+    const reply = await CLAIM_DUE.run(this.client, [this.prefix, String(Math.floor(now)), ms(leaseUntil), String(limit), claim]);
+    if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
+    const claimed: ClaimedPush[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      claimed.push({ push: JSON.parse(String(reply[i + 1])) as ScheduledPush, claim, claims: toNumber(reply[i]) });
+    }
+    return claimed;
+  }
+
+  async fired(claimed: readonly ClaimedPush[]): Promise<number> {
+    if (claimed.length === 0) return 0;
+    const args = [this.prefix, ...claimed.flatMap(({ push, claim }) => [push.spec.id, claim])];
+    return toNumber(await FIRED.run(this.client, args));
   }
 
   async stats(): Promise<StoreStats> {

@@ -1,7 +1,7 @@
 // The MessageStore contract, run against every implementation (memory and Redis).
 import { expect } from 'chai';
 import { until as waitUntil } from '../support/until.ts';
-import { idempotencyKeyBytes, type MessageStore, type ScheduledCursor, type StoreLimits } from '../../src/message-store.ts';
+import { idempotencyKeyBytes, type ClaimedPush, type MessageStore, type ScheduledCursor, type StoreLimits } from '../../src/message-store.ts';
 import type { PushSpec, ScheduledPush, StoredMessage } from '../../src/messages.ts';
 
 export type StoreFactory = (limits: StoreLimits) => Promise<MessageStore>;
@@ -31,6 +31,10 @@ function bigSpec(id: string): PushSpec {
 
 function jsonBytes(push: ScheduledPush): number {
   return Buffer.byteLength(JSON.stringify(push));
+}
+
+function ids(claimed: readonly ClaimedPush[]): string[] {
+  return claimed.map((c) => c.push.spec.id);
 }
 
 /** Every page from the first, by cursor. */
@@ -76,6 +80,18 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       await store.add(['a'], message('m1'), 10);
       expect(await store.add(['a'], message('m1'), 10)).to.equal(0);
       expect(await store.pending('a')).to.have.length(1);
+    });
+
+    it('stores a push made again (a scheduled push claimed again) once per uid: only uids without it get it', async () => {
+      const store = await open();
+      const first = message('again');
+      expect(await store.add(['a', 'b'], first, 10)).to.equal(2);
+      // made again later: a new ts and expiry, as Delivery makes them; the kept one stays
+      const remade = { ...message('again'), ts: first.ts + 1000, expiresAt: first.expiresAt + 1000 };
+      expect(await store.add(['a', 'b', 'c'], remade, 10)).to.equal(1);
+      expect(await store.pending('a')).to.deep.equal([first]);
+      expect(await store.pending('c')).to.deep.equal([remade]);
+      expect(await store.stats()).to.include({ messages: 3 });
     });
 
     it('drops the oldest past the per-uid bound and counts it', async () => {
@@ -142,10 +158,75 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       expect((await store.scheduled(null, 10, 1 << 20)).scheduled.map((s) => s.spec.id)).to.deep.equal(['due', 'cancelled', 'late']);
       expect(await store.cancel('cancelled')).to.equal(true);
       expect(await store.cancel('cancelled')).to.equal(false);
-      expect((await store.takeDue(now)).map((s) => s.spec.id)).to.deep.equal(['due']);
-      expect(await store.takeDue(now)).to.deep.equal([]);
-      expect((await store.takeDue(now + 50)).map((s) => s.spec.id)).to.deep.equal(['late']);
+      const lease = now + 60_000;
+      const due = await store.claimDue(now, lease, 10);
+      expect(ids(due)).to.deep.equal(['due']);
+      expect(due[0]).to.deep.include({ claims: 1 });
+      expect(due[0]!.push).to.deep.equal({ at: now - 10, spec: spec('due') });
+      expect(await store.claimDue(now, lease, 10)).to.deep.equal([]);
+      const late = await store.claimDue(now + 50, lease, 10);
+      expect(ids(late)).to.deep.equal(['late']);
+      // claimed, not taken: both stay until confirmed made
+      expect(await store.stats()).to.include({ scheduled: 2 });
+      expect(await store.fired([...due, ...late])).to.equal(2);
+      expect(await store.fired(due)).to.equal(0);
       expect(await store.stats()).to.include({ scheduled: 0, scheduledBytes: 0 });
+      expect(await store.claimDue(lease + 1, lease + 2, 10)).to.deep.equal([]);
+    });
+
+    it('claims a due push for a lease: not again before it ends, again after it (a claimer that never confirmed), once confirmed gone', async () => {
+      const store = await open();
+      const now = Date.now();
+      expect(await store.schedule({ at: now - 10, spec: spec('p') })).to.equal('scheduled');
+      const first = await store.claimDue(now, now + 1000, 10);
+      expect(ids(first)).to.deep.equal(['p']);
+      expect(first[0]).to.deep.include({ claims: 1 });
+      expect(await store.claimDue(now + 999, now + 5000, 10)).to.deep.equal([]);
+      // listed as due at the lease's end, when it fires again unless confirmed
+      expect((await store.scheduled(null, 10, 1 << 20)).scheduled).to.deep.equal([{ at: now + 1000, spec: spec('p') }]);
+      // the first claimer never confirmed: its lease ran out, a second claim gets the push
+      const second = await store.claimDue(now + 1000, now + 2000, 10);
+      expect(ids(second)).to.deep.equal(['p']);
+      expect(second[0]).to.deep.include({ claims: 2 });
+      expect(second[0]!.claim).not.to.equal(first[0]!.claim);
+      // the first claimer confirming late removes nothing: the push is under another claim
+      expect(await store.fired(first)).to.equal(0);
+      expect(await store.stats()).to.include({ scheduled: 1 });
+      expect(await store.fired(second)).to.equal(1);
+      expect(await store.stats()).to.include({ scheduled: 0, scheduledBytes: 0 });
+      expect(await store.claimDue(now + 10_000, now + 20_000, 10)).to.deep.equal([]);
+    });
+
+    it('claims at most `limit` due pushes, soonest first; the rest at the next claim', async () => {
+      const store = await open();
+      const now = Date.now();
+      for (const id of ['p4', 'p2', 'p0', 'p3', 'p1']) await store.schedule({ at: now - 100 + Number(id[1]), spec: spec(id) });
+      const lease = now + 60_000;
+      expect(ids(await store.claimDue(now, lease, 2))).to.deep.equal(['p0', 'p1']);
+      expect(ids(await store.claimDue(now, lease, 2))).to.deep.equal(['p2', 'p3']);
+      expect(ids(await store.claimDue(now, lease, 2))).to.deep.equal(['p4']);
+      expect(await store.claimDue(now, lease, 2)).to.deep.equal([]);
+    });
+
+    it('a push cancelled while claimed stays cancelled; one scheduled again while claimed stays scheduled', async () => {
+      const store = await open();
+      const now = Date.now();
+      await store.schedule({ at: now - 10, spec: spec('cancelled') });
+      await store.schedule({ at: now - 10, spec: spec('put-back') });
+      const claimed = await store.claimDue(now, now + 1000, 10);
+      expect(ids(claimed).sort()).to.deep.equal(['cancelled', 'put-back']);
+      // a cancel removes a claimed push: what was sent already stays sent, nothing fires again
+      expect(await store.cancel('cancelled')).to.equal(true);
+      // a failed delivery puts its push back: it replaces the claim
+      const again = { at: now + 5000, spec: spec('put-back'), attempts: 1 };
+      expect(await store.schedule(again, true)).to.equal('scheduled');
+      // confirming the old claim neither brings the cancelled one back nor removes the put-back
+      expect(await store.fired(claimed)).to.equal(0);
+      expect((await store.scheduled(null, 10, 1 << 20)).scheduled).to.deep.equal([again]);
+      expect(await store.stats()).to.include({ scheduled: 1, scheduledBytes: jsonBytes(again) });
+      expect(await store.claimDue(now + 2000, now + 3000, 10)).to.deep.equal([]);
+      const retry = await store.claimDue(now + 5000, now + 6000, 10);
+      expect(retry.map((c) => ({ push: c.push, claims: c.claims }))).to.deep.equal([{ push: again, claims: 1 }]);
     });
 
     it('releases an unsettled idempotency key, so the push can be made again; never a settled one', async () => {
@@ -203,7 +284,9 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       expect(await under.cancel('s1')).to.equal(true);
       expect(await under.schedule(small)).to.equal('scheduled');
       expect(await under.stats()).to.include({ scheduled: 2, scheduledBytes: each + jsonBytes(small) });
-      expect((await under.takeDue(at)).map((p) => p.spec.id).sort()).to.deep.equal(['s2', 'small']);
+      const claimed = await under.claimDue(at, at + 60_000, 10);
+      expect(ids(claimed).sort()).to.deep.equal(['s2', 'small']);
+      expect(await under.fired(claimed)).to.equal(2);
       expect(await under.stats()).to.include({ scheduled: 0, scheduledBytes: 0 });
     });
 
