@@ -248,6 +248,8 @@ export async function createServer(config: Config, components: Components = {}):
     });
     io.on('catch_up', () => catchUp.everyone('another node is back from a redis outage'));
   }
+  // pushes that found this node's pages offline in a presence that had lost them were stored only
+  presence.onRestored?.(() => catchUp.everyone("this node's pages written back to the shared presence"));
   registerSocketHandlers(io, {
     presence,
     observer: sinks.sockets,

@@ -177,6 +177,23 @@ describe('pages that stay connected through a Redis outage', function () {
     expect(idsOf(steady)).to.deep.equal(['missed-live']);
   });
 
+  it('get what was stored for them while the shared presence had lost them, once their node writes them back', async () => {
+    const a = await node();
+    const page = await loggedIn(a.ioUrl, 'forgotten');
+    const killer = await connectRedis(redis.url, silentLogger);
+    onCleanup(() => closeRedis(killer));
+    // Redis loses the presence (a restart without it, or the node reaped): pushes find the
+    // page offline, so they are stored and not emitted, until the node's next heartbeat
+    // writes its pages back. A heartbeat that came between the loss and the push is tried again.
+    let answered: Record<string, unknown> = {};
+    for (let attempt = 1; attempt <= 3 && answered.onlineCount !== 0; attempt++) {
+      await killer.del(await killer.keys('push:presence:*'));
+      answered = (await push(a.apiUrl, { to: 'forgotten', data: 'while forgotten', ttl: 60, id: `forgotten-${attempt}` })).body;
+    }
+    expect(answered).to.include({ stored: 1, onlineCount: 0 });
+    await page.waitFor('message', (_d, meta) => (meta as MessageMeta).id === answered.id, 10_000);
+  });
+
   it('on another node get what is stored for them when one node reconnects: what it published meanwhile may be lost', async () => {
     const a = await node();
     const before = await redisClientIds(redis.url);
