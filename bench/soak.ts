@@ -384,6 +384,11 @@ interface Restart {
   backFromKillSeconds: number | null;
   /** pages logged in when the wait ended (all of them unless it timed out). */
   loggedIn: number;
+  /**
+   * Pushes answered 200 in the second before the kill: with 0 lost, none of them was lost to
+   * it (for Redis: what it answered was in its AOF file, written before the reply).
+   */
+  acceptedLastSecond: number;
 }
 
 interface ModeResult {
@@ -508,6 +513,7 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
         backSeconds: back.ms === null ? null : back.ms / 1000,
         backFromKillSeconds: back.ms === null ? null : (upAt + back.ms - killedAt) / 1000,
         loggedIn: back.last,
+        acceptedLastSecond: [...stream.answeredAt.values()].filter((ms) => ms >= killedAt - began - 1000 && ms <= killedAt - began).length,
       };
       restarts.push(restart);
       console.error(
@@ -619,10 +625,10 @@ function markdown(results: ModeResult[], options: Options, date: string): string
     ['**lost**', (r) => `**${r.lost}**`],
     ['all received, s after the stream', (r) => n(r.drainSeconds, 1)],
     ...[0, 1].map((i): [string, (r: ModeResult) => string] => [
-      `restart ${i + 1}: what, down s, all back s after restart (after kill)`,
+      `restart ${i + 1}: what, down s, all back s after restart (after kill); pushes accepted in the 1 s before the kill`,
       (r) => {
         const x = r.restarts[i];
-        return x ? `${x.what}: ${x.downSeconds.toFixed(1)}, ${n(x.backSeconds, 1)} (${n(x.backFromKillSeconds, 1)})` : '–';
+        return x ? `${x.what}: ${x.downSeconds.toFixed(1)}, ${n(x.backSeconds, 1)} (${n(x.backFromKillSeconds, 1)}); ${x.acceptedLastSecond}` : '–';
       },
     ]),
     ['logins ok / refused', (r) => `${r.logins} / ${r.loginFailures}`],
