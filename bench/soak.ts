@@ -556,10 +556,10 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
     result.lostSample = sample.map((seq) => {
       const uid = stream.accepted.get(seq)!;
       const at = stream.answeredAt.get(seq)!;
-      // what the page did from 10 s before the answer on, in s into the stream
+      // what the page did from 10 s before the answer to 10 s after, in s into the stream
       const events = (histories.get(uid) ?? [])
         .map((e) => ({ s: (e.at - beganWall) / 1000, what: e.what }))
-        .filter((e) => e.s >= at / 1000 - 10)
+        .filter((e) => Math.abs(e.s - at / 1000) <= 10)
         .map((e) => `${e.what} ${e.s.toFixed(1)}`);
       return {
         seq,
@@ -567,7 +567,7 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
         page: nodes[uid % nodes.length]!.name,
         via: nodes[seq % pushers.length]!.name,
         atSeconds: Math.round(at) / 1000,
-        pageEvents: events.join(', ') || 'none since 10 s before',
+        pageEvents: events.join(', ') || 'nothing within 10 s',
       };
     });
     if (missing.length > 0) {

@@ -60,11 +60,6 @@ export class CatchUp {
     void this.retry.run();
   }
 
-  /** How many sockets wait for their stored messages (for tests). */
-  get waiting(): number {
-    return this.owed.size;
-  }
-
   close(): Promise<void> {
     this.owed.clear();
     return this.retry.close();
