@@ -26,7 +26,15 @@ export type SoakCommand =
       type: 'mark';
     }
   | { type: 'status' }
-  | { type: 'report' };
+  | { type: 'report' }
+  /** What happened to these pages (those a lost push was for), to place the loss. */
+  | { type: 'history'; uids: number[] };
+
+/** One thing that happened to a page, at `at` (ms since the epoch). */
+export interface PageEvent {
+  at: number;
+  what: 'connect' | 'login' | 'login refused' | 'disconnect' | 'offline (churn)';
+}
 
 /** Worker -> runner. */
 export type SoakReply =
@@ -57,4 +65,9 @@ export type SoakReply =
       logins: number;
       /** Arrivals whose data carried no seq (foreign traffic: must be 0). */
       unreadable: number;
+    }
+  | {
+      type: 'history';
+      /** The pages asked for that live in this worker, their latest events oldest first. */
+      pages: { uid: number; events: PageEvent[] }[];
     };

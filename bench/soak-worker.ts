@@ -6,7 +6,10 @@
 import { io } from 'socket.io-client';
 import { PushClient } from '../client-demo/sdk/push-client.ts';
 import type { LoginReply } from '../src/events.ts';
-import type { SoakCommand, SoakReply } from './soak-ipc.ts';
+import type { PageEvent, SoakCommand, SoakReply } from './soak-ipc.ts';
+
+/** Events kept per page for the lost-push diagnosis: the latest ones. */
+const HISTORY = 40;
 
 /** A login answered ok: false (e.g. `unavailable` while Redis is away) is sent again after this. */
 const LOGIN_RETRY_MS = 500;
@@ -27,6 +30,14 @@ let loginFailures = 0;
 let logins = 0;
 let unreadable = 0;
 let total = 0;
+const histories = new Map<number, PageEvent[]>();
+
+function record(uid: number, what: PageEvent['what']): void {
+  let events = histories.get(uid);
+  if (!events) histories.set(uid, (events = []));
+  events.push({ at: Date.now(), what });
+  if (events.length > HISTORY) events.shift();
+}
 
 function send(reply: SoakReply): void {
   if (!process.send) throw new Error('soak-worker must be started with an IPC channel');
@@ -65,10 +76,13 @@ function startClient(url: string, uid: number): Promise<void> {
     });
     client.onStatus((status, detail?: LoginReply) => {
       if (status === 'disconnected') {
+        record(uid, 'disconnect');
         loggedIn.delete(uid);
         if (!asleep.has(uid) && marked.has(uid)) disturbed.add(uid);
       }
+      if (status === 'connected' && detail === undefined) record(uid, 'connect');
       if (status !== 'connected' || detail === undefined) return;
+      record(uid, detail.ok ? 'login' : 'login refused');
       if (detail.ok) {
         logins += 1;
         loggedIn.add(uid);
@@ -108,6 +122,7 @@ function churn(command: Extract<SoakCommand, { type: 'churn' }>): void {
       // only logged-in pages: one a kill cut off is left to come back by itself
       if (!loggedIn.has(uid) || asleep.has(uid) || Math.random() >= chance) continue;
       asleep.add(uid);
+      record(uid, 'offline (churn)');
       loggedIn.delete(uid);
       client.disconnect();
       setTimeout(() => {
@@ -149,6 +164,10 @@ process.on('message', (message: SoakCommand) => {
   else if (message.type === 'mark') mark();
   else if (message.type === 'status') {
     send({ type: 'status', loggedIn: awakeLoggedIn(), awake: total - asleep.size, total, marked: marked.size, back: backCount() });
+  }
+  else if (message.type === 'history') {
+    const pages = message.uids.filter((uid) => clients.has(uid)).map((uid) => ({ uid, events: histories.get(uid) ?? [] }));
+    send({ type: 'history', pages });
   }
   else send(report());
 });

@@ -15,7 +15,7 @@ import { Child, nextMessage, PROJECT_ROOT, stopChildrenOnExit } from './children
 import { orThrow } from './deadline.ts';
 import { describeMachine, openFilesLimit, peakRssKb } from './proc.ts';
 import { Pusher } from './pusher.ts';
-import type { SoakCommand, SoakReply } from './soak-ipc.ts';
+import type { PageEvent, SoakCommand, SoakReply } from './soak-ipc.ts';
 import { seededRandom } from './stats.ts';
 
 const HOST = '127.0.0.1'; // loopback only: nothing here listens on or reaches another host
@@ -251,6 +251,18 @@ class Pages {
     return this.askAll('report');
   }
 
+  /** The recent events of these pages, from whichever worker holds each. */
+  async history(uids: number[]): Promise<Map<number, PageEvent[]>> {
+    const replies = await Promise.all(
+      this.workers.map((worker) => {
+        const answer = nextMessage<SoakReply, 'history'>(worker, 'history', 20_000);
+        worker.process.send({ type: 'history', uids } satisfies SoakCommand);
+        return answer;
+      }),
+    );
+    return new Map(replies.flatMap((r) => r.pages.map((p): [number, PageEvent[]] => [p.uid, p.events])));
+  }
+
   private askAll<T extends 'status' | 'report'>(type: T): Promise<Reply<T>[]> {
     return Promise.all(
       this.workers.map((worker) => {
@@ -372,6 +384,11 @@ interface Restart {
   backFromKillSeconds: number | null;
   /** pages logged in when the wait ended (all of them unless it timed out). */
   loggedIn: number;
+  /**
+   * Pushes answered 200 in the second before the kill: with 0 lost, none of them was lost to
+   * it (for Redis: what it answered was in its AOF file, written before the reply).
+   */
+  acceptedLastSecond: number;
 }
 
 interface ModeResult {
@@ -388,8 +405,11 @@ interface ModeResult {
   duplicates: number;
   handlerRepeats: number;
   lost: number;
-  /** The first lost pushes: to which uid, through which node's API, answered when (s into the stream). */
-  lostSample: { seq: number; uid: number; via: number; atSeconds: number }[];
+  /**
+   * The first lost pushes: to which uid (on which node), through which node's API, answered
+   * when (s into the stream), and what the page did around then (s into the stream).
+   */
+  lostSample: { seq: number; uid: number; page: string; via: string; atSeconds: number; pageEvents: string }[];
   drainSeconds: number | null;
   connectSeconds: number | null;
   restarts: Restart[];
@@ -463,6 +483,7 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
     const stream = new Stream(pushers, options.clients);
     if (options.offlinePercent > 0) pages.tell({ type: 'churn', percent: options.offlinePercent, offlineMs: options.offlineMs });
     const began = performance.now();
+    const beganWall = Date.now();
     // It ends at SOAK_SECONDS, but never sooner than a sixth of it after the last page is back.
     let endAt = Infinity;
     const streaming = stream.run(options.rate, () => performance.now() >= endAt);
@@ -492,6 +513,7 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
         backSeconds: back.ms === null ? null : back.ms / 1000,
         backFromKillSeconds: back.ms === null ? null : (upAt + back.ms - killedAt) / 1000,
         loggedIn: back.last,
+        acceptedLastSecond: [...stream.answeredAt.values()].filter((ms) => ms >= killedAt - began - 1000 && ms <= killedAt - began).length,
       };
       restarts.push(restart);
       console.error(
@@ -529,15 +551,31 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
       reports = await pages.report();
     }
     result.lost = missing.length;
-    result.lostSample = missing.slice(0, 20).map((seq) => ({
-      seq,
-      uid: stream.accepted.get(seq)!,
-      via: seq % pushers.length,
-      atSeconds: Math.round(stream.answeredAt.get(seq)!) / 1000,
-    }));
+    const sample = missing.slice(0, 20);
+    const histories = sample.length > 0 ? await pages.history(sample.map((seq) => stream.accepted.get(seq)!)) : new Map<number, PageEvent[]>();
+    result.lostSample = sample.map((seq) => {
+      const uid = stream.accepted.get(seq)!;
+      const at = stream.answeredAt.get(seq)!;
+      // what the page did from 10 s before the answer to 10 s after, in s into the stream
+      const events = (histories.get(uid) ?? [])
+        .map((e) => ({ s: (e.at - beganWall) / 1000, what: e.what }))
+        .filter((e) => Math.abs(e.s - at / 1000) <= 10)
+        .map((e) => `${e.what} ${e.s.toFixed(1)}`);
+      return {
+        seq,
+        uid,
+        page: nodes[uid % nodes.length]!.name,
+        via: nodes[seq % pushers.length]!.name,
+        atSeconds: Math.round(at) / 1000,
+        pageEvents: events.join(', ') || 'nothing within 10 s',
+      };
+    });
     if (missing.length > 0) {
       const at = missing.map((seq) => stream.answeredAt.get(seq)! / 1000);
       notes.push(`lost pushes were answered between ${Math.min(...at).toFixed(1)} s and ${Math.max(...at).toFixed(1)} s into the stream (first ones in the JSON, lostSample)`);
+      for (const l of result.lostSample.slice(0, 5)) {
+        notes.push(`lost soak-${l.seq} to page ${l.uid} (on ${l.page}) via ${l.via}, answered ${l.atSeconds.toFixed(1)} s; the page: ${l.pageEvents}`);
+      }
     }
     result.duplicates = reports.reduce((s, r) => s + r.duplicates, 0);
     result.handlerRepeats = reports.reduce((s, r) => s + r.handlerRepeats, 0);
@@ -587,10 +625,10 @@ function markdown(results: ModeResult[], options: Options, date: string): string
     ['**lost**', (r) => `**${r.lost}**`],
     ['all received, s after the stream', (r) => n(r.drainSeconds, 1)],
     ...[0, 1].map((i): [string, (r: ModeResult) => string] => [
-      `restart ${i + 1}: what, down s, all back s after restart (after kill)`,
+      `restart ${i + 1}: what, down s, all back s after restart (after kill); pushes accepted in the 1 s before the kill`,
       (r) => {
         const x = r.restarts[i];
-        return x ? `${x.what}: ${x.downSeconds.toFixed(1)}, ${n(x.backSeconds, 1)} (${n(x.backFromKillSeconds, 1)})` : '–';
+        return x ? `${x.what}: ${x.downSeconds.toFixed(1)}, ${n(x.backSeconds, 1)} (${n(x.backFromKillSeconds, 1)}); ${x.acceptedLastSecond}` : '–';
       },
     ]),
     ['logins ok / refused', (r) => `${r.logins} / ${r.loginFailures}`],

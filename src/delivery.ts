@@ -87,22 +87,25 @@ export class Delivery {
     }
 
     const uids = spec.to;
-    const online = await Promise.all(uids.map((uid) => this.presence.isOnline(uid)));
-    const result: PushResult = {
-      id,
-      online: uids.filter((_, i) => online[i]),
-      offline: uids.filter((_, i) => !online[i]),
-      stored: 0,
+    const whoIsOnline = async (): Promise<PushResult> => {
+      const online = await Promise.all(uids.map((uid) => this.presence.isOnline(uid)));
+      return { id, online: uids.filter((_, i) => online[i]), offline: uids.filter((_, i) => !online[i]), stored: 0 };
     };
     if (spec.ttlMs === 0) {
+      const result = await whoIsOnline();
       this.emitter.to(uids.map(userRoom)).emit(event, data, { id, ts } satisfies MessageMeta);
       this.observer.emitted();
       return result;
     }
 
     const message: StoredMessage = { id, event, data, ts, expiresAt: ts + spec.ttlMs };
-    // stored before the emit, so a login racing with this push finds it in the store
-    result.stored = await this.store.add(uids, message, spec.bytes + STORED_ENTRY_OVERHEAD);
+    // Stored first, presence asked after: a login counts its page (and joins the uid's room)
+    // before it reads the store, so a login that read the store before this add committed is
+    // seen online here and gets the live emit. Asked before the add, a page logging in during
+    // the add was seen offline and its login read no message: kept until its next login.
+    const stored = await this.store.add(uids, message, spec.bytes + STORED_ENTRY_OVERHEAD);
+    const result = await whoIsOnline();
+    result.stored = stored;
     const meta: MessageMeta = { id, ts, stored: true };
     this.observer.emitted(result.online.length);
     for (const uid of result.online) {

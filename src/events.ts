@@ -65,7 +65,15 @@ export interface ClientToServerEvents {
   unsubscribe: (topics: unknown, ack?: (reply: SubscribeReply) => void) => void;
 }
 
-export type InterServerEvents = Record<string, never>;
+/** Between the nodes of a cluster (the Redis adapter's serverSideEmit). */
+export interface InterServerEvents {
+  /**
+   * A node is connected to Redis again after an outage: its live emits to pages on other
+   * nodes may have been lost meanwhile, so every node sends its logged-in pages their stored
+   * messages again.
+   */
+  catch_up: () => void;
+}
 
 export interface SocketData {
   /** Set by the first valid `login`; undefined for sockets that never logged in. */

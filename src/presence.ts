@@ -24,6 +24,12 @@ export interface Presence {
    */
   list(cursor: string | null, limit: number): Promise<{ uids: string[]; cursor: string | null }>;
   counts(): Promise<OnlineCounts>;
+  /**
+   * A shared presence may have answered offline for pages of this node for a while (Redis
+   * lost or never got them: an outage, a restart, this node reaped); `listener` runs each time
+   * it holds them all again. Pushes meanwhile were stored but not emitted to those pages.
+   */
+  onRestored?(listener: () => void): void;
   close(): Promise<void>;
 }
 

@@ -13,6 +13,7 @@ import { maxRequestHeadBytes } from './api/query.ts';
 import { ClientAddresses } from './client-address.ts';
 import type { RedisCluster } from './cluster/components.ts';
 import type { Config } from './config.ts';
+import { CatchUp } from './catch-up.ts';
 import { Delivery } from './delivery.ts';
 import type { PushIo } from './events.ts';
 import { closeHttp, httpServer, listen, readTls, StartupError } from './listeners.ts';
@@ -235,14 +236,29 @@ export async function createServer(config: Config, components: Components = {}):
   const addressOf = (req: IncomingMessage) => clientAddresses.of(req);
   const { io, ioHttp } = createSockets(config, tls, log, metrics, addressOf, cluster);
   const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log);
+  const redeliveryWindow = { messages: config.redeliveryWindow, bytes: config.redeliveryWindowBytes };
+  const catchUp = new CatchUp(io, delivery, redeliveryWindow, log);
+  if (cluster) {
+    // Back after an outage: this node's pages may have missed live emits (its subscription
+    // was down) and logins here may have found the store away; pages on the other nodes may
+    // have missed what this node published meanwhile, so they are told to catch up too.
+    cluster.onRecovered(() => {
+      catchUp.everyone('back from a redis outage');
+      io.serverSideEmit('catch_up');
+    });
+    io.on('catch_up', () => catchUp.everyone('another node is back from a redis outage'));
+  }
+  // pushes that found this node's pages offline in a presence that had lost them were stored only
+  presence.onRestored?.(() => catchUp.everyone("this node's pages written back to the shared presence"));
   registerSocketHandlers(io, {
     presence,
     observer: sinks.sockets,
     delivery,
+    catchUp,
     verifier: config.loginSecret === null ? null : new LoginVerifier(config.loginSecret),
     maxTopicsPerSocket: config.maxTopicsPerSocket,
     eventsPerSecond: config.socketEventsPerSecond,
-    redeliveryWindow: { messages: config.redeliveryWindow, bytes: config.redeliveryWindowBytes },
+    redeliveryWindow,
     loginTimeoutMs: config.loginTimeoutMs,
     log,
   });
@@ -280,6 +296,7 @@ export async function createServer(config: Config, components: Components = {}):
     listeningNow = true;
   } catch (err) {
     io.engine.close();
+    await catchUp.close();
     api.close();
     metrics.close();
     webhooks?.close();
@@ -299,7 +316,7 @@ export async function createServer(config: Config, components: Components = {}):
     closing ??= (async () => {
       listeningNow = false; // a balancer stops sending new work while connections drain
       // their timers stop now; a run under way ends before the stores close
-      const stopped = Promise.all([counter.close(), scheduler.close()]);
+      const stopped = Promise.all([counter.close(), scheduler.close(), catchUp.close()]);
       api.close();
       const servers = [ioHttp, apiHttp, ...(webHttp ? [webHttp] : [])];
       const cut = setTimeout(() => servers.forEach((s) => s.closeAllConnections()), config.shutdownTimeoutMs);

@@ -1,6 +1,7 @@
 // What a socket may do: `login` (join the uid's room, count the page, get stored messages),
 // `subscribe` / `unsubscribe` topics, and on disconnect give the page back.
 // docs/protocol.md §3 for the legacy part, §6 for v1.
+import type { CatchUp } from './catch-up.ts';
 import type { Delivery, RedeliveryWindow } from './delivery.ts';
 import type { LoginReply, PushIo, PushSocket, SocketError, SubscribeReply } from './events.ts';
 import type { Logger } from './log.ts';
@@ -78,6 +79,8 @@ export interface SocketHandlerOptions {
   presence: Presence;
   observer: SocketObserver;
   delivery: Delivery;
+  /** Sends a login's stored messages later when the store cannot be read at the login. */
+  catchUp: CatchUp;
   /** Checks login and private-topic tokens; null: any uid may log in, private topics refused. */
   verifier: LoginVerifier | null;
   /** Topics one socket may be subscribed to at once. */
@@ -92,7 +95,7 @@ export interface SocketHandlerOptions {
 }
 
 export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions): void {
-  const { presence, observer, delivery, verifier, maxTopicsPerSocket, eventsPerSecond, redeliveryWindow, loginTimeoutMs, log } =
+  const { presence, observer, delivery, catchUp, verifier, maxTopicsPerSocket, eventsPerSecond, redeliveryWindow, loginTimeoutMs, log } =
     options;
   const limiter = new RateLimiter<string>(eventsPerSecond, 2 * eventsPerSecond);
   /** Sockets whose login waits on its token check: a second login then is a second login. */
@@ -213,9 +216,11 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       const counts = await presence.counts();
       if (answered) return;
       socket.emit('update_online_count', formatOnlineCount(counts));
-      // a store that cannot be read now keeps the messages for the next login
+      // a store that cannot be read now: the login works (live pushes reach the page) and its
+      // stored messages follow once the store answers, without another login
       const pending = await delivery.redeliver(socket, uid, redeliveryWindow).catch((err: unknown) => {
-        log.warn(`stored messages for a login could not be read: ${reasonOf(err)}`);
+        log.warn(`stored messages for a login could not be read: ${reasonOf(err)}; sent once the store answers`);
+        catchUp.owe(socket);
         return 0;
       });
       if (answered) return;

@@ -320,6 +320,34 @@ describe('STORE=embedded through start.ts', function () {
     expect(occurrences(second.output(), /claimed again \(claim 2\)/)).to.be.at.most(CLAIM_BATCH);
   });
 
+  it('redelivers kept messages oldest first, in push order, after a SIGKILL and a restart, a window at a time', async () => {
+    const dir = dataDir();
+    const env = { STORE: 'embedded', DATA_DIR: dir, IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', PUSH_SECRET: SECRET, REDELIVERY_WINDOW: '3' };
+    const first = spawnStart([], env, 'first');
+    const before = await first.started();
+    const pushed: string[] = [];
+    // ids that sort otherwise than they were pushed: the order is the push's, not the id's
+    for (let i = 0; i < 10; i++) {
+      const id = `m-${(i * 7) % 10}-${randomBytes(2).toString('hex')}`;
+      expect((await v1(before.apiUrl, '/push', { to: 'ordered', data: i, ttl: 600, id })).body).to.include({ stored: 1 });
+      pushed.push(id);
+    }
+    expect(await first.kill()).to.deep.equal({ code: null, signal: 'SIGKILL' });
+
+    const second = spawnStart([], env, 'second');
+    const after = await second.started();
+    const page = await connectClient('v4', after.ioUrl);
+    expect(await page.request('login', 'ordered')).to.deep.equal({ ok: true, uid: 'ordered', pending: 10 });
+    const got: unknown[] = [];
+    for (let i = 0; i < 10; i++) {
+      // acked one by one: with REDELIVERY_WINDOW 3 the later ones go out as the acks come
+      const [data, meta, ack] = await page.waitFor('message');
+      got.push([data, (meta as { id: string }).id]);
+      (ack as () => void)();
+    }
+    expect(got).to.deep.equal(pushed.map((id, i) => [i, id]));
+  });
+
   it('stops a second server on the same DATA_DIR with one line; SIGTERM closes the store and frees it', async () => {
     const dir = dataDir();
     const first = startEmbedded(dir, 'first');

@@ -169,6 +169,12 @@ export interface RedisCluster {
   adapter: ReturnType<typeof createAdapter>;
   /** For the online/offline webhooks: each transition announced once in the cluster. */
   announced: AnnouncedState;
+  /**
+   * `listener` runs each time this node's clients are all connected again after an outage: live
+   * emits published or due to arrive meanwhile may be lost, and logins may have found the store
+   * unreadable.
+   */
+  onRecovered(listener: () => void): void;
   /** Why Redis cannot be used now, without its URL, or null while it is connected and answers PING (for /readyz). */
   notReady(): Promise<string | null>;
   /**
@@ -217,6 +223,7 @@ export async function connectCluster(
   return {
     adapter,
     announced: new RedisAnnouncedState(main, prefix),
+    onRecovered: (listener) => connection.onRecovered(listener),
     notReady: async () => {
       // open to anyone on the API port: says what, not where (the log names the Redis)
       if (connection.lost) return 'redis is not connected';
@@ -254,5 +261,6 @@ export async function createRedisComponents(
     ...(commandTimeoutMs === undefined ? {} : { commandTimeoutMs }),
   });
   const { presence, store } = cluster.build(nodeId, limits, parts);
-  return { adapter: cluster.adapter, announced: cluster.announced, notReady: cluster.notReady, close: cluster.close, presence, store };
+  const { adapter, announced, onRecovered, notReady, close } = cluster;
+  return { adapter, announced, onRecovered, notReady, close, presence, store };
 }

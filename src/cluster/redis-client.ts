@@ -62,6 +62,8 @@ export class Connection {
   private readonly down = new Set<RedisClient>();
   private readonly probes = new Set<NodeJS.Timeout>();
   private live = false;
+  /** Told each time every client is connected (and subscribed) again after some were lost. */
+  private readonly recoveredListeners = new Set<() => void>();
   /** The PING of /readyz under way: concurrent probes share it rather than queue more. */
   private checking: Promise<boolean> | null = null;
 
@@ -76,6 +78,14 @@ export class Connection {
   /** True while some client is away: failures then are part of an outage already logged. */
   get lost(): boolean {
     return this.down.size > 0 || !this.live;
+  }
+
+  /**
+   * `listener` runs each time the last lost client is ready again. node-redis reports a client
+   * ready once its subscriptions are restored, so a subscriber gets what is published from then on.
+   */
+  onRecovered(listener: () => void): void {
+    this.recoveredListeners.add(listener);
   }
 
   start(clients: RedisClient[]): void {
@@ -165,7 +175,10 @@ export class Connection {
       this.down.add(client);
     });
     client.on('ready', () => {
-      if (this.down.delete(client) && this.down.size === 0) this.log.info(`redis ${this.where}: connected again`);
+      if (this.down.delete(client) && this.down.size === 0) {
+        this.log.info(`redis ${this.where}: connected again`);
+        if (this.live) for (const listener of this.recoveredListeners) listener();
+      }
     });
     return client;
   }

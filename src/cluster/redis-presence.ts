@@ -65,6 +65,7 @@ export class RedisPresence implements Presence {
   /** Redis may differ from the mirror (a write failed): the next beat writes the mirror whole. */
   private dirty = true;
   private registered = false;
+  private readonly restoredListeners = new Set<() => void>();
   private closed: Promise<void> | null = null;
 
   /**
@@ -149,6 +150,10 @@ export class RedisPresence implements Presence {
     return this.lastCounts;
   }
 
+  onRestored(listener: () => void): void {
+    this.restoredListeners.add(listener);
+  }
+
   /** Stops the heartbeat and removes this node's pages from the cluster at once. */
   close(): Promise<void> {
     this.closed ??= (async () => {
@@ -217,7 +222,10 @@ export class RedisPresence implements Presence {
         }
         this.dirty = false; // before the send: a write failing after it marks it again
         await this.rewrite();
+        const wasRegistered = this.registered;
         this.registered = true;
+        // the first write registers the node: nothing was answered for its pages before
+        if (wasRegistered) for (const listener of this.restoredListeners) listener();
       }
     } catch (err) {
       this.dirty = true; // the heartbeat after the failure writes the mirror whole
