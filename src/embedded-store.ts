@@ -205,7 +205,7 @@ export class EmbeddedMessageStore implements MessageStore {
   private addedSince = 0;
   /** The touch estimate (admit()) of the adds under way, and the adds waiting for room. */
   private admitted = 0;
-  private readonly waitingAdds: (() => void)[] = [];
+  private readonly waitingAdds: { touches: number; go: () => void }[] = [];
   private readonly sweeper: PeriodicTask;
   private readonly unlock: () => void;
   private readonly onExpired: ExpiredListener;
@@ -372,19 +372,30 @@ export class EmbeddedMessageStore implements MessageStore {
   /**
    * Waits until the adds under way leave room for `touches` (the bytes of pages an add
    * writes, estimated): lmdb commits every write queued at once together, and the pages one
-   * commit frees must fit in the file beside the budget. One add always goes. Resolves what
-   * to give back to leave().
+   * commit frees must fit in the file beside the budget. One add always goes; the waiting go
+   * in turn. Resolves what to give back to leave().
    */
   private async admit(touches: number): Promise<number> {
-    const room = Math.max(MIN_BUDGET, this.limits.maxBytes) * COMMIT_SHARE;
-    while (this.admitted > 0 && this.admitted + touches > room) await new Promise<void>((resume) => this.waitingAdds.push(resume));
-    this.admitted += touches;
+    if (this.admitted > 0 && (this.waitingAdds.length > 0 || this.admitted + touches > this.commitRoom())) {
+      await new Promise<void>((go) => this.waitingAdds.push({ touches, go }));
+    } else {
+      this.admitted += touches;
+    }
     return touches;
   }
 
   private leave(touches: number): void {
     this.admitted -= touches;
-    for (const resume of this.waitingAdds.splice(0)) resume();
+    for (let next = this.waitingAdds[0]; next !== undefined; next = this.waitingAdds[0]) {
+      if (this.admitted > 0 && this.admitted + next.touches > this.commitRoom()) return;
+      this.waitingAdds.shift();
+      this.admitted += next.touches;
+      next.go();
+    }
+  }
+
+  private commitRoom(): number {
+    return Math.max(MIN_BUDGET, this.limits.maxBytes) * COMMIT_SHARE;
   }
 
   async pending(uid: string): Promise<StoredMessage[]> {
