@@ -20,6 +20,30 @@ export class EmbeddedStoreError extends Error {
 const SWEEP_MS = 1000;
 /** Expired entries removed per transaction, so one sweep never holds the writer long. */
 const SWEEP_BATCH = 1000;
+/*
+ * MAX_STORE_BYTES bounds the file (data.mdb). LMDB writes copies of the pages a commit
+ * touches and reuses the old ones only a commit or two later, so the file holds the pages in
+ * use plus the pages the last commits freed; it grows when they do not fit and never shrinks.
+ * So the kept messages' pages get a budget, BUDGET_SHARE of the bound, and what one commit may
+ * touch is capped (COMMIT_SHARE) so the freed pages fit in the rest. The pages in use per
+ * counted byte (ratio) are measured from LMDB's page counts every MEASURE_AFTER of the budget
+ * added, so add() pays nothing per push for it.
+ */
+/** The share of MAX_STORE_BYTES the kept messages' pages may fill. */
+const BUDGET_SHARE = 3 / 4;
+/** The pages one commit's adds may touch, as a share of MAX_STORE_BYTES (one add always goes). */
+const COMMIT_SHARE = 1 / 16;
+/**
+ * The pages an add touches per (uid, message) pair beside its data's, bytes: a leaf in each
+ * index it is in, and as much again for the oldest it drops (keys spread over the tree).
+ */
+const PAIR_TOUCHES = 4 * 4096;
+/** The ratio is measured again once this share of the budget (counted) was added. */
+const MEASURE_AFTER = 1 / 32;
+/** The sub-databases a kept message is in: their pages are what the budget bounds. */
+const MESSAGE_DBS = ['messages', 'byId', 'perUid', 'order', 'expiries'] as const;
+/** A store of a few messages takes a few pages whatever the bound: the budget is at least this. */
+const MIN_BUDGET = 64 * 4096;
 /** The file that names the process holding DATA_DIR. */
 const LOCK_FILE = 'server.lock';
 
@@ -48,6 +72,13 @@ interface Counters {
   scheduledBytes: number;
 }
 const NO_COUNTERS: Counters = { seq: 0, messages: 0, bytes: 0, keyBytes: 0, scheduled: 0, scheduledBytes: 0 };
+/** What lmdb's getStats() gives (typed `{}` there). */
+interface PageStats {
+  pageSize: number;
+  treeBranchPageCount: number;
+  treeLeafPageCount: number;
+  overflowPages: number;
+}
 
 export interface EmbeddedStoreOptions {
   onExpired?: ExpiredListener;
@@ -174,6 +205,13 @@ export class EmbeddedMessageStore implements MessageStore {
   private counters: Counters;
   private dropped = 0;
   private expired = 0;
+  /** Bytes of file the kept messages' pages take per counted byte (measure()); until measured, more than seen (1-2.5). */
+  private ratio = 4;
+  /** Counted bytes added since the last measure(). */
+  private addedSince = 0;
+  /** The touch estimate (admit()) of the adds under way, and the adds waiting for room. */
+  private admitted = 0;
+  private readonly waitingAdds: { touches: number; go: () => void }[] = [];
   private readonly sweeper: PeriodicTask;
   private readonly unlock: () => void;
   private readonly onExpired: ExpiredListener;
@@ -221,6 +259,7 @@ export class EmbeddedMessageStore implements MessageStore {
       this.due = sub('due');
       this.meta = sub('meta');
       this.counters = { ...NO_COUNTERS, ...this.meta.get('counters') };
+      this.measure(this.counters); // nothing writes yet: the pages are the counters'
     } catch (err) {
       this.unlock();
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot open the store, unreadable or corrupt (${describe(err)})`);
@@ -284,6 +323,7 @@ export class EmbeddedMessageStore implements MessageStore {
     // what the pair takes on disk, or the caller's estimate when larger
     const size = Math.max(Math.ceil(bytes), Buffer.byteLength(json));
     const dropped: number[] = [];
+    const touches = await this.admit(uids.length * (size * this.ratio + PAIR_TOUCHES));
     const kept = await this.write((c) => {
       let kept = 0;
       for (const uid of uids) {
@@ -303,15 +343,71 @@ export class EmbeddedMessageStore implements MessageStore {
           if (oldest !== undefined) dropped.push(this.removePair(c, oldest[1]));
         }
       }
-      while (c.bytes > this.limits.maxBytes && c.messages > 0) {
+      this.addedSince += kept * size;
+      if (this.addedSince > this.budget() * MEASURE_AFTER) this.measure(c);
+      // the counted bound, as in every store, and the file's: the budget at the measured ratio.
+      // Past the budget (the ratio grew: deletes leave pages part empty) an add drops at most
+      // twice what it kept, so no commit frees more pages than admit() let in
+      const budgetLimit = this.budget() / this.ratio;
+      let budgetDrops = 2 * kept + 1;
+      while (c.messages > 0 && (c.bytes > this.limits.maxBytes || (c.bytes > budgetLimit && budgetDrops-- > 0))) {
         const oldest = [...this.order.getKeys({ limit: 1 })][0];
         if (oldest === undefined) break;
         dropped.push(this.removePair(c, oldest));
       }
       return kept;
-    });
+    }).finally(() => this.leave(touches));
     this.dropped += dropped.length;
     return kept;
+  }
+
+  /** The bytes of file the kept messages' pages may fill. */
+  private budget(): number {
+    return Math.max(MIN_BUDGET, this.limits.maxBytes * BUDGET_SHARE);
+  }
+
+  /**
+   * Measures the bytes of file the kept messages' pages take per counted byte, from LMDB's
+   * page counts (about 60 µs). Run inside a write, where the counts include its changes as
+   * `c` does, or before any.
+   */
+  private measure(c: Counters): void {
+    this.addedSince = 0;
+    let used = 0;
+    for (const name of MESSAGE_DBS) {
+      const stats = this[name].getStats() as PageStats;
+      used += (stats.treeBranchPageCount + stats.treeLeafPageCount + stats.overflowPages) * stats.pageSize;
+    }
+    if (c.bytes > 0 && used > 0) this.ratio = used / c.bytes;
+  }
+
+  /**
+   * Waits until the adds under way leave room for `touches` (the bytes of pages an add
+   * writes, estimated): lmdb commits every write queued at once together, and the pages one
+   * commit frees must fit in the file beside the budget. One add always goes; the waiting go
+   * in turn. Resolves what to give back to leave().
+   */
+  private async admit(touches: number): Promise<number> {
+    if (this.admitted > 0 && (this.waitingAdds.length > 0 || this.admitted + touches > this.commitRoom())) {
+      await new Promise<void>((go) => this.waitingAdds.push({ touches, go }));
+    } else {
+      this.admitted += touches;
+    }
+    return touches;
+  }
+
+  private leave(touches: number): void {
+    this.admitted -= touches;
+    for (let next = this.waitingAdds[0]; next !== undefined; next = this.waitingAdds[0]) {
+      if (this.admitted > 0 && this.admitted + next.touches > this.commitRoom()) return;
+      this.waitingAdds.shift();
+      this.admitted += next.touches;
+      next.go();
+    }
+  }
+
+  private commitRoom(): number {
+    return Math.max(MIN_BUDGET, this.limits.maxBytes) * COMMIT_SHARE;
   }
 
   async pending(uid: string): Promise<StoredMessage[]> {
@@ -471,7 +567,13 @@ export class EmbeddedMessageStore implements MessageStore {
 
   async stats(): Promise<StoreStats> {
     const c = this.counters;
-    return { messages: c.messages, bytes: c.bytes, dropped: this.dropped, expired: this.expired, scheduled: c.scheduled, scheduledBytes: c.scheduledBytes };
+    return { messages: c.messages, bytes: c.bytes, fileBytes: this.read(() => this.fileSize()), dropped: this.dropped, expired: this.expired, scheduled: c.scheduled, scheduledBytes: c.scheduledBytes };
+  }
+
+  /** The file's size, bytes: up to its last page (committed); what the file system says may lag. */
+  private fileSize(): number {
+    const root = this.root.getStats() as PageStats & { lastPageNumber: number };
+    return (root.lastPageNumber + 1) * root.pageSize;
   }
 
   /** Stops the sweep, waits for the writes under way and closes the files; idempotent. */

@@ -59,8 +59,13 @@ export function idempotencyKeyBytes(id: string): number {
 export interface StoreStats {
   /** Stored (uid, message) pairs. */
   messages: number;
-  /** Estimated bytes they hold (an upper bound: shared data is counted per uid). */
+  /**
+   * Estimated bytes they hold (an upper bound: shared data is counted per uid), what
+   * MAX_STORE_BYTES counts in every store.
+   */
   bytes: number;
+  /** The embedded store only: its file's size (data.mdb), which MAX_STORE_BYTES bounds too. */
+  fileBytes?: number;
   /** Dropped to make room, oldest first, since start. */
   dropped: number;
   /** Expired unacked, since start. */

@@ -121,6 +121,7 @@ export class Metrics {
   private readonly onlinePages: Gauge;
   private readonly storedMessages: Gauge;
   private readonly storedBytes: Gauge;
+  private readonly storedFileBytes: Gauge;
   private readonly scheduled: Gauge;
   private readonly scheduledBytes: Gauge;
   private readonly scheduledDroppedTotal: Counter.Internal;
@@ -155,7 +156,12 @@ export class Metrics {
     });
     this.storedBytes = new Gauge({
       name: `${prefix}stored_bytes`,
-      help: 'Estimated bytes the kept messages hold (an upper bound).',
+      help: 'Estimated bytes the kept messages hold (an upper bound), what MAX_STORE_BYTES counts.',
+      registers,
+    });
+    this.storedFileBytes = new Gauge({
+      name: `${prefix}stored_file_bytes`,
+      help: "The embedded store's file (data.mdb), bytes; MAX_STORE_BYTES bounds it too. 0 with no file (memory, Redis).",
       registers,
     });
     this.scheduled = new Gauge({ name: `${prefix}scheduled_pushes`, help: 'Scheduled pushes waiting.', registers });
@@ -319,6 +325,7 @@ export class Metrics {
       this.read('store', store, (stats) => {
         this.storedMessages.set(stats.messages);
         this.storedBytes.set(stats.bytes);
+        this.storedFileBytes.set(stats.fileBytes ?? 0);
         this.scheduled.set(stats.scheduled);
         this.scheduledBytes.set(stats.scheduledBytes);
         // The store counts since it started: mirror its totals (a lower total after a store

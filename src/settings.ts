@@ -164,7 +164,7 @@ export const SETTINGS = {
   maxStoreBytes: setting(
     'MAX_STORE_BYTES',
     '67108864',
-    'bytes of stored messages in all, each (uid, message) counted as its data size plus 450; past it the oldest are dropped (STORE=embedded: its file levels off at about 1.5-3 times this and never shrinks)',
+    'bytes of stored messages in all, each (uid, message) counted as its data size plus 450; past it the oldest are dropped (STORE=embedded: it bounds its file too, within about 10%; a file grown larger before never shrinks)',
     positiveInt(64 * 1024 * 1024 * 1024),
   ),
   maxScheduled: setting(

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedMessageStore, EmbeddedStoreError } from '../src/embedded-store.ts';
+import type { StoreStats } from '../src/message-store.ts';
 import { messageStoreContract } from './contracts/message-store.contract.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
@@ -71,6 +72,51 @@ describe('EmbeddedMessageStore', () => {
     // a pair counts what it takes on disk (its JSON) when that is more than the estimate
     expect(await store.stats()).to.include({ messages: 1, bytes: Buffer.byteLength(JSON.stringify(long)), expired: 1 });
     expect(expired).to.deep.equal(['a/short']);
+  });
+
+  describe('MAX_STORE_BYTES bounds the file', function () {
+    this.timeout(120_000);
+    const MiB = 1024 * 1024;
+    const MAX = 8 * MiB;
+    /**
+     * What the file may pass MAX_STORE_BYTES by. Measured here: 0.94, 0.84 and 1.04 times it
+     * (1.42, 2.10 and 3.31 before the bound was on the file); 100 uids in one push make the
+     * largest commit the cap lets through (see COMMIT_SHARE).
+     */
+    const SLACK = 0.1;
+
+    /** Pushes `turnovers` times MAX (counted), `inFlight` adds at a time; the file's size then (it never shrinks). */
+    async function turnOver(dataBytes: number, uidsPerMessage: number, turnovers: number, inFlight: number): Promise<{ file: number; stats: StoreStats }> {
+      const dir = dataDir();
+      const store = new EmbeddedMessageStore(dir, { ...LIMITS, maxPendingPerUid: 1_000_000, maxBytes: MAX });
+      onCleanup(() => store.close());
+      const now = Date.now();
+      const perMessage = (dataBytes + 450) * uidsPerMessage;
+      const total = Math.ceil((turnovers * MAX) / perMessage);
+      let next = 0;
+      const lane = async (): Promise<void> => {
+        while (next < total) {
+          const i = next++;
+          const uids = Array.from({ length: uidsPerMessage }, (_, u) => `user-${(i * uidsPerMessage + u) % 5000}`);
+          await store.add(uids, { id: `m${i}`, event: 'e', data: 'x'.repeat(dataBytes), ts: now, expiresAt: now + 600_000 }, dataBytes + 450);
+        }
+      };
+      await Promise.all(Array.from({ length: inFlight }, lane));
+      return { file: statSync(join(dir, 'store.mdb', 'data.mdb')).size, stats: await store.stats() };
+    }
+
+    for (const [label, dataBytes, uids] of [
+      ['100-byte messages', 100, 1],
+      ['4 KiB messages', 4096, 1],
+      ['one 100-byte message to 100 uids', 100, 100],
+    ] as const) {
+      it(`keeps data.mdb within ${SLACK * 100}% of it while ${label} turn over 6 times, 64 pushes at a time`, async () => {
+        const { file, stats } = await turnOver(dataBytes, uids, 6, 64);
+        expect(file / MAX, 'file / MAX_STORE_BYTES').to.be.at.most(1 + SLACK);
+        expect(stats.messages).to.be.above(0);
+        expect(stats.fileBytes).to.be.above(MAX / 2).and.at.most(file);
+      });
+    }
   });
 
   it('refuses a second store on a data dir this process holds, and opens it once the first closed', async () => {

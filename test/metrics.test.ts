@@ -57,7 +57,7 @@ async function scrape(metrics: Metrics): Promise<Parsed> {
   return parseExposition(body);
 }
 
-const STATS: StoreStats = { messages: 3, bytes: 1500, dropped: 2, expired: 5, scheduled: 1, scheduledBytes: 700 };
+const STATS: StoreStats = { messages: 3, bytes: 1500, fileBytes: 40_960, dropped: 2, expired: 5, scheduled: 1, scheduledBytes: 700 };
 
 describe('Metrics', () => {
   afterEach(cleanupAll);
@@ -70,6 +70,7 @@ describe('Metrics', () => {
       push_online_pages: 'gauge',
       push_stored_messages: 'gauge',
       push_stored_bytes: 'gauge',
+      push_stored_file_bytes: 'gauge',
       push_scheduled_pushes: 'gauge',
       push_scheduled_bytes: 'gauge',
       push_scheduled_dropped_total: 'counter',
@@ -154,6 +155,7 @@ describe('Metrics', () => {
     expect(samples.get('push_online_pages')).to.equal(3);
     expect(samples.get('push_stored_messages')).to.equal(3);
     expect(samples.get('push_stored_bytes')).to.equal(1500);
+    expect(samples.get('push_stored_file_bytes')).to.equal(40_960);
     expect(samples.get('push_scheduled_pushes')).to.equal(1);
     expect(samples.get('push_scheduled_bytes')).to.equal(700);
     expect(samples.get('push_stored_dropped_total')).to.equal(2);
