@@ -83,6 +83,8 @@ describe('npm start', () => {
     await until(() => START_LINE.test(output) || npm.exitCode !== null, 'the start line of npm start', 45_000, 50);
     const [, ioPort, apiPort] = START_LINE.exec(output) ?? [];
     expect(ioPort, `npm start printed no start line:\n${output}`).to.be.a('string');
+    // built before it started (prestart), so a start after an edit or a pull never runs a stale dist/
+    expect(output.indexOf('built dist/start.js'), output).to.be.within(0, output.search(START_LINE));
 
     // npm runs the script through sh; the server is the node process among npm's descendants
     const all = [...descendants(npm.pid!)];
