@@ -24,7 +24,7 @@ export class Child {
   private readonly exit: Promise<void>;
 
   /**
-   * Starts `node <script>` (with `--import tsx` for a .ts script) through bash, which raises the open-files limit
+   * Starts `node [nodeFlags] <script>` (with `--import tsx` for a .ts script) through bash, which raises the open-files limit
    * (to 65536, or to the hard limit when that is lower; raising up to it needs no privilege)
    * and then `exec`s node: the pid stays node's, so /proc/PID is the process measured, and
    * the IPC channel, an inherited fd, reaches node.
@@ -34,9 +34,10 @@ export class Child {
     script: string,
     env: NodeJS.ProcessEnv,
     ipc = false,
+    nodeFlags: readonly string[] = [],
   ) {
     const raise = `ulimit -n ${WANTED_OPEN_FILES} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"`;
-    const node = script.endsWith('.ts') ? [process.execPath, '--import', 'tsx', script] : [process.execPath, script];
+    const node = script.endsWith('.ts') ? [process.execPath, ...nodeFlags, '--import', 'tsx', script] : [process.execPath, ...nodeFlags, script];
     this.process = spawn('bash', ['-c', raise, 'bash', ...node], {
       cwd: PROJECT_ROOT,
       env,

@@ -1,6 +1,8 @@
 // The benchmark's settings, all from BENCH_* environment variables, checked once: a bad
 // value stops the run with one line naming every problem.
 
+import { startNodeFlags } from '../scripts/start-flags.ts';
+
 export interface Options {
   /** BENCH_CLIENTS: the client counts N, one table each. @default 1000,5000 (quick: 200) */
   clients: number[];
@@ -28,6 +30,8 @@ export interface Options {
   transports: string[];
   /** BENCH_SERVER_ENV ('K=V K2=V2') and BENCH_WORKERS (as WORKERS): extra env for our server only. */
   serverEnv: Record<string, string>;
+  /** BENCH_NODE_FLAGS ('--a --b=1'): node flags for our server. @default those of `npm start` (package.json) */
+  nodeFlags: string[];
   /** BENCH_TARGETS: which servers to run. @default ours,ref */
   targets: ('ours' | 'ref')[];
 }
@@ -82,6 +86,8 @@ export function loadOptions(env: NodeJS.ProcessEnv): Options {
     if (eq < 1) problems.push(`BENCH_SERVER_ENV must be space-separated NAME=VALUE pairs, got "${pair}"`);
     else serverEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
+  const nodeFlags = env.BENCH_NODE_FLAGS === undefined ? startNodeFlags() : env.BENCH_NODE_FLAGS.split(/\s+/).filter((s) => s !== '');
+  if (nodeFlags.some((f) => !f.startsWith('--'))) problems.push(`BENCH_NODE_FLAGS must be space-separated --flags, got "${env.BENCH_NODE_FLAGS}"`);
   if (env.BENCH_WORKERS) serverEnv.WORKERS = String(integer('BENCH_WORKERS', 1));
 
   const options: Options = {
@@ -98,6 +104,7 @@ export function loadOptions(env: NodeJS.ProcessEnv): Options {
     connectWindow: integer('BENCH_CONNECT_WINDOW', 200),
     transports,
     serverEnv,
+    nodeFlags,
     targets: knownTargets,
   };
   if (problems.length > 0) throw new OptionsError(problems);

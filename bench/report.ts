@@ -103,7 +103,7 @@ export function markdown(report: BenchReport): string {
       `${o.connectWindow} connects in flight; legacy GET pushes on ${o.connections} keep-alive connections, ` +
       `${o.warmup} unmeasured warm-up pushes, then ${o.pushes} targeted pushes (at most ${o.pushSeconds} s), ${o.broadcasts} broadcasts, ${o.batches} v1 batches of 100`,
     `- runs per server and N: ${o.reps}, interleaved (ours, ref, ours, ref, ...), fresh processes each; medians, single runs in brackets`,
-    `- our server's extra env: ${serverEnv}`,
+    `- our server's extra env: ${serverEnv}; node flags: ${o.nodeFlags.join(' ') || 'none'}`,
     '- "ours / ref" above 1 is better where "better" is higher, worse where it is lower',
   ];
   return [...header, '', ...o.clients.map((n) => table(report.runs, n) + '\n')].join('\n');

@@ -70,7 +70,9 @@ async function runOnce(target: Target, clients: number, rep: number, options: Op
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-data-'));
   dataDirs.add(dataDir);
   try {
-    server = new Child(`${target} server`, SCRIPTS[target], serverEnv(target, options, dataDir));
+    // ours with the node flags of `npm start` (or BENCH_NODE_FLAGS); the reference with none
+    const nodeFlags = target === 'ours' ? options.nodeFlags : [];
+    server = new Child(`${target} server`, SCRIPTS[target], serverEnv(target, options, dataDir), false, nodeFlags);
     const [, ioPort, apiPort] = await server.waitForLine(PORTS_LINE, START_TIMEOUT_MS);
     started = true;
     fleet = await Fleet.start(options.clientProcesses, START_TIMEOUT_MS);

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildServer } from '../scripts/build.ts';
+import { startNodeFlags } from '../scripts/start-flags.ts';
 import { Child, nextMessage, PROJECT_ROOT, stopChildrenOnExit } from './children.ts';
 import { orThrow } from './deadline.ts';
 import { describeMachine, openFilesLimit, peakRssKb } from './proc.ts';
@@ -177,7 +178,8 @@ class Node {
   async start(): Promise<void> {
     const listen = { HOST, IO_PORT: String(this.ioPort), API_PORT: String(this.apiPort), WEB_PORT: 'off' };
     // every page comes from 127.0.0.1: the per-address connection cap would refuse most of them
-    this.child = new Child(this.name, SERVER_SCRIPT, { ...process.env, MAX_CONNECTIONS_PER_IP: '0', ...this.env, ...listen });
+    const env = { ...process.env, MAX_CONNECTIONS_PER_IP: '0', ...this.env, ...listen };
+    this.child = new Child(this.name, SERVER_SCRIPT, env, false, startNodeFlags()); // as `npm start` runs it
     await this.child.waitForLine(PORTS_LINE, START_TIMEOUT_MS);
   }
 

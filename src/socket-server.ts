@@ -46,7 +46,12 @@ export function createSockets(
       }
       cb(null, true);
     },
-    maxHttpBufferSize: config.maxSocketMessageBytes,
+    maxHttpBufferSize: config.maxSocketMessageBytes, // also ws's maxPayload: a bound, no cost per connection
+    // Said here because it matters at scale: no permessage-deflate (the engine.io and ws
+    // default). On, it keeps a zlib context per connection and deflates every frame, for pushes
+    // of a few dozen bytes. Polling answers of 1 KiB or more stay gzip'd (httpCompression's
+    // default): they are rare, and the WebSocket path never sees them. docs/performance.md.
+    perMessageDeflate: false,
   });
   if (cluster) io.adapter(cluster.adapter); // rooms and broadcasts span the nodes
   // resolved once from the handshake request, so the close is counted against the same address
