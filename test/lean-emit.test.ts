@@ -98,9 +98,10 @@ describe('lean emit path', () => {
         const client = (await page(server, version, 'slow', ['websocket'])).track('note');
         const conn = connOf(server, 'slow');
         // the page stops reading: the kernel's buffers fill, then the server's WebSocket queue
-        const raw = client.raw as unknown as { io: { engine: { transport: { ws: { _socket: { pause(): void; resume(): void } } } } } };
+        const raw = client.raw as unknown as { io: { engine: { transport: { ws: { _socket: { pause(): void; resume(): void; destroy(): void } } } } } };
         const tcp = raw.io.engine.transport.ws._socket;
         tcp.pause();
+        onCleanup(() => tcp.destroy()); // should it fail while paused: the client's close would wait for its timeout
         const filler = 'f'.repeat(60_000);
         let fillers = 0;
         while ((conn.transport.socket?.bufferedAmount ?? 0) === 0) {
