@@ -54,7 +54,7 @@ function totalIr(file: string): number {
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'push-profile-data-'));
   const file = join(out, 'callgrind.out');
-  const node = ['--single-threaded', ...(tool === 'cpu-prof' ? ['--cpu-prof', `--cpu-prof-dir=${out}`] : []), join(ROOT, 'dist/start.js')];
+  const node = ['--single-threaded', ...(tool === 'cpu-prof' ? ['--cpu-prof', `--cpu-prof-dir=${out}`] : []), process.env.PROFILE_SERVER ?? join(ROOT, 'dist/start.js')];
   const argv = tool === 'callgrind' ? ['valgrind', '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${file}`, 'node', ...node] : ['node', ...node];
   const child = spawn(argv[0]!, argv.slice(1), {
     env: { ...process.env, HOST: '127.0.0.1', IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', MAX_CONNECTIONS_PER_IP: '0', DATA_DIR: dataDir, ...serverEnv },
