@@ -82,7 +82,8 @@ async function main(): Promise<void> {
       s.on('new_msg', () => got[i]!++);
     })),
   );
-  const pusher = new Pusher('127.0.0.1', ports.api, lanes, undefined);
+  // with PUSH_SECRET in PROFILE_SERVER_ENV the pushes carry it, as a backend would
+  const pusher = new Pusher('127.0.0.1', ports.api, lanes, serverEnv.PUSH_SECRET);
   let sent = 0;
   const total = () => got.reduce((x, y) => x + y, 0);
   const pushes = async (count: number): Promise<number> => {

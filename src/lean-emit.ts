@@ -7,7 +7,8 @@
 //
 // Taken only when it cannot change what a page sees, or in which order:
 // - one node (the in-memory adapter): with Redis the adapter publishes every emit to the other
-//   nodes, so a cluster keeps Socket.IO's path (the caller does not build a LeanEmitter);
+//   nodes, so a cluster keeps Socket.IO's path (the caller does not build a LeanEmitter), as
+//   does a server with connection state recovery (its adapter numbers every packet);
 // - every socket of the rooms is on WebSocket, open, not in an upgrade, with nothing in
 //   engine.io's writeBuffer and its transport writable (no write of engine.io's in flight that
 //   queues the next ones): a lean write then lands exactly where engine.io's own would, after

@@ -236,9 +236,10 @@ export async function createServer(config: Config, components: Components = {}):
   const clientAddresses = new ClientAddresses(config.trustProxy);
   const addressOf = (req: IncomingMessage) => clientAddresses.of(req);
   const { io, ioHttp } = createSockets(config, tls, log, metrics, addressOf, cluster);
-  // one node: pushes to a uid's pages may skip Socket.IO's per-packet machinery (lean-emit.ts);
-  // a cluster's adapter publishes every emit to the other nodes, so it keeps Socket.IO's path
-  const lean = cluster ? null : new LeanEmitter(io.of('/'), config.maxSocketBufferBytes);
+  // one node: pushes to a uid's pages may skip Socket.IO's per-packet machinery (lean-emit.ts).
+  // A cluster's adapter publishes every emit to the other nodes, and connection state recovery
+  // would number each packet in its adapter: both keep Socket.IO's path.
+  const lean = cluster || io._opts.connectionStateRecovery ? null : new LeanEmitter(io.of('/'), config.maxSocketBufferBytes);
   const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log, lean);
   const redeliveryWindow = { messages: config.redeliveryWindow, bytes: config.redeliveryWindowBytes };
   const catchUp = new CatchUp(io, delivery, redeliveryWindow, log);
