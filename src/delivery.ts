@@ -1,6 +1,7 @@
 // The one place where a push becomes emits to sockets and stored messages.
 import type { Server, Socket } from 'socket.io';
 import type { MessageMeta, PushIo, PushSocket } from './events.ts';
+import type { LeanEmitter } from './lean-emit.ts';
 import type { Logger } from './log.ts';
 import type { MessageStore } from './message-store.ts';
 import type { LegacyResult, PushResult, PushSpec, StoredMessage } from './messages.ts';
@@ -55,8 +56,16 @@ export class Delivery {
     private readonly ackTimeoutMs: number,
     private readonly observer: DeliveryObserver,
     private readonly log: Logger,
+    /** The lean emit path (lean-emit.ts), on one node; null: every emit goes through Socket.IO. */
+    private readonly lean: LeanEmitter | null = null,
   ) {
     this.emitter = io as unknown as Server;
+  }
+
+  /** `event(...args)` to the rooms' sockets: the lean path when it may take it, else Socket.IO's. */
+  private emitToRooms(rooms: string | string[], event: string, args: unknown[]): void {
+    if (this.lean?.emit(rooms, event, args)) return;
+    this.emitter.to(rooms).emit(event, ...args);
   }
 
   /**
@@ -70,7 +79,7 @@ export class Delivery {
       this.io.emit('new_msg', content);
       return 'ok';
     }
-    this.io.to(userRoom(to)).emit('new_msg', content);
+    this.emitToRooms(userRoom(to), LEGACY_EVENT, [content]);
     return (await this.presence.isOnline(to)) ? 'ok' : 'offline';
   }
 
@@ -93,7 +102,7 @@ export class Delivery {
     };
     if (spec.ttlMs === 0) {
       const result = await whoIsOnline();
-      this.emitter.to(uids.map(userRoom)).emit(event, data, { id, ts } satisfies MessageMeta);
+      this.emitToRooms(uids.length === 1 ? userRoom(uids[0]!) : uids.map(userRoom), event, [data, { id, ts } satisfies MessageMeta]);
       this.observer.emitted();
       return result;
     }

@@ -15,6 +15,7 @@ import type { RedisCluster } from './cluster/components.ts';
 import type { Config } from './config.ts';
 import { CatchUp } from './catch-up.ts';
 import { Delivery } from './delivery.ts';
+import { LeanEmitter } from './lean-emit.ts';
 import type { PushIo } from './events.ts';
 import { closeHttp, httpServer, listen, readTls, StartupError } from './listeners.ts';
 import { consoleLogger, type Logger } from './log.ts';
@@ -235,7 +236,11 @@ export async function createServer(config: Config, components: Components = {}):
   const clientAddresses = new ClientAddresses(config.trustProxy);
   const addressOf = (req: IncomingMessage) => clientAddresses.of(req);
   const { io, ioHttp } = createSockets(config, tls, log, metrics, addressOf, cluster);
-  const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log);
+  // one node: pushes to a uid's pages may skip Socket.IO's per-packet machinery (lean-emit.ts).
+  // A cluster's adapter publishes every emit to the other nodes, and connection state recovery
+  // would number each packet in its adapter: both keep Socket.IO's path.
+  const lean = cluster || io._opts.connectionStateRecovery ? null : new LeanEmitter(io.of('/'), config.maxSocketBufferBytes);
+  const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log, lean);
   const redeliveryWindow = { messages: config.redeliveryWindow, bytes: config.redeliveryWindowBytes };
   const catchUp = new CatchUp(io, delivery, redeliveryWindow, log);
   if (cluster) {

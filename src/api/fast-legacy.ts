@@ -35,6 +35,17 @@ function answer(res: ServerResponse, status: number, text: string, headers: Reco
   res.end(text);
 }
 
+/** The headers of each word a push answers, built once: writeHead takes them as they are. */
+const WORD_HEADERS: Record<string, readonly string[]> = Object.fromEntries(
+  ['ok', 'offline', 'fail'].map((word) => [word, ['content-type', 'text/plain; charset=utf-8', 'content-length', String(word.length)]]),
+);
+
+/** A push's 200 answer: one of the three words, without a headers object per request. */
+function answerWord(res: ServerResponse, word: 'ok' | 'offline' | 'fail'): void {
+  res.writeHead(200, WORD_HEADERS[word] as string[]);
+  res.end(word);
+}
+
 function takes(req: IncomingMessage, path: string): boolean {
   if (req.method !== 'GET') return false;
   const h = req.headers;
@@ -69,7 +80,7 @@ export function fastLegacy(o: FastLegacyOptions): RequestListener {
       if (problem !== null) return answer(res, 401, 'fail', { 'www-authenticate': 'Bearer' });
     }
     runLegacyPush(params, o.delivery, o.maxContentBytes, o.observer, startedAt).then(
-      (result) => answer(res, 200, result),
+      (result) => answerWord(res, result),
       (err: unknown) => {
         if (err instanceof HttpError) return answer(res, err.status, err.message);
         o.log.error(`GET ${path} failed`, err);
