@@ -536,8 +536,10 @@ describe('cluster (start.ts nodes sharing a real redis-server)', function () {
     expect(new Set(dueCopies.map(([, meta]) => (meta as { id: string }).id)).size).to.equal(1);
     expect((await storedFor(a.apiUrl, 'local')).filter((m) => m.data === 'due during the outage')).to.have.length(1);
     // the scheduled push is still waiting, at either node
-    const waiting = await v1(a.apiUrl, '/api/v1/scheduled');
-    expect((waiting.json as { scheduled: { id: string }[] }).scheduled.map((x) => x.id)).to.deep.equal([(scheduled.json as { id: string }).id]);
+    // the one made leaves the list once its node confirms it (claim, fire, confirm)
+    const listedIds = async () => ((await v1(a.apiUrl, '/api/v1/scheduled')).json as { scheduled: { id: string }[] }).scheduled.map((x) => x.id);
+    await until(async () => (await listedIds()).length === 1, 'the made push confirmed');
+    expect(await listedIds()).to.deep.equal([(scheduled.json as { id: string }).id]);
 
     // kept after the restart: stored and delivered again
     const after = await v1Push(a.apiUrl, { to: 'kept-after', data: 'after the outage', ttl: 600 });
