@@ -7,8 +7,11 @@
 // phase of PROFILE_PUSHES pushes counted, one callgrind dump each, on keep-alive connections,
 // each push to a page in turn, waiting until every page has its pushes. Each phase's Ir over its
 // pushes is the Ir per push; two phases show how steady it is.
+// PROFILE_KIND=batch sends the pushes as v1 batches of 100 ({to, event: 'new_msg', data}), so
+// the figure is per message of a batch.
 // PROFILE_TOOL=cpu-prof runs the server natively with --cpu-prof instead (the .cpuprofile in
-// PROFILE_OUT) to see where the time goes; PROFILE_TOOL=none runs it natively, for a check.
+// PROFILE_OUT) to see where the time goes; PROFILE_TOOL=none runs it natively and prints
+// the server's CPU time (utime + stime, 10 ms ticks) per push of each phase.
 // Usage: npm run build && node --import tsx bench/push-profile.ts
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -31,6 +34,7 @@ const warmup = Number(process.env.PROFILE_WARMUP ?? 3000);
 const phases = (process.env.PROFILE_PUSHES ?? '1000,1000').split(',').map(Number);
 const lanes = Number(process.env.PROFILE_CONNECTIONS ?? 4);
 const tool = process.env.PROFILE_TOOL ?? 'callgrind';
+const batch = process.env.PROFILE_KIND === 'batch' ? 100 : 0;
 const out = process.env.PROFILE_OUT ?? mkdtempSync(join(tmpdir(), 'push-profile-'));
 const serverEnv = Object.fromEntries(
   (process.env.PROFILE_SERVER_ENV ?? '').split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
@@ -43,6 +47,12 @@ function run(cmd: string, args: string[]): Promise<void> {
     c.once('error', reject);
     c.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))));
   });
+}
+
+/** The process's user + system CPU time in ms, from /proc (Linux). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime in ticks of 10 ms
 }
 
 function totalIr(file: string): number {
@@ -92,6 +102,15 @@ async function main(): Promise<void> {
     await Promise.all(
       Array.from({ length: lanes }, async () => {
         while (sent < end) {
+          if (batch > 0) {
+            const first = sent;
+            const size = Math.min(batch, end - first);
+            sent += size;
+            const messages = Array.from({ length: size }, (_, j) => ({ to: `u${(first + j) % clients}`, event: 'new_msg', data: `t:${first + j}:<b>` }));
+            const answer = await pusher.postJson('/api/v1/push/batch', { messages });
+            if (answer.status !== 200) throw new Error(`batch at ${first} answered ${answer.status}`);
+            continue;
+          }
           const n = sent++;
           const word = await pusher.legacy(`u${n % clients}`, `t:${n}:<b>`);
           if (word !== 'ok') throw new Error(`push ${n} answered ${word}`);
@@ -105,9 +124,11 @@ async function main(): Promise<void> {
   if (tool === 'callgrind') await run('callgrind_control', ['--instr=on', String(child.pid)]);
   for (const [i, count] of phases.entries()) {
     if (tool === 'callgrind') await run('callgrind_control', ['--zero', String(child.pid)]);
+    const cpuBefore = cpuMs(child.pid!);
     const ms = await pushes(count);
     if (tool !== 'callgrind') {
-      console.log(`phase ${i + 1}: ${count} pushes in ${ms} ms`);
+      const cpu = cpuMs(child.pid!) - cpuBefore;
+      console.log(`phase ${i + 1}: ${count} pushes in ${ms} ms, server CPU ${cpu} ms, ${((1000 * cpu) / count).toFixed(1)} µs per push`);
       continue;
     }
     await run('callgrind_control', [`--dump=phase${i + 1}`, String(child.pid)]);

@@ -54,6 +54,12 @@ async function page(server: TestServer, version: ClientVersion, uid: string, tra
   return client;
 }
 
+/** The bytes of what node:net's _writev (a list of {chunk}) or _write (one chunk) was given, as text. */
+function chunkText(chunks: unknown): string {
+  if (Array.isArray(chunks)) return chunks.map((c: { chunk: unknown }) => chunkText(c.chunk)).join('');
+  return Buffer.isBuffer(chunks) ? chunks.toString('latin1') : String(chunks);
+}
+
 const contents = (client: TestClient) => client.received('new_msg').map((args) => args[0]);
 
 describe('lean emit path', () => {
@@ -80,6 +86,36 @@ describe('lean emit path', () => {
         await client.waitFor('new_msg', (m) => m === 'after');
         expect(client.received('note').map((args) => args[0])).to.deep.equal([data, 'once']);
         expect(packets.pushes, 'engine.io message packets for pushes to a WebSocket page').to.equal(0);
+      });
+
+      it('a v1 batch to one page leaves in one TCP write, in order, mixed with stored pushes', async () => {
+        const server = await startServer();
+        const client = (await page(server, version, 'batched', ['websocket'])).track('note');
+        // the page's TCP socket on the server: count the writes node:net makes to the kernel
+        // (writev holds a list of chunks, write one chunk; the frames' text is in them)
+        const tcp = (connOf(server, 'batched').transport.socket as unknown as { _socket: { _writev: (...a: unknown[]) => void; _write: (...a: unknown[]) => void } })._socket;
+        let writes = 0;
+        for (const name of ['_writev', '_write'] as const) {
+          const original = tcp[name].bind(tcp);
+          tcp[name] = (...args: unknown[]) => {
+            // writes of the batch's frames (not an online count that happens to go out meanwhile)
+            if (chunkText(args[0]).includes('"note"')) writes++;
+            original(...args);
+          };
+        }
+        const messages = Array.from({ length: 20 }, (_, i) => ({ to: 'batched', event: 'note', data: `b${i}` }));
+        const res = await fetch(`${server.apiUrl}/api/v1/push/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages }) });
+        expect(res.status).to.equal(200);
+        await res.text();
+        await until(() => client.received('note').length === 20, 'the whole batch at the page');
+        expect(writes, 'TCP writes for a batch of 20 to one page').to.equal(1);
+        // stored pushes (Socket.IO's path, with acks) between lean ones keep the batch's order
+        const mixed = Array.from({ length: 10 }, (_, i) => ({ to: 'batched', event: 'note', data: `m${i}`, ...(i % 3 === 0 ? { ttl: 60 } : {}) }));
+        const res2 = await fetch(`${server.apiUrl}/api/v1/push/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: mixed }) });
+        expect(res2.status).to.equal(200);
+        await res2.text();
+        await until(() => client.received('note').length === 30, 'the mixed batch at the page');
+        expect(client.received('note').slice(20).map((args) => args[0])).to.deep.equal(mixed.map((m) => m.data));
       });
 
       it('a polling-only page gets every push, in order, by Socket.IO\'s path', async () => {
