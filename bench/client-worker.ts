@@ -2,6 +2,7 @@
 // (the legacy pages), in its own event loop apart from the server and the runner. It logs
 // them in on command and records, per message key, which messages arrived and how late;
 // the runner collects those receipts over IPC (the messages are in ./ipc.ts).
+import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { isBroadcastKey, parseMessageContent, type WorkerCommand, type WorkerReply } from './ipc.ts';
 
@@ -71,7 +72,9 @@ function receive(uid: number, arg: unknown): void {
 }
 
 /** Connects one client and logs it in as a legacy page does; resolves null or the reason it failed. */
-function connectOne(url: string, uid: number, transports: string[], timeoutMs: number): Promise<string | null> {
+function connectOne(url: string, uid: number, transports: string[], timeoutMs: number, loginSecret?: string): Promise<string | null> {
+  // with LOGIN_SECRET the backend hands each page hex(HMAC-SHA256(secret, uid)) (docs/protocol.md)
+  const login = loginSecret === undefined ? String(uid) : { uid: String(uid), token: createHmac('sha256', loginSecret).update(String(uid)).digest('hex') };
   return new Promise((resolve) => {
     let loggedIn = false;
     const socket = connectV2(url, { forceNew: true, reconnection: false, transports, timeout: timeoutMs });
@@ -81,7 +84,11 @@ function connectOne(url: string, uid: number, transports: string[], timeoutMs: n
     // (seen with WORKERS: early pushes answered offline). Both servers ack a login, so the
     // bench waits for that: a client is logged in when the server says so.
     socket.on('connect', () =>
-      socket.emit('login', String(uid), () => {
+      socket.emit('login', login, (reply: unknown) => {
+        if (typeof reply === 'object' && reply !== null && 'error' in reply) {
+          resolve(`login refused: ${JSON.stringify(reply.error)}`);
+          return;
+        }
         loggedIn = true;
         resolve(null);
       }),
@@ -100,7 +107,7 @@ function connectOne(url: string, uid: number, transports: string[], timeoutMs: n
 
 /** Logs in every uid with at most `window` attempts in flight; answers when all are done or time is up. */
 function connectAll(command: Extract<WorkerCommand, { type: 'connect' }>): void {
-  const { url, uids, window, transports, timeoutMs } = command;
+  const { url, uids, window, transports, timeoutMs, loginSecret } = command;
   let next = 0;
   let inFlight = 0;
   let loggedIn = 0;
@@ -118,7 +125,7 @@ function connectAll(command: Extract<WorkerCommand, { type: 'connect' }>): void 
     while (!answered && inFlight < window && next < uids.length) {
       const uid = uids[next++]!;
       inFlight += 1;
-      void connectOne(url, uid, transports, timeoutMs).then((error) => {
+      void connectOne(url, uid, transports, timeoutMs, loginSecret).then((error) => {
         inFlight -= 1;
         if (error === null) loggedIn += 1;
         else {

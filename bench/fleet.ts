@@ -43,12 +43,13 @@ export class Fleet {
     window: number,
     transports: string[],
     timeoutMs: number,
+    loginSecret?: string,
   ): Promise<Reply<'connected'>[]> {
     const perWindow = Math.max(1, Math.floor(window / this.size));
     return Promise.all(
       this.workers.map((worker, i) => {
         const mine = uids.filter((uid) => this.workerOf(uid) === i);
-        const command: WorkerCommand = { type: 'connect', url, uids: mine, window: perWindow, transports, timeoutMs };
+        const command: WorkerCommand = { type: 'connect', url, uids: mine, window: perWindow, transports, timeoutMs, loginSecret };
         return this.ask(worker, command, 'connected', () => true, timeoutMs);
       }),
     );

@@ -13,6 +13,8 @@ export type WorkerCommand =
       transports: string[];
       /** The worker reports what it has when this runs out, logged in or not. */
       timeoutMs: number;
+      /** Set when the server has LOGIN_SECRET: each page logs in with its uid's HMAC token. */
+      loginSecret?: string;
     }
   | {
       type: 'collect';

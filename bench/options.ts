@@ -32,11 +32,18 @@ export interface Options {
   serverEnv: Record<string, string>;
   /** BENCH_NODE_FLAGS ('--a --b=1'): node flags for our server. @default those of `npm start` (package.json) */
   nodeFlags: string[];
-  /** BENCH_TARGETS: which servers to run. @default ours,ref */
-  targets: ('ours' | 'ref')[];
+  /**
+   * BENCH_TARGETS: which servers to run: `ours` (defaults), `full` (ours with every feature on:
+   * PUSH_SECRET, LOGIN_SECRET, webhooks to a local receiver, metrics scraped; see run.ts),
+   * `ref` (bare Socket.IO). @default ours,full,ref
+   */
+  targets: Target[];
 }
 
 export const BATCH_SIZE = 100;
+
+export type Target = 'ours' | 'full' | 'ref';
+const TARGETS: readonly string[] = ['ours', 'full', 'ref'] satisfies Target[];
 
 export class OptionsError extends Error {
   constructor(readonly problems: string[]) {
@@ -74,10 +81,10 @@ export function loadOptions(env: NodeJS.ProcessEnv): Options {
     problems.push(`BENCH_TRANSPORTS must list websocket and/or polling, got "${env.BENCH_TRANSPORTS}"`);
   }
 
-  const targets = list('BENCH_TARGETS', 'ours,ref');
-  const knownTargets = targets.filter((t): t is 'ours' | 'ref' => t === 'ours' || t === 'ref');
+  const targets = list('BENCH_TARGETS', 'ours,full,ref');
+  const knownTargets = targets.filter((t): t is Target => TARGETS.includes(t));
   if (knownTargets.length === 0 || knownTargets.length !== targets.length) {
-    problems.push(`BENCH_TARGETS must list ours and/or ref, got "${env.BENCH_TARGETS}"`);
+    problems.push(`BENCH_TARGETS must list some of ours, full, ref, got "${env.BENCH_TARGETS}"`);
   }
 
   const serverEnv: Record<string, string> = {};

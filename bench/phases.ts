@@ -20,6 +20,8 @@ const BROADCAST_PHASE_MS = 60_000;
 
 export interface RunContext {
   serverPid: number;
+  /** The server's LOGIN_SECRET, when it has one: pages log in with tokens. */
+  loginSecret?: string;
   ioUrl: string;
   pusher: Pusher;
   fleet: Fleet;
@@ -74,7 +76,7 @@ export async function connectPhase(ctx: RunContext, figures: Figures): Promise<n
   const cpuBefore = cpuMs(serverPid);
   const rssBefore = rssKb(serverPid);
   const startedAt = performance.now();
-  const replies = await fleet.connect(ctx.ioUrl, uids, options.connectWindow, options.transports, timeoutMs);
+  const replies = await fleet.connect(ctx.ioUrl, uids, options.connectWindow, options.transports, timeoutMs, ctx.loginSecret);
   const elapsedMs = performance.now() - startedAt;
   const loggedIn = replies.reduce((sum, r) => sum + r.loggedIn, 0);
   const failed = replies.reduce((sum, r) => sum + r.failed, 0);

@@ -2,18 +2,20 @@
 // processes for every run, runs interleaved (ours, ref, ours, ref) so a machine that drifts
 // affects both alike. Settings: BENCH_* env vars (bench/options.ts, bench/README.md).
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildServer } from '../scripts/build.ts';
 import { Child, PROJECT_ROOT, stopChildrenOnExit } from './children.ts';
+import { curveSvg } from './curve.ts';
 import { Fleet } from './fleet.ts';
 import type { Figures } from './metrics.ts';
-import { loadOptions, OptionsError, type Options } from './options.ts';
+import { loadOptions, OptionsError, type Options, type Target } from './options.ts';
 import { batchPhase, broadcastPhase, connectPhase, targetedPhase, type RunContext } from './phases.ts';
 import { describeMachine, openFilesLimit, peakRssKb } from './proc.ts';
 import { Pusher } from './pusher.ts';
-import { markdown, publicOptions, save, type BenchReport, type RunResult, type Target } from './report.ts';
+import { markdown, publicOptions, save, type BenchReport, type RunResult } from './report.ts';
 
 const HOST = '127.0.0.1'; // loopback only: the benchmark never listens on or reaches other hosts
 const START_TIMEOUT_MS = 20_000;
@@ -28,8 +30,67 @@ const PORTS_LINE = /socket\.io http:\/\/[^\s|]*:(\d+) \| push API http:\/\/[^\s|
  */
 const SCRIPTS: Record<Target, string> = {
   ours: join(PROJECT_ROOT, 'dist', 'start.js'),
+  full: join(PROJECT_ROOT, 'dist', 'start.js'),
   ref: join(PROJECT_ROOT, 'bench', '.build', 'reference-server.js'),
 };
+
+/**
+ * `full`: our server with every feature on. The secrets are the bench's own (never a real
+ * deployment's); the pushes carry PUSH_SECRET, the pages log in with LOGIN_SECRET's tokens,
+ * every user.online / user.offline goes to the runner's webhook receiver, signed, and
+ * /metrics is scraped every METRICS_SCRAPE_MS. The store is the default (embedded) in both.
+ */
+const FULL_SECRETS = { PUSH_SECRET: 'bench-push-secret', LOGIN_SECRET: 'bench-login-secret', WEBHOOK_SECRET: 'bench-webhook-secret' };
+/** Prometheus scrapes every 15 s by default; 2 s makes sure each run of a few seconds has some. */
+const METRICS_SCRAPE_MS = 2000;
+
+/** The receiver of the `full` server's webhooks: answers 204 to each, and counts them. */
+class WebhookReceiver {
+  received = 0;
+  private readonly server: Server = createServer((req, res) => {
+    req.resume();
+    req.once('end', () => {
+      this.received++;
+      res.writeHead(204).end();
+    });
+  });
+
+  async start(): Promise<string> {
+    await new Promise<void>((resolve) => this.server.listen(0, HOST, resolve));
+    const address = this.server.address();
+    if (address === null || typeof address === 'string') throw new Error('webhook receiver has no port');
+    return `http://${HOST}:${address.port}/hooks`;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** GETs /metrics every METRICS_SCRAPE_MS until stopped, as Prometheus would; counts failures. */
+function scrapeMetrics(apiPort: number): { stop(): { scrapes: number; failures: number } } {
+  let scrapes = 0;
+  let failures = 0;
+  const timer = setInterval(() => {
+    const req = request({ host: HOST, port: apiPort, path: '/metrics' }, (res) => {
+      res.resume();
+      if (res.statusCode === 200) scrapes++;
+      else failures++;
+    });
+    req.once('error', () => failures++);
+    req.end();
+  }, METRICS_SCRAPE_MS);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return { scrapes, failures };
+    },
+  };
+}
+
+let webhooks: WebhookReceiver | undefined;
+let webhookUrl = '';
 
 async function buildServers(): Promise<void> {
   await buildServer(join(PROJECT_ROOT, 'start.ts'), SCRIPTS.ours);
@@ -52,7 +113,9 @@ function serverEnv(target: Target, options: Options, dataDir: string): NodeJS.Pr
   // the default engine (embedded) gets a fresh DATA_DIR each run, never the project's ./data
   // that an `npm start` may hold, and no messages left by an earlier run
   const bench = { MAX_CONNECTIONS_PER_IP: '0', DATA_DIR: dataDir };
-  return target === 'ours' ? { ...process.env, ...bench, ...options.serverEnv, ...listen } : { ...process.env, ...listen };
+  if (target === 'ref') return { ...process.env, ...listen };
+  const full = target === 'full' ? { ...FULL_SECRETS, WEBHOOK_URL: webhookUrl } : {};
+  return { ...process.env, ...bench, ...options.serverEnv, ...full, ...listen };
 }
 
 function describe(err: unknown): string {
@@ -66,20 +129,24 @@ async function runOnce(target: Target, clients: number, rep: number, options: Op
   let server: Child | undefined;
   let fleet: Fleet | undefined;
   let pusher: Pusher | undefined;
+  let scraper: ReturnType<typeof scrapeMetrics> | undefined;
   let started = false;
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-data-'));
   dataDirs.add(dataDir);
   try {
     // ours with the node flags of `npm start` (or BENCH_NODE_FLAGS); the reference with none
-    const nodeFlags = target === 'ours' ? options.nodeFlags : [];
+    const nodeFlags = target === 'ref' ? [] : options.nodeFlags;
     server = new Child(`${target} server`, SCRIPTS[target], serverEnv(target, options, dataDir), false, nodeFlags);
     const [, ioPort, apiPort] = await server.waitForLine(PORTS_LINE, START_TIMEOUT_MS);
     started = true;
     fleet = await Fleet.start(options.clientProcesses, START_TIMEOUT_MS);
-    const secret = target === 'ours' ? options.serverEnv.PUSH_SECRET : undefined;
-    pusher = new Pusher(HOST, Number(apiPort), options.connections, secret);
+    const env = serverEnv(target, options, dataDir);
+    pusher = new Pusher(HOST, Number(apiPort), options.connections, target === 'ref' ? undefined : env.PUSH_SECRET);
+    if (target === 'full') scraper = scrapeMetrics(Number(apiPort));
+    const hooksBefore = webhooks?.received ?? 0;
     const ctx: RunContext = {
       serverPid: server.pid,
+      loginSecret: target === 'ref' ? undefined : env.LOGIN_SECRET,
       ioUrl: `http://${HOST}:${ioPort}`,
       pusher,
       fleet,
@@ -98,10 +165,16 @@ async function runOnce(target: Target, clients: number, rep: number, options: Op
       }
     }
     figures.peak_rss_mb = peakRssKb(server.pid) / 1024;
+    if (target === 'full') {
+      const { scrapes, failures } = scraper!.stop();
+      scraper = undefined;
+      notes.push(`features on: ${(webhooks?.received ?? 0) - hooksBefore} webhooks received, /metrics scraped ${scrapes} times${failures > 0 ? `, ${failures} scrapes failed` : ''}`);
+    }
     if (ctx.dropped > 0) notes.push(`${ctx.dropped} clients lost their connection after logging in`);
   } catch (err) {
     notes.push(`run failed: ${describe(err)}`);
   } finally {
+    scraper?.stop();
     pusher?.close();
     await fleet?.stop();
     if (server?.running) {
@@ -136,6 +209,10 @@ async function main(): Promise<void> {
     throw new Error(`open files hard limit is ${files.hard}, ${needed} needed for ${Math.max(...options.clients)} clients: raise it (ulimit -Hn, as root) or lower BENCH_CLIENTS`);
   }
   await buildServers();
+  if (options.targets.includes('full')) {
+    webhooks = new WebhookReceiver();
+    webhookUrl = await webhooks.start();
+  }
   const began = performance.now();
   const date = new Date().toISOString();
   const runs: RunResult[] = [];
@@ -155,8 +232,9 @@ async function main(): Promise<void> {
     totalSeconds: (performance.now() - began) / 1000,
     runs,
   };
+  await webhooks?.close();
   const text = markdown(report);
-  const written = save(report, text);
+  const written = save(report, text, curveSvg(report));
   console.log(`\n${text}`);
   console.log(`written: ${written.map((p) => p.slice(PROJECT_ROOT.length)).join(', ')}`);
 }
