@@ -1,5 +1,6 @@
 // Socket.IO event maps and per-socket data, shared by the server, the tests and the SDK.
 import type { Server, Socket } from 'socket.io';
+import type { StatusSnapshot } from './message-status.ts';
 
 /** What a failed request on the socket answers (in an ack or a `login_error` event). */
 export interface SocketError {
@@ -73,6 +74,10 @@ export interface InterServerEvents {
    * messages again.
    */
   catch_up: () => void;
+  /** What this node saw of message `id` (GET /api/v1/messages/:id on another node), or null. */
+  message_status: (id: string, reply: (snapshot: StatusSnapshot | null) => void) => void;
+  /** Sockets of this node in `room` (null: all), for the status of a broadcast or topic push. */
+  count_sockets: (room: string | null, reply: (sockets: number) => void) => void;
 }
 
 export interface SocketData {
