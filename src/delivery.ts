@@ -1,12 +1,14 @@
 // The one place where a push becomes emits to sockets and stored messages.
 import type { Server, Socket } from 'socket.io';
+import { randomUUID } from 'node:crypto';
+import type { ClientMessage } from './client-publish.ts';
 import type { MessageMeta, PushIo, PushSocket } from './events.ts';
 import type { LeanEmitter } from './lean-emit.ts';
 import type { Logger } from './log.ts';
 import type { MessageStatus, UidState } from './message-status.ts';
 import type { MessageStore } from './message-store.ts';
 import type { LegacyResult, PushResult, PushSpec, StoredMessage } from './messages.ts';
-import { escapeHtml, LEGACY_EVENT, topicRoom, userRoom } from './names.ts';
+import { DEFAULT_EVENT, escapeHtml, LEGACY_EVENT, topicRoom, userRoom } from './names.ts';
 import type { Presence } from './presence.ts';
 
 /**
@@ -189,6 +191,20 @@ export class Delivery {
     };
     pump();
     return count;
+  }
+
+  /**
+   * A message a client published to a topic (checked by client-publish.ts): to the topic's
+   * subscribers on every node, as event `message` (never new_msg), the sender's socket left out
+   * unless it asked for an echo. Returns the message's id.
+   */
+  clientMessage(socket: PushSocket, uid: string, message: ClientMessage): string {
+    const id = randomUUID();
+    const room = topicRoom(message.topic);
+    const target = message.echo ? this.emitter.to(room) : this.emitter.to(room).except(socket.id);
+    target.emit(DEFAULT_EVENT, message.data, { id, ts: Date.now(), uid, client: true } satisfies MessageMeta);
+    this.observer.emitted();
+    return id;
   }
 
   /**

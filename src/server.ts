@@ -14,6 +14,7 @@ import { ClientAddresses } from './client-address.ts';
 import type { RedisCluster } from './cluster/components.ts';
 import type { Config } from './config.ts';
 import { CatchUp } from './catch-up.ts';
+import { topicMatcher, type ClientMessage } from './client-publish.ts';
 import { Delivery } from './delivery.ts';
 import { LeanEmitter } from './lean-emit.ts';
 import type { PushIo } from './events.ts';
@@ -275,6 +276,16 @@ export async function createServer(config: Config, components: Components = {}):
     eventsPerSecond: config.socketEventsPerSecond,
     redeliveryWindow,
     loginTimeoutMs: config.loginTimeoutMs,
+    clientPublish: {
+      allowed: topicMatcher(config.clientPublishTopics),
+      maxBytes: config.maxClientMessageBytes,
+      ...(config.webhookClientMessages && sender
+        ? {
+            published: (uid: string, messageId: string, { topic, data }: ClientMessage) =>
+              sender.send({ type: 'client.message', uid, topic, messageId, data }),
+          }
+        : {}),
+    },
     log,
   });
 
