@@ -51,6 +51,13 @@
     setText('online_pages', m[2]); setText('online_pages_cn', m[2]);
   }
 
+  var CHAT_TOPIC = 'chat-demo';
+  function chatLine(from, data) {
+    var item = document.createElement('li');
+    item.textContent = from + ': ' + (typeof data === 'string' ? data : JSON.stringify(data));
+    $('chat').appendChild(item);
+  }
+
   var online = true;
   function start() {
     var client = window.PushClient.connect(ioUrl, { uid: uid });
@@ -66,10 +73,24 @@
     }
     // new_msg is always escaped HTML (the legacy API, or a v1 push that names new_msg)
     client.on('new_msg', function (data, meta) { notify(decode(data), tagOf(meta)); });
-    // v1 pushes with no event of their own: data is any JSON value, as sent
+    // v1 pushes with no event of their own: data is any JSON value, as sent. Messages other
+    // pages published to the chat topic come on it too, marked client: true.
     client.on('message', function (data, meta) {
+      if (meta && meta.client) return chatLine(meta.uid, data);
       notify(typeof data === 'string' ? data : JSON.stringify(data), tagOf(meta));
     });
+    client.subscribe(CHAT_TOPIC);
+    $('chat_form').onsubmit = function (e) {
+      e.preventDefault();
+      var text = $('chat_input').value;
+      if (!text) return;
+      client.publish(CHAT_TOPIC, text).then(function (reply) {
+        if (!reply.ok) return setText('chat_status', 'not sent: ' + reply.error.message);
+        setText('chat_status', '');
+        $('chat_input').value = '';
+        chatLine(uid + ' (me)', text); // the server does not send a page its own message back
+      });
+    };
     client.on('update_online_count', showCounts);
     $('toggle').onclick = function () {
       online = !online;

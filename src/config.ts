@@ -88,6 +88,9 @@ export function loadConfig(
     // a redelivery window that fills the buffer would get its own page cut off
     problems.push('REDELIVERY_WINDOW_BYTES must be below MAX_SOCKET_BUFFER_BYTES');
   }
+  if (out.webhookClientMessages === true && Array.isArray(out.webhookUrl) && out.webhookUrl.length === 0) {
+    problems.push('WEBHOOK_CLIENT_MESSAGES=on needs WEBHOOK_URL: the client.message events go there');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return out as Config;
 }

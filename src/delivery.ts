@@ -1,11 +1,14 @@
 // The one place where a push becomes emits to sockets and stored messages.
 import type { Server, Socket } from 'socket.io';
+import { randomUUID } from 'node:crypto';
+import type { ClientMessage } from './client-publish.ts';
 import type { MessageMeta, PushIo, PushSocket } from './events.ts';
 import type { LeanEmitter } from './lean-emit.ts';
 import type { Logger } from './log.ts';
+import type { MessageStatus, UidState } from './message-status.ts';
 import type { MessageStore } from './message-store.ts';
 import type { LegacyResult, PushResult, PushSpec, StoredMessage } from './messages.ts';
-import { escapeHtml, LEGACY_EVENT, topicRoom, userRoom } from './names.ts';
+import { DEFAULT_EVENT, escapeHtml, LEGACY_EVENT, topicRoom, userRoom } from './names.ts';
 import type { Presence } from './presence.ts';
 
 /**
@@ -58,6 +61,8 @@ export class Delivery {
     private readonly log: Logger,
     /** The lean emit path (lean-emit.ts), on one node; null: every emit goes through Socket.IO. */
     private readonly lean: LeanEmitter | null = null,
+    /** Records what became of each push (GET /api/v1/messages/:id); null: not recorded. */
+    private readonly status: MessageStatus | null = null,
   ) {
     this.emitter = io as unknown as Server;
   }
@@ -89,9 +94,11 @@ export class Delivery {
     const { id, event } = spec;
     const data = legacySafe(event, spec.data);
     if (!spec.to) {
-      const target = spec.topic === undefined ? this.emitter : this.emitter.to(topicRoom(spec.topic));
+      const room = spec.topic === undefined ? null : topicRoom(spec.topic);
+      const target = room === null ? this.emitter : this.emitter.to(room);
       target.emit(event, data, { id, ts } satisfies MessageMeta);
       this.observer.emitted();
+      this.status?.fannedOut(id, ts, spec.topic, this.localSockets(room), room);
       return { id, online: [], offline: [], stored: 0 };
     }
 
@@ -104,6 +111,8 @@ export class Delivery {
       const result = await whoIsOnline();
       this.emitToRooms(uids.length === 1 ? userRoom(uids[0]!) : uids.map(userRoom), event, [data, { id, ts } satisfies MessageMeta]);
       this.observer.emitted();
+      // offline with nothing kept: dropped
+      this.recordUids(id, ts, ts, result, (online) => (online ? ['delivered'] : ['dropped']));
       return result;
     }
 
@@ -117,13 +126,14 @@ export class Delivery {
     result.stored = stored;
     const meta: MessageMeta = { id, ts, stored: true };
     this.observer.emitted(result.online.length);
+    this.recordUids(id, ts, message.expiresAt, result, (online) => (online ? ['stored', 'delivered'] : ['stored']));
     for (const uid of result.online) {
       this.emitter
         .to(userRoom(uid))
         .timeout(this.ackTimeoutMs)
         .emit(event, data, meta, (_err: Error | null, acks: unknown[]) => {
           // any page of the uid that acked makes it delivered; the rest may never ack
-          if (acks.length > 0) this.acked(uid, id);
+          if (acks.length > 0) this.ack(uid, message);
         });
     }
     return result;
@@ -168,11 +178,12 @@ export class Delivery {
         inFlight++;
         inFlightBytes += bytes;
         this.observer.emitted();
+        this.status?.delivered(uid, m.id, this.status.keepUntil(m.expiresAt));
         const meta: MessageMeta = { id: m.id, ts: m.ts, stored: true, redelivery: true };
         loose.timeout(this.ackTimeoutMs).emit(m.event, legacySafe(m.event, m.data), meta, (err: Error | null) => {
           inFlight--;
           inFlightBytes -= bytes;
-          if (!err) this.acked(uid, m.id);
+          if (!err) this.ack(uid, m);
           pump();
         });
       }
@@ -182,8 +193,43 @@ export class Delivery {
     return count;
   }
 
-  private acked(uid: string, id: string): void {
+  /**
+   * A message a client published to a topic (checked by client-publish.ts): to the topic's
+   * subscribers on every node, as event `message` (never new_msg), the sender's socket left out
+   * unless it asked for an echo. Returns the message's id.
+   */
+  clientMessage(socket: PushSocket, uid: string, message: ClientMessage): string {
+    const id = randomUUID();
+    const room = topicRoom(message.topic);
+    const target = message.echo ? this.emitter.to(room) : this.emitter.to(room).except(socket.id);
+    target.emit(DEFAULT_EVENT, message.data, { id, ts: Date.now(), uid, client: true } satisfies MessageMeta);
+    this.observer.emitted();
+    return id;
+  }
+
+  /**
+   * A page of `uid` acked a stored message: it leaves the store and its status says acked.
+   * Every ack goes through here (socket acks; an SSE Last-Event-ID acks each stored message up
+   * to that id).
+   */
+  ack(uid: string, message: Pick<StoredMessage, 'id' | 'expiresAt'>): void {
     this.observer.acked();
-    this.store.ack(uid, id).catch((err: unknown) => this.log.error('ack failed', err));
+    this.status?.acked(uid, message.id, this.status.keepUntil(message.expiresAt));
+    this.store.ack(uid, message.id).catch((err: unknown) => this.log.error('ack failed', err));
+  }
+
+  /** Sockets of this node in `room` (null: all of them): what a broadcast or topic emit reached here. */
+  private localSockets(room: string | null): number {
+    const nsp = this.io.of('/');
+    return room === null ? nsp.sockets.size : (nsp.adapter.rooms.get(room)?.size ?? 0);
+  }
+
+  private recordUids(id: string, ts: number, expiresAt: number, result: PushResult, states: (online: boolean) => UidState[]): void {
+    if (!this.status) return;
+    const list: [string, UidState][] = [];
+    for (const [uids, online] of [[result.online, true], [result.offline, false]] as const) {
+      for (const uid of uids) for (const state of states(online)) list.push([uid, state]);
+    }
+    this.status.toUids(id, ts, this.status.keepUntil(expiresAt), list);
   }
 }

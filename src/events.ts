@@ -1,5 +1,6 @@
 // Socket.IO event maps and per-socket data, shared by the server, the tests and the SDK.
 import type { Server, Socket } from 'socket.io';
+import type { StatusSnapshot } from './message-status.ts';
 
 /** What a failed request on the socket answers (in an ack or a `login_error` event). */
 export interface SocketError {
@@ -11,6 +12,12 @@ export interface SocketError {
     | 'unauthorized'
     | 'token_expired'
     | 'rate_limited'
+    /** publish: the topic is not open to clients (CLIENT_PUBLISH_TOPICS), or no publish right. */
+    | 'forbidden'
+    | 'not_logged_in'
+    | 'not_subscribed'
+    | 'invalid_message'
+    | 'payload_too_large'
     /** The server failed (presence or store away); nothing was changed, try again. */
     | 'unavailable';
   message: string;
@@ -28,6 +35,8 @@ export type LoginReply =
     }
   | { ok: false; error: SocketError };
 
+export type PublishReply = { ok: true; id: string } | { ok: false; error: SocketError };
+
 export type SubscribeReply = { ok: true; topics: string[] } | { ok: false; error: SocketError };
 
 /** The second argument of every v1 message: `event(data, meta)`. */
@@ -40,6 +49,9 @@ export interface MessageMeta {
   stored?: true;
   /** Sent from the store at login, not live. */
   redelivery?: true;
+  /** Published by a client to a topic (never on new_msg): `uid` is its sender. */
+  client?: true;
+  uid?: string;
 }
 
 export interface ServerToClientEvents {
@@ -63,6 +75,11 @@ export interface ClientToServerEvents {
   /** Joins topics: a name, `{topic, token}` (private- topics need a token), or a list of them. */
   subscribe: (topics: unknown, ack?: (reply: SubscribeReply) => void) => void;
   unsubscribe: (topics: unknown, ack?: (reply: SubscribeReply) => void) => void;
+  /**
+   * `{topic, data, echo?}`: sends `data` to the topic's other subscribers as event `message`
+   * (CLIENT_PUBLISH_TOPICS); `echo: true` sends it to this socket too.
+   */
+  publish: (message: unknown, ack?: (reply: PublishReply) => void) => void;
 }
 
 /** Between the nodes of a cluster (the Redis adapter's serverSideEmit). */
@@ -73,11 +90,17 @@ export interface InterServerEvents {
    * messages again.
    */
   catch_up: () => void;
+  /** What this node saw of message `id` (GET /api/v1/messages/:id on another node), or null. */
+  message_status: (id: string, reply: (snapshot: StatusSnapshot | null) => void) => void;
+  /** Sockets of this node in `room` (null: all), for the status of a broadcast or topic push. */
+  count_sockets: (room: string | null, reply: (sockets: number) => void) => void;
 }
 
 export interface SocketData {
   /** Set by the first valid `login`; undefined for sockets that never logged in. */
   uid?: string;
+  /** With LOGIN_SECRET: topics this socket proved a publish right for (a publishToken at subscribe). */
+  publishRights?: Set<string>;
 }
 
 export type PushIo = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;

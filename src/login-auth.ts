@@ -3,8 +3,10 @@
 //   for a uid:   hex(HMAC-SHA256(LOGIN_SECRET, uid))      PHP: hash_hmac('sha256', $uid, $key)
 //                or a JWT signed HS256 with LOGIN_SECRET, `sub` = the uid and an `exp`;
 //   for a topic: the same with the topic key (topicKey below) in place of LOGIN_SECRET and
-//                the topic name in place of the uid.
-// The two domains have different keys, so no uid's token (whatever the uid) is ever a topic's.
+//                the topic name in place of the uid;
+//   to publish to a topic (CLIENT_PUBLISH_TOPICS): the same with the publish key (publishKey).
+// The three domains have different keys, so no uid's token (whatever the uid) is ever a
+// topic's, and no subscribe token is a publish token.
 import { createHmac } from 'node:crypto';
 import type { SocketError } from './events.ts';
 import { safeEqual } from './secrets.ts';
@@ -24,6 +26,17 @@ const TOPIC_KEY_LABEL = 'push-server topic token';
  */
 export function topicKey(loginSecret: string): string {
   return createHmac('sha256', TOPIC_KEY_LABEL).update(loginSecret).digest('hex');
+}
+
+/** HMAC key of the publish key: a third domain, so no uid's or topic's token is a publish token. */
+const PUBLISH_KEY_LABEL = 'push-server publish token';
+
+/**
+ * The key publish tokens are made with, as text (hex).
+ * PHP: hash_hmac('sha256', $loginSecret, 'push-server publish token').
+ */
+export function publishKey(loginSecret: string): string {
+  return createHmac('sha256', PUBLISH_KEY_LABEL).update(loginSecret).digest('hex');
 }
 
 export function loginToken(secret: string, subject: string): string {
@@ -69,10 +82,17 @@ class TokenCheck {
 export class LoginVerifier {
   private readonly uids: TokenCheck;
   private readonly topics: TokenCheck;
+  private readonly publishers: TokenCheck;
 
   constructor(secret: string) {
     this.uids = new TokenCheck(secret, 'uid');
     this.topics = new TokenCheck(topicKey(secret), 'topic');
+    this.publishers = new TokenCheck(publishKey(secret), 'topic to publish to');
+  }
+
+  /** null when `token` lets a page publish to `topic` (CLIENT_PUBLISH_TOPICS), else the error to answer. */
+  verifyPublish(topic: string, token: unknown): Promise<SocketError | null> {
+    return this.publishers.verify(topic, token);
   }
 
   /** null when `token` lets a page log in as `uid`, else the error to answer. */

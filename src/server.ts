@@ -14,12 +14,14 @@ import { ClientAddresses } from './client-address.ts';
 import type { RedisCluster } from './cluster/components.ts';
 import type { Config } from './config.ts';
 import { CatchUp } from './catch-up.ts';
+import { topicMatcher, type ClientMessage } from './client-publish.ts';
 import { Delivery } from './delivery.ts';
 import { LeanEmitter } from './lean-emit.ts';
 import type { PushIo } from './events.ts';
 import { closeHttp, httpServer, listen, readTls, StartupError } from './listeners.ts';
 import { consoleLogger, type Logger } from './log.ts';
 import { LoginVerifier } from './login-auth.ts';
+import { MessageStatus } from './message-status.ts';
 import { MemoryMessageStore, type ExpiredListener, type MessageStore, type StoreLimits, type StoreStats } from './message-store.ts';
 import type { PushObserver } from './messages.ts';
 import { connectionsByTransport, Metrics } from './metrics.ts';
@@ -28,6 +30,7 @@ import { MemoryPresence, type OnlineCounts, type Presence } from './presence.ts'
 import { Scheduler } from './scheduler.ts';
 import { registerSocketHandlers, type SocketObserver } from './socket-handlers.ts';
 import { createSockets } from './socket-server.ts';
+import { statusPeers } from './status-peers.ts';
 import { demoHandler } from './web.ts';
 import type { WebhookObserver } from './webhooks/events.ts';
 import { MemoryAnnouncedState, PresenceWebhooks, type AnnouncedState } from './webhooks/presence-webhooks.ts';
@@ -106,7 +109,7 @@ interface Sinks {
   expired: ExpiredListener;
 }
 
-function createSinks(config: Config, log: Logger, announced: AnnouncedState, reads: Reads): Sinks {
+function createSinks(config: Config, log: Logger, announced: AnnouncedState, reads: Reads, status: MessageStatus): Sinks {
   const metrics = new Metrics({
     log,
     sources: { connections: reads.connections, online: reads.counts, store: reads.storeStats },
@@ -141,7 +144,10 @@ function createSinks(config: Config, log: Logger, announced: AnnouncedState, rea
       },
       observePushToEmit: (startedAt) => metrics.observePushToEmit(startedAt),
     },
-    expired: (uid, message) => sender?.send({ type: 'message.stored_expired', uid, messageId: message.id, event: message.event }),
+    expired: (uid, message) => {
+      status.expired(uid, message.id, status.keepUntil(message.expiresAt));
+      sender?.send({ type: 'message.stored_expired', uid, messageId: message.id, event: message.event });
+    },
   };
 }
 
@@ -210,13 +216,15 @@ export async function createServer(config: Config, components: Components = {}):
   // Redis's clients before the sinks: the webhooks' announced state lives there
   const cluster = config.redisUrl === null ? null : await joinCluster(config.redisUrl, config, log);
 
+  // what became of each push: in memory, its timer stopped by close() (or a failed start)
+  const status = new MessageStatus({ maxBytes: config.maxStatusBytes, keepMs: config.statusSeconds * 1000 });
   // 1. the sinks, which read back from parts built below only when asked, never while built
   const sinks = createSinks(config, log, cluster?.announced ?? new MemoryAnnouncedState(), {
     counts: () => presence.counts(),
     isOnline: (uid) => presence.isOnline(uid),
     storeStats: () => store.stats(),
     connections: () => connectionsByTransport(io.of('/').sockets.values()),
-  });
+  }, status);
   const { metrics, admin, sender, webhooks } = sinks;
 
   // 2. the stores that report to them
@@ -225,6 +233,7 @@ export async function createServer(config: Config, components: Components = {}):
     storage = await createStorage(config, components, cluster, sinks, log);
   } catch (err) {
     // nothing listens yet: what was built before the store is closed
+    status.close();
     metrics.close();
     webhooks?.close();
     await Promise.all([cluster?.close(), sender?.close()]);
@@ -240,7 +249,9 @@ export async function createServer(config: Config, components: Components = {}):
   // A cluster's adapter publishes every emit to the other nodes, and connection state recovery
   // would number each packet in its adapter: both keep Socket.IO's path.
   const lean = cluster || io._opts.connectionStateRecovery ? null : new LeanEmitter(io.of('/'), config.maxSocketBufferBytes);
-  const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log, lean);
+  // in a cluster each node keeps what it saw; a status query asks the others
+  if (cluster) status.setPeers(statusPeers(io, status));
+  const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log, lean, status);
   const redeliveryWindow = { messages: config.redeliveryWindow, bytes: config.redeliveryWindowBytes };
   const catchUp = new CatchUp(io, delivery, redeliveryWindow, log);
   if (cluster) {
@@ -265,6 +276,16 @@ export async function createServer(config: Config, components: Components = {}):
     eventsPerSecond: config.socketEventsPerSecond,
     redeliveryWindow,
     loginTimeoutMs: config.loginTimeoutMs,
+    clientPublish: {
+      allowed: topicMatcher(config.clientPublishTopics),
+      maxBytes: config.maxClientMessageBytes,
+      ...(config.webhookClientMessages && sender
+        ? {
+            published: (uid: string, messageId: string, { topic, data }: ClientMessage) =>
+              sender.send({ type: 'client.message', uid, topic, messageId, data }),
+          }
+        : {}),
+    },
     log,
   });
 
@@ -274,6 +295,7 @@ export async function createServer(config: Config, components: Components = {}):
     delivery,
     pushApi: new PushApi(delivery, store, config, sinks.pushes),
     presence,
+    status,
     notReady: async () => (listeningNow ? ((await cluster?.notReady()) ?? null) : 'not listening'),
     renderMetrics: () => metrics.render(),
     observer: sinks.pushes,
@@ -301,6 +323,7 @@ export async function createServer(config: Config, components: Components = {}):
     listeningNow = true;
   } catch (err) {
     io.engine.close();
+    status.close();
     await catchUp.close();
     api.close();
     metrics.close();
@@ -333,6 +356,7 @@ export async function createServer(config: Config, components: Components = {}):
       clearTimeout(cut);
       webhooks?.close();
       metrics.close();
+      status.close();
       // webhooks already queued get a moment to go out; offlines still in their grace are dropped
       // after io.close(): the Redis adapter unsubscribes through its clients as io closes
       await Promise.all([stopped.then(storage.close), sender?.close({ flushMs: Math.min(2000, config.shutdownTimeoutMs) })]);

@@ -72,6 +72,15 @@ const proxyList = z
     }
   });
 
+/** Comma-separated topic patterns: topic characters and `*` (any run of them); empty for none. */
+const topicPatterns = z
+  .string()
+  .transform((s) => s.split(',').map((p) => p.trim()).filter((p) => p !== ''))
+  .refine(
+    (list) => list.every((p) => /^[A-Za-z0-9_.:@\/*-]{1,128}$/.test(p)),
+    'must be topic patterns separated by commas: letters, digits, _ . : @ / - and * (any characters), e.g. chat-*',
+  );
+
 /** An integer >= 0 where 0 turns the limit off. */
 const limitOrOff = (max: number) =>
   z
@@ -233,6 +242,30 @@ export const SETTINGS = {
     'topics one connection may be subscribed to at once',
     positiveInt(100_000),
   ),
+  maxStatusBytes: setting(
+    'MAX_STATUS_BYTES',
+    '16777216',
+    'estimated bytes the message statuses (GET /api/v1/messages/:id) may hold in this process; past it the oldest are forgotten first (their id answers 404)',
+    positiveInt(64 * 1024 * 1024 * 1024),
+  ),
+  statusSeconds: setting(
+    'STATUS_SECONDS',
+    '3600',
+    'how long a message status is kept: a fire-and-forget push\'s after it was made, a stored message\'s after its ttl ends',
+    positiveInt(30 * 86400),
+  ),
+  clientPublishTopics: setting(
+    'CLIENT_PUBLISH_TOPICS',
+    '',
+    'topic patterns (comma-separated, * matches any characters, e.g. chat-*) whose subscribers may send messages to each other with `publish`; empty = off',
+    topicPatterns,
+  ),
+  maxClientMessageBytes: setting(
+    'MAX_CLIENT_MESSAGE_BYTES',
+    '4096',
+    'largest `data` (as JSON) a client may publish to a topic; larger is refused',
+    positiveInt(1024 * 1024),
+  ),
   pushSecret: setting(
     'PUSH_SECRET',
     '',
@@ -324,6 +357,12 @@ export const SETTINGS = {
     urlList,
   ),
   webhookSecret: setting('WEBHOOK_SECRET', '', 'secret webhook bodies are signed with (X-Signature)', secret),
+  webhookClientMessages: setting(
+    'WEBHOOK_CLIENT_MESSAGES',
+    'off',
+    'on: every message a client publishes to a topic is also sent to WEBHOOK_URL as client.message',
+    z.enum(['on', 'off'], { error: 'must be on or off' }).transform((v) => v === 'on'),
+  ),
   webhookGraceMs: setting(
     'WEBHOOK_GRACE_MS',
     '5000',

@@ -3,7 +3,8 @@
 // docs/protocol.md §3 for the legacy part, §6 for v1.
 import type { CatchUp } from './catch-up.ts';
 import type { Delivery, RedeliveryWindow } from './delivery.ts';
-import type { LoginReply, PushIo, PushSocket, SocketError, SubscribeReply } from './events.ts';
+import { publish, type ClientMessage } from './client-publish.ts';
+import type { LoginReply, PublishReply, PushIo, PushSocket, SocketError, SubscribeReply } from './events.ts';
 import type { Logger } from './log.ts';
 import { PRIVATE_TOPIC_PREFIX, type LoginVerifier } from './login-auth.ts';
 import { describeIssue, topicRoom, topicSchema, uidSchema, userRoom } from './names.ts';
@@ -22,18 +23,28 @@ export function parseLogin(raw: unknown): { uid: string; token: unknown } | Sock
   return { uid: parsed.data, token: isObject ? (raw as { token?: unknown }).token : undefined };
 }
 
-/** One topic or a list of them, each a name or `{topic, token}`; at most `max` in one call. */
-function parseTopics(raw: unknown, max: number): { topic: string; token: unknown }[] | SocketError {
+/** A topic to subscribe to, with the tokens given for it. */
+interface TopicRequest {
+  topic: string;
+  /** Proves the right to subscribe to a private- topic. */
+  token: unknown;
+  /** Proves the right to publish to it (LOGIN_SECRET and CLIENT_PUBLISH_TOPICS). */
+  publishToken: unknown;
+}
+
+/** One topic or a list of them, each a name or `{topic, token, publishToken}`; at most `max` in one call. */
+function parseTopics(raw: unknown, max: number): TopicRequest[] | SocketError {
   const list = Array.isArray(raw) ? raw : [raw];
   if (list.length === 0 || list.length > max) {
     return { code: 'invalid_topic', message: `give 1 to ${max} topics` };
   }
-  const topics: { topic: string; token: unknown }[] = [];
+  const topics: TopicRequest[] = [];
   for (const item of list) {
     const isObject = typeof item === 'object' && item !== null && 'topic' in item;
     const parsed = topicSchema.safeParse(isObject ? (item as { topic: unknown }).topic : item);
     if (!parsed.success) return { code: 'invalid_topic', message: `topic ${describeIssue(parsed.error).message}` };
-    topics.push({ topic: parsed.data, token: isObject ? (item as { token?: unknown }).token : undefined });
+    const tokens = isObject ? (item as { token?: unknown; publishToken?: unknown }) : {};
+    topics.push({ topic: parsed.data, token: tokens.token, publishToken: tokens.publishToken });
   }
   return topics;
 }
@@ -91,12 +102,29 @@ export interface SocketHandlerOptions {
   redeliveryWindow: RedeliveryWindow;
   /** Longest a login may wait on presence and the store before it is undone, ms. */
   loginTimeoutMs: number;
+  /** Client messages in topics (CLIENT_PUBLISH_TOPICS); `allowed` matches nothing when off. */
+  clientPublish: {
+    allowed: (topic: string) => boolean;
+    maxBytes: number;
+    /** Told of each message sent (the client.message webhook). */
+    published?: (uid: string, id: string, message: ClientMessage) => void;
+  };
   log: Logger;
 }
 
 export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions): void {
-  const { presence, observer, delivery, catchUp, verifier, maxTopicsPerSocket, eventsPerSecond, redeliveryWindow, loginTimeoutMs, log } =
+  const { presence, observer, delivery, catchUp, verifier, maxTopicsPerSocket, eventsPerSecond, redeliveryWindow, loginTimeoutMs, clientPublish, log } =
     options;
+  const publishing = {
+    allowed: clientPublish.allowed,
+    maxBytes: clientPublish.maxBytes,
+    verifier,
+    send: (socket: PushSocket, uid: string, message: ClientMessage) => {
+      const id = delivery.clientMessage(socket, uid, message);
+      clientPublish.published?.(uid, id, message);
+      return id;
+    },
+  };
   const limiter = new RateLimiter<string>(eventsPerSecond, 2 * eventsPerSecond);
   /** Sockets whose login waits on its token check: a second login then is a second login. */
   const verifying = new WeakSet<PushSocket>();
@@ -127,6 +155,12 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
         });
       });
     }
+    socket.on('publish', (raw, ack) => {
+      const answer = ackOf<PublishReply>(ack);
+      const reply = publish(socket, raw, publishing);
+      if (answer) answer(reply);
+      else if (!reply.ok) socket.emit('request_error', { ...reply.error, event: 'publish' });
+    });
     socket.on('disconnect', () => {
       limiter.forget(socket.id);
       const uid = socket.data.uid;
@@ -242,7 +276,14 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
     if (!Array.isArray(parsed)) return refuse(parsed);
     const topics = parsed.map((t) => t.topic);
     if (join) {
-      for (const { topic, token } of parsed) {
+      const publishRights: string[] = [];
+      for (const { topic, token, publishToken } of parsed) {
+        if (verifier && publishToken !== undefined) {
+          // a publish right is proved once here, not on every message
+          const problem = await verifier.verifyPublish(topic, publishToken);
+          if (problem) return refuse({ ...problem, message: `${topic}: publishToken: ${problem.message}` });
+          publishRights.push(topic);
+        }
         if (!topic.startsWith(PRIVATE_TOPIC_PREFIX)) continue;
         if (!verifier) return refuse({ code: 'unauthorized', message: 'private topics need LOGIN_SECRET on the server' });
         const problem = await verifier.verifyTopic(topic, token);
@@ -254,8 +295,15 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
         return refuse({ code: 'too_many_topics', message: `at most ${maxTopicsPerSocket} topics per connection` });
       }
       socket.join(topics.map(topicRoom));
+      if (publishRights.length > 0) {
+        socket.data.publishRights ??= new Set();
+        for (const topic of publishRights) socket.data.publishRights.add(topic);
+      }
     } else {
-      for (const topic of topics) socket.leave(topicRoom(topic));
+      for (const topic of topics) {
+        socket.leave(topicRoom(topic));
+        socket.data.publishRights?.delete(topic);
+      }
     }
     ack?.({ ok: true, topics: topicsOf(socket) });
   }

@@ -123,6 +123,36 @@ describe('in the browser', function () {
     expect(await page.locator('#messages li').count()).to.equal(1);
   });
 
+  it('the demo chat room: two tabs talk on a topic (CLIENT_PUBLISH_TOPICS), text shown as text, no echo', async () => {
+    const server = await startServer({ webPort: 0, clientPublishTopics: ['chat-*'] });
+    const ann = await browser.newPage();
+    const ben = await browser.newPage();
+    await ann.goto(server.webUrl + '/?uid=ann');
+    await ben.goto(server.webUrl + '/?uid=ben');
+    // subscribe goes before login on the socket, so a login reply means both are done
+    for (const p of [ann, ben]) await p.locator('#status', { hasText: 'connected as' }).waitFor();
+    await ann.locator('#chat_input').fill('hi <b id="x">ben</b>');
+    await ann.locator('#chat_form button').click();
+    await ben.locator('#chat li', { hasText: 'ann: hi <b id="x">ben</b>' }).waitFor();
+    await ann.locator('#chat li', { hasText: 'ann (me): hi <b id="x">ben</b>' }).waitFor();
+    await ben.locator('#chat_input').fill('hello ann');
+    await ben.locator('#chat_form button').click();
+    await ann.locator('#chat li', { hasText: 'ben: hello ann' }).waitFor();
+    expect(await ann.locator('#chat li').allTextContents()).to.deep.equal(['ann (me): hi <b id="x">ben</b>', 'ben: hello ann']);
+    expect(await ben.locator('#x').count()).to.equal(0);
+    expect(await ben.locator('.toast').count()).to.equal(0); // chat lines are not push notifications
+  });
+
+  it('the demo chat room says why it cannot send when the server does not allow client messages', async () => {
+    const server = await startServer({ webPort: 0 });
+    const page = await browser.newPage();
+    await page.goto(server.webUrl + '/?uid=solo');
+    await page.locator('#status', { hasText: 'connected as' }).waitFor();
+    await page.locator('#chat_input').fill('anyone?');
+    await page.locator('#chat_form button').click();
+    await page.locator('#chat_status', { hasText: 'not sent: clients may not publish to chat-demo' }).waitFor();
+  });
+
   it('the admin page, behind its token, shows users, pages, pushes per second and webhook failures', async () => {
     const token = 'admin-token-0123456789';
     const server = await startServer({

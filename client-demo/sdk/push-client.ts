@@ -2,7 +2,7 @@
 // de-duplication by message id. Built to a plain script (global `PushClient`) served by the
 // demo web server at /push-client.js; it drives the socket.io-client 4.x that the Socket.IO
 // server serves at /socket.io/socket.io.js.
-import type { LoginReply, MessageMeta, SubscribeReply } from '../../src/events.ts';
+import type { LoginReply, MessageMeta, PublishReply, SubscribeReply } from '../../src/events.ts';
 
 /** The part of a socket.io-client socket the SDK uses. */
 interface IoSocket {
@@ -70,6 +70,15 @@ export class PushClient {
       if (reply.ok) for (const t of list) this.topics.add(t);
       return reply;
     });
+  }
+
+  /**
+   * Sends `data` to the other subscribers of `topic` (the server must allow it with
+   * CLIENT_PUBLISH_TOPICS); they get it as `message` with meta {uid, client: true}. `echo`
+   * sends it back to this page too.
+   */
+  publish(topic: string, data: unknown, options: { echo?: boolean } = {}): Promise<PublishReply> {
+    return this.request<PublishReply>('publish', { topic, data, ...(options.echo ? { echo: true } : {}) });
   }
 
   unsubscribe(topics: string | string[]): Promise<SubscribeReply> {

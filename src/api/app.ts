@@ -13,6 +13,8 @@ import type { Logger } from '../log.ts';
 import { PushAuth } from './push-auth.ts';
 import type { PushApi } from './push-routes.ts';
 import { presenceRoutes } from './presence-routes.ts';
+import { statusRoutes } from './status-routes.ts';
+import type { MessageStatus } from '../message-status.ts';
 import type { Presence } from '../presence.ts';
 import { API_QUERY_BYTES, API_QUERY_PARAMETERS, boundedQuery, MAX_QUERY_PARAMETERS, maxQueryBytes } from './query.ts';
 import { pushRateLimit } from './push-rate.ts';
@@ -22,6 +24,7 @@ export interface ApiOptions {
   delivery: Delivery;
   pushApi: PushApi;
   presence: Presence;
+  status: MessageStatus;
   /** Why the server cannot serve now (e.g. Redis lost or not answering), or null when it can: for /readyz. */
   notReady: () => Promise<string | null>;
   /** GET /metrics: Prometheus text. */
@@ -111,10 +114,11 @@ function operations(notReady: ApiOptions['notReady'], renderMetrics: ApiOptions[
 
 /** The API port's request handler: the lean legacy GET path in front of the Koa app. */
 export function createApiApp(options: ApiOptions): { handler: RequestListener; close(): void } {
-  const { delivery, pushApi, presence, notReady, renderMetrics, observer, config, addressOf, log } = options;
+  const { delivery, pushApi, presence, status, notReady, renderMetrics, observer, config, addressOf, log } = options;
   // one router for all of /api/v1, so a known path with another method is a 405, not a 404
   const v1 = pushApi.routes();
   presenceRoutes(v1, presence, config.maxUidsPerPush);
+  statusRoutes(v1, status);
   const app = new Koa();
   app.silent = true; // errors are answered and logged by errorMiddleware
   const legacy = new Router();

@@ -2,7 +2,7 @@
 // WEBHOOK_URL, shared by the sender, the presence policy, the metrics and the tests.
 import { createHmac } from 'node:crypto';
 
-export type WebhookEventType = 'user.online' | 'user.offline' | 'message.stored_expired';
+export type WebhookEventType = 'user.online' | 'user.offline' | 'message.stored_expired' | 'client.message';
 
 interface EventBase {
   /** Unique per event (randomUUID); the same on every retry and every url: dedupe by it. */
@@ -21,6 +21,15 @@ export type WebhookEvent =
       messageId: string;
       /** Its socket event name. */
       event: string;
+    })
+  | (EventBase & {
+      /** A client published to a topic (CLIENT_PUBLISH_TOPICS, WEBHOOK_CLIENT_MESSAGES=on); `uid` sent it. */
+      type: 'client.message';
+      topic: string;
+      /** The id its subscribers got in meta. */
+      messageId: string;
+      /** As the client sent it: at most MAX_CLIENT_MESSAGE_BYTES of JSON. */
+      data: unknown;
     });
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

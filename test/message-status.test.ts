@@ -1,0 +1,211 @@
+// GET /api/v1/messages/:id: what became of a push, per uid (stored, delivered, acked, expired,
+// dropped) or the sockets a broadcast or topic reached. Real servers, real socket.io clients
+// 4.x (with acks) and 2.x (legacy pages), a real redis-server for two nodes.
+import { expect } from 'chai';
+import { cleanupAll } from './support/cleanup.ts';
+import { connectClient, type TestClient } from './support/clients.ts';
+import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
+import { startServer, type TestServer } from './support/server.ts';
+import { until } from './support/until.ts';
+import type { Config } from '../src/config.ts';
+
+const PUSH_SECRET = 'status-test-secret-0123';
+const auth = { authorization: `Bearer ${PUSH_SECRET}` };
+
+interface UidStatus {
+  state: string;
+  at: string;
+  history: Record<string, string>;
+}
+interface Status {
+  id: string;
+  kind: string;
+  topic?: string;
+  ts: string | null;
+  sockets?: number;
+  uids?: Record<string, UidStatus>;
+  error?: { code: string; message: string };
+}
+
+async function push(server: TestServer, body: unknown): Promise<{ id: string }> {
+  const res = await fetch(`${server.apiUrl}/api/v1/push`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  expect(res.status, await res.clone().text()).to.equal(200);
+  return (await res.json()) as { id: string };
+}
+
+async function statusOf(server: TestServer, id: string): Promise<{ status: number; body: Status }> {
+  const res = await fetch(`${server.apiUrl}/api/v1/messages/${encodeURIComponent(id)}`, { headers: auth });
+  return { status: res.status, body: (await res.json()) as Status };
+}
+
+async function stateOf(server: TestServer, id: string, uid: string): Promise<string | undefined> {
+  const { body } = await statusOf(server, id);
+  return body.uids?.[uid]?.state;
+}
+
+function start(overrides: Partial<Config> = {}): Promise<TestServer> {
+  return startServer({ pushSecret: PUSH_SECRET, ...overrides });
+}
+
+/** A 4.x page logged in as `uid` that tracks `event`. */
+async function page(server: TestServer, uid: string, event = 'message'): Promise<TestClient> {
+  const client = await connectClient('v4', server.ioUrl);
+  client.track(event);
+  await client.login(uid);
+  return client;
+}
+
+/** Acks the message `id` the client received (the ack callback is the last argument). */
+async function ackMessage(client: TestClient, id: string, event = 'message'): Promise<void> {
+  const [, , ack] = await client.waitFor(event, (_d, meta) => (meta as { id: string }).id === id);
+  (ack as () => void)();
+}
+
+describe('message status', function () {
+  this.timeout(20_000);
+  afterEach(cleanupAll);
+
+  it('a stored push to an online 4.x page: stored and delivered at once, then acked when the page acks', async () => {
+    const server = await start();
+    const client = await page(server, 'u1');
+    const { id } = await push(server, { to: 'u1', data: { n: 1 }, ttl: 60 });
+    const first = await statusOf(server, id);
+    expect(first.status).to.equal(200);
+    expect(first.body.kind).to.equal('uids');
+    expect(first.body.uids!['u1']!.state).to.equal('delivered');
+    expect(first.body.uids!['u1']!.history).to.have.keys('stored', 'delivered');
+    await ackMessage(client, id);
+    await until(async () => (await stateOf(server, id, 'u1')) === 'acked', 'the status to say acked');
+    const { body } = await statusOf(server, id);
+    expect(body.uids!['u1']!.history).to.have.keys('stored', 'delivered', 'acked');
+    expect(Date.parse(body.uids!['u1']!.at)).to.be.at.least(Date.parse(body.uids!['u1']!.history['delivered']!));
+  });
+
+  it('a fire-and-forget push: delivered to a legacy 2.x page that is online, dropped for a uid that is offline', async () => {
+    const server = await start();
+    const legacy = await connectClient('v2', server.ioUrl);
+    await legacy.legacyLogin('old');
+    const { id } = await push(server, { to: ['old', 'gone'], event: 'new_msg', data: 'hi <b>' });
+    await legacy.waitFor('new_msg', (m) => m === 'hi &lt;b&gt;');
+    const { body } = await statusOf(server, id);
+    expect(body.uids!['old']!.state).to.equal('delivered');
+    expect(body.uids!['gone']!.state).to.equal('dropped');
+    expect(body.uids!['gone']!.history).to.have.keys('dropped');
+  });
+
+  it('stored for an offline uid, then delivered at its login and acked', async () => {
+    const server = await start();
+    const { id } = await push(server, { to: 'late', data: 'kept', ttl: 60 });
+    expect(await stateOf(server, id, 'late')).to.equal('stored');
+    const client = await page(server, 'late');
+    await until(async () => (await stateOf(server, id, 'late')) === 'delivered', 'the redelivery to be recorded');
+    await ackMessage(client, id);
+    await until(async () => (await stateOf(server, id, 'late')) === 'acked', 'the ack of the redelivery');
+  });
+
+  it('expired when its ttl ends unacked, and the status outlives the message by STATUS_SECONDS', async () => {
+    const server = await start();
+    const { id } = await push(server, { to: 'never', data: 'x', ttl: 0.2 });
+    await until(async () => (await stateOf(server, id, 'never')) === 'expired', 'the status to say expired', 5000);
+    const { body } = await statusOf(server, id);
+    expect(body.uids!['never']!.history).to.have.keys('stored', 'expired');
+  });
+
+  it('broadcasts and topics: the number of sockets they were emitted to', async () => {
+    const server = await start();
+    const a = await connectClient('v4', server.ioUrl);
+    const b = await connectClient('v2', server.ioUrl);
+    await connectClient('v4', server.ioUrl);
+    expect(await a.request('subscribe', 'news')).to.deep.include({ ok: true });
+    expect(await b.request('subscribe', 'news')).to.deep.include({ ok: true });
+    const all = await push(server, { data: 'everyone' });
+    const topic = await push(server, { topic: 'news', data: 'some' });
+    expect((await statusOf(server, all.id)).body).to.deep.include({ kind: 'broadcast', sockets: 3 });
+    expect((await statusOf(server, topic.id)).body).to.deep.include({ kind: 'topic', topic: 'news', sockets: 2 });
+  });
+
+  it('an unknown id, and one past STATUS_SECONDS, answer 404 with a reason', async () => {
+    const server = await start({ statusSeconds: 1 });
+    const unknown = await statusOf(server, 'no-such-id');
+    expect(unknown.status).to.equal(404);
+    expect(unknown.body.error!.code).to.equal('not_found');
+    expect(unknown.body.error!.message).to.match(/no status for message "no-such-id"/);
+    const { id } = await push(server, { to: 'x', data: 1 });
+    expect((await statusOf(server, id)).status).to.equal(200);
+    await until(async () => (await statusOf(server, id)).status === 404, 'the status to be forgotten after STATUS_SECONDS', 5000);
+  });
+
+  it('at MAX_STATUS_BYTES the oldest statuses are forgotten first', async () => {
+    // about 2 entries of one short uid each (STATUS_ENTRY_OVERHEAD + STATUS_UID_OVERHEAD + ids)
+    const server = await start({ maxStatusBytes: 1500 });
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await push(server, { to: `u${i}`, data: i, id: `m-${i}` })).id);
+    expect((await statusOf(server, ids[0]!)).status).to.equal(404);
+    expect((await statusOf(server, ids[3]!)).status).to.equal(200);
+  });
+
+  it('needs PUSH_SECRET: without it the route answers 403', async () => {
+    const server = await startServer();
+    const res = await fetch(`${server.apiUrl}/api/v1/messages/abc`);
+    expect(res.status).to.equal(403);
+  });
+
+  it('with the embedded store, a stored message survives a restart but its status does not (kept in memory)', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dataDir = mkdtempSync(join(tmpdir(), 'push-status-'));
+    try {
+      const first = await start({ store: 'embedded', dataDir });
+      const { id } = await push(first, { to: 'later', data: 'kept', ttl: 60 });
+      expect(await stateOf(first, id, 'later')).to.equal('stored');
+      await first.close();
+      const second = await start({ store: 'embedded', dataDir });
+      expect((await statusOf(second, id)).status).to.equal(404);
+      const client = await page(second, 'later');
+      await client.waitFor('message', (_d, meta) => (meta as { id: string }).id === id);
+      // a delivery after the restart starts a new view of it
+      await until(async () => (await stateOf(second, id, 'later')) === 'delivered', 'the redelivery to be recorded');
+      await second.close();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  describe('in a cluster of two nodes on a real redis-server', function () {
+    let redis: TestRedis;
+    before(async function () {
+      if (!REDIS_SERVER) this.skip();
+      redis = await startRedis();
+    });
+    after(async () => redis?.close());
+
+    it('push via node A, the page on node B acks: either node shows acked', async () => {
+      const a = await start({ redisUrl: redis.url });
+      const b = await start({ redisUrl: redis.url });
+      const client = await page(b, 'c1');
+      const { id } = await push(a, { to: 'c1', data: 'x', ttl: 60 });
+      await ackMessage(client, id);
+      for (const node of [a, b]) {
+        await until(async () => (await stateOf(node, id, 'c1')) === 'acked', 'acked on either node');
+      }
+    });
+
+    it('stored via node A, redelivered and acked on node B; a broadcast counts the sockets of both nodes', async () => {
+      const a = await start({ redisUrl: redis.url });
+      const b = await start({ redisUrl: redis.url });
+      const { id } = await push(a, { to: 'c2', data: 'y', ttl: 60 });
+      expect(await stateOf(b, id, 'c2')).to.equal('stored');
+      const client = await page(b, 'c2');
+      await ackMessage(client, id);
+      await until(async () => (await stateOf(a, id, 'c2')) === 'acked', 'acked, seen from node A');
+      await connectClient('v4', a.ioUrl);
+      const all = await push(a, { data: 'all' });
+      await until(async () => (await statusOf(b, all.id)).body.sockets === 2, 'both nodes counted');
+    });
+  });
+});
