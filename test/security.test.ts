@@ -62,6 +62,12 @@ describe('security', () => {
         ['/?type=publish&to=victim&content=x', {}],
         ['/?type=publish&to=victim&content=x&secret=wrong', {}],
         ['/?type=publish&to=victim&content=x&secret=' + PUSH_SECRET.slice(0, -1), {}],
+        // the secret is compared by its bytes: same length with one byte off, one byte more,
+        // and the same number of characters with a two-byte one at the end
+        ['/?type=publish&to=victim&content=x&secret=' + PUSH_SECRET.slice(0, -1) + (PUSH_SECRET.endsWith('x') ? 'y' : 'x'), {}],
+        ['/?type=publish&to=victim&content=x&secret=' + PUSH_SECRET + 'x', {}],
+        ['/?type=publish&to=victim&content=x&secret=' + encodeURIComponent(PUSH_SECRET.slice(0, -1) + 'é'), {}],
+        ['/?type=publish&to=victim&content=x', { headers: { authorization: `Bearer ${PUSH_SECRET.slice(0, -1)}${PUSH_SECRET.endsWith('x') ? 'y' : 'x'}` } }],
         ['/', { method: 'POST', body: new URLSearchParams({ type: 'publish', to: 'victim', content: 'x', secret: 'nope' }) }],
         ['/?type=publish&to=victim&content=x', { headers: { authorization: 'Bearer wrong' } }],
         ['/?type=publish&to=victim&content=x', { headers: { authorization: `Basic ${PUSH_SECRET}` } }],

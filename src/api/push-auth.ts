@@ -8,7 +8,7 @@
 // A signature is remembered until its timestamp leaves the window; when the most allowed are
 // remembered, a new signed request is refused with 503 rather than one of them forgotten.
 import { createHmac } from 'node:crypto';
-import { safeEqual } from '../secrets.ts';
+import { safeEqual, SecretMatcher } from '../secrets.ts';
 import type { Context, Middleware } from 'koa';
 import { ExpiryQueue } from '../expiry-queue.ts';
 import { HttpError } from './errors.ts';
@@ -58,12 +58,14 @@ export class PushAuth {
   private readonly seen = new Set<string>();
   private readonly seenExpiry = new ExpiryQueue<string>();
   private readonly maxSignatures: number;
+  private readonly matcher: SecretMatcher;
 
   constructor(
     private readonly secret: string,
     options: PushAuthOptions,
   ) {
     this.maxSignatures = options.maxSignatures;
+    this.matcher = new SecretMatcher(secret);
   }
 
   /** Koa middleware; runs after the body is parsed. `legacy(ctx)` says which answer style. */
@@ -117,11 +119,11 @@ export class PushAuth {
   verify(r: AuthRequest, now = Date.now()): string | null {
     if (r.authorization !== '') {
       const m = /^Bearer (.+)$/i.exec(r.authorization);
-      return m && safeEqual(m[1]!, this.secret) ? null : 'the Authorization header does not hold the push secret';
+      return m && this.matcher.matches(m[1]!) ? null : 'the Authorization header does not hold the push secret';
     }
     if (r.signature !== '') return this.checkSignature(r, now);
     if (r.fieldSecret !== undefined) {
-      return typeof r.fieldSecret === 'string' && safeEqual(r.fieldSecret, this.secret) ? null : 'the secret field is wrong';
+      return typeof r.fieldSecret === 'string' && this.matcher.matches(r.fieldSecret) ? null : 'the secret field is wrong';
     }
     return 'a push must carry the push secret: Authorization: Bearer, a secret field, or an X-Push-Signature';
   }
