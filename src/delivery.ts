@@ -182,6 +182,20 @@ export class Delivery {
     return count;
   }
 
+  /**
+   * An SSE stream's resume (sse/endpoint.ts). SSE has no per-message ack, so the last event id
+   * a client reports is its ack: the uid's stored messages up to and including `lastId` are
+   * acked, and the ones after it are answered, oldest first. No id, or one not stored (never
+   * stored, acked, expired or dropped), acks nothing and answers every stored message; the
+   * client drops ids it has seen (docs/protocol.md).
+   */
+  async resume(uid: string, lastId: string | null): Promise<StoredMessage[]> {
+    const pending = await this.store.pending(uid);
+    const at = lastId === null ? -1 : pending.findIndex((m) => m.id === lastId);
+    for (let i = 0; i <= at; i++) this.acked(uid, pending[i]!.id);
+    return at < 0 ? pending : pending.slice(at + 1);
+  }
+
   private acked(uid: string, id: string): void {
     this.observer.acked();
     this.store.ack(uid, id).catch((err: unknown) => this.log.error('ack failed', err));
