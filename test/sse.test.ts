@@ -8,6 +8,7 @@ import { connect, createServer as createNetServer, type AddressInfo, type Socket
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { Browser } from 'playwright-core';
 import { loginToken, topicKey } from '../src/login-auth.ts';
+import { MemoryMessageStore } from '../src/message-store.ts';
 import { CHROMIUM, launchBrowser } from './support/browser.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, countsHtml } from './support/clients.ts';
@@ -163,6 +164,18 @@ describe('SSE streams (GET /events)', function () {
       await unknown.waitFor((e) => e.id === ids[1], 'both stored messages');
       expect(unknown.events.filter((e) => e.event === 'note').map((e) => e.id)).to.deep.equal(ids);
       expect(await storedIds(server.apiUrl, 'fresh')).to.deep.equal(ids); // nothing acked
+    });
+
+    it('escapes markup on new_msg from the store too (a message kept by an older version)', async () => {
+      const limits = { maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 };
+      const store = new MemoryMessageStore(limits, () => {});
+      const now = Date.now();
+      await store.add(['old'], { id: 'old-1', event: 'new_msg', data: '<img src=x onerror=alert(1)>', ts: now, expiresAt: now + 60_000 }, 500);
+      const own = await startServer({}, { store });
+      onCleanup(() => store.close());
+      const stream = await openStream(own.ioUrl, 'uid=old');
+      await stream.waitFor((e) => e.id === 'old-1', 'the stored message');
+      expect(stream.dataOf('new_msg')).to.deep.equal(['&lt;img src=x onerror=alert(1)&gt;']);
     });
 
     it('refuses bad input before the stream starts, with a reason', async () => {
