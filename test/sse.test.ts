@@ -118,6 +118,20 @@ describe('SSE streams (GET /events)', function () {
       await page.waitFor('update_online_count', (html) => html === countsHtml(2, 2));
     });
 
+    it('the server side of rooms works on streams: socketsJoin adds a topic, disconnectSockets ends the stream', async () => {
+      const stream = await openStream(server.ioUrl, 'uid=ops');
+      server.io.in('uid:ops').socketsJoin('topic:extra');
+      const push = await v1Push(server.apiUrl, { topic: 'extra', data: 'joined' });
+      await stream.waitFor((e) => e.id === push.id, 'the push to the joined topic');
+      server.io.in('uid:ops').socketsLeave('topic:extra');
+      await v1Push(server.apiUrl, { topic: 'extra', data: 'left' });
+      const marker = await v1Push(server.apiUrl, { to: 'ops', data: 'marker' });
+      await stream.waitFor((e) => e.id === marker.id, 'the marker');
+      expect(stream.dataOf('message')).to.deep.equal(['joined', 'marker']);
+      server.io.in('uid:ops').disconnectSockets();
+      await stream.waitForEnd();
+    });
+
     it('sends a heartbeat comment every SSE_HEARTBEAT_MS', async () => {
       const stream = await openStream(server.ioUrl, 'uid=quiet');
       await until(() => stream.comments.filter((c) => c === 'heartbeat').length >= 2, 'two heartbeats');
