@@ -208,6 +208,22 @@ export class Delivery {
   }
 
   /**
+   * An SSE stream's resume (sse/endpoint.ts). SSE has no per-message ack, so the last event id
+   * a client reports is its ack: the uid's stored messages up to and including `lastId` are
+   * acked, and the ones after it are answered, oldest first. No id, or one not stored (never
+   * stored, acked, expired or dropped), acks nothing and answers every stored message; the
+   * client drops ids it has seen (docs/protocol.md).
+   */
+  async resume(uid: string, lastId: string | null): Promise<StoredMessage[]> {
+    const pending = await this.store.pending(uid);
+    const at = lastId === null ? -1 : pending.findIndex((m) => m.id === lastId);
+    for (let i = 0; i <= at; i++) this.ack(uid, pending[i]!);
+    const rest = at < 0 ? pending : pending.slice(at + 1);
+    for (const m of rest) this.status?.delivered(uid, m.id, this.status.keepUntil(m.expiresAt));
+    return rest;
+  }
+
+  /**
    * A page of `uid` acked a stored message: it leaves the store and its status says acked.
    * Every ack goes through here (socket acks; an SSE Last-Event-ID acks each stored message up
    * to that id).

@@ -13,6 +13,8 @@
 //   engine.io's writeBuffer and its transport writable (no write of engine.io's in flight that
 //   queues the next ones): a lean write then lands exactly where engine.io's own would, after
 //   everything sent before it; the WebSocket library keeps the order of its writes;
+// - no member of the rooms is an SSE stream (a member without a socket): streams are reached
+//   through the adapter (sse/members.ts);
 // - no socket's WebSocket holds more than the outgoing bound minus this frame: the normal path
 //   then queues it and outgoing-bound.ts closes the connection as before;
 // - text only: the arguments are JSON values (no binary, which Socket.IO frames differently).
@@ -145,7 +147,8 @@ export class LeanEmitter {
 
   /** Adds the socket's WebSocket to the targets when a lean write may go to it now. */
   private collect(socket: { readonly conn: unknown } | undefined, length: number): boolean {
-    if (socket === undefined) return true; // left between the room and the map: Socket.IO skips it too
+    // a member with no socket is an SSE stream (sse/members.ts): only Socket.IO's path reaches it
+    if (socket === undefined) return false;
     const conn = socket.conn as LeanConn;
     if (conn.readyState !== 'open' || conn.upgrading || conn.writeBuffer.length !== 0) return false;
     const transport = conn.transport;

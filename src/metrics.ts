@@ -10,11 +10,12 @@ import type { StoreStats } from './message-store.ts';
 import type { OnlineCounts } from './presence.ts';
 import type { WebhookDropReason, WebhookEvent, WebhookEventType, WebhookObserver } from './webhooks/events.ts';
 
-export type Transport = 'websocket' | 'polling';
+/** How a client is connected: a Socket.IO transport, or an SSE stream (GET /events). */
+export type Transport = 'websocket' | 'polling' | 'sse';
 export type LoginResult = 'ok' | 'refused' | 'failed';
 export type PushApiKind = 'legacy' | 'v1';
 
-const TRANSPORTS: readonly Transport[] = ['websocket', 'polling'];
+const TRANSPORTS: readonly Transport[] = ['websocket', 'polling', 'sse'];
 const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'refused', 'failed'];
 const PUSH_APIS: readonly PushApiKind[] = ['legacy', 'v1'];
 const PUSH_RESULTS: readonly PushOutcome[] = ['ok', 'offline', 'fail', 'stored', 'scheduled'];
@@ -31,7 +32,7 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025
 
 /** State read at each scrape (render()). A source that throws keeps its last values. */
 export interface MetricsSources {
-  /** This node's open Socket.IO connections by transport; see connectionsByTransport(). */
+  /** This node's open connections by transport; see connectionsByTransport(). */
   connections?: () => Record<Transport, number>;
   /** Presence counts (cluster-wide with a shared presence). */
   online?: () => Promise<OnlineCounts>;
@@ -78,11 +79,15 @@ function sharedProcessRegistry(): Registry {
   return processRegistry;
 }
 
-/** Counts `sockets` by transport; e.g. `connectionsByTransport(io.of('/').sockets.values())`. */
+/**
+ * Counts `sockets` by transport, with `sse` streams beside them; e.g.
+ * `connectionsByTransport(io.of('/').sockets.values(), streams)`.
+ */
 export function connectionsByTransport(
   sockets: Iterable<{ conn: { transport: { name: string } } }>,
+  sse = 0,
 ): Record<Transport, number> {
-  const counts: Record<Transport, number> = { websocket: 0, polling: 0 };
+  const counts: Record<Transport, number> = { websocket: 0, polling: 0, sse };
   for (const socket of sockets) {
     const name = socket.conn.transport.name;
     if (name === 'websocket' || name === 'polling') counts[name]++;
@@ -143,7 +148,7 @@ export class Metrics {
 
     this.connections = new Gauge({
       name: `${prefix}connections`,
-      help: 'Socket.IO connections open on this node, by transport.',
+      help: 'Client connections open on this node, by transport (websocket, polling, sse: streams of /events).',
       labelNames: ['transport'],
       registers,
     });

@@ -1,8 +1,8 @@
 // Composition root: createServer(config, components) builds a server in the order the parts
 // depend on each other, and returns a handle with the bound ports and close(). A push goes:
 //   api/app.ts -> api/fast-legacy.ts or api/legacy-routes.ts (legacy), api/push-routes.ts
-//   (/api/v1) -> delivery.ts -> Socket.IO rooms joined in socket-handlers.ts, and
-//   message-store.ts for stored ones
+//   (/api/v1) -> delivery.ts -> Socket.IO rooms joined in socket-handlers.ts (and SSE streams
+//   of GET /events, members of the same rooms: sse/), and message-store.ts for stored ones
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
@@ -30,6 +30,8 @@ import { MemoryPresence, type OnlineCounts, type Presence } from './presence.ts'
 import { Scheduler } from './scheduler.ts';
 import { registerSocketHandlers, type SocketObserver } from './socket-handlers.ts';
 import { createSockets } from './socket-server.ts';
+import { EventsEndpoint } from './sse/endpoint.ts';
+import { SseMembers, type MemberAdapter } from './sse/members.ts';
 import { statusPeers } from './status-peers.ts';
 import { demoHandler } from './web.ts';
 import type { WebhookObserver } from './webhooks/events.ts';
@@ -223,7 +225,7 @@ export async function createServer(config: Config, components: Components = {}):
     counts: () => presence.counts(),
     isOnline: (uid) => presence.isOnline(uid),
     storeStats: () => store.stats(),
-    connections: () => connectionsByTransport(io.of('/').sockets.values()),
+    connections: () => connectionsByTransport(io.of('/').sockets.values(), sseMembers.size),
   }, status);
   const { metrics, admin, sender, webhooks } = sinks;
 
@@ -244,7 +246,8 @@ export async function createServer(config: Config, components: Components = {}):
   // 3. the socket side
   const clientAddresses = new ClientAddresses(config.trustProxy);
   const addressOf = (req: IncomingMessage) => clientAddresses.of(req);
-  const { io, ioHttp } = createSockets(config, tls, log, metrics, addressOf, cluster);
+  // requests outside /socket.io/ (GET /events) come only once listening, when events is set
+  const { io, ioHttp, connections } = createSockets(config, tls, log, metrics, addressOf, cluster, (req, res) => events.handle(req, res));
   // one node: pushes to a uid's pages may skip Socket.IO's per-packet machinery (lean-emit.ts).
   // A cluster's adapter publishes every emit to the other nodes, and connection state recovery
   // would number each packet in its adapter: both keep Socket.IO's path.
@@ -254,24 +257,34 @@ export async function createServer(config: Config, components: Components = {}):
   const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log, lean, status);
   const redeliveryWindow = { messages: config.redeliveryWindow, bytes: config.redeliveryWindowBytes };
   const catchUp = new CatchUp(io, delivery, redeliveryWindow, log);
+  // SSE streams join the rooms of the main namespace's adapter, set by createSockets
+  const sseMembers = new SseMembers(io.of('/').adapter as unknown as MemberAdapter, config.sseHeartbeatMs, log);
   if (cluster) {
     // Back after an outage: this node's pages may have missed live emits (its subscription
     // was down) and logins here may have found the store away; pages on the other nodes may
     // have missed what this node published meanwhile, so they are told to catch up too.
     cluster.onRecovered(() => {
       catchUp.everyone('back from a redis outage');
+      sseMembers.reconnectAll('back from a redis outage');
       io.serverSideEmit('catch_up');
     });
-    io.on('catch_up', () => catchUp.everyone('another node is back from a redis outage'));
+    io.on('catch_up', () => {
+      catchUp.everyone('another node is back from a redis outage');
+      sseMembers.reconnectAll('another node is back from a redis outage');
+    });
   }
   // pushes that found this node's pages offline in a presence that had lost them were stored only
-  presence.onRestored?.(() => catchUp.everyone("this node's pages written back to the shared presence"));
+  presence.onRestored?.(() => {
+    catchUp.everyone("this node's pages written back to the shared presence");
+    sseMembers.reconnectAll("this node's pages written back to the shared presence");
+  });
+  const verifier = config.loginSecret === null ? null : new LoginVerifier(config.loginSecret);
   registerSocketHandlers(io, {
     presence,
     observer: sinks.sockets,
     delivery,
     catchUp,
-    verifier: config.loginSecret === null ? null : new LoginVerifier(config.loginSecret),
+    verifier,
     maxTopicsPerSocket: config.maxTopicsPerSocket,
     eventsPerSecond: config.socketEventsPerSecond,
     redeliveryWindow,
@@ -285,6 +298,25 @@ export async function createServer(config: Config, components: Components = {}):
               sender.send({ type: 'client.message', uid, topic, messageId, data }),
           }
         : {}),
+    },
+    log,
+  });
+
+  const events = new EventsEndpoint({
+    members: sseMembers,
+    presence,
+    delivery,
+    verifier,
+    observer: sinks.sockets,
+    connections,
+    addressOf,
+    corsOrigins: config.corsOrigins,
+    maxTopics: config.maxTopicsPerSocket,
+    maxBufferBytes: config.maxSocketBufferBytes,
+    setupTimeoutMs: config.loginTimeoutMs,
+    slowCut: (address, bytes) => {
+      metrics.slowConnectionCut();
+      log.warn(`closed an SSE stream from ${address}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
     },
     log,
   });
@@ -322,6 +354,7 @@ export async function createServer(config: Config, components: Components = {}):
     ports = await startListening(config, components, { io, ioHttp, apiHttp, webHttp: webServer }, bound);
     listeningNow = true;
   } catch (err) {
+    events.close();
     io.engine.close();
     status.close();
     await catchUp.close();
@@ -346,6 +379,7 @@ export async function createServer(config: Config, components: Components = {}):
       // their timers stop now; a run under way ends before the stores close
       const stopped = Promise.all([counter.close(), scheduler.close(), catchUp.close()]);
       api.close();
+      events.close(); // its streams end now: io.close() waits for the port's connections
       const servers = [ioHttp, apiHttp, ...(webHttp ? [webHttp] : [])];
       const cut = setTimeout(() => servers.forEach((s) => s.closeAllConnections()), config.shutdownTimeoutMs);
       await Promise.all([

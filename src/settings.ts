@@ -227,7 +227,7 @@ export const SETTINGS = {
   maxSocketBufferBytes: setting(
     'MAX_SOCKET_BUFFER_BYTES',
     '4194304',
-    'most bytes waiting to be sent to one connection; a connection that does not read past it is disconnected',
+    'most bytes waiting to be sent to one connection (Socket.IO or an SSE stream at /events); a connection that does not read past it is disconnected',
     positiveInt(1024 * 1024 * 1024),
   ),
   loginTimeoutMs: setting(
@@ -293,7 +293,7 @@ export const SETTINGS = {
   maxConnectionsPerIp: setting(
     'MAX_CONNECTIONS_PER_IP',
     '1000',
-    'Socket.IO connections open at once from one address (0 = no limit)',
+    'connections open at once from one address on the Socket.IO port, Socket.IO and SSE streams (/events) together (0 = no limit)',
     limitOrOff(10_000_000),
   ),
   trustProxy: setting(
@@ -386,6 +386,12 @@ export const SETTINGS = {
     '1000',
     'how often online counts are checked and, when changed, broadcast (update_online_count)',
     positiveInt(60_000),
+  ),
+  sseHeartbeatMs: setting(
+    'SSE_HEARTBEAT_MS',
+    '15000',
+    'how often every SSE stream (/events) gets a comment line (a heartbeat), so proxies keep it open and a dead client is found',
+    positiveInt(3_600_000),
   ),
   shutdownTimeoutMs: setting(
     'SHUTDOWN_TIMEOUT_MS',

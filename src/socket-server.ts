@@ -1,10 +1,11 @@
 // The Socket.IO server of a node, on its own HTTP listener: which requests it accepts (the
 // CORS_ORIGINS list, MAX_CONNECTIONS_PER_IP) and how much may wait to be sent to a connection
 // (MAX_SOCKET_BUFFER_BYTES). What a connected socket may do is in socket-handlers.ts.
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, RequestListener } from 'node:http';
 import { Server } from 'socket.io';
 import type { RedisCluster } from './cluster/components.ts';
 import type { Config } from './config.ts';
+import { ConnectionCounter } from './connection-limit.ts';
 import type { PushIo } from './events.ts';
 import { httpServer, type Tls } from './listeners.ts';
 import type { Logger } from './log.ts';
@@ -14,6 +15,7 @@ import { boundOutgoing } from './outgoing-bound.ts';
 /**
  * The Socket.IO server on its own listener (not yet listening): CORS_ORIGINS enforced on every
  * request, MAX_CONNECTIONS_PER_IP, MAX_SOCKET_BUFFER_BYTES, rooms across nodes with Redis.
+ * `connections` counts them per address; SSE streams on the same listener count there too.
  */
 export function createSockets(
   config: Config,
@@ -22,10 +24,10 @@ export function createSockets(
   metrics: Metrics,
   addressOf: (req: IncomingMessage) => string,
   cluster: RedisCluster | null,
+  /** Requests outside /socket.io/ (GET /events, sse/endpoint.ts); called only once listening. */
+  otherRequests: RequestListener,
 ) {
-  const ioHttp = httpServer(tls, (_req, res) => {
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-  });
+  const ioHttp = httpServer(tls, otherRequests);
   const allowed = config.corsOrigins === '*' ? null : new Set(config.corsOrigins);
   const connections = new ConnectionCounter(config.maxConnectionsPerIp, log);
   const io: PushIo = new Server(ioHttp, {
@@ -66,36 +68,5 @@ export function createSockets(
       log.warn(`closed a connection from ${addressOf(conn.request)}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
     });
   });
-  return { io, ioHttp };
-}
-
-/** Counts open Socket.IO connections per client address, for MAX_CONNECTIONS_PER_IP. */
-class ConnectionCounter {
-  private readonly open = new Map<string, number>();
-  private refused = 0;
-  private loggedAt = -Infinity;
-  constructor(
-    private readonly max: number,
-    private readonly log: Logger,
-  ) {}
-  allows(address: string): boolean {
-    if (this.max === 0 || (this.open.get(address) ?? 0) < this.max) return true;
-    // one line per 10 s at most, so a client hammering the cap cannot flood the log
-    this.refused++;
-    const now = Date.now();
-    if (now - this.loggedAt >= 10_000) {
-      this.log.warn(`connection refused: ${address} has MAX_CONNECTIONS_PER_IP (${this.max}) open`, { refused: this.refused });
-      this.loggedAt = now;
-      this.refused = 0;
-    }
-    return false;
-  }
-  opened(address: string): void {
-    this.open.set(address, (this.open.get(address) ?? 0) + 1);
-  }
-  closed(address: string): void {
-    const n = (this.open.get(address) ?? 1) - 1;
-    if (n <= 0) this.open.delete(address);
-    else this.open.set(address, n);
-  }
+  return { io, ioHttp, connections };
 }

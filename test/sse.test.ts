@@ -1,0 +1,426 @@
+// GET /events: Server-Sent Events streams on the Socket.IO port, read by a raw Node HTTP
+// client, by a real EventSource in headless Chromium, and on two start.ts nodes sharing a
+// real redis-server. A stream is a page: it counts in presence and gets every push a
+// Socket.IO page of its uid gets, in order; it resumes from Last-Event-ID.
+import { expect } from 'chai';
+import { SignJWT } from 'jose';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import type { Browser } from 'playwright-core';
+import { loginToken, topicKey } from '../src/login-auth.ts';
+import { MemoryMessageStore } from '../src/message-store.ts';
+import { CHROMIUM, launchBrowser } from './support/browser.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
+import { connectClient, countsHtml } from './support/clients.ts';
+import { REDIS_SERVER, startRedis } from './support/redis-server.ts';
+import { legacyPush, startServer, type TestServer } from './support/server.ts';
+import { SseClient } from './support/sse-client.ts';
+import { startNodeProcesses, type NodeProcess } from './support/start-process.ts';
+import { until } from './support/until.ts';
+
+const SECRET = 'sse-login-secret-0123456789';
+/** Push answers name online uids, and the read routes answer, only with a PUSH_SECRET. */
+const PUSH_SECRET = 'sse-push-secret-0123456789';
+const AUTH = { authorization: `Bearer ${PUSH_SECRET}` };
+
+function publish(apiUrl: string, to: string, content: string): Promise<{ status: number; body: string }> {
+  return legacyPush(apiUrl, { type: 'publish', to, content, secret: PUSH_SECRET });
+}
+
+async function v1Push(apiUrl: string, body: Record<string, unknown>): Promise<{ id: string; online: string[] }> {
+  const res = await fetch(apiUrl + '/api/v1/push', { method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const json = (await res.json()) as { id: string; online: string[] };
+  if (res.status >= 300) throw new Error(`push answered ${res.status}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function pagesOf(apiUrl: string, uid: string): Promise<number> {
+  const res = await fetch(`${apiUrl}/api/v1/users/${encodeURIComponent(uid)}`, { headers: AUTH });
+  return ((await res.json()) as { pages: number }).pages;
+}
+
+async function storedIds(apiUrl: string, uid: string): Promise<string[]> {
+  const res = await fetch(`${apiUrl}/api/v1/users/${encodeURIComponent(uid)}/messages`, { headers: AUTH });
+  return ((await res.json()) as { messages: { id: string }[] }).messages.map((m) => m.id);
+}
+
+/** A stream that has started: its first event, the online count, has come. */
+async function openStream(ioUrl: string, query: string, headers: Record<string, string> = {}): Promise<SseClient> {
+  const client = await SseClient.open(`${ioUrl}/events?${query}`, headers);
+  expect(client.status, client.body).to.equal(200);
+  await client.waitFor((e) => e.event === 'update_online_count', 'the online count at the start');
+  return client;
+}
+
+describe('SSE streams (GET /events)', function () {
+  this.timeout(20_000);
+  afterEach(cleanupAll);
+
+  describe('one node', () => {
+    let server: TestServer;
+    beforeEach(async () => {
+      server = await startServer({ sseHeartbeatMs: 100, pushSecret: PUSH_SECRET });
+    });
+
+    it('starts with text/event-stream and the online count, then gets legacy (escaped), v1, broadcast and topic pushes with their ids', async () => {
+      const stream = await openStream(server.ioUrl, 'uid=u1&topics=news');
+      expect(stream.headers['content-type']).to.equal('text/event-stream; charset=utf-8');
+      expect(stream.events[0]).to.deep.equal({ event: 'update_online_count', data: countsHtml(1, 1) });
+
+      expect((await publish(server.apiUrl, 'u1', '<b>hi</b> & "q"')).body).to.equal('ok');
+      const direct = await v1Push(server.apiUrl, { to: 'u1', event: 'note', data: { n: 1 } });
+      expect(direct.online).to.deep.equal(['u1']);
+      await publish(server.apiUrl, '', 'to all');
+      const topic = await v1Push(server.apiUrl, { topic: 'news', data: 'headline' });
+      await v1Push(server.apiUrl, { topic: 'sports', data: 'not subscribed' });
+      const last = await v1Push(server.apiUrl, { to: 'u1', event: 'note', data: 'last' });
+      await stream.waitFor((e) => e.id === last.id, 'the last push');
+
+      // (the count comes again as a broadcast: counts changed when the stream's page was counted)
+      expect(stream.events.filter((e) => e.event !== 'update_online_count')).to.deep.equal([
+        { event: 'new_msg', data: '&lt;b&gt;hi&lt;/b&gt; &amp; &quot;q&quot;' },
+        { event: 'note', data: { n: 1 }, id: direct.id },
+        { event: 'new_msg', data: 'to all' },
+        { event: 'message', data: 'headline', id: topic.id },
+        { event: 'note', data: 'last', id: last.id },
+      ]);
+    });
+
+    it('a uid with a WebSocket page and a stream: both get every push, in order (the lean path leaves the stream to Socket.IO)', async () => {
+      const page = (await connectClient('v4', server.ioUrl, ['websocket'])).track('note');
+      await page.login('both');
+      const stream = await openStream(server.ioUrl, 'uid=both');
+      const sent: number[] = [];
+      for (let i = 0; i < 30; i++) {
+        sent.push(i);
+        await v1Push(server.apiUrl, { to: 'both', event: 'note', data: i });
+      }
+      await stream.waitFor((e) => e.data === 29, 'the 30th push on the stream');
+      await page.waitFor('note', (d) => d === 29);
+      expect(stream.dataOf('note')).to.deep.equal(sent);
+      expect(page.received('note').map((args) => args[0])).to.deep.equal(sent);
+    });
+
+    it('counts as a page: online counts, presence and the socket pages\' count event; the page goes when the stream closes', async () => {
+      const page = await connectClient('v4', server.ioUrl);
+      await page.login('sock');
+      const stream = await openStream(server.ioUrl, 'uid=streamer');
+      expect(stream.events[0]!.data).to.equal(countsHtml(2, 2));
+      await page.waitFor('update_online_count', (html) => html === countsHtml(2, 2));
+      expect(await pagesOf(server.apiUrl, 'streamer')).to.equal(1);
+      // a count broadcast reaches the stream too
+      const other = await connectClient('v2', server.ioUrl);
+      await other.login('third');
+      await stream.waitFor((e) => e.event === 'update_online_count' && e.data === countsHtml(3, 3), 'the broadcast count');
+
+      stream.close();
+      await until(async () => (await pagesOf(server.apiUrl, 'streamer')) === 0, 'the stream\'s page to go');
+      await page.waitFor('update_online_count', (html) => html === countsHtml(2, 2));
+    });
+
+    it('the server side of rooms works on streams: socketsJoin adds a topic, disconnectSockets ends the stream', async () => {
+      const stream = await openStream(server.ioUrl, 'uid=ops');
+      server.io.in('uid:ops').socketsJoin('topic:extra');
+      const push = await v1Push(server.apiUrl, { topic: 'extra', data: 'joined' });
+      await stream.waitFor((e) => e.id === push.id, 'the push to the joined topic');
+      server.io.in('uid:ops').socketsLeave('topic:extra');
+      await v1Push(server.apiUrl, { topic: 'extra', data: 'left' });
+      const marker = await v1Push(server.apiUrl, { to: 'ops', data: 'marker' });
+      await stream.waitFor((e) => e.id === marker.id, 'the marker');
+      expect(stream.dataOf('message')).to.deep.equal(['joined', 'marker']);
+      server.io.in('uid:ops').disconnectSockets();
+      await stream.waitForEnd();
+    });
+
+    it('sends a heartbeat comment every SSE_HEARTBEAT_MS', async () => {
+      const stream = await openStream(server.ioUrl, 'uid=quiet');
+      await until(() => stream.comments.filter((c) => c === 'heartbeat').length >= 2, 'two heartbeats');
+    });
+
+    it('resumes from Last-Event-ID: exactly the messages stored after it, in order, and those up to it acked', async () => {
+      const first = await openStream(server.ioUrl, 'uid=r');
+      const seen = await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 'seen', ttl: 600 });
+      await first.waitFor((e) => e.id === seen.id, 'the first push');
+      first.close();
+      await until(async () => (await pagesOf(server.apiUrl, 'r')) === 0, 'r offline');
+
+      const ids: string[] = [];
+      for (const n of [1, 2, 3]) ids.push((await v1Push(server.apiUrl, { to: 'r', event: 'note', data: n, ttl: 600 })).id);
+      expect(await storedIds(server.apiUrl, 'r')).to.deep.equal([seen.id, ...ids]);
+
+      const again = await openStream(server.ioUrl, 'uid=r', { 'last-event-id': seen.id });
+      await again.waitFor((e) => e.id === ids[2], 'the third stored message');
+      const marker = await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 'live' });
+      await again.waitFor((e) => e.id === marker.id, 'a live push after the replay');
+      expect(again.events.filter((e) => e.event === 'note')).to.deep.equal([
+        { event: 'note', data: 1, id: ids[0] },
+        { event: 'note', data: 2, id: ids[1] },
+        { event: 'note', data: 3, id: ids[2] },
+        { event: 'note', data: 'live', id: marker.id },
+      ]);
+      // the id it reported is its ack: the seen message is gone, the three stay until a later id
+      await until(async () => (await storedIds(server.apiUrl, 'r')).length === 3, 'the seen message acked');
+      expect(await storedIds(server.apiUrl, 'r')).to.deep.equal(ids);
+
+      // ?lastEventId= for a first connection does the same
+      const third = await openStream(server.ioUrl, `uid=r&lastEventId=${ids[1]}`);
+      await third.waitFor((e) => e.id === ids[2], 'the message after lastEventId');
+      expect(third.events.filter((e) => e.event === 'note').map((e) => e.id)).to.deep.equal([ids[2]]);
+      await until(async () => (await storedIds(server.apiUrl, 'r')).length === 1, 'the first two acked');
+    });
+
+    it('with no or an unknown Last-Event-ID sends every stored message, as a login does', async () => {
+      const ids: string[] = [];
+      for (const n of [1, 2]) ids.push((await v1Push(server.apiUrl, { to: 'fresh', event: 'note', data: n, ttl: 600 })).id);
+      const plain = await openStream(server.ioUrl, 'uid=fresh');
+      await plain.waitFor((e) => e.id === ids[1], 'both stored messages');
+      const unknown = await openStream(server.ioUrl, 'uid=fresh', { 'last-event-id': 'no-such-id' });
+      await unknown.waitFor((e) => e.id === ids[1], 'both stored messages');
+      expect(unknown.events.filter((e) => e.event === 'note').map((e) => e.id)).to.deep.equal(ids);
+      expect(await storedIds(server.apiUrl, 'fresh')).to.deep.equal(ids); // nothing acked
+    });
+
+    it('escapes markup on new_msg from the store too (a message kept by an older version)', async () => {
+      const limits = { maxPendingPerUid: 10, maxBytes: 1 << 20, maxScheduled: 10, maxScheduledBytes: 1 << 20, maxIdempotencyBytes: 1 << 20 };
+      const store = new MemoryMessageStore(limits, () => {});
+      const now = Date.now();
+      await store.add(['old'], { id: 'old-1', event: 'new_msg', data: '<img src=x onerror=alert(1)>', ts: now, expiresAt: now + 60_000 }, 500);
+      const own = await startServer({}, { store });
+      onCleanup(() => store.close());
+      const stream = await openStream(own.ioUrl, 'uid=old');
+      await stream.waitFor((e) => e.id === 'old-1', 'the stored message');
+      expect(stream.dataOf('new_msg')).to.deep.equal(['&lt;img src=x onerror=alert(1)&gt;']);
+    });
+
+    it('refuses bad input before the stream starts, with a reason', async () => {
+      const cases: [string, number, string][] = [
+        ['', 400, 'invalid_uid'],
+        [`uid=${'x'.repeat(300)}`, 400, 'invalid_uid'],
+        ['uid=a&topics=bad topic', 400, 'invalid_topic'],
+        ['uid=a&topics=private-x', 401, 'unauthorized'],
+      ];
+      for (const [query, status, code] of cases) {
+        const res = await SseClient.open(`${server.ioUrl}/events?${query}`);
+        await res.waitForEnd();
+        expect([res.status, res.error().code], query).to.deep.equal([status, code]);
+        expect(res.error().message).to.be.a('string').and.not.equal('');
+      }
+      const post = await fetch(`${server.ioUrl}/events?uid=a`, { method: 'POST' });
+      expect(post.status).to.equal(405);
+      expect((await fetch(`${server.ioUrl}/elsewhere`)).status).to.equal(404);
+      expect(await pagesOf(server.apiUrl, 'a')).to.equal(0);
+    });
+
+    it('cuts a stream that stops reading once MAX_SOCKET_BUFFER_BYTES wait for it; other streams keep receiving', async () => {
+      const bounded = await startServer({ maxSocketBufferBytes: 256 * 1024, redeliveryWindowBytes: 1024, pushSecret: PUSH_SECRET });
+      const tcp = connect(Number(new URL(bounded.ioUrl).port), '127.0.0.1');
+      onCleanup(() => tcp.destroy());
+      tcp.write('GET /events?uid=slow HTTP/1.1\r\nHost: x\r\n\r\n');
+      tcp.pause(); // the client stops reading: the kernel's buffers fill, then the server's
+      await until(async () => (await pagesOf(bounded.apiUrl, 'slow')) === 1, 'the slow stream to start');
+      const fast = await openStream(bounded.ioUrl, 'uid=fast');
+
+      const data = 'x'.repeat(60_000);
+      let pushes = 0;
+      while ((await pagesOf(bounded.apiUrl, 'slow')) === 1 && pushes < 600) {
+        await v1Push(bounded.apiUrl, { to: ['slow', 'fast'], event: 'big', data });
+        pushes++;
+      }
+      expect(await pagesOf(bounded.apiUrl, 'slow'), `still open after ${pushes} pushes of 60 kB`).to.equal(0);
+      const { body: text } = await bounded.metrics.render();
+      expect(text).to.match(/^push_slow_connections_cut_total 1$/m);
+      const after = await v1Push(bounded.apiUrl, { to: 'fast', event: 'big', data: 'after' });
+      await fast.waitFor((e) => e.id === after.id, 'the fast stream to get the next push', 10_000);
+      expect(fast.dataOf('big')).to.have.length(pushes + 1);
+    });
+
+    it('counts against MAX_CONNECTIONS_PER_IP together with Socket.IO connections', async () => {
+      const limited = await startServer({ maxConnectionsPerIp: 2, pushSecret: PUSH_SECRET });
+      await connectClient('v4', limited.ioUrl);
+      const one = await openStream(limited.ioUrl, 'uid=a');
+      const refused = await SseClient.open(`${limited.ioUrl}/events?uid=b`);
+      await refused.waitForEnd();
+      expect([refused.status, refused.error().code]).to.deep.equal([429, 'too_many_connections']);
+      one.close();
+      await until(async () => (await SseClient.open(`${limited.ioUrl}/events?uid=c`)).status === 200, 'a slot to free');
+    });
+
+    it('close() ends open streams at once, and the port can be bound again', async () => {
+      const own = await startServer();
+      const stream = await openStream(own.ioUrl, 'uid=bye');
+      const started = Date.now();
+      await own.close();
+      expect(Date.now() - started).to.be.below(2000); // not SHUTDOWN_TIMEOUT_MS (5 s)
+      await stream.waitForEnd();
+      const again = createHttpServer();
+      await new Promise<void>((resolve) => again.listen(own.ports.io, '127.0.0.1', resolve));
+      await new Promise((resolve) => again.close(resolve));
+    });
+  });
+
+  describe('tokens (LOGIN_SECRET) and origins', () => {
+    it('is refused without a token, or with a wrong or expired one; an HMAC or JWT token opens it', async () => {
+      const server = await startServer({ loginSecret: SECRET, pushSecret: PUSH_SECRET });
+      for (const [query, code] of [
+        ['uid=42', 'unauthorized'],
+        [`uid=42&token=${loginToken(SECRET, '43')}`, 'unauthorized'],
+      ] as const) {
+        const res = await SseClient.open(`${server.ioUrl}/events?${query}`);
+        await res.waitForEnd();
+        expect([res.status, res.error().code]).to.deep.equal([401, code]);
+      }
+      const key = new TextEncoder().encode(SECRET);
+      const expired = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('42').setExpirationTime(Math.floor(Date.now() / 1000) - 60).sign(key);
+      const late = await SseClient.open(`${server.ioUrl}/events?uid=42&token=${expired}`);
+      await late.waitForEnd();
+      expect([late.status, late.error().code]).to.deep.equal([401, 'token_expired']);
+      expect(await pagesOf(server.apiUrl, '42')).to.equal(0);
+
+      await openStream(server.ioUrl, `uid=42&token=${loginToken(SECRET, '42')}`);
+      const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('43').setExpirationTime('1h').sign(key);
+      await openStream(server.ioUrl, `uid=43&token=${jwt}`);
+      expect(await pagesOf(server.apiUrl, '42')).to.equal(1);
+    });
+
+    it('a private topic needs its token, in the query parameter named as the topic', async () => {
+      const server = await startServer({ loginSecret: SECRET, pushSecret: PUSH_SECRET });
+      const auth = `uid=7&token=${loginToken(SECRET, '7')}`;
+      const without = await SseClient.open(`${server.ioUrl}/events?${auth}&topics=private-team`);
+      await without.waitForEnd();
+      expect([without.status, without.error().code]).to.deep.equal([401, 'unauthorized']);
+      const topicToken = loginToken(topicKey(SECRET), 'private-team');
+      const stream = await openStream(server.ioUrl, `${auth}&topics=private-team&private-team=${topicToken}`);
+      const push = await v1Push(server.apiUrl, { topic: 'private-team', data: 'secret plans' });
+      await stream.waitFor((e) => e.id === push.id, 'the private topic push');
+    });
+
+    it('CORS_ORIGINS: a listed origin is answered with its CORS headers, another is refused', async () => {
+      const server = await startServer({ corsOrigins: ['https://app.example'], pushSecret: PUSH_SECRET });
+      const ok = await openStream(server.ioUrl, 'uid=c', { origin: 'https://app.example' });
+      expect(ok.headers['access-control-allow-origin']).to.equal('https://app.example');
+      const other = await SseClient.open(`${server.ioUrl}/events?uid=c`, { origin: 'https://evil.example' });
+      await other.waitForEnd();
+      expect([other.status, other.error().code]).to.deep.equal([403, 'origin_not_allowed']);
+    });
+  });
+
+  describe('in the browser', () => {
+    let browser: Browser;
+    before(function () {
+      if (!CHROMIUM) this.skip();
+    });
+    beforeEach(async () => {
+      browser = await launchBrowser();
+    });
+
+    it('an EventSource on a page of another origin gets the count and pushes, and resumes from its last event id after the stream ends', async () => {
+      const server = await startServer({ sseHeartbeatMs: 100, pushSecret: PUSH_SECRET });
+      const proxy = await tcpProxy(Number(new URL(server.ioUrl).port));
+      const page = await browser.newPage();
+      await page.goto(await pageSite());
+      await page.evaluate((url) => {
+        const w = window as unknown as { log: string[]; source: EventSource };
+        w.log = [];
+        w.source = new EventSource(url);
+        for (const name of ['update_online_count', 'new_msg', 'note']) {
+          w.source.addEventListener(name, (e) => w.log.push(`${name} ${(e as MessageEvent).lastEventId} ${(e as MessageEvent).data as string}`));
+        }
+      }, `http://127.0.0.1:${proxy.port}/events?uid=web`);
+      const log = () => page.evaluate(() => (window as unknown as { log: string[] }).log);
+      await until(async () => (await log()).length >= 1, 'the count in the page');
+      expect((await log())[0]).to.equal(`update_online_count  ${JSON.stringify(countsHtml(1, 1))}`);
+
+      await publish(server.apiUrl, 'web', '<img src=x onerror=alert(1)>');
+      const kept = await v1Push(server.apiUrl, { to: 'web', event: 'note', data: { a: 1 }, ttl: 600 });
+      await until(async () => (await log()).some((l) => l.includes(kept.id)), 'the v1 push in the page');
+      // (the count comes again as a broadcast: counts changed when the stream's page was counted)
+      expect((await log()).filter((l) => !l.startsWith('update_online_count'))).to.deep.equal([`new_msg  "&lt;img src=x onerror=alert(1)&gt;"`, `note ${kept.id} {"a":1}`]);
+
+      // the connection drops (the proxy cuts it); EventSource reconnects with Last-Event-ID on
+      // its own and gets only what was stored after that id
+      const before = (await log()).length;
+      proxy.cut();
+      await until(async () => (await pagesOf(server.apiUrl, 'web')) === 0, 'the dropped stream\'s page to go');
+      const next = await v1Push(server.apiUrl, { to: 'web', event: 'note', data: 'while away', ttl: 600 });
+      await until(async () => (await log()).some((l) => l.includes(next.id)), 'the message stored while away', 15_000);
+      expect(proxy.requests.at(-1)).to.match(new RegExp(`^last-event-id: ${kept.id}$`, 'im'));
+      const notes = (await log()).slice(before).filter((l) => l.startsWith('note'));
+      expect(notes).to.deep.equal([`note ${next.id} "while away"`]);
+      await until(async () => (await storedIds(server.apiUrl, 'web')).length === 1, 'the kept message acked by the resume');
+    });
+  });
+
+  describe('cluster (two start.ts nodes on a real redis-server)', function () {
+    this.timeout(60_000);
+    let nodes: NodeProcess[];
+    beforeEach(async function () {
+      if (!REDIS_SERVER) return this.skip();
+      const redis = await startRedis();
+      onCleanup(() => redis.stop());
+      nodes = await startNodeProcesses(['A', 'B'], redis.url, { PUSH_SECRET });
+    });
+
+    it('a push through node A reaches a stream on node B, in order, and the online count counts the stream', async () => {
+      const [a, b] = nodes as [NodeProcess, NodeProcess];
+      const page = await connectClient('v4', a.ioUrl);
+      await page.login('on-a');
+      const stream = await openStream(b.ioUrl, 'uid=on-b&topics=news');
+      await page.waitFor('update_online_count', (html) => html === countsHtml(2, 2), 10_000);
+      await stream.waitFor((e) => e.event === 'update_online_count' && e.data === countsHtml(2, 2), 'the count with both pages');
+
+      await publish(a.apiUrl, 'on-b', 'legacy <x>');
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++) ids.push((await v1Push(a.apiUrl, { to: 'on-b', event: 'note', data: i })).id);
+      const topic = await v1Push(a.apiUrl, { topic: 'news', data: 'headline' });
+      await publish(a.apiUrl, '', 'everyone');
+      await stream.waitFor((e) => e.data === 'everyone', 'the broadcast from node A');
+      expect(stream.events.filter((e) => e.event !== 'update_online_count')).to.deep.equal([
+        { event: 'new_msg', data: 'legacy &lt;x&gt;' },
+        ...ids.map((id, i) => ({ event: 'note', data: i, id })),
+        { event: 'message', data: 'headline', id: topic.id },
+        { event: 'new_msg', data: 'everyone' },
+      ]);
+      expect(await pagesOf(a.apiUrl, 'on-b')).to.equal(1);
+    });
+  });
+});
+
+/** A page of its own origin (not the server's), as a site embedding the stream has. */
+function pageSite(): Promise<string> {
+  const server: Server = createHttpServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>site</title>'));
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      onCleanup(() => new Promise((r) => server.close(r)));
+      resolve(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
+    });
+  });
+}
+
+/** A TCP proxy to `port` whose connections the test can cut, as a network drop does. */
+function tcpProxy(port: number): Promise<{ port: number; requests: string[]; cut(): void }> {
+  const open = new Set<Socket>();
+  const requests: string[] = [];
+  const proxy = createNetServer((client) => {
+    const upstream = connect(port, '127.0.0.1');
+    open.add(client).add(upstream);
+    client.once('data', (head: Buffer) => requests.push(head.toString('latin1')));
+    client.pipe(upstream).pipe(client);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  return new Promise((resolve) => {
+    proxy.listen(0, '127.0.0.1', () => {
+      onCleanup(() => {
+        for (const s of open) s.destroy();
+        return new Promise((r) => proxy.close(r));
+      });
+      resolve({ port: (proxy.address() as AddressInfo).port, requests, cut: () => open.forEach((s) => s.destroy()) });
+    });
+  });
+}
