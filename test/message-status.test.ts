@@ -2,10 +2,11 @@
 // dropped) or the sockets a broadcast or topic reached. Real servers, real socket.io clients
 // 4.x (with acks) and 2.x (legacy pages), a real redis-server for two nodes.
 import { expect } from 'chai';
-import { cleanupAll } from './support/cleanup.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, type TestClient } from './support/clients.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { startServer, type TestServer } from './support/server.ts';
+import { SseClient } from './support/sse-client.ts';
 import { until } from './support/until.ts';
 import type { Config } from '../src/config.ts';
 
@@ -105,6 +106,24 @@ describe('message status', function () {
     await until(async () => (await stateOf(server, id, 'late')) === 'delivered', 'the redelivery to be recorded');
     await ackMessage(client, id);
     await until(async () => (await stateOf(server, id, 'late')) === 'acked', 'the ack of the redelivery');
+  });
+
+  it('an SSE stream: stored messages replayed are delivered, and the Last-Event-ID acks up to and including it', async () => {
+    const server = await start();
+    const ids: string[] = [];
+    for (const data of ['s1', 's2', 's3']) ids.push((await push(server, { to: 'reader', data, ttl: 60 })).id);
+    const first = await SseClient.open(`${server.ioUrl}/events?uid=reader`);
+    onCleanup(() => first.close());
+    await first.waitFor((e) => e.id === ids[2], 'the three stored messages');
+    for (const id of ids) expect(await stateOf(server, id, 'reader'), id).to.equal('delivered');
+    first.close();
+    // the reconnect reports the first id as its last: that one is acked, the others stay delivered
+    const again = await SseClient.open(`${server.ioUrl}/events?uid=reader`, { 'last-event-id': ids[0]! });
+    onCleanup(() => again.close());
+    await again.waitFor((e) => e.id === ids[2], 'the two after the last id');
+    await until(async () => (await stateOf(server, ids[0]!, 'reader')) === 'acked', 'the ack by Last-Event-ID');
+    expect(await stateOf(server, ids[1]!, 'reader')).to.equal('delivered');
+    expect(await stateOf(server, ids[2]!, 'reader')).to.equal('delivered');
   });
 
   it('expired when its ttl ends unacked, and the status outlives the message by STATUS_SECONDS', async () => {
