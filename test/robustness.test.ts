@@ -1,6 +1,7 @@
 // Bad input gets a clear 4xx (or a closed connection), and the server keeps serving others.
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
+import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { cleanupAll } from './support/cleanup.ts';
 import { connectClient, countsHtml, type TestClient } from './support/clients.ts';
@@ -37,6 +38,24 @@ describe('robustness', () => {
       .to.deep.equal({ status: 200, body: 'ok' });
     expect(await alice.waitFor('new_msg', (c) => c === tag)).to.deep.equal([tag]);
   }
+
+  it('keeps an idle push connection open 65 s, past the 60 s of common proxies, so a reused one is not reset under a push', async () => {
+    // Node's default of 5 s closed connections that backends' pools and proxies still held
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const answer = await new Promise<{ keepAlive: string | undefined; body: string }>((resolve, reject) => {
+        const req = httpRequest(`${server.apiUrl}/?type=publish&to=alice&content=kept-alive`, { agent }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ keepAlive: res.headers['keep-alive'], body }));
+        });
+        req.on('error', reject).end();
+      });
+      expect(answer).to.deep.equal({ keepAlive: 'timeout=65', body: 'ok' });
+    } finally {
+      agent.destroy();
+    }
+  });
 
   it('answers malformed JSON with 400 and its reason', async () => {
     const res = await fetch(server.apiUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"type": publish' });
