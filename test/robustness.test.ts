@@ -47,7 +47,7 @@ describe('robustness', () => {
         const req = httpRequest(`${server.apiUrl}/?type=publish&to=alice&content=kept-alive`, { agent }, (res) => {
           let body = '';
           res.setEncoding('utf8').on('data', (c: string) => (body += c));
-          res.on('end', () => resolve({ keepAlive: res.headers['keep-alive'], body }));
+          res.on('end', () => resolve({ keepAlive: res.headers['keep-alive'] as string | undefined, body }));
         });
         req.on('error', reject).end();
       });
