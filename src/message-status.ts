@@ -79,8 +79,15 @@ function uidBytes(uid: string): number {
 }
 
 export class MessageStatus {
-  /** In insertion order: the first is the oldest, forgotten first at MAX_STATUS_BYTES. */
   private readonly entries = new Map<string, Entry>();
+  /**
+   * Entries in insertion order from `head` on, some already removed: the first live one is the
+   * oldest, forgotten first at MAX_STATUS_BYTES. Not the Map's own order: a Map's iterator
+   * walks over the slots of deleted entries, so taking its first entry after many deletions
+   * cost a scan each (15.8% of the server's time in a bench of v1 batches at the bound).
+   */
+  private order: (Entry | undefined)[] = [];
+  private head = 0;
   private readonly expiries = new ExpiryQueue<Entry>();
   private bytes = 0;
   private forgotten = 0;
@@ -179,6 +186,7 @@ export class MessageStatus {
       if (this.entries.get(e.id) === e && e.keepUntil <= now) this.remove(e);
     }
     if (this.expiries.size > 2 * this.entries.size + 1024) this.expiries.retain((e) => this.entries.get(e.id) === e);
+    this.compactOrder();
   }
 
   private step(uid: string, id: string, state: UidState, keepUntil: number): void {
@@ -197,6 +205,7 @@ export class MessageStatus {
     const bytes = STATUS_ENTRY_OVERHEAD + 2 * id.length + (topic === undefined ? 0 : 2 * topic.length);
     e = { id, kind, topic, ts, keepUntil, sockets: 0, uids: kind === 'uids' ? new Map() : null, base: ts || Date.now(), bytes };
     this.entries.set(id, e);
+    this.order.push(e);
     this.expiries.push(keepUntil, e);
     this.grow(e, bytes);
     return e;
@@ -219,11 +228,28 @@ export class MessageStatus {
     this.bytes += bytes;
     // oldest first; never the entry being written (one entry alone may pass the bound)
     while (this.bytes > this.limits.maxBytes && this.entries.size > 1) {
-      const oldest = this.entries.values().next().value!;
-      if (oldest === e) break;
+      const oldest = this.oldest();
+      if (oldest === undefined || oldest === e) break;
       this.remove(oldest);
       this.forgotten++;
     }
+  }
+
+  /** The oldest live entry; the removed ones before it are dropped from `order`. */
+  private oldest(): Entry | undefined {
+    while (this.head < this.order.length) {
+      const e = this.order[this.head]!;
+      if (this.entries.get(e.id) === e) return e;
+      this.order[this.head++] = undefined;
+    }
+    return undefined;
+  }
+
+  /** Drops removed entries from `order` once they are most of it (amortized O(1) a push). */
+  private compactOrder(): void {
+    if (this.order.length - this.head <= 2 * this.entries.size + 1024) return;
+    this.order = this.order.slice(this.head).filter((e) => e !== undefined && this.entries.get(e.id) === e);
+    this.head = 0;
   }
 
   private remove(e: Entry): void {
