@@ -1,8 +1,9 @@
+#!/usr/bin/env node
 // Entry point: config -> server (or, with WORKERS > 1, a primary and its workers) -> signals.
 // The only file that touches process.*.
 import cluster from 'node:cluster';
 import { resolve } from 'node:path';
-import { ConfigError, helpText, loadConfig, wantsHelp, type Config } from './src/config.ts';
+import { ConfigError, helpText, loadConfig, packageVersion, wantsHelp, wantsVersion, type Config } from './src/config.ts';
 import { createLogger, type Logger } from './src/log.ts';
 import { createServer, StartupError } from './src/server.ts';
 import { startPrimary, STICKY_IO_PORT_ENV, type WorkerReady } from './src/cluster/workers.ts';
@@ -10,6 +11,10 @@ import { startPrimary, STICKY_IO_PORT_ENV, type WorkerReady } from './src/cluste
 const argv = process.argv.slice(2);
 if (wantsHelp(argv)) {
   console.log(helpText());
+  process.exit(0);
+}
+if (wantsVersion(argv)) {
+  console.log(packageVersion());
   process.exit(0);
 }
 

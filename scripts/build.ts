@@ -5,10 +5,13 @@
 // part with node-redis and the Redis adapter, the embedded store with lmdb) stays in chunks of
 // its own, loaded only when used. One bundle would hoist their packages' imports to the top,
 // and a single node would load node-redis and the adapter at start: 6-10 MB of RSS measured.
+// The demo page's SDK is bundled here too (dist/push-client.js), so nothing at run time needs
+// esbuild: `npm pack` (prepack) ships dist/, and the package runs without devDependencies.
 import { build } from 'esbuild';
-import { readdirSync, rmSync } from 'node:fs';
+import { chmodSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildSdk, SDK_FILE } from '../src/sdk-script.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -30,6 +33,8 @@ export async function buildServer(entry: string, outfile: string): Promise<void>
     target: 'node20',
     packages: 'external',
     logLevel: 'warning',
+    // the SDK is read from dist/, never bundled at run time (src/sdk-script.ts)
+    define: { PUSH_SERVER_BUNDLED: 'true' },
   });
 }
 
@@ -44,5 +49,9 @@ function safeList(dir: string): string[] {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   // dist/ sits beside client-demo/, which the web listener reads relative to the bundle
   await buildServer(ROOT + 'start.ts', ROOT + 'dist/start.js');
+  // the package's bin: start.ts's #! line is kept by esbuild; npm makes bins executable on
+  // install, this makes ./dist/start.js runnable in a clone too
+  chmodSync(ROOT + 'dist/start.js', 0o755);
+  writeFileSync(ROOT + 'dist/' + SDK_FILE, await buildSdk());
   console.log('built dist/start.js: run it with node dist/start.js');
 }

@@ -1,6 +1,7 @@
 // One typed config, read from environment variables and the matching command-line flags
 // (`IO_PORT` <-> `--io-port`), checked once at start. Every bad value is named with its
 // setting; all problems are reported together.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { z } from 'zod';
 import { SETTINGS, shownValue } from './settings.ts';
@@ -28,9 +29,24 @@ export function wantsHelp(argv: readonly string[]): boolean {
   return argv.includes('--help') || argv.includes('-h');
 }
 
+/** True when the command line asks for the version. */
+export function wantsVersion(argv: readonly string[]): boolean {
+  return argv.includes('--version');
+}
+
+/**
+ * The version in package.json. This module sits one folder below the package root both as
+ * source (src/) and bundled (dist/), so the same relative URL finds it from either.
+ */
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  if (typeof pkg.version !== 'string') throw new Error('package.json has no version');
+  return pkg.version;
+}
+
 export function helpText(): string {
   const lines = [
-    'Usage: npm start -- [options]',
+    'Usage: push-server [options]   (in a clone: npm start -- [options])',
     '',
     'Every option is also an environment variable; a flag wins over the variable.',
     '',
@@ -41,6 +57,7 @@ export function helpText(): string {
     lines.push(`      ${s.doc}`);
   }
   lines.push('  -h, --help   show this text');
+  lines.push('  --version    print the version');
   return lines.join('\n');
 }
 

@@ -1,12 +1,12 @@
 // The demo page on WEB_PORT: a fixed set of files from client-demo/, read once at start,
-// /push-client.js (the SDK, bundled from TypeScript by esbuild at start, so what is served
-// is always built from the source beside it), and /config.js telling the page where the
+// /push-client.js (the SDK: see sdk-script.ts), and /config.js telling the page where the
 // Socket.IO and push API ports are.
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { AdminSnapshot } from './admin.ts';
+import { sdkScript } from './sdk-script.ts';
 import { safeEqual } from './secrets.ts';
 
 const DEMO_DIR = fileURLToPath(new URL('../client-demo/', import.meta.url));
@@ -84,21 +84,6 @@ const ADMIN_FILES: Record<string, { file: string; type: string }> = {
   '/admin.js': { file: 'admin.js', type: 'text/javascript; charset=utf-8' },
 };
 
-/** The SDK as one plain script defining the global `PushClient`. */
-export async function buildSdk(): Promise<string> {
-  const { build } = await import('esbuild'); // loaded only when the demo page is served
-  const result = await build({
-    entryPoints: [DEMO_DIR + 'sdk/push-client.ts'],
-    bundle: true,
-    format: 'iife',
-    globalName: 'PushClient',
-    target: 'es2018',
-    write: false,
-    logLevel: 'silent',
-  });
-  return result.outputFiles[0]!.text;
-}
-
 export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Promise<RequestListener> {
   const bodies = new Map<string, { body: Buffer; type: string }>();
   if (admin) {
@@ -106,7 +91,7 @@ export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Pr
       bodies.set(path, { body: readFileSync(DEMO_DIR + file), type });
     }
   }
-  bodies.set('/push-client.js', { body: Buffer.from(await buildSdk()), type: 'text/javascript; charset=utf-8' });
+  bodies.set('/push-client.js', { body: await sdkScript(), type: 'text/javascript; charset=utf-8' });
   for (const [path, { file, type }] of Object.entries(FILES)) {
     bodies.set(path, { body: readFileSync(DEMO_DIR + file), type });
   }

@@ -4,7 +4,6 @@
 // assertion never leaks one; its stdout and stderr are kept for assertions on what it logged.
 // Each runs the default engine (embedded) in a DATA_DIR of its own, never the project's ./data.
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +66,11 @@ export interface SpawnOptions {
    * DATA_DIR is added, so the default ./data is created in it. @default the project folder
    */
   cwd?: string;
+  /**
+   * The program to run instead of start.ts through tsx, such as an installed package's bin;
+   * `args` follow it. @default [node, --import, tsx, start.ts]
+   */
+  command?: readonly string[];
 }
 
 /** Whether `env` or `args` choose the store or its directory themselves. */
@@ -80,14 +84,15 @@ function choosesStorage(args: readonly string[], env: Record<string, string>): b
  * removed once the process has exited.
  */
 export function spawnStart(args: string[] = [], env: Record<string, string> = {}, name = '', options: SpawnOptions = {}): StartProcess {
-  const label = name === '' ? 'start.ts' : `start.ts (node ${name})`;
+  const program = options.command ?? [process.execPath, '--import', TSX, START_TS];
+  const label = `${options.command === undefined ? 'start.ts' : program.join(' ')}${name === '' ? '' : ` (node ${name})`}`;
   const storage: Record<string, string> = {};
   if (options.cwd === undefined && !choosesStorage(args, env)) {
     storage.DATA_DIR = mkdtempSync(join(tmpdir(), 'push-start-data-'));
     // registered before the kill below, so it runs after the process has exited
     onCleanup(() => rmSync(storage.DATA_DIR!, { recursive: true, force: true }));
   }
-  const child = spawn(process.execPath, ['--import', TSX, START_TS, ...args], {
+  const child = spawn(program[0]!, [...program.slice(1), ...args], {
     cwd: options.cwd ?? ROOT,
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...storage, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -109,12 +114,21 @@ export function spawnStart(args: string[] = [], env: Record<string, string> = {}
     all += c;
     wake();
   });
-  let done = false;
-  // 'close', not 'exit': the output is complete by then (a pipe can still hold data at 'exit')
-  const exited: Promise<Exit> = once(child, 'close').then(([code, signal]) => {
-    done = true;
+  // a program that cannot be run (a missing bin) shows as output, and 'close' still follows
+  child.on('error', (e) => {
+    err += `${e.message}\n`;
+    all += `${e.message}\n`;
     wake();
-    return { code: code as number | null, signal: signal as NodeJS.Signals | null };
+  });
+  let done = false;
+  // 'close', not 'exit': the output is complete by then (a pipe can still hold data at 'exit').
+  // Not events.once: it rejects on 'error', and a program that could not run has still ended.
+  const exited = new Promise<Exit>((resolve) => {
+    child.on('close', (code, signal) => {
+      done = true;
+      wake();
+      resolve({ code, signal });
+    });
   });
   const signal = (sig: NodeJS.Signals): Promise<Exit> => {
     if (!done && child.exitCode === null && child.signalCode === null) child.kill(sig);
