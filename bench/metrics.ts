@@ -28,6 +28,10 @@ export const METRICS = {
   batch_rate: { label: 'v1 batch (100 per request): messages per second', unit: '/s', better: 'higher', decimals: 0 },
   batch_vs_legacy: { label: 'v1 batch messages/s ÷ legacy pushes/s', unit: 'x', better: 'higher', decimals: 2 },
   batch_lost: { label: 'v1 batch messages lost', unit: '', better: 'lower', decimals: 0 },
+  batch_cpu_per_msg_ms: { label: 'v1 batch: server CPU per message', unit: 'ms', better: 'lower', decimals: 4 },
+  // server CPU per legacy push ÷ per batch message: what a batch saves the server, apart from the load generator
+  batch_cpu_gain: { label: 'server CPU per legacy push ÷ per batch message', unit: 'x', better: 'higher', decimals: 2 },
+  batch_load_cpu_pct: { label: 'load generator CPU during batches', unit: '%', better: 'lower', decimals: 0 },
   peak_rss_mb: { label: 'server peak RSS (VmHWM)', unit: 'MiB', better: 'lower', decimals: 1 },
 } satisfies Record<string, MetricInfo>;
 

@@ -279,10 +279,15 @@ export async function batchPhase(ctx: RunContext, figures: Figures): Promise<voi
     return;
   }
   const probeAccepted = expected.size;
+  const serverBefore = cpuMs(ctx.serverPid);
+  const loadBefore = loadCpuMs(fleet);
   const startedAt = Date.now();
   const sent = await runLanes(pusher.connections, options.batches - 1, startedAt + options.pushSeconds * 1000, (i) => sendBatch(i + 1));
   const answeredAt = Date.now();
   const result = tally(ctx, await fleet.collect('v', expectedPerWorker, DRAIN_MS), expected);
+  const serverCpu = cpuMs(ctx.serverPid) - serverBefore;
+  const loadCpu = loadCpuMs(fleet) - loadBefore;
+  const busyMs = Math.max(answeredAt, result.lastAt) - startedAt;
 
   if (sent < options.batches - 1) ctx.notes.push(`v1 batch: stopped at ${options.pushSeconds} s after ${sent + 1} batches`);
   if (errors > 0) ctx.notes.push(`v1 batch: ${errors} failed requests, first: ${firstError}`);
@@ -292,4 +297,7 @@ export async function batchPhase(ctx: RunContext, figures: Figures): Promise<voi
   // The probe batch is left out of the rate: it ran alone, before the lanes started.
   figures.batch_rate = result.timedOut || timeouts > 0 ? 'timeout' : rate(expected.size - probeAccepted, answeredAt - startedAt);
   figures.batch_lost = result.lost;
+  const messages = expected.size - probeAccepted;
+  figures.batch_cpu_per_msg_ms = messages > 0 ? serverCpu / messages : 'no messages';
+  figures.batch_load_cpu_pct = busyMs > 0 ? (loadCpu / busyMs) * 100 : 'n/a';
 }

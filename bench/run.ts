@@ -163,6 +163,9 @@ async function runOnce(target: Target, clients: number, rep: number, options: Op
       if (typeof figures.batch_rate === 'number' && typeof figures.push_rate === 'number') {
         figures.batch_vs_legacy = figures.batch_rate / figures.push_rate;
       }
+      if (typeof figures.batch_cpu_per_msg_ms === 'number' && typeof figures.cpu_per_push_ms === 'number' && figures.batch_cpu_per_msg_ms > 0) {
+        figures.batch_cpu_gain = figures.cpu_per_push_ms / figures.batch_cpu_per_msg_ms;
+      }
     }
     figures.peak_rss_mb = peakRssKb(server.pid) / 1024;
     if (target === 'full') {
