@@ -14,7 +14,7 @@ import { connectClient } from './support/clients.ts';
 import { findOnPath, reportMissing } from './support/requirements.ts';
 import { runProgram, startProgram, type Program } from './support/program.ts';
 import { startServer } from './support/server.ts';
-import { startWebhookReceiver, type ReceivedRequest } from './support/webhook-receiver.ts';
+import { closedPortUrl, startWebhookReceiver, type ReceivedRequest } from './support/webhook-receiver.ts';
 
 const EXAMPLES = new URL('../examples/', import.meta.url).pathname;
 const PUSH_SECRET = 'the-push-secret-of-the-examples';
@@ -166,6 +166,13 @@ describe('examples/ against a real server', function () {
         expect(code, output).to.equal(1);
         expect(output).to.match(/^legacy push: 401 fail$/m);
         expect(output).to.match(/^v1 push: 401 .*X-Push-Signature does not match/m);
+      });
+
+      it('reports a server it cannot reach (exit 1, status 0)', async () => {
+        const { code, output } = await run({ PUSH_API_URL: new URL(await closedPortUrl()).origin, PUSH_SECRET, PUSH_TO: 'u-example' });
+        expect(code, output).to.equal(1);
+        expect(output).to.match(/^legacy push: 0 \S/m);
+        expect(output).to.match(/^v1 push: 0 \S/m);
       });
 
       it('its webhook receiver accepts the real signed webhook, and refuses a tampered body and a stale timestamp', async () => {

@@ -7,14 +7,23 @@ const api = process.env.PUSH_API_URL || 'http://127.0.0.1:2121';
 const secret = process.env.PUSH_SECRET || ''; // the server's PUSH_SECRET; empty when it has none
 const to = process.env.PUSH_TO || '42';
 
+/** POSTs and resolves [status, answer text]; status 0 when no answer came at all. */
+async function post(url, init) {
+  try {
+    const res = await fetch(url, { method: 'POST', signal: AbortSignal.timeout(10_000), ...init });
+    return [res.status, await res.text()];
+  } catch (err) {
+    return [0, err.cause?.message ?? err.message]; // connection refused, timeout
+  }
+}
+
 // 1. The legacy API, as web-msg-sender backends call it: type=publish, to, content.
 //    The page gets `content` on `new_msg`, HTML-escaped by the server.
 //    With PUSH_SECRET on, the least change is one more field: `secret` (in the body, never the URL).
 const form = new URLSearchParams({ type: 'publish', to, content: 'Hello from Node & fetch <3' });
 if (secret) form.set('secret', secret);
-const legacy = await fetch(`${api}/`, { method: 'POST', body: form });
-const answer = await legacy.text(); // ok (a page is open), offline (none is), fail (refused)
-console.log(`legacy push: ${legacy.status} ${answer}`);
+const [legacyStatus, answer] = await post(`${api}/`, { body: form });
+console.log(`legacy push: ${legacyStatus} ${answer}`); // ok (a page is open), offline (none is), fail (refused)
 
 // 2. The v1 JSON API: the page gets `data` on `message`, as JSON (not escaped: show it with
 //    textContent). ttl: kept 600 s for the user until a page acks it, so a user offline now
@@ -29,7 +38,7 @@ if (secret) {
   // hex HMAC-SHA256 of: timestamp \n METHOD \n target \n body
   headers['x-push-signature'] = createHmac('sha256', secret).update(`${timestamp}\nPOST\n${target}\n${body}`).digest('hex');
 }
-const v1 = await fetch(api + target, { method: 'POST', headers, body });
-console.log(`v1 push: ${v1.status} ${await v1.text()}`); // {"id", "online"/"offline" or counts, "stored"}
+const [v1Status, v1Answer] = await post(api + target, { headers, body });
+console.log(`v1 push: ${v1Status} ${v1Answer}`); // {"id", "online"/"offline" or counts, "stored"}
 
-process.exitCode = legacy.ok && answer !== 'fail' && v1.ok ? 0 : 1;
+process.exitCode = legacyStatus === 200 && answer !== 'fail' && v1Status === 200 ? 0 : 1;

@@ -27,6 +27,8 @@ def post(url, body, headers):
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:  # urllib raises on >= 400; the body says why
         return error.code, error.read().decode()
+    except OSError as error:  # no answer at all: connection refused, timeout
+        return 0, str(getattr(error, "reason", error))
 
 
 # 1. The legacy API, as web-msg-sender backends call it: type=publish, to, content.
