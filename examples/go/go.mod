@@ -1,0 +1,3 @@
+module pushexamples
+
+go 1.18
