@@ -218,9 +218,13 @@ export class Delivery {
     const pending = await this.store.pending(uid);
     const at = lastId === null ? -1 : pending.findIndex((m) => m.id === lastId);
     for (let i = 0; i <= at; i++) this.ack(uid, pending[i]!);
-    const rest = at < 0 ? pending : pending.slice(at + 1);
-    for (const m of rest) this.status?.delivered(uid, m.id, this.status.keepUntil(m.expiresAt));
-    return rest;
+    return at < 0 ? pending : pending.slice(at + 1);
+  }
+
+  /** A stored message written to an SSE stream by its replay (its status: delivered). */
+  replayed(uid: string, m: Pick<StoredMessage, 'id' | 'expiresAt'>): void {
+    this.observer.emitted();
+    this.status?.delivered(uid, m.id, this.status.keepUntil(m.expiresAt));
   }
 
   /**

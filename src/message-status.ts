@@ -311,5 +311,18 @@ function describe(s: StatusSnapshot): StatusAnswer {
 
 /** Whether a value from another node is a snapshot (they are trusted, but a bug should not crash the query). */
 export function isSnapshot(value: unknown): value is StatusSnapshot {
-  return typeof value === 'object' && value !== null && typeof (value as StatusSnapshot).id === 'string';
+  if (typeof value !== 'object' || value === null) return false;
+  const s = value as Partial<Record<keyof StatusSnapshot, unknown>>;
+  if (typeof s.id !== 'string' || !['uids', 'broadcast', 'topic'].includes(s.kind as string)) return false;
+  if (!Number.isFinite(s.ts) || !Number.isFinite(s.keepUntil)) return false;
+  if (s.topic !== undefined && typeof s.topic !== 'string') return false;
+  if (s.sockets !== undefined && !Number.isFinite(s.sockets)) return false;
+  if (s.uids === undefined) return true;
+  if (typeof s.uids !== 'object' || s.uids === null) return false;
+  return Object.values(s.uids).every((t) => Array.isArray(t) && t.length === UID_STATES.length && t.every((n) => Number.isFinite(n)));
+}
+
+/** A peer's answer about `id`: well-formed and about that message (a cluster peer is checked, not trusted). */
+export function isSnapshotOf(id: string): (value: unknown) => value is StatusSnapshot {
+  return (value): value is StatusSnapshot => isSnapshot(value) && value.id === id;
 }

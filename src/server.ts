@@ -317,9 +317,11 @@ export async function createServer(config: Config, components: Components = {}):
     maxTopics: config.maxTopicsPerSocket,
     maxBufferBytes: config.maxSocketBufferBytes,
     setupTimeoutMs: config.loginTimeoutMs,
+    maxReplays: config.sseMaxReplays,
+    heartbeatMs: config.sseHeartbeatMs,
     slowCut: (address, bytes) => {
       metrics.slowConnectionCut();
-      log.warn(`closed an SSE stream from ${address}: ${bytes} bytes waited to be sent to it (MAX_SOCKET_BUFFER_BYTES)`);
+      log.warn(`closed an SSE stream from ${address}: it does not read (${bytes} bytes waited to be sent to it)`);
     },
     log,
   });

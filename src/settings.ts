@@ -390,8 +390,14 @@ export const SETTINGS = {
   sseHeartbeatMs: setting(
     'SSE_HEARTBEAT_MS',
     '15000',
-    'how often every SSE stream (/events) gets a comment line (a heartbeat), so proxies keep it open and a dead client is found',
+    'how often every SSE stream (/events) gets a comment line (a heartbeat), so proxies keep it open; a stream that took none of its bytes over two heartbeats is cut',
     positiveInt(3_600_000),
+  ),
+  sseMaxReplays: setting(
+    'SSE_MAX_REPLAYS',
+    '64',
+    'SSE streams sending their stored messages at once (each holds a copy of its uid\'s stored messages until read); past it a new stream answers 503 with Retry-After',
+    positiveInt(100_000),
   ),
   shutdownTimeoutMs: setting(
     'SHUTDOWN_TIMEOUT_MS',

@@ -2,7 +2,7 @@
 // serverSideEmit: a status query asks each node for what it saw of a message, and a broadcast
 // or topic push asks each node how many of its sockets the emit reached.
 import type { PushIo } from './events.ts';
-import { isSnapshot, type MessageStatus, type StatusPeers } from './message-status.ts';
+import { isSnapshotOf, type MessageStatus, type StatusPeers } from './message-status.ts';
 
 /**
  * Answers the other nodes' questions from `status`, and asks them. A node that does not answer
@@ -22,7 +22,7 @@ export function statusPeers(io: PushIo, status: MessageStatus): StatusPeers {
       new Promise((resolve) => {
         // partial replies come with the timeout's error: what answered is used, marked incomplete
         io.serverSideEmit('message_status', id, (err: Error | null, replies: unknown[]) => {
-          resolve({ snapshots: (replies ?? []).filter(isSnapshot), complete: !err });
+          resolve({ snapshots: (replies ?? []).filter(isSnapshotOf(id)), complete: !err });
         });
       }),
     countSockets: (room) =>

@@ -9,6 +9,7 @@ import { startServer, type TestServer } from './support/server.ts';
 import { SseClient } from './support/sse-client.ts';
 import { until } from './support/until.ts';
 import type { Config } from '../src/config.ts';
+import { isSnapshotOf } from '../src/message-status.ts';
 
 const PUSH_SECRET = 'status-test-secret-0123';
 const auth = { authorization: `Bearer ${PUSH_SECRET}` };
@@ -124,6 +125,21 @@ describe('message status', function () {
     await until(async () => (await stateOf(server, ids[0]!, 'reader')) === 'acked', 'the ack by Last-Event-ID');
     expect(await stateOf(server, ids[1]!, 'reader')).to.equal('delivered');
     expect(await stateOf(server, ids[2]!, 'reader')).to.equal('delivered');
+  });
+
+  it('takes from a cluster peer only well-formed snapshots of the message asked about', () => {
+    const good = { id: 'm1', kind: 'uids', ts: 1, keepUntil: 2, uids: { u: [1, 0, 0, 0, 0] } };
+    const replies: unknown[] = [
+      good,
+      { ...good, id: 'another' }, // about another message
+      { ...good, uids: { u: 'not an array' } }, // would throw when merged
+      { ...good, uids: { u: [1, 2] } },
+      { ...good, kind: 'nonsense' },
+      { ...good, ts: 'soon' },
+      null,
+      'm1',
+    ];
+    expect(replies.filter(isSnapshotOf('m1'))).to.deep.equal([good]);
   });
 
   it('expired when its ttl ends unacked, and the status outlives the message by STATUS_SECONDS', async () => {

@@ -234,6 +234,42 @@ describe('SSE streams (GET /events)', function () {
       expect(fast.dataOf('big')).to.have.length(pushes + 1);
     });
 
+    it('cuts a stream whose client stopped reading within a few heartbeats, long before the byte bound fills', async () => {
+      // the bound is far away: only the heartbeat's check can find this client
+      const patient = await startServer({ sseHeartbeatMs: 100, maxSocketBufferBytes: 256 * 1024 * 1024, pushSecret: PUSH_SECRET });
+      const tcp = connect(Number(new URL(patient.ioUrl).port), '127.0.0.1');
+      onCleanup(() => tcp.destroy());
+      tcp.write('GET /events?uid=stalled HTTP/1.1\r\nHost: x\r\n\r\n');
+      tcp.pause();
+      await until(async () => (await pagesOf(patient.apiUrl, 'stalled')) === 1, 'the stream to start');
+      // enough to fill the kernel's buffers on both sides, so bytes wait in the server
+      const data = 'x'.repeat(60_000);
+      for (let i = 0; i < 100 && (await pagesOf(patient.apiUrl, 'stalled')) === 1; i++) {
+        await v1Push(patient.apiUrl, { to: 'stalled', event: 'big', data });
+      }
+      await until(async () => (await pagesOf(patient.apiUrl, 'stalled')) === 0, 'the stalled stream to be cut', 5000);
+      const { body: text } = await patient.metrics.render();
+      expect(text).to.match(/^push_slow_connections_cut_total 1$/m);
+    });
+
+    it('a replay whose client does not read holds its SSE_MAX_REPLAYS slot at most two heartbeats; past the bound a new stream is 503', async () => {
+      const bounded = await startServer({ sseHeartbeatMs: 300, sseMaxReplays: 1, maxSocketBufferBytes: 256 * 1024 * 1024, pushSecret: PUSH_SECRET });
+      const data = 'y'.repeat(60_000);
+      for (let i = 0; i < 80; i++) await v1Push(bounded.apiUrl, { to: 'backlog', event: 'big', data, ttl: 600 });
+      const tcp = connect(Number(new URL(bounded.ioUrl).port), '127.0.0.1');
+      onCleanup(() => tcp.destroy());
+      tcp.write('GET /events?uid=backlog HTTP/1.1\r\nHost: x\r\n\r\n');
+      tcp.pause(); // 4.8 MB of replay against a client that takes nothing
+      await until(async () => (await pagesOf(bounded.apiUrl, 'backlog')) === 1, 'the replaying stream to start');
+      const refused = await SseClient.open(`${bounded.ioUrl}/events?uid=other`);
+      await refused.waitForEnd();
+      expect([refused.status, refused.error().code, refused.headers['retry-after']]).to.deep.equal([503, 'unavailable', '1']);
+      // the stuck replay is cut after two heartbeats without a drain; its slot is free again
+      await until(async () => (await pagesOf(bounded.apiUrl, 'backlog')) === 0, 'the stuck replay to be cut', 5000);
+      await openStream(bounded.ioUrl, 'uid=other');
+      expect(await storedIds(bounded.apiUrl, 'backlog'), 'nothing acked by a cut replay').to.have.length(80);
+    });
+
     it('counts against MAX_CONNECTIONS_PER_IP together with Socket.IO connections', async () => {
       const limited = await startServer({ maxConnectionsPerIp: 2, pushSecret: PUSH_SECRET });
       await connectClient('v4', limited.ioUrl);
@@ -301,6 +337,10 @@ describe('SSE streams (GET /events)', function () {
       const other = await SseClient.open(`${server.ioUrl}/events?uid=c`, { origin: 'https://evil.example' });
       await other.waitForEnd();
       expect([other.status, other.error().code]).to.deep.equal([403, 'origin_not_allowed']);
+      // any origin (the default *): a literal * without credentials, never the origin reflected
+      const anyOrigin = await startServer({ pushSecret: PUSH_SECRET });
+      const open = await openStream(anyOrigin.ioUrl, 'uid=d', { origin: 'null' });
+      expect([open.headers['access-control-allow-origin'], open.headers['access-control-allow-credentials']]).to.deep.equal(['*', undefined]);
     });
   });
 

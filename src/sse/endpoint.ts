@@ -43,6 +43,14 @@ export interface EventsOptions {
   maxBufferBytes: number;
   /** LOGIN_TIMEOUT_MS: longest presence and the store may take to start a stream. */
   setupTimeoutMs: number;
+  /**
+   * SSE_MAX_REPLAYS: streams replaying stored messages at once, over all uids. Each holds a
+   * copy of its uid's stored messages until the client has read them: past it a stream that
+   * would replay is refused (503, Retry-After) before it starts.
+   */
+  maxReplays: number;
+  /** SSE_HEARTBEAT_MS: a replay waits at most twice this for a client to take more. */
+  heartbeatMs: number;
   /** A stream cut for not reading; `bytes` were waiting. */
   slowCut(address: string, bytes: number): void;
   log: Logger;
@@ -70,6 +78,8 @@ function reasonOf(err: unknown): string {
 export class EventsEndpoint {
   private readonly allowed: ReadonlySet<string> | null;
   private closed = false;
+  /** Streams between their start and the end of their replay. */
+  private replaying = 0;
 
   constructor(private readonly options: EventsOptions) {
     this.allowed = options.corsOrigins === '*' ? null : new Set(options.corsOrigins);
@@ -118,7 +128,10 @@ export class EventsEndpoint {
   private corsHeaders(req: IncomingMessage): Record<string, string> | null {
     const origin = req.headers.origin;
     if (origin === undefined) return {};
-    if (this.allowed !== null && !this.allowed.has(origin)) return null;
+    // any origin: `*` and no credentials (the stream uses no cookies, so a cookie-authenticated
+    // proxy in front must not become readable from other sites)
+    if (this.allowed === null) return { 'access-control-allow-origin': '*' };
+    if (!this.allowed.has(origin)) return null;
     return { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true', vary: 'Origin' };
   }
 
@@ -183,6 +196,18 @@ export class EventsEndpoint {
     if (!connections.allows(address)) {
       return refuse(res, cors, new Refusal(429, { code: 'too_many_connections', message: 'too many connections from this address (MAX_CONNECTIONS_PER_IP)' }));
     }
+    if (this.replaying >= this.options.maxReplays) {
+      res.setHeader('retry-after', '1');
+      return refuse(res, cors, new Refusal(503, { code: 'unavailable', message: 'too many streams are replaying stored messages (SSE_MAX_REPLAYS); try again' }));
+    }
+    this.replaying++;
+    let replayDone = false;
+    const replayEnded = () => {
+      if (replayDone) return;
+      replayDone = true;
+      this.replaying--;
+    };
+    res.once('close', replayEnded);
     connections.opened(address);
     res.writeHead(200, headers);
     res.flushHeaders();
@@ -223,21 +248,31 @@ export class EventsEndpoint {
       log.warn(`an SSE stream was ended: ${reasonOf(err)}`);
       observer.login('failed');
       stream.end();
+      replayEnded();
       return;
     } finally {
       clearTimeout(deadline);
     }
-    if (stream.closed) return;
+    if (stream.closed) return replayEnded();
     observer.login('ok');
 
-    // the replay, paced by the client: each write waits for a drain when the buffer is full
+    // the replay, paced by the client: each write waits for a drain when the buffer is full,
+    // at most two heartbeats; each message is let go of once written
     const replayed = new Set<string>();
-    for (const m of pending) {
-      if (m.expiresAt <= Date.now()) continue;
-      const frame = formatEvent(m.event, m.data, m.id);
-      if (frame === null) continue;
-      replayed.add(m.id);
-      if (!(await stream.writeNow(frame))) return;
+    const drainTimeoutMs = 2 * this.options.heartbeatMs;
+    try {
+      for (let i = 0; i < pending.length; i++) {
+        const m = pending[i]!;
+        (pending as unknown[])[i] = undefined;
+        if (m.expiresAt <= Date.now()) continue;
+        const frame = formatEvent(m.event, m.data, m.id);
+        if (frame === null) continue;
+        replayed.add(m.id);
+        if (!(await stream.writeNow(frame, drainTimeoutMs))) return;
+        delivery.replayed(uid, m);
+      }
+    } finally {
+      replayEnded();
     }
     stream.release(replayed);
   }

@@ -13,7 +13,7 @@
 // small stand-in per stream too (AdapterMember). test/sse.test.ts fails if an upgrade changes
 // that path.
 import type { Logger } from '../log.ts';
-import { formatEvent, HEARTBEAT, type SseStream } from './stream.ts';
+import { formatEvent, type SseStream } from './stream.ts';
 
 /** socket.io-parser's EVENT packet type; BINARY_EVENT and the rest never go over SSE. */
 const EVENT = 2;
@@ -109,7 +109,7 @@ export class SseMembers {
       if (this.members.size > 0) this.applyToStreams(opts, callback);
     };
     this.heartbeat = setInterval(() => {
-      for (const member of this.members.values()) member.stream.deliver(HEARTBEAT, undefined);
+      for (const member of this.members.values()) member.stream.beat();
     }, heartbeatMs);
   }
 

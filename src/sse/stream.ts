@@ -28,6 +28,9 @@ export class SseStream {
   private held: { frame: string; id: string | undefined }[] | null = [];
   private heldBytes = 0;
   private ended = false;
+  /** Bytes waiting at the last heartbeat, and heartbeats in a row at which none went out. */
+  private waitingAtBeat = 0;
+  private stalledBeats = 0;
 
   /**
    * `res`: the response, its head written by the caller. `maxBytes`: MAX_SOCKET_BUFFER_BYTES;
@@ -64,21 +67,43 @@ export class SseStream {
 
   /**
    * Written now, ahead of what is held (the online count, the replay). Resolves true once the
-   * client may take more (at once, or after a drain), false when the stream is gone.
+   * client may take more (at once, or after a drain), false when the stream is gone. A client
+   * that takes nothing for `drainTimeoutMs` is cut: a replay waiting on it holds a copy of the
+   * uid's stored messages.
    */
-  async writeNow(frame: string): Promise<boolean> {
+  async writeNow(frame: string, drainTimeoutMs = Infinity): Promise<boolean> {
     if (this.ended) return false;
     if (this.write(frame)) return !this.ended;
     await new Promise<void>((resolve) => {
       const done = () => {
+        clearTimeout(timer);
         this.res.off('drain', done);
         this.res.off('close', done);
         resolve();
       };
+      const timer = Number.isFinite(drainTimeoutMs) ? setTimeout(() => this.cut(this.res.writableLength), drainTimeoutMs) : undefined;
       this.res.on('drain', done);
       this.res.on('close', done);
     });
     return !this.ended;
+  }
+
+  /**
+   * The heartbeat: a comment line, and the check for a client that has stopped reading. Bytes
+   * waiting at two heartbeats in a row with none of them sent in between (the client's TCP
+   * window shut) cut the stream, as Socket.IO's ping timeout cuts a socket: the byte bound
+   * alone, filled by heartbeats of 15 bytes, would keep such a page counted online for weeks.
+   */
+  beat(): void {
+    if (this.ended) return;
+    const waiting = this.res.writableLength;
+    this.stalledBeats = waiting > 0 && waiting >= this.waitingAtBeat ? this.stalledBeats + 1 : 0;
+    if (this.stalledBeats >= 2) {
+      this.cut(waiting);
+      return;
+    }
+    this.deliver(HEARTBEAT, undefined);
+    this.waitingAtBeat = this.res.writableLength;
   }
 
   /**
@@ -112,6 +137,12 @@ export class SseStream {
 
   private bound(waiting: number): void {
     if (waiting <= this.maxBytes || this.ended) return;
+    this.cut(waiting);
+  }
+
+  /** Destroys the stream of a client that does not read, and tells `onCut`. */
+  private cut(waiting: number): void {
+    if (this.ended) return;
     this.ended = true;
     this.held = null;
     // destroy, not end: the bytes waiting are dropped now instead of draining to a client
