@@ -15,7 +15,7 @@ import { buildServer } from '../scripts/build.ts';
 import { startNodeFlags } from '../scripts/start-flags.ts';
 import { Child, PROJECT_ROOT, stopChildrenOnExit } from './children.ts';
 import { orThrow } from './deadline.ts';
-import { describeMachine } from './proc.ts';
+import { cpuMs, describeMachine } from './proc.ts';
 import { Pusher, runLanes } from './pusher.ts';
 import { StatsConnection, type Window } from './redis-stats.ts';
 import { seededRandom } from './stats.ts';
@@ -40,6 +40,7 @@ const KINDS = {
   'v1-ttl-id': 'as v1-ttl, with an `id` (idempotency key)',
   broadcast: 'v1 `{data}` (every socket)',
   topic: `v1 \`{topic, data}\` (a fifth of the pages subscribed)`,
+  'legacy-remote': 'legacy, all through node 1 to uids on node 2, five times as many: nodes 3 and up hold no target, so their CPU is what a node pays for a push of another node (needs 3 nodes)',
 } as const;
 type Kind = keyof typeof KINDS;
 
@@ -204,13 +205,15 @@ class Pages {
 /** Sends `count` pushes of `kind`, alternating between the nodes' APIs, `LANES` at a time. */
 async function push(kind: Kind, count: number, pushers: Pusher[], pages: Pages, seed: number): Promise<void> {
   const random = seededRandom(seed);
-  const targets = Array.from({ length: count }, () => pages.uids[Math.floor(random() * pages.uids.length)]!);
+  const remote = kind === 'legacy-remote';
+  const pool = remote ? pages.uids.filter((uid) => uid.startsWith('n1-')) : pages.uids;
+  const targets = Array.from({ length: count }, () => pool[Math.floor(random() * pool.length)]!);
   const run = Date.now();
   await runLanes(LANES, count, Number.POSITIVE_INFINITY, async (i) => {
-    const pusher = pushers[i % pushers.length]!;
+    const pusher = pushers[remote ? 0 : i % pushers.length]!;
     const to = targets[i]!;
-    if (kind === 'legacy' || kind === 'legacy-broadcast') {
-      const word = await pusher.legacy(kind === 'legacy' ? to : '', DATA);
+    if (kind === 'legacy' || kind === 'legacy-broadcast' || remote) {
+      const word = await pusher.legacy(kind === 'legacy-broadcast' ? '' : to, DATA);
       if (word !== 'ok') throw new Error(`${kind} push ${i} answered ${word}`);
       return;
     }
@@ -245,13 +248,15 @@ interface KindResult {
   bytesOut: number;
   /** Of `commands`, the calls sent by the nodes (not made inside a Lua script of ours). */
   sent: number;
+  /** CPU (user + system, 10 ms ticks) of each node per push, µs, its idle CPU taken out. */
+  cpuUs: number[];
 }
 
 interface RoundResult {
   nodes: number;
   pages: number;
   subscribed: number;
-  idle: { perSecond: Record<string, number>; bytesInPerSecond: number; bytesOutPerSecond: number; seconds: number };
+  idle: { perSecond: Record<string, number>; bytesInPerSecond: number; bytesOutPerSecond: number; seconds: number; cpuMsPerSecond: number[] };
   kinds: KindResult[];
 }
 
@@ -265,14 +270,20 @@ function scriptCommands(): Set<string> {
   return names;
 }
 
-function perSecond(window: Window): RoundResult['idle'] {
+function perSecond(window: Window, cpu: number[]): RoundResult['idle'] {
   const seconds = window.ms / 1000;
   const rates: Record<string, number> = {};
   for (const [name, calls] of Object.entries(window.calls)) rates[name] = calls / seconds;
-  return { perSecond: rates, bytesInPerSecond: window.bytesIn / seconds, bytesOutPerSecond: window.bytesOut / seconds, seconds };
+  return {
+    perSecond: rates,
+    bytesInPerSecond: window.bytesIn / seconds,
+    bytesOutPerSecond: window.bytesOut / seconds,
+    seconds,
+    cpuMsPerSecond: cpu.map((ms) => ms / seconds),
+  };
 }
 
-function perPush(kind: Kind, window: Window, idle: RoundResult['idle'], pushes: number, deliveries: number, inScripts: Set<string>): KindResult {
+function perPush(kind: Kind, window: Window, cpu: number[], idle: RoundResult['idle'], pushes: number, deliveries: number, inScripts: Set<string>): KindResult {
   const seconds = window.ms / 1000;
   const calls: Record<string, number> = {};
   const names = new Set([...Object.keys(window.calls), ...Object.keys(idle.perSecond)]);
@@ -292,6 +303,7 @@ function perPush(kind: Kind, window: Window, idle: RoundResult['idle'], pushes: 
     bytesIn: (window.bytesIn - idle.bytesInPerSecond * seconds) / pushes,
     bytesOut: (window.bytesOut - idle.bytesOutPerSecond * seconds) / pushes,
     sent: sum((name) => !inScripts.has(name)),
+    cpuUs: cpu.map((ms, i) => ((ms - idle.cpuMsPerSecond[i]! * seconds) * 1000) / pushes),
   };
 }
 
@@ -306,24 +318,30 @@ async function round(nodeCount: number, options: Options, redisPort: number, sta
     const expectedPages = nodeCount * options.pagesPerNode;
     // every node's presence has written its pages, and the scripts are loaded: a few pushes of
     // each kind first, unmeasured
-    for (const kind of options.kinds) await settle(kind, 20, pushers, pages, stats, 1);
+    for (const kind of options.kinds) if (kind !== 'legacy-remote' || nodeCount >= 3) await settle(kind, 20, pushers, pages, stats, 1);
     const users = async () => {
       const answer = await fetch(`http://${HOST}:${nodes[0]!.apiPort}/api/v1/online`);
       return ((await answer.json()) as { pages?: number }).pages === expectedPages;
     };
     await until(users, START_TIMEOUT_MS, `all ${expectedPages} pages online in Redis`);
 
+    const cpu = () => nodes.map((n) => cpuMs(n.child.pid));
+    const since = (start: number[]) => cpu().map((ms, i) => ms - start[i]!);
+    let start = cpu();
     await stats.resetStats();
     await new Promise((r) => setTimeout(r, options.idleSeconds * 1000)); // the idle window is the measurement
-    const idle = perSecond(await stats.window());
+    const idle = perSecond(await stats.window(), since(start));
 
     const kinds: KindResult[] = [];
     for (const [k, kind] of options.kinds.entries()) {
+      if (kind === 'legacy-remote' && nodeCount < 3) continue;
+      const count = kind === 'legacy-remote' ? options.pushes * 5 : options.pushes;
       const before = pages.received;
+      start = cpu();
       await stats.resetStats();
-      await settle(kind, options.pushes, pushers, pages, stats, 100 + k);
+      await settle(kind, count, pushers, pages, stats, 100 + k);
       const window = await stats.window();
-      kinds.push(perPush(kind, window, idle, options.pushes, pages.received - before, inScripts));
+      kinds.push(perPush(kind, window, since(start), idle, count, pages.received - before, inScripts));
       console.log(`  ${nodeCount} nodes, ${kind}: ${kinds.at(-1)!.commands.toFixed(2)} commands, ` +
         `${Math.round(kinds.at(-1)!.bytesIn)} B in, ${Math.round(kinds.at(-1)!.bytesOut)} B out per push`);
     }
@@ -392,6 +410,8 @@ function markdown(rounds: RoundResult[], options: Options, date: string, version
       `${options.pushes} pushes per kind with ${DATA.length}-byte data, ${LANES} at a time, alternating between the nodes' push APIs, each targeted push to a random page of any node`,
     `- each kind: CONFIG RESETSTAT, the pushes, wait until every delivery arrived (and, for stored kinds, every ack emptied the store), INFO; ` +
       `the bench's own commands and bytes are taken out exactly, then the idle background (a ${options.idleSeconds} s window with no pushes) times the window's length; divided by the pushes`,
+    '- CPU: user + system time of each node process from /proc over the window, idle CPU taken out; 10 ms ticks and a machine shared ' +
+      'with the pages and other work: a rough figure, unlike the counts',
     '- "commands" counts what commandstats counts: the calls our Lua scripts make count too. "sent" is the part the nodes send ' +
       '(round trips of a connection, each a unit of Redis\'s event loop); the rest run inside `EVALSHA`/`EVAL`. ' +
       `Split by name: a command our scripts call (${[...inScripts].sort().join(', ')}) counts as in-script`,
@@ -399,15 +419,16 @@ function markdown(rounds: RoundResult[], options: Options, date: string, version
   ];
   for (const r of rounds) {
     lines.push(`### ${r.nodes} nodes, ${r.pages} pages (${r.subscribed} in the topic)`, '');
-    lines.push('| kind | deliveries per push | commands per push | sent by the nodes | bytes into Redis | bytes out of Redis | calls per push |');
-    lines.push('| --- | ---: | ---: | ---: | ---: | ---: | --- |');
+    lines.push('| kind | deliveries per push | commands per push | sent by the nodes | bytes into Redis | bytes out of Redis | CPU per push of each node, µs | calls per push |');
+    lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
     for (const k of r.kinds) {
       const calls = Object.entries(k.calls)
         .filter(([, n]) => Math.abs(n) >= 0.05) // below: what is left of the background's jitter
         .sort((a, b) => b[1] - a[1])
         .map(([name, n]) => `${name} ${fixed(n)}`)
         .join(', ');
-      lines.push(`| ${k.kind} | ${fixed(k.deliveries / k.pushes, 1)} | ${fixed(k.commands)} | ${fixed(k.sent)} | ${int(k.bytesIn)} | ${int(k.bytesOut)} | ${calls} |`);
+      const cpu = k.cpuUs.map((us) => String(Math.round(us))).join(' / ');
+      lines.push(`| ${k.kind} | ${fixed(k.deliveries / k.pushes, 1)} | ${fixed(k.commands)} | ${fixed(k.sent)} | ${int(k.bytesIn)} | ${int(k.bytesOut)} | ${cpu} | ${calls} |`);
     }
     const idleCalls = Object.entries(r.idle.perSecond)
       .sort((a, b) => b[1] - a[1])
@@ -415,7 +436,8 @@ function markdown(rounds: RoundResult[], options: Options, date: string, version
       .join(', ');
     const idleTotal = Object.values(r.idle.perSecond).reduce((a, b) => a + b, 0);
     lines.push('', `Idle background of the ${r.nodes} nodes (taken out above): ${fixed(idleTotal, 1)} commands/s ` +
-      `(${idleCalls}), ${int(r.idle.bytesInPerSecond)} B/s in, ${int(r.idle.bytesOutPerSecond)} B/s out.`, '');
+      `(${idleCalls}), ${int(r.idle.bytesInPerSecond)} B/s in, ${int(r.idle.bytesOutPerSecond)} B/s out; ` +
+      `node CPU ${r.idle.cpuMsPerSecond.map((ms) => fixed(ms / 10, 1)).join(' / ')} % of a core.`, '');
   }
   if (rounds.length >= 2) {
     const [a, b] = [rounds[0]!, rounds.at(-1)!];
