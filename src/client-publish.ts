@@ -2,6 +2,7 @@
 // topic that matches a pattern sends `publish` {topic, data, echo?}; the topic's other
 // subscribers get it as event `message` with meta {id, ts, uid, client: true}. Never on new_msg:
 // legacy pages insert that as HTML. docs/protocol.md §6.7.
+import { RateLimiter } from './rate-limit.ts';
 import { MAX_BODY_DEPTH, jsonNestsDeeperThan } from './api/body.ts';
 import type { PublishReply, PushSocket, SocketError } from './events.ts';
 import type { LoginVerifier } from './login-auth.ts';
@@ -59,8 +60,42 @@ export interface ClientPublishOptions {
   maxBytes: number;
   /** With LOGIN_SECRET: publishing needs a right proved at subscribe (publishToken). */
   verifier: LoginVerifier | null;
+  /**
+   * The rates (CLIENT_PUBLISH_PER_SECOND): ms until `uid` may publish to `topic` again, 0 when
+   * it may now (and the message is counted).
+   */
+  limit(uid: string, topic: string): number;
   /** Sends the message; returns its id. */
   send(socket: PushSocket, uid: string, message: ClientMessage): string;
+}
+
+/**
+ * The publish rates: per uid over all its sockets (1000 sockets of one page's uid are one
+ * publisher), and per topic over all publishers (a topic's subscribers each get every
+ * message: without it, many uids together could flood one topic's subscribers).
+ */
+export class PublishRates {
+  private readonly byUid: RateLimiter<string>;
+  private readonly byTopic: RateLimiter<string>;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(perSecond: number) {
+    this.byUid = new RateLimiter(perSecond, 2 * perSecond);
+    this.byTopic = new RateLimiter(20 * perSecond, 40 * perSecond);
+    this.sweeper = setInterval(() => {
+      this.byUid.sweep();
+      this.byTopic.sweep();
+    }, 10_000);
+    this.sweeper.unref();
+  }
+
+  limit(uid: string, topic: string): number {
+    return this.byUid.take(uid) || this.byTopic.take(topic);
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+  }
 }
 
 /** Answers one `publish`: every refusal is an ack {ok: false, error}, and the socket stays. */
@@ -78,5 +113,7 @@ export function publish(socket: PushSocket, raw: unknown, options: ClientPublish
   if (options.verifier && !socket.data.publishRights?.has(topic)) {
     return refuse('forbidden', `publishing to ${topic} needs a publishToken for it when subscribing`);
   }
+  const wait = options.limit(uid, topic);
+  if (wait > 0) return refuse('rate_limited', `too many messages from this uid or to ${topic}; retry in ${wait} ms (CLIENT_PUBLISH_PER_SECOND)`);
   return { ok: true, id: options.send(socket, uid, message) };
 }

@@ -14,7 +14,7 @@ import { ClientAddresses } from './client-address.ts';
 import type { RedisCluster } from './cluster/components.ts';
 import type { Config } from './config.ts';
 import { CatchUp } from './catch-up.ts';
-import { topicMatcher, type ClientMessage } from './client-publish.ts';
+import { PublishRates, topicMatcher, type ClientMessage } from './client-publish.ts';
 import { Delivery } from './delivery.ts';
 import { LeanEmitter } from './lean-emit.ts';
 import type { PushIo } from './events.ts';
@@ -282,6 +282,7 @@ export async function createServer(config: Config, components: Components = {}):
     sseMembers.reconnectAll("this node's pages written back to the shared presence");
   });
   const verifier = config.loginSecret === null ? null : new LoginVerifier(config.loginSecret);
+  const publishRates = new PublishRates(config.clientPublishPerSecond);
   registerSocketHandlers(io, {
     presence,
     observer: sinks.sockets,
@@ -295,6 +296,7 @@ export async function createServer(config: Config, components: Components = {}):
     clientPublish: {
       allowed: topicMatcher(config.clientPublishTopics),
       maxBytes: config.maxClientMessageBytes,
+      rates: publishRates,
       ...(config.webhookClientMessages && sender
         ? {
             published: (uid: string, messageId: string, { topic, data }: ClientMessage) =>
@@ -401,6 +403,7 @@ export async function createServer(config: Config, components: Components = {}):
       webhooks?.close();
       metrics.close();
       status.close();
+      publishRates.close();
       // webhooks already queued get a moment to go out; offlines still in their grace are dropped
       // after io.close(): the Redis adapter unsubscribes through its clients as io closes
       await Promise.all([stopped.then(storage.close), sender?.close({ flushMs: Math.min(2000, config.shutdownTimeoutMs) })]);

@@ -266,6 +266,12 @@ export const SETTINGS = {
     'largest `data` (as JSON) a client may publish to a topic; larger is refused',
     positiveInt(1024 * 1024),
   ),
+  clientPublishPerSecond: setting(
+    'CLIENT_PUBLISH_PER_SECOND',
+    '5',
+    'messages a uid may publish to topics a second, over all its sockets on a node (bursts of twice that); a topic takes at most 20 times that from all its publishers',
+    positiveInt(100_000),
+  ),
   pushSecret: setting(
     'PUSH_SECRET',
     '',

@@ -106,6 +106,8 @@ export interface SocketHandlerOptions {
   clientPublish: {
     allowed: (topic: string) => boolean;
     maxBytes: number;
+    /** CLIENT_PUBLISH_PER_SECOND's limits (client-publish.ts). */
+    rates: { limit(uid: string, topic: string): number };
     /** Told of each message sent (the client.message webhook). */
     published?: (uid: string, id: string, message: ClientMessage) => void;
   };
@@ -119,6 +121,7 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
     allowed: clientPublish.allowed,
     maxBytes: clientPublish.maxBytes,
     verifier,
+    limit: (uid: string, topic: string) => clientPublish.rates.limit(uid, topic),
     send: (socket: PushSocket, uid: string, message: ClientMessage) => {
       const id = delivery.clientMessage(socket, uid, message);
       clientPublish.published?.(uid, id, message);

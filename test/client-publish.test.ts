@@ -101,6 +101,26 @@ describe('client messages in topics', function () {
     expect(a.raw.connected).to.equal(true);
   });
 
+  it('CLIENT_PUBLISH_PER_SECOND bounds a uid over all its sockets, and a topic over all its publishers', async () => {
+    // the socket event rate is high: only the publish rates can refuse here
+    const server = await chat({ clientPublishPerSecond: 1, socketEventsPerSecond: 1000 });
+    const sockets = [await member(server, 'many'), await member(server, 'many'), await member(server, 'many')];
+    const replies: Reply[] = [];
+    for (let i = 0; i < 3; i++) for (const s of sockets) replies.push(await publish(s, { topic: 'chat-1', data: i }));
+    // a burst of 2 for the uid, then refused whichever socket sends (1 a second refills)
+    expect(replies.filter((r) => r.ok).length).to.be.within(2, 3);
+    expect(replies.filter((r) => r.error?.code === 'rate_limited').length).to.be.within(6, 7);
+    expect(replies.find((r) => !r.ok)!.error!.message).to.match(/CLIENT_PUBLISH_PER_SECOND/);
+    // the topic: 40 in a burst from all its publishers together (20 x 1 a second, twice that)
+    const crowd = await Promise.all(Array.from({ length: 30 }, (_, i) => member(server, `u${i}`, 'chat-2')));
+    const sent: Reply[] = [];
+    for (const c of crowd) for (let k = 0; k < 2; k++) sent.push(await publish(c, { topic: 'chat-2', data: k }));
+    // (refilled at 20 a second while the 60 are sent: a few more than 40 may pass, never all)
+    expect(sent.filter((r) => r.ok).length).to.be.within(40, 55);
+    expect(sent.filter((r) => r.error?.code === 'rate_limited').length).to.be.greaterThan(0);
+    for (const c of [...sockets, ...crowd]) expect(c.raw.connected).to.equal(true);
+  });
+
   it('never reach a legacy page on new_msg: a 2.x subscriber gets `message` only', async () => {
     const server = await chat();
     const legacy = await member(server, 'old', 'chat-1', 'v2');
