@@ -173,6 +173,7 @@ function answerJson(res: ServerResponse, headers: Record<string, string>, work: 
 const ADMIN_FILES: Record<string, { file: string; type: string }> = {
   '/admin': { file: 'admin.html', type: 'text/html; charset=utf-8' },
   '/admin.js': { file: 'admin.js', type: 'text/javascript; charset=utf-8' },
+  '/admin.css': { file: 'admin.css', type: 'text/css; charset=utf-8' },
 };
 
 export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Promise<RequestListener> {

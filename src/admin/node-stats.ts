@@ -11,7 +11,7 @@ const RECENT_FAILURES = 20;
 export const RECENT_WEBHOOK_EVENT_BYTES = 256 * 1024;
 /** An error text is cut to this many characters in what the page shows. */
 const MAX_ERROR_CHARS = 200;
-/** Seconds the live pushes-per-second figure averages over (whole seconds before this one). */
+/** Whole seconds the live pushes-per-second figure averages over, with the one under way. */
 const RATE_SECONDS = 5;
 
 export interface WebhookFailure {
@@ -97,7 +97,7 @@ export class NodeStats {
     this.sincePushes++;
     const second = Math.floor(this.now() / 1000);
     this.perSecond.set(second, (this.perSecond.get(second) ?? 0) + 1);
-    if (this.perSecond.size > RATE_SECONDS + 1) {
+    if (this.perSecond.size > RATE_SECONDS + 2) {
       for (const s of this.perSecond.keys()) if (s <= second - RATE_SECONDS - 1) this.perSecond.delete(s);
     }
   }
@@ -124,10 +124,13 @@ export class NodeStats {
   }
 
   summary(): NodeSummary {
-    const second = Math.floor(this.now() / 1000);
+    // the whole seconds before this one and this one so far
+    const now = this.now();
+    const second = Math.floor(now / 1000);
     let recent = 0;
-    for (let s = second - RATE_SECONDS; s < second; s++) recent += this.perSecond.get(s) ?? 0;
-    return { pushes: this.pushes, pushesPerSecond: recent / RATE_SECONDS, webhookFailures: [...this.failures] };
+    for (let s = second - RATE_SECONDS; s <= second; s++) recent += this.perSecond.get(s) ?? 0;
+    const seconds = RATE_SECONDS + (now % 1000) / 1000;
+    return { pushes: this.pushes, pushesPerSecond: recent / seconds, webhookFailures: [...this.failures] };
   }
 
   /** Takes a sample: this node's counts since the last one, with the (cluster-wide) gauges given. */
