@@ -56,7 +56,7 @@
     for (var m = 60; m >= 0; m -= 10) {
       var t = now - m * 60000;
       svg(el, 'line', { 'class': 'axis', x1: x(t), x2: x(t), y1: BOTTOM, y2: BOTTOM + 4 });
-      svg(el, 'text', { 'class': 'tick x-tick', x: x(t), y: BOTTOM + 16, 'text-anchor': 'middle' }, clock(t));
+      svg(el, 'text', { 'class': 'tick x-tick', x: x(t), y: BOTTOM + 16, 'text-anchor': m === 0 ? 'end' : 'middle' }, clock(t));
     }
     svg(el, 'line', { 'class': 'axis', x1: LEFT, x2: LEFT, y1: TOP, y2: BOTTOM });
     svg(el, 'line', { 'class': 'axis', x1: LEFT, x2: RIGHT, y1: BOTTOM, y2: BOTTOM });
