@@ -94,6 +94,12 @@ export interface InterServerEvents {
   message_status: (id: string, reply: (snapshot: StatusSnapshot | null) => void) => void;
   /** Sockets of this node in `room` (null: all), for the status of a broadcast or topic push. */
   count_sockets: (room: string | null, reply: (sockets: number) => void) => void;
+  /** The admin page's figures of this node (admin/peers.ts): checked by the asking node. */
+  admin_summary: (reply: (summary: unknown) => void) => void;
+  /** This node's last hour of admin samples. */
+  admin_history: (reply: (history: unknown) => void) => void;
+  /** This node's pages of a uid by transport, and its recent webhook events. */
+  admin_uid: (uid: string, reply: (answer: unknown) => void) => void;
 }
 
 export interface SocketData {

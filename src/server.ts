@@ -6,7 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
-import { AdminStats } from './admin.ts';
+import { NodeStats } from './admin/node-stats.ts';
+import { adminPeers, localTransports } from './admin/peers.ts';
+import { testPush } from './admin/test-push.ts';
+import { AdminView } from './admin/view.ts';
 import { createApiApp } from './api/app.ts';
 import { PushApi } from './api/push-routes.ts';
 import { maxRequestHeadBytes } from './api/query.ts';
@@ -26,6 +29,7 @@ import { MemoryMessageStore, type ExpiredListener, type MessageStore, type Store
 import type { PushObserver } from './messages.ts';
 import { connectionsByTransport, Metrics } from './metrics.ts';
 import { OnlineCountBroadcaster } from './online-count.ts';
+import { PeriodicTask } from './periodic.ts';
 import { MemoryPresence, type OnlineCounts, type Presence } from './presence.ts';
 import { Scheduler } from './scheduler.ts';
 import { registerSocketHandlers, type SocketObserver } from './socket-handlers.ts';
@@ -106,7 +110,7 @@ interface Reads {
 /** Where events go: metrics, the admin page's stats and, with WEBHOOK_URL, the webhooks. */
 interface Sinks {
   metrics: Metrics;
-  admin: AdminStats;
+  admin: NodeStats;
   sender: WebhookSender | null;
   webhooks: PresenceWebhooks | null;
   sockets: SocketObserver;
@@ -119,14 +123,20 @@ function createSinks(config: Config, log: Logger, announced: AnnouncedState, rea
     log,
     sources: { connections: reads.connections, online: reads.counts, store: reads.storeStats },
   });
-  const admin = new AdminStats(reads.counts);
+  const admin = new NodeStats({ sampleMs: config.adminSampleMs });
   const webhookObserver: WebhookObserver = {
-    sent: (event) => metrics.webhooks.sent(event),
+    sent: (event) => {
+      metrics.webhooks.sent(event);
+      admin.webhook(event, 'sent');
+    },
     failed: (event, error) => {
       metrics.webhooks.failed(event, error);
-      admin.webhookFailed(event, error);
+      admin.webhook(event, 'failed', error);
     },
-    dropped: (event, reason) => metrics.webhooks.dropped(event, reason),
+    dropped: (event, reason) => {
+      metrics.webhooks.dropped(event, reason);
+      admin.webhook(event, 'dropped', reason);
+    },
   };
   const sender =
     config.webhookUrl.length > 0 ? new WebhookSender(config.webhookUrl, config.webhookSecret, {}, log, webhookObserver) : null;
@@ -330,9 +340,10 @@ export async function createServer(config: Config, components: Components = {}):
 
   // 4. the push API
   let listeningNow = false;
+  const pushApi = new PushApi(delivery, store, config, sinks.pushes);
   const api = createApiApp({
     delivery,
-    pushApi: new PushApi(delivery, store, config, sinks.pushes),
+    pushApi,
     presence,
     status,
     notReady: async () => (listeningNow ? ((await cluster?.notReady()) ?? null) : 'not listening'),
@@ -353,11 +364,32 @@ export async function createServer(config: Config, components: Components = {}):
   // failed with ECONNRESET (63 of 200 batch requests of a bench run whose phases paused > 5 s).
   apiHttp.keepAliveTimeout = API_KEEP_ALIVE_MS;
 
-  // 5. the listeners
+  // 5. the listeners. The admin page's figures: this node's, and in a cluster every node's
+  const adminView = new AdminView(
+    admin,
+    {
+      counts: () => presence.counts(),
+      pagesOf: (uid) => presence.pagesOf(uid),
+      pending: (uid) => store.pending(uid),
+      storeStats: () => store.stats(),
+      localTransports: (uid) => localTransports(io, uid),
+    },
+    cluster ? adminPeers(io, admin) : null,
+  );
+  const testPushParts = { delivery, pushApi, maxDataBytes: config.maxDataBytes, observer: sinks.pushes };
   const adminPage =
     config.adminToken === null
       ? null
-      : { token: config.adminToken, sessionSeconds: config.adminSessionSeconds, secureCookie: config.tlsCert !== null, stats: () => admin.snapshot() };
+      : {
+          token: config.adminToken,
+          sessionSeconds: config.adminSessionSeconds,
+          secureCookie: config.tlsCert !== null,
+          stats: () => adminView.snapshot(),
+          history: () => adminView.history(),
+          lookup: (uid: string) => adminView.lookup(uid),
+          push: (body: unknown) => testPush(testPushParts, body),
+          maxPushBytes: 2 * config.maxDataBytes + 4096, // a content's JSON escapes may double it
+        };
   let webHttp: HttpServer | null = null;
   const webServer = async (ports: { io: number; api: number }) => (webHttp = httpServer(tls, await demoHandler(ports, adminPage)));
   const bound: HttpServer[] = [];
@@ -382,6 +414,10 @@ export async function createServer(config: Config, components: Components = {}):
   // not multiply broadcasts.
   const counter = new OnlineCountBroadcaster(presence, (html) => io.local.emit('update_online_count', html), config.onlineCountIntervalMs, log);
   const scheduler = new Scheduler(store, delivery, log, { dropped: () => metrics.scheduledDropped() });
+  const sampler = new PeriodicTask(() => adminView.sample(), {
+    everyMs: config.adminSampleMs,
+    failing: (err) => log.warn(`admin page samples: ${err instanceof Error ? err.message : String(err)}`),
+  });
 
   // 7. close: stop taking work, let the connections drain, then the sinks and the stores
   let closing: Promise<void> | null = null;
@@ -389,7 +425,7 @@ export async function createServer(config: Config, components: Components = {}):
     closing ??= (async () => {
       listeningNow = false; // a balancer stops sending new work while connections drain
       // their timers stop now; a run under way ends before the stores close
-      const stopped = Promise.all([counter.close(), scheduler.close(), catchUp.close()]);
+      const stopped = Promise.all([counter.close(), scheduler.close(), catchUp.close(), sampler.close()]);
       api.close();
       events.close(); // its streams end now: io.close() waits for the port's connections
       const servers = [ioHttp, apiHttp, ...(webHttp ? [webHttp] : [])];

@@ -387,6 +387,12 @@ export const SETTINGS = {
     'how long an admin page sign-in lasts (a cookie); changing ADMIN_TOKEN ends every session',
     positiveInt(30 * 86400),
   ),
+  adminSampleMs: setting(
+    'ADMIN_SAMPLE_MS',
+    '10000',
+    "how often the admin page's charts get a sample (online users, pages, pushes, stored backlog, webhook failures); the last hour is kept, at most 3600 samples",
+    positiveInt(60_000).refine((n) => n >= 100, 'must be an integer 100-60000'),
+  ),
   onlineCountIntervalMs: setting(
     'ONLINE_COUNT_INTERVAL_MS',
     '1000',

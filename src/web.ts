@@ -5,7 +5,11 @@ import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import type { AdminSnapshot } from './admin.ts';
+import { HttpError } from './api/errors.ts';
+import type { HistoryJson } from './admin/history.ts';
+import type { TestPushAnswer } from './admin/test-push.ts';
+import type { AdminSnapshot, Coverage, UidLookup } from './admin/view.ts';
+import { uidSchema } from './names.ts';
 import { sdkScript } from './sdk-script.ts';
 import { safeEqual } from './secrets.ts';
 
@@ -31,6 +35,12 @@ export interface AdminPage {
   /** Mark the session cookie Secure (the server itself serves TLS). */
   secureCookie: boolean;
   stats: () => Promise<AdminSnapshot>;
+  history: () => Promise<HistoryJson & Coverage>;
+  lookup: (uid: string) => Promise<UidLookup>;
+  /** The test push form; throws HttpError for a bad one. */
+  push: (body: unknown) => Promise<TestPushAnswer>;
+  /** Largest test push body (the content, as JSON, and a little more). */
+  maxPushBytes: number;
 }
 
 /**
@@ -52,6 +62,19 @@ function validSession(token: string, value: string, now: number): boolean {
   return safeEqual(value, sessionValue(token, Number(m[1])));
 }
 
+/**
+ * The CSRF token of a session: the page reads it from /admin/stats and sends it back in the
+ * X-CSRF-Token header of its POSTs. A page of another site can neither read it nor set a
+ * custom header without a CORS preflight, which this server never allows; the SameSite=Strict
+ * cookie already keeps other sites' requests out, this holds even where SameSite does not.
+ */
+function csrfToken(token: string, session: string): string {
+  return createHmac('sha256', token).update(`push admin csrf\n${session}`).digest('hex');
+}
+
+/** How a request to an admin endpoint is signed in: the page's session, a script's Bearer token, or not. */
+type AdminAuth = { by: 'session'; session: string } | { by: 'bearer' } | null;
+
 function cookie(req: IncomingMessage, name: string): string | null {
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const eq = part.indexOf('=');
@@ -60,8 +83,8 @@ function cookie(req: IncomingMessage, name: string): string | null {
   return null;
 }
 
-/** The body of a small form, or null when it is larger than `limit` bytes. */
-function readForm(req: IncomingMessage, limit: number): Promise<URLSearchParams | null> {
+/** A small body as text, or null when it is larger than `limit` bytes. */
+function readBody(req: IncomingMessage, limit: number): Promise<string | null> {
   return new Promise((resolve, reject) => {
     if (Number(req.headers['content-length'] ?? 0) > limit) {
       resolve(null);
@@ -74,14 +97,83 @@ function readForm(req: IncomingMessage, limit: number): Promise<URLSearchParams 
       if (size > limit) resolve(null);
       else chunks.push(chunk);
     });
-    req.on('end', () => resolve(new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
+}
+
+/** The admin page's JSON endpoints answered to GET (POST /admin/push beside them). */
+const ADMIN_API = new Set(['/admin/stats', '/admin/history', '/admin/users']);
+
+function adminAuth(admin: AdminPage, req: IncomingMessage): AdminAuth {
+  const session = cookie(req, SESSION_COOKIE);
+  if (session !== null && validSession(admin.token, session, Date.now())) return { by: 'session', session };
+  const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
+  return bearer !== null && safeEqual(bearer[1]!, admin.token) ? { by: 'bearer' } : null;
+}
+
+async function adminApi(admin: AdminPage, auth: NonNullable<AdminAuth>, path: string, query: string | undefined): Promise<unknown> {
+  if (path === '/admin/stats') {
+    const snapshot = await admin.stats();
+    return auth.by === 'session' ? { ...snapshot, csrf: csrfToken(admin.token, auth.session) } : snapshot;
+  }
+  if (path === '/admin/history') return admin.history();
+  const params = new URLSearchParams(query ?? '');
+  const uid = uidSchema.safeParse(params.get('uid') ?? '');
+  if (!uid.success || params.getAll('uid').length !== 1) {
+    throw new HttpError(400, 'uid must be given once, 1-256 characters: /admin/users?uid=…', 'invalid_request', 'uid');
+  }
+  return admin.lookup(uid.data);
+}
+
+/**
+ * POST /admin/push: JSON only, and from the page only with its session's CSRF token (a script
+ * with the Bearer token has no ambient credential to abuse, so it needs none).
+ */
+async function adminPush(admin: AdminPage, req: IncomingMessage): Promise<unknown> {
+  const auth = adminAuth(admin, req);
+  if (!auth) throw new HttpError(401, 'sign in at /admin, or send Authorization: Bearer ADMIN_TOKEN');
+  if (auth.by === 'session') {
+    const given = req.headers['x-csrf-token'];
+    if (typeof given !== 'string' || !safeEqual(given, csrfToken(admin.token, auth.session))) {
+      throw new HttpError(403, 'send the X-CSRF-Token header the page got from /admin/stats', 'csrf');
+    }
+  }
+  if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
+    throw new HttpError(415, 'send the body as JSON with content-type: application/json');
+  }
+  const text = await readBody(req, admin.maxPushBytes);
+  if (text === null) throw new HttpError(413, `a test push body holds at most ${admin.maxPushBytes} bytes`);
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, 'the body is not valid JSON');
+  }
+  return admin.push(body);
+}
+
+/** Answers what `work` resolves as JSON; an HttpError with its status and reason, anything else 503. */
+function answerJson(res: ServerResponse, headers: Record<string, string>, work: Promise<unknown>): void {
+  work.then(
+    (body) => {
+      res.writeHead(200, { ...headers, 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    },
+    (err: unknown) => {
+      const known = err instanceof HttpError || (err instanceof Error && 'status' in err && 'expose' in err && err.expose === true);
+      const status = known ? (err as HttpError).status : 503;
+      const error = err instanceof HttpError ? err.toJSON() : { code: 'unavailable', message: known ? (err as Error).message : 'not available now' };
+      res.writeHead(status, { ...headers, 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error }));
+    },
+  );
 }
 
 const ADMIN_FILES: Record<string, { file: string; type: string }> = {
   '/admin': { file: 'admin.html', type: 'text/html; charset=utf-8' },
   '/admin.js': { file: 'admin.js', type: 'text/javascript; charset=utf-8' },
+  '/admin.css': { file: 'admin.css', type: 'text/css; charset=utf-8' },
 };
 
 export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Promise<RequestListener> {
@@ -143,17 +235,21 @@ export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Pr
         res.end('send the token as a form: content-type application/x-www-form-urlencoded, field token');
         return;
       }
-      readForm(req, MAX_SIGN_IN_BYTES).then(
-        (form) => {
-          if (form === null) {
+      readBody(req, MAX_SIGN_IN_BYTES).then(
+        (text) => {
+          if (text === null) {
             res.writeHead(413, { ...headers, 'content-type': 'text/plain', connection: 'close' });
             res.end(`a sign-in form holds at most ${MAX_SIGN_IN_BYTES} bytes`);
             return;
           }
-          signIn(res, admin, form.get('token'), headers);
+          signIn(res, admin, new URLSearchParams(text).get('token'), headers);
         },
         () => res.destroy(),
       );
+      return;
+    }
+    if (admin && req.method === 'POST' && path === '/admin/push') {
+      answerJson(res, { ...headers, connection: 'close' }, adminPush(admin, req));
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -167,26 +263,15 @@ export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Pr
       signIn(res, admin, new URLSearchParams(query).get('token'), headers);
       return;
     }
-    if (admin && path === '/admin/stats') {
+    if (admin && ADMIN_API.has(path)) {
       // the page's cookie, or a script's Authorization: Bearer ADMIN_TOKEN
-      const session = cookie(req, SESSION_COOKIE);
-      const auth = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-      const allowed = (session !== null && validSession(admin.token, session, Date.now())) || (auth !== null && safeEqual(auth[1]!, admin.token));
-      if (!allowed) {
+      const auth = adminAuth(admin, req);
+      if (!auth) {
         res.writeHead(401, { ...headers, 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'sign in at /admin, or send Authorization: Bearer ADMIN_TOKEN' } }));
         return;
       }
-      admin.stats().then(
-        (snapshot) => {
-          res.writeHead(200, { ...headers, 'content-type': 'application/json' });
-          res.end(JSON.stringify(snapshot));
-        },
-        () => {
-          res.writeHead(503, { ...headers, 'content-type': 'application/json' });
-          res.end(JSON.stringify({ error: { code: 'unavailable', message: 'stats are not available now' } }));
-        },
-      );
+      answerJson(res, headers, adminApi(admin, auth, path, query));
       return;
     }
     if (!entry) {

@@ -153,13 +153,14 @@ describe('in the browser', function () {
     await page.locator('#chat_status', { hasText: 'not sent: clients may not publish to chat-demo' }).waitFor();
   });
 
-  it('the admin page, behind its token, shows users, pages, pushes per second and webhook failures', async () => {
+  it('the admin page, behind its token, shows figures, charts with axes, a uid lookup, a test push and webhook failures', async () => {
     const token = 'admin-token-0123456789';
     const server = await startServer({
       webPort: 0,
       adminToken: token,
       webhookUrl: [await closedPortUrl()],
       webhookGraceMs: 50,
+      adminSampleMs: 200,
     });
     const page = await browser.newPage();
     // no request the page makes carries the token, in its URL or a Referer
@@ -187,9 +188,41 @@ describe('in the browser', function () {
     await page.locator('#pages', { hasText: '2' }).waitFor();
     for (let i = 0; i < 30; i++) await legacyPush(server.apiUrl, { type: 'publish', to: 'a1', content: String(i) });
     await page.locator('#pushes', { hasText: '30' }).waitFor();
-    // the poll after the pushes shows a rate above 0 and a line in the chart
+    // the poll after the pushes shows a rate above 0
     await page.waitForFunction(() => Number(document.getElementById('rate')?.textContent) > 0);
-    expect(await page.locator('#line').getAttribute('points')).to.match(/^[\d.]+,[\d.]+ /);
+    // five charts, each with axes: value ticks from 0 and time ticks over the hour, a unit, and a line
+    await page.waitForFunction(() => document.querySelectorAll('#chart-rate path.line').length === 1, undefined, { timeout: 10_000 });
+    for (const id of ['users', 'pages', 'rate', 'backlog', 'failures']) {
+      const yTicks = await page.locator(`#chart-${id} text.y-tick`).allTextContents();
+      expect(yTicks[0], id).to.equal('0');
+      expect(yTicks.length, id).to.be.at.least(3);
+      const xTicks = await page.locator(`#chart-${id} text.x-tick`).allTextContents();
+      expect(xTicks, id).to.have.length(7);
+      for (const t of xTicks) expect(t, id).to.match(/^\d\d:\d\d$/);
+      expect(await page.locator(`#chart-${id} text.unit`).count(), id).to.equal(2);
+    }
+    expect(await page.locator('#chart-users text.unit').first().textContent()).to.equal('users');
+    expect(await page.locator('#chart-rate text.unit').first().textContent()).to.equal('pushes / s');
+    expect(await page.locator('#scope').textContent()).to.include('this node');
+
+    // the uid lookup: online, its two pages by transport, its webhook events
+    await page.locator('#lookup-uid').fill('a1');
+    await page.locator('#lookup-form button').click();
+    await page.locator('#lookup-summary', { hasText: 'a1: online, 2 page(s)' }).waitFor();
+    expect(await page.locator('#lookup-transports').textContent()).to.match(/^transports: websocket 2, polling 0, sse 0/);
+    await page.locator('#lookup-events tr', { hasText: 'user.online' }).first().waitFor();
+    // the test push form, with the session's CSRF token: a v1 push with a ttl to an offline uid is stored
+    await page.locator('#push-to').fill('<b>away</b>');
+    await page.locator('#push-content').fill('kept <i>for later</i>');
+    await page.locator('#push-api').selectOption('v1');
+    await page.locator('#push-ttl').fill('60');
+    await page.locator('#push-form button').click();
+    await page.locator('#push-result', { hasText: 'answered: 200' }).waitFor();
+    await page.locator('#lookup-uid').fill('<b>away</b>');
+    await page.locator('#lookup-form button').click();
+    await page.locator('#lookup-stored-count', { hasText: 'stored messages: 1' }).waitFor();
+    await page.locator('#lookup-stored td', { hasText: '"kept <i>for later</i>"' }).waitFor();
+    expect(await page.locator('#lookup i, #lookup b').count()).to.equal(0); // shown as text
     await page.locator('#failures tr', { hasText: 'user.online' }).first().waitFor();
     expect(await page.locator('#failures tr').first().textContent()).to.include('a1');
 
