@@ -12,7 +12,7 @@ import { PushApi } from './api/push-routes.ts';
 import { maxRequestHeadBytes } from './api/query.ts';
 import { ClientAddresses } from './client-address.ts';
 import type { RedisCluster } from './cluster/components.ts';
-import type { Config } from './config.ts';
+import { packageVersion, type Config } from './config.ts';
 import { CatchUp } from './catch-up.ts';
 import { topicMatcher, type ClientMessage } from './client-publish.ts';
 import { Delivery } from './delivery.ts';
@@ -117,6 +117,7 @@ interface Sinks {
 function createSinks(config: Config, log: Logger, announced: AnnouncedState, reads: Reads, status: MessageStatus): Sinks {
   const metrics = new Metrics({
     log,
+    version: packageVersion(),
     sources: { connections: reads.connections, online: reads.counts, store: reads.storeStats },
   });
   const admin = new AdminStats(reads.counts);
