@@ -48,6 +48,8 @@ export interface Components {
   presence?: Presence;
   store?: MessageStore;
   log?: Logger;
+  /** Where ACCESS_LOG=on writes its lines (one JSON object each, no newline). @default stdout */
+  accessLog?: (line: string) => void;
   /**
    * A WORKERS process: the primary listens on the Socket.IO port and hands connections over
    * (@socket.io/sticky); this process does not listen on it, and reports ioPort as given.
@@ -338,6 +340,7 @@ export async function createServer(config: Config, components: Components = {}):
     config,
     addressOf,
     log,
+    accessLog: config.accessLog ? (components.accessLog ?? ((line) => console.log(line))) : null,
   });
   // a legacy GET may carry a content of MAX_DATA_BYTES in its query (query.ts bounds it)
   const apiHttp = httpServer(tls, api.handler, maxRequestHeadBytes(config.maxDataBytes));
