@@ -21,7 +21,7 @@ const PUSH_APIS: readonly PushApiKind[] = ['legacy', 'v1'];
 const PUSH_RESULTS: readonly PushOutcome[] = ['ok', 'offline', 'fail', 'stored', 'scheduled'];
 const WEBHOOK_TYPES: readonly WebhookEventType[] = ['user.online', 'user.offline', 'message.stored_expired', 'client.message'];
 const DROP_REASONS: readonly WebhookDropReason[] = ['attempts', 'overflow', 'closed'];
-const SOURCES = ['connections', 'online', 'store'] as const;
+const SOURCES = ['connections', 'online', 'store', 'redis'] as const;
 type SourceName = (typeof SOURCES)[number];
 
 /**
@@ -42,6 +42,11 @@ export interface MetricsSources {
    * over nodes is the cluster's.
    */
   store?: () => Promise<StoreStats>;
+  /**
+   * With REDIS_URL: why Redis cannot be used now, or null while it is connected and answers
+   * (what /readyz asks). Without it, `<prefix>redis_up` is not exported.
+   */
+  redis?: () => Promise<string | null>;
 }
 
 export interface MetricsOptions {
@@ -140,6 +145,7 @@ export class Metrics {
   private readonly storedMessages: Gauge;
   private readonly storedBytes: Gauge;
   private readonly storedFileBytes: Gauge;
+  private readonly redisUp: Gauge | null;
   private readonly scheduled: Gauge;
   private readonly scheduledBytes: Gauge;
   private readonly scheduledDroppedTotal: Counter.Internal;
@@ -190,6 +196,13 @@ export class Metrics {
       help: "The embedded store's file (data.mdb), bytes; MAX_STORE_BYTES bounds it too. 0 with no file (memory, Redis).",
       registers,
     });
+    this.redisUp = this.sources.redis
+      ? new Gauge({
+          name: `${prefix}redis_up`,
+          help: "1 while this node's Redis (REDIS_URL) is connected and answers, 0 while it is lost or does not answer.",
+          registers,
+        })
+      : null;
     this.scheduled = new Gauge({ name: `${prefix}scheduled_pushes`, help: `Scheduled pushes waiting. ${CLUSTER_WIDE}`, registers });
     this.scheduledBytes = new Gauge({
       name: `${prefix}scheduled_bytes`,
@@ -339,7 +352,7 @@ export class Metrics {
   }
 
   private async refresh(): Promise<void> {
-    const { connections, online, store } = this.sources;
+    const { connections, online, store, redis } = this.sources;
     await Promise.all([
       this.read('connections', connections && (async () => connections()), (counts) => {
         for (const transport of TRANSPORTS) this.connections.labels(transport).set(counts[transport]);
@@ -348,6 +361,7 @@ export class Metrics {
         this.onlineUsers.set(counts.users);
         this.onlinePages.set(counts.pages);
       }),
+      this.read('redis', redis, (reason) => this.redisUp?.set(reason === null ? 1 : 0)),
       this.read('store', store, (stats) => {
         this.storedMessages.set(stats.messages);
         this.storedBytes.set(stats.bytes);

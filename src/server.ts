@@ -116,11 +116,11 @@ interface Sinks {
   expired: ExpiredListener;
 }
 
-function createSinks(config: Config, log: Logger, announced: AnnouncedState, reads: Reads, status: MessageStatus): Sinks {
+function createSinks(config: Config, log: Logger, announced: AnnouncedState, reads: Reads, status: MessageStatus, cluster: RedisCluster | null): Sinks {
   const metrics = new Metrics({
     log,
     version: packageVersion(),
-    sources: { connections: reads.connections, online: reads.counts, store: reads.storeStats },
+    sources: { connections: reads.connections, online: reads.counts, store: reads.storeStats, ...(cluster ? { redis: () => cluster.notReady() } : {}) },
   });
   const admin = new AdminStats(reads.counts);
   const webhookObserver: WebhookObserver = {
@@ -232,7 +232,7 @@ export async function createServer(config: Config, components: Components = {}):
     isOnline: (uid) => presence.isOnline(uid),
     storeStats: () => store.stats(),
     connections: () => connectionsByTransport(io.of('/').sockets.values(), sseMembers.size),
-  }, status);
+  }, status, cluster);
   const { metrics, admin, sender, webhooks } = sinks;
 
   // 2. the stores that report to them

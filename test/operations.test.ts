@@ -152,6 +152,7 @@ describe('operations', () => {
       expect(after.get('push_stored_messages')).to.equal(0);
       expect(after.get('push_emit_latency_seconds_count')).to.equal(5);
       expect(after.has('nodejs_eventloop_lag_seconds')).to.equal(true);
+      expect(after.has('push_redis_up')).to.equal(false); // one node: no Redis to report on
       const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
       expect(after.get(`push_build_info{version="${version}",node_version="${process.version}"}`)).to.equal(1);
     });
