@@ -1,5 +1,6 @@
 // The logger components are given: one line per notable event, with optional fields; never
-// message contents or secrets. `text` for people (npm start), `json` (pino) for collectors.
+// message contents or secrets. `text` for people (npm start), `json` (pino) for collectors;
+// both stamp each line with its time in ISO 8601 (UTC, milliseconds).
 import type { pino as Pino } from 'pino';
 
 export type LogFields = Record<string, string | number | boolean | null>;
@@ -23,16 +24,16 @@ function describe(err: unknown): string {
 function textLogger(level: LogLevel): Logger {
   const on = (l: LogLevel) => RANK[l] >= RANK[level];
   const line = (message: string, fields?: LogFields) =>
-    fields ? `${message} ${Object.entries(fields).map(([k, v]) => `${k}=${v}`).join(' ')}` : message;
+    `${new Date().toISOString()} ${fields ? `${message} ${Object.entries(fields).map(([k, v]) => `${k}=${v}`).join(' ')}` : message}`;
   return {
     info(m, f) {
       if (on('info')) console.log(line(m, f));
     },
     warn(m, f) {
-      if (on('warn')) console.warn(`warning: ${line(m, f)}`);
+      if (on('warn')) console.warn(line(`warning: ${m}`, f));
     },
     error(m, err, f) {
-      if (on('error')) console.error(`error: ${line(m, f)}${err === undefined ? '' : `: ${describe(err)}`}`);
+      if (on('error')) console.error(`${line(`error: ${m}`, f)}${err === undefined ? '' : `: ${describe(err)}`}`);
     },
   };
 }

@@ -66,9 +66,12 @@ export interface StoreStats {
   bytes: number;
   /** The embedded store only: its file's size (data.mdb), which MAX_STORE_BYTES bounds too. */
   fileBytes?: number;
-  /** Dropped to make room, oldest first, since start. */
+  /**
+   * Dropped to make room, oldest first, by this store object since it started: with a shared
+   * store, what this node dropped (a sum over nodes is the cluster's).
+   */
   dropped: number;
-  /** Expired unacked, since start. */
+  /** Expired unacked and removed by this store object's sweep since it started (as `dropped`). */
   expired: number;
   scheduled: number;
   /** Bytes the waiting scheduled pushes hold, as JSON. */

@@ -21,7 +21,7 @@ const PUSH_APIS: readonly PushApiKind[] = ['legacy', 'v1'];
 const PUSH_RESULTS: readonly PushOutcome[] = ['ok', 'offline', 'fail', 'stored', 'scheduled'];
 const WEBHOOK_TYPES: readonly WebhookEventType[] = ['user.online', 'user.offline', 'message.stored_expired', 'client.message'];
 const DROP_REASONS: readonly WebhookDropReason[] = ['attempts', 'overflow', 'closed'];
-const SOURCES = ['connections', 'online', 'store'] as const;
+const SOURCES = ['connections', 'online', 'store', 'redis'] as const;
 type SourceName = (typeof SOURCES)[number];
 
 /**
@@ -34,13 +34,19 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025
 export interface MetricsSources {
   /** This node's open connections by transport; see connectionsByTransport(). */
   connections?: () => Record<Transport, number>;
-  /** Presence counts (cluster-wide with a shared presence). */
+  /** Presence counts (cluster-wide with a shared presence: exported as CLUSTER_WIDE says). */
   online?: () => Promise<OnlineCounts>;
   /**
-   * Store stats. Its dropped/expired counts are since the store started; with a shared store
-   * every node reports the same cluster totals, so do not sum them across nodes.
+   * Store stats: its contents are cluster-wide with a shared store (see CLUSTER_WIDE); its
+   * dropped/expired counts are what this node dropped and swept since it started, so a sum
+   * over nodes is the cluster's.
    */
   store?: () => Promise<StoreStats>;
+  /**
+   * With REDIS_URL: why Redis cannot be used now, or null while it is connected and answers
+   * (what /readyz asks). Without it, `<prefix>redis_up` is not exported.
+   */
+  redis?: () => Promise<string | null>;
 }
 
 export interface MetricsOptions {
@@ -60,7 +66,19 @@ export interface MetricsOptions {
   sources?: MetricsSources;
   /** Where a failing source is reported, one line per scrape. @default no logging */
   log?: Logger;
+  /**
+   * What `<prefix>build_info{version, node_version} 1` says: this server's version (package.json).
+   * @default 'unknown'
+   */
+  version?: string;
 }
+
+/**
+ * Said in the HELP of every gauge that reads shared state (presence, store): with REDIS_URL each
+ * node reports the same cluster figure, so PromQL aggregates it with max(), never sum(). Every
+ * counter, and every other gauge, is this node's own: sum() over nodes is the cluster's.
+ */
+export const CLUSTER_WIDE = 'Cluster-wide with REDIS_URL (the same on every node: aggregate with max(), not sum()).';
 
 /**
  * prom-client's default metrics describe the process, not a server, and cannot be stopped once
@@ -127,6 +145,7 @@ export class Metrics {
   private readonly storedMessages: Gauge;
   private readonly storedBytes: Gauge;
   private readonly storedFileBytes: Gauge;
+  private readonly redisUp: Gauge | null;
   private readonly scheduled: Gauge;
   private readonly scheduledBytes: Gauge;
   private readonly scheduledDroppedTotal: Counter.Internal;
@@ -135,10 +154,10 @@ export class Metrics {
   private readonly sourceErrors: Record<SourceName, Counter.Internal>;
   private readonly logins: Record<LoginResult, Counter.Internal>;
   private readonly pushes: Record<PushApiKind, Record<PushOutcome, Counter.Internal>>;
-  private readonly deliveries: Counter.Internal;
+  private readonly emits: Counter.Internal;
   private readonly acks: Counter.Internal;
   private readonly slowCut: Counter.Internal;
-  private readonly pushToEmit: Histogram.Internal<string>;
+  private readonly emitLatency: Histogram.Internal<string>;
 
   constructor(options: MetricsOptions = {}) {
     const prefix = options.prefix ?? 'push_';
@@ -152,16 +171,24 @@ export class Metrics {
       labelNames: ['transport'],
       registers,
     });
-    this.onlineUsers = new Gauge({ name: `${prefix}online_users`, help: 'Distinct logged-in uids.', registers });
-    this.onlinePages = new Gauge({ name: `${prefix}online_pages`, help: 'Logged-in pages (sockets).', registers });
+    new Gauge({
+      name: `${prefix}build_info`,
+      help: 'Always 1; its labels say which version runs, on which Node.js.',
+      labelNames: ['version', 'node_version'],
+      registers,
+    })
+      .labels(options.version ?? 'unknown', process.version)
+      .set(1);
+    this.onlineUsers = new Gauge({ name: `${prefix}online_users`, help: `Distinct logged-in uids. ${CLUSTER_WIDE}`, registers });
+    this.onlinePages = new Gauge({ name: `${prefix}online_pages`, help: `Logged-in pages (sockets and SSE streams). ${CLUSTER_WIDE}`, registers });
     this.storedMessages = new Gauge({
       name: `${prefix}stored_messages`,
-      help: 'Kept (uid, message) pairs waiting for an ack.',
+      help: `Kept (uid, message) pairs waiting for an ack. ${CLUSTER_WIDE}`,
       registers,
     });
     this.storedBytes = new Gauge({
       name: `${prefix}stored_bytes`,
-      help: 'Estimated bytes the kept messages hold (an upper bound), what MAX_STORE_BYTES counts.',
+      help: `Estimated bytes the kept messages hold (an upper bound), what MAX_STORE_BYTES counts. ${CLUSTER_WIDE}`,
       registers,
     });
     this.storedFileBytes = new Gauge({
@@ -169,10 +196,17 @@ export class Metrics {
       help: "The embedded store's file (data.mdb), bytes; MAX_STORE_BYTES bounds it too. 0 with no file (memory, Redis).",
       registers,
     });
-    this.scheduled = new Gauge({ name: `${prefix}scheduled_pushes`, help: 'Scheduled pushes waiting.', registers });
+    this.redisUp = this.sources.redis
+      ? new Gauge({
+          name: `${prefix}redis_up`,
+          help: "1 while this node's Redis (REDIS_URL) is connected and answers, 0 while it is lost or does not answer.",
+          registers,
+        })
+      : null;
+    this.scheduled = new Gauge({ name: `${prefix}scheduled_pushes`, help: `Scheduled pushes waiting. ${CLUSTER_WIDE}`, registers });
     this.scheduledBytes = new Gauge({
       name: `${prefix}scheduled_bytes`,
-      help: 'Bytes (as JSON) the waiting scheduled pushes hold.',
+      help: `Bytes (as JSON) the waiting scheduled pushes hold. ${CLUSTER_WIDE}`,
       registers,
     });
     this.scheduledDroppedTotal = zeroed(
@@ -184,12 +218,12 @@ export class Metrics {
     );
     this.storedDropped = new Counter({
       name: `${prefix}stored_dropped_total`,
-      help: 'Kept messages dropped to make room, since the store started.',
+      help: 'Kept messages this node dropped to make room (MAX_PENDING_PER_UID, MAX_STORE_BYTES), since it started.',
       registers,
     });
     this.storedExpired = new Counter({
       name: `${prefix}stored_expired_total`,
-      help: 'Kept messages that expired unacked, since the store started.',
+      help: "Kept messages that expired unacked, removed by this node's sweep, since it started.",
       registers,
     });
     const sourceErrors = new Counter({
@@ -214,8 +248,8 @@ export class Metrics {
       registers,
     });
     this.pushes = children(PUSH_APIS, (api) => children(PUSH_RESULTS, (result) => zeroed(pushes.labels(api, result))));
-    this.deliveries = new Counter({
-      name: `${prefix}deliveries_total`,
+    this.emits = new Counter({
+      name: `${prefix}emits_total`,
       help: 'Socket.IO emits made for pushes (one per emit to a uid, topic or everyone).',
       registers,
     }).labels();
@@ -229,27 +263,27 @@ export class Metrics {
       help: 'Connections closed because more than MAX_SOCKET_BUFFER_BYTES waited to be sent to them.',
       registers,
     }).labels();
-    this.pushToEmit = new Histogram({
-      name: `${prefix}push_to_emit_seconds`,
+    this.emitLatency = new Histogram({
+      name: `${prefix}emit_latency_seconds`,
       help: 'Time from the start of a push request to its emit.',
       buckets: LATENCY_BUCKETS,
       registers,
     }).labels();
 
     const sent = new Counter({
-      name: `${prefix}webhooks_sent_total`,
+      name: `${prefix}webhook_sent_total`,
       help: 'Webhook deliveries answered 2xx, by event type (one per url).',
       labelNames: ['type'],
       registers,
     });
     const failed = new Counter({
-      name: `${prefix}webhook_failures_total`,
+      name: `${prefix}webhook_failed_total`,
       help: 'Failed webhook attempts (non-2xx, network error, timeout), by event type; retries included.',
       labelNames: ['type'],
       registers,
     });
     const dropped = new Counter({
-      name: `${prefix}webhooks_dropped_total`,
+      name: `${prefix}webhook_dropped_total`,
       help: 'Webhook deliveries given up, by event type and reason (attempts, overflow, closed).',
       labelNames: ['type', 'reason'],
       registers,
@@ -280,7 +314,7 @@ export class Metrics {
 
   /** `count` Socket.IO emits were made for a push. */
   emitted(count = 1): void {
-    this.deliveries.inc(count);
+    this.emits.inc(count);
   }
 
   /** A scheduled push was given up: its deliveries failed. */
@@ -300,7 +334,7 @@ export class Metrics {
 
   /** A push was emitted; `startedAtMs` is `performance.now()` when its request began. */
   observePushToEmit(startedAtMs: number): void {
-    this.pushToEmit.observe((performance.now() - startedAtMs) / 1000);
+    this.emitLatency.observe((performance.now() - startedAtMs) / 1000);
   }
 
   /** Reads the sources and renders every metric in Prometheus text format. */
@@ -318,7 +352,7 @@ export class Metrics {
   }
 
   private async refresh(): Promise<void> {
-    const { connections, online, store } = this.sources;
+    const { connections, online, store, redis } = this.sources;
     await Promise.all([
       this.read('connections', connections && (async () => connections()), (counts) => {
         for (const transport of TRANSPORTS) this.connections.labels(transport).set(counts[transport]);
@@ -327,6 +361,7 @@ export class Metrics {
         this.onlineUsers.set(counts.users);
         this.onlinePages.set(counts.pages);
       }),
+      this.read('redis', redis, (reason) => this.redisUp?.set(reason === null ? 1 : 0)),
       this.read('store', store, (stats) => {
         this.storedMessages.set(stats.messages);
         this.storedBytes.set(stats.bytes);

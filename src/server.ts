@@ -15,7 +15,7 @@ import { PushApi } from './api/push-routes.ts';
 import { maxRequestHeadBytes } from './api/query.ts';
 import { ClientAddresses } from './client-address.ts';
 import type { RedisCluster } from './cluster/components.ts';
-import type { Config } from './config.ts';
+import { packageVersion, type Config } from './config.ts';
 import { CatchUp } from './catch-up.ts';
 import { PublishRates, topicMatcher, type ClientMessage } from './client-publish.ts';
 import { Delivery } from './delivery.ts';
@@ -52,6 +52,8 @@ export interface Components {
   presence?: Presence;
   store?: MessageStore;
   log?: Logger;
+  /** Where ACCESS_LOG=on writes its lines (one JSON object each, no newline). @default stdout */
+  accessLog?: (line: string) => void;
   /**
    * A WORKERS process: the primary listens on the Socket.IO port and hands connections over
    * (@socket.io/sticky); this process does not listen on it, and reports ioPort as given.
@@ -118,10 +120,11 @@ interface Sinks {
   expired: ExpiredListener;
 }
 
-function createSinks(config: Config, log: Logger, announced: AnnouncedState, reads: Reads, status: MessageStatus): Sinks {
+function createSinks(config: Config, log: Logger, announced: AnnouncedState, reads: Reads, status: MessageStatus, cluster: RedisCluster | null): Sinks {
   const metrics = new Metrics({
     log,
-    sources: { connections: reads.connections, online: reads.counts, store: reads.storeStats },
+    version: packageVersion(),
+    sources: { connections: reads.connections, online: reads.counts, store: reads.storeStats, ...(cluster ? { redis: () => cluster.notReady() } : {}) },
   });
   const admin = new NodeStats({ sampleMs: config.adminSampleMs });
   const webhookObserver: WebhookObserver = {
@@ -239,7 +242,7 @@ export async function createServer(config: Config, components: Components = {}):
     isOnline: (uid) => presence.isOnline(uid),
     storeStats: () => store.stats(),
     connections: () => connectionsByTransport(io.of('/').sockets.values(), sseMembers.size),
-  }, status);
+  }, status, cluster);
   const { metrics, admin, sender, webhooks } = sinks;
 
   // 2. the stores that report to them
@@ -352,6 +355,7 @@ export async function createServer(config: Config, components: Components = {}):
     config,
     addressOf,
     log,
+    accessLog: config.accessLog ? (components.accessLog ?? ((line) => console.log(line))) : null,
   });
   // a legacy GET may carry a content of MAX_DATA_BYTES in its query (query.ts bounds it)
   const apiHttp = httpServer(tls, api.handler, maxRequestHeadBytes(config.maxDataBytes));

@@ -322,6 +322,12 @@ export const SETTINGS = {
     'text (lines for people) or json (one JSON object a line, for log collectors)',
     z.enum(['text', 'json'], { error: 'must be text or json' }),
   ),
+  accessLog: setting(
+    'ACCESS_LOG',
+    'off',
+    'on: one JSON line per push API request on stdout (time, method, path without its query, status, duration, client address); never a secret, token or content',
+    z.enum(['on', 'off'], { error: 'must be on or off' }).transform((v) => v === 'on'),
+  ),
   store: setting(
     'STORE',
     'embedded',

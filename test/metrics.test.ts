@@ -65,6 +65,7 @@ describe('Metrics', () => {
   it('renders Prometheus text with our metrics, typed, and the process metrics', async () => {
     const { types, samples } = await scrape(start());
     expect(Object.fromEntries([...types].filter(([name]) => name.startsWith('push_')))).to.deep.equal({
+      push_build_info: 'gauge',
       push_connections: 'gauge',
       push_online_users: 'gauge',
       push_online_pages: 'gauge',
@@ -79,13 +80,13 @@ describe('Metrics', () => {
       push_metrics_source_errors_total: 'counter',
       push_logins_total: 'counter',
       push_pushes_total: 'counter',
-      push_deliveries_total: 'counter',
+      push_emits_total: 'counter',
       push_acks_total: 'counter',
       push_slow_connections_cut_total: 'counter',
-      push_push_to_emit_seconds: 'histogram',
-      push_webhooks_sent_total: 'counter',
-      push_webhook_failures_total: 'counter',
-      push_webhooks_dropped_total: 'counter',
+      push_emit_latency_seconds: 'histogram',
+      push_webhook_sent_total: 'counter',
+      push_webhook_failed_total: 'counter',
+      push_webhook_dropped_total: 'counter',
     });
     expect(types.get('nodejs_eventloop_lag_seconds')).to.equal('gauge');
     expect(types.get('nodejs_eventloop_lag_p99_seconds')).to.equal('gauge');
@@ -95,7 +96,7 @@ describe('Metrics', () => {
     // ...and only the outcomes a push can have: a series that can never move misleads a dashboard
     const results = [...samples.keys()].filter((k) => k.startsWith('push_pushes_total{api="legacy"'));
     expect(results.map((k) => /result="(\w+)"/.exec(k)![1]).sort()).to.deep.equal(['fail', 'offline', 'ok', 'scheduled', 'stored']);
-    expect(samples.get('push_webhooks_dropped_total{type="user.offline",reason="overflow"}')).to.equal(0);
+    expect(samples.get('push_webhook_dropped_total{type="user.offline",reason="overflow"}')).to.equal(0);
   });
 
   it('moves counters and the latency histogram when the server reports events', async () => {
@@ -123,15 +124,15 @@ describe('Metrics', () => {
     expect(samples.get('push_pushes_total{api="legacy",result="offline"}')).to.equal(1);
     expect(samples.get('push_pushes_total{api="v1",result="stored"}')).to.equal(2);
     expect(samples.get('push_pushes_total{api="legacy",result="ok"}')).to.equal(0);
-    expect(samples.get('push_deliveries_total')).to.equal(4);
+    expect(samples.get('push_emits_total')).to.equal(4);
     expect(samples.get('push_acks_total')).to.equal(1);
     expect(samples.get('push_scheduled_dropped_total')).to.equal(1);
-    expect(samples.get('push_push_to_emit_seconds_count')).to.equal(1);
-    expect(samples.get('push_push_to_emit_seconds_bucket{le="0.002"}')).to.equal(0);
-    expect(samples.get('push_push_to_emit_seconds_bucket{le="+Inf"}')).to.equal(1);
-    expect(samples.get('push_webhooks_sent_total{type="user.online"}')).to.equal(1);
-    expect(samples.get('push_webhook_failures_total{type="user.online"}')).to.equal(2);
-    expect(samples.get('push_webhooks_dropped_total{type="user.online",reason="attempts"}')).to.equal(1);
+    expect(samples.get('push_emit_latency_seconds_count')).to.equal(1);
+    expect(samples.get('push_emit_latency_seconds_bucket{le="0.002"}')).to.equal(0);
+    expect(samples.get('push_emit_latency_seconds_bucket{le="+Inf"}')).to.equal(1);
+    expect(samples.get('push_webhook_sent_total{type="user.online"}')).to.equal(1);
+    expect(samples.get('push_webhook_failed_total{type="user.online"}')).to.equal(2);
+    expect(samples.get('push_webhook_dropped_total{type="user.online",reason="attempts"}')).to.equal(1);
   });
 
   it('reads connections, online counts and store stats from the sources at each scrape', async () => {
@@ -195,6 +196,12 @@ describe('Metrics', () => {
     b.pushed('v1', 'ok');
     expect((await scrape(a)).samples.get('push_pushes_total{api="v1",result="ok"}')).to.equal(2);
     expect((await scrape(b)).samples.get('push_pushes_total{api="v1",result="ok"}')).to.equal(1);
+  });
+
+  it('says which version runs on which Node.js in build_info, always 1', async () => {
+    const { samples } = await scrape(start({ version: '9.8.7' }));
+    expect(samples.get(`push_build_info{version="9.8.7",node_version="${process.version}"}`)).to.equal(1);
+    expect([...samples.keys()].filter((k) => k.startsWith('push_build_info'))).to.have.length(1);
   });
 
   it('takes a prefix, and can leave the process metrics out', async () => {

@@ -2,6 +2,7 @@
 // receiver, /metrics moving with the traffic, and the health probes.
 import { expect } from 'chai';
 import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, withDeadline } from './support/clients.ts';
@@ -106,10 +107,10 @@ describe('operations', () => {
       for (const c of pages) expect((await c.waitFor('new_msg'))[0]).to.equal('still');
       // the webhooks were tried, and failed, meanwhile: the receiver was in use, and down
       await until(
-        async () => (await scrape(server.apiUrl)).get('push_webhook_failures_total{type="user.online"}')! >= 20,
+        async () => (await scrape(server.apiUrl)).get('push_webhook_failed_total{type="user.online"}')! >= 20,
         'a failed user.online attempt for every uid',
       );
-      expect((await scrape(server.apiUrl)).get('push_webhooks_sent_total{type="user.online"}')).to.equal(0);
+      expect((await scrape(server.apiUrl)).get('push_webhook_sent_total{type="user.online"}')).to.equal(0);
     });
   });
 
@@ -147,10 +148,13 @@ describe('operations', () => {
       expect(after.get('push_pushes_total{api="legacy",result="offline"}')).to.equal(1);
       expect(after.get('push_pushes_total{api="legacy",result="fail"}')).to.equal(1);
       expect(after.get('push_pushes_total{api="v1",result="stored"}')).to.equal(1);
-      expect(after.get('push_deliveries_total')).to.equal(5);
+      expect(after.get('push_emits_total')).to.equal(5);
       expect(after.get('push_stored_messages')).to.equal(0);
-      expect(after.get('push_push_to_emit_seconds_count')).to.equal(5);
+      expect(after.get('push_emit_latency_seconds_count')).to.equal(5);
       expect(after.has('nodejs_eventloop_lag_seconds')).to.equal(true);
+      expect(after.has('push_redis_up')).to.equal(false); // one node: no Redis to report on
+      const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+      expect(after.get(`push_build_info{version="${version}",node_version="${process.version}"}`)).to.equal(1);
     });
 
     it('answers /healthz, and /readyz only while serving', async () => {

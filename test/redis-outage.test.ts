@@ -24,6 +24,13 @@ async function pushStored(apiUrl: string, uid: string, data = 'kept'): Promise<{
   return { status: res.status, text: await res.text() };
 }
 
+/** push_redis_up on /metrics. */
+async function redisUp(apiUrl: string): Promise<number | undefined> {
+  const text = await (await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(HANG_MS) })).text();
+  const m = /^push_redis_up (\d+)$/m.exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
 async function readyStatus(apiUrl: string): Promise<number> {
   const res = await fetch(`${apiUrl}/readyz`, { signal: AbortSignal.timeout(HANG_MS) });
   await res.arrayBuffer();
@@ -47,12 +54,14 @@ describe('a Redis that stops answering', function () {
     onCleanup(() => redis.resume()); // before the server closes: a failed test leaves it paused
     expect((await pushStored(server.apiUrl, 'before')).status).to.equal(200);
     expect(await readyStatus(server.apiUrl)).to.equal(200);
+    expect(await redisUp(server.apiUrl)).to.equal(1);
 
     redis.pause();
     const during = await pushStored(server.apiUrl, 'during');
     expect(during.status).to.equal(503);
     expect(during.text).to.include('the message store is unavailable');
     expect(await readyStatus(server.apiUrl)).to.equal(503);
+    expect(await redisUp(server.apiUrl)).to.equal(0);
     // open to anyone on the API port: neither names the internal Redis
     const ready = await (await fetch(`${server.apiUrl}/readyz`, { signal: AbortSignal.timeout(HANG_MS) })).json();
     expect(ready).to.have.property('ready', false);
@@ -68,6 +77,7 @@ describe('a Redis that stops answering', function () {
     redis.resume();
     await until(async () => (await readyStatus(server.apiUrl)) === 200, '/readyz to answer 200 again', 10_000);
     expect((await pushStored(server.apiUrl, 'after')).status).to.equal(200);
+    expect(await redisUp(server.apiUrl)).to.equal(1);
   });
 
   it('frees the id of a push cut by the timeout when its claim\'s lease runs out: 409 until then, then the retry is stored', async () => {

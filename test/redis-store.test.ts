@@ -57,6 +57,23 @@ describe('RedisMessageStore', () => {
     expect((await stores[1]!.pending('a')).map((m) => m.id)).to.deep.equal(['m2']);
   });
 
+  it('counts drops and expiries on the node that made them, so a sum over nodes is the cluster total', async () => {
+    const prefix = freshPrefix();
+    const limits = { ...LIMITS, maxPendingPerUid: 1 };
+    const stores = [open(limits, prefix), open(limits, prefix)];
+    const now = Date.now();
+    const m = (id: string, expiresAt = now + 60_000) => ({ id, event: 'e', data: 1, ts: now, expiresAt });
+    await stores[0]!.add(['a'], m('m1'), 10);
+    await stores[0]!.add(['a'], m('m2'), 10); // drops m1
+    await stores[1]!.add(['a'], m('m3'), 10); // drops m2
+    await stores[1]!.add(['a', 'b'], m('m4', now + 50), 10); // drops m3
+    expect(await stores[1]!.sweep(now + 100)).to.equal(2);
+    expect(await stores[0]!.sweep(now + 100)).to.equal(0);
+    const [zero, one] = await Promise.all(stores.map((s) => s.stats()));
+    expect(zero).to.include({ dropped: 1, expired: 0, messages: 0 });
+    expect(one).to.include({ dropped: 2, expired: 2, messages: 0 });
+  });
+
   it('hands each due push to exactly one of several nodes claiming at once', async () => {
     const prefix = freshPrefix();
     // two nodes: their own store and their own connection, one Redis

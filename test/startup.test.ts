@@ -116,6 +116,21 @@ describe('start.ts', function () {
     ]);
   });
 
+  it('LOG_FORMAT=text starts every line with its time in ISO 8601', async () => {
+    const before = Date.now();
+    const run = spawnStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off' });
+    await run.started();
+    expect((await run.stop()).code).to.equal(0);
+    const lines = run.output().trim().split('\n');
+    expect(lines.some((l) => l.includes('warning: PUSH_SECRET is not set'))).to.equal(true);
+    expect(lines.some((l) => / push server: socket\.io http/.test(l))).to.equal(true);
+    for (const line of lines) {
+      const time = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z) \S/.exec(line);
+      expect(time, line).to.not.equal(null);
+      expect(Date.parse(time![1]!)).to.be.within(before - 1000, Date.now() + 1000);
+    }
+  });
+
   it('warns about LOGIN_SECRET only while it is unset', async () => {
     const run = spawnStart([], { IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', LOGIN_SECRET: 'login-secret-0123456789' });
     await run.started();

@@ -2,6 +2,7 @@
 // /api/v1 is the JSON API; every other path reaches the legacy endpoint, as in the original.
 import Router from '@koa/router';
 import Koa, { type Context, type Middleware } from 'koa';
+import { withAccessLog } from './access-log.ts';
 import { parseBody } from './body.ts';
 import type { Config } from '../config.ts';
 import type { Delivery } from '../delivery.ts';
@@ -34,6 +35,8 @@ export interface ApiOptions {
   /** The client address a request is limited under (TRUST_PROXY): never Koa's ctx.ip. */
   addressOf: (req: IncomingMessage) => string;
   log: Logger;
+  /** ACCESS_LOG=on: where each request's JSON line goes (access-log.ts); null: off. */
+  accessLog: ((line: string) => void) | null;
 }
 
 const isV1 = (ctx: Context) => ctx.path === '/api/v1' || ctx.path.startsWith('/api/v1/');
@@ -114,7 +117,7 @@ function operations(notReady: ApiOptions['notReady'], renderMetrics: ApiOptions[
 
 /** The API port's request handler: the lean legacy GET path in front of the Koa app. */
 export function createApiApp(options: ApiOptions): { handler: RequestListener; close(): void } {
-  const { delivery, pushApi, presence, status, notReady, renderMetrics, observer, config, addressOf, log } = options;
+  const { delivery, pushApi, presence, status, notReady, renderMetrics, observer, config, addressOf, log, accessLog } = options;
   // one router for all of /api/v1, so a known path with another method is a 405, not a 404
   const v1 = pushApi.routes();
   presenceRoutes(v1, presence, config.maxUidsPerPush);
@@ -153,5 +156,5 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
     res.setHeader('Referrer-Policy', 'no-referrer');
     handler(req, res);
   };
-  return { handler: withPolicy, close: () => limit?.close() };
+  return { handler: accessLog ? withAccessLog(withPolicy, accessLog, addressOf) : withPolicy, close: () => limit?.close() };
 }

@@ -36,7 +36,8 @@ class LuaScript {
  *   entries          HASH seq -> [uid, id, bytes] JSON: what to remove when a seq goes
  *   order            ZSET seq -> seq: every pair, oldest first (for the byte bound)
  *   expiry           ZSET seq -> expiresAt (for the sweep)
- *   counters         HASH bytes, dropped, expired, keyBytes, scheduledBytes
+ *   counters         HASH bytes, keyBytes, scheduledBytes (dropped and expired are counted by
+ *                    the node whose script removed them: see RedisMessageStore.stats)
  *   key:<id>         idempotency key: '' while its push runs (PXAT its lease), then the
  *                    answer's JSON (PXAT until)
  *   keys             ZSET id -> lease or until: every idempotency key, for its byte count (keyBytes)
@@ -65,13 +66,14 @@ end
 
 /**
  * ARGV: prefix, message JSON, message id, expiresAt, bytes, maxPendingPerUid, maxBytes, uid...
- * Stores the message once per uid, then applies both bounds, oldest first. Returns how many
- * uids it was stored for (a pair dropped at once by a bound still counts, as in memory).
+ * Stores the message once per uid, then applies both bounds, oldest first. Returns [how many
+ * uids it was stored for (a pair dropped at once by a bound still counts, as in memory), how
+ * many pairs the bounds dropped].
  */
 export const ADD = new LuaScript(`${REMOVE}
 local body, id, expiresAt, bytes = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local maxPerUid, maxBytes = tonumber(ARGV[6]), tonumber(ARGV[7])
-local kept = 0
+local kept, dropped = 0, 0
 for i = 8, #ARGV do
   local uid = ARGV[i]
   local queue = p .. 'q:' .. uid
@@ -87,7 +89,7 @@ for i = 8, #ARGV do
     if redis.call('ZCARD', queue) > maxPerUid then
       local oldest = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
       remove(oldest[2])
-      redis.call('HINCRBY', p .. 'counters', 'dropped', 1)
+      dropped = dropped + 1
     end
   end
 end
@@ -95,9 +97,9 @@ while tonumber(redis.call('HGET', p .. 'counters', 'bytes') or '0') > maxBytes d
   local oldest = redis.call('ZRANGE', p .. 'order', 0, 0)
   if #oldest == 0 then break end
   remove(oldest[1])
-  redis.call('HINCRBY', p .. 'counters', 'dropped', 1)
+  dropped = dropped + 1
 end
-return kept
+return {kept, dropped}
 `);
 
 /** ARGV: prefix, uid, id. 1 when the pair was there. */
@@ -124,7 +126,6 @@ for _, seq in ipairs(due) do
   end
   remove(seq)
 end
-if #due > 0 then redis.call('HINCRBY', p .. 'counters', 'expired', #due) end
 return out
 `);
 

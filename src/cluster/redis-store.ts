@@ -51,6 +51,13 @@ export class RedisMessageStore implements MessageStore {
   /** Its close() waits for a sweep under way, so none runs on a client the caller closes next. */
   private readonly sweeper: PeriodicTask;
   private readonly onExpired: ExpiredListener;
+  /**
+   * Pairs this node's scripts dropped (bounds) and swept (expired): each removal is counted by
+   * the one node that made it, so these sum over nodes to the cluster's, where copies of a
+   * shared total would be counted once per node.
+   */
+  private dropped = 0;
+  private expired = 0;
 
   /** The client is the caller's: close() leaves it open. */
   constructor(
@@ -83,7 +90,9 @@ export class RedisMessageStore implements MessageStore {
       String(maxBytes),
       ...uids,
     ]);
-    return toNumber(reply);
+    if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
+    this.dropped += toNumber(reply[1]);
+    return toNumber(reply[0]);
   }
 
   async pending(uid: string): Promise<StoredMessage[]> {
@@ -171,15 +180,15 @@ export class RedisMessageStore implements MessageStore {
     const [messages, counters, scheduled] = await this.client
       .multi()
       .zCard(p + 'order')
-      .hmGet(p + 'counters', ['bytes', 'dropped', 'expired', 'scheduledBytes'])
+      .hmGet(p + 'counters', ['bytes', 'scheduledBytes'])
       .zCard(p + 'scheduled')
       .exec();
-    const [bytes, dropped, expired, scheduledBytes] = Array.isArray(counters) ? counters : [];
+    const [bytes, scheduledBytes] = Array.isArray(counters) ? counters : [];
     return {
       messages: Number(messages),
       bytes: Number(bytes ?? 0),
-      dropped: Number(dropped ?? 0),
-      expired: Number(expired ?? 0),
+      dropped: this.dropped,
+      expired: this.expired,
       scheduled: Number(scheduled),
       scheduledBytes: Number(scheduledBytes ?? 0),
     };
@@ -205,6 +214,7 @@ export class RedisMessageStore implements MessageStore {
         this.onExpired(pairs[i]!, JSON.parse(pairs[i + 1]!) as StoredMessage);
       }
       removed += n;
+      this.expired += n;
       if (n < SWEEP_BATCH) return removed;
     }
   }
