@@ -211,6 +211,33 @@ describe('WebhookSender', () => {
     expect(messageIds(receiver.delivered())).to.deep.equal(['m3', 'm4', 'm5']);
   });
 
+  it('bounds the queue in bytes too: events that carry data drop the oldest past maxQueueBytes', async () => {
+    const receiver = await startWebhookReceiver();
+    receiver.hangNext(1);
+    const data = 'd'.repeat(1000);
+    const { sender, observer } = startSender([receiver.url], { ...FAST, maxQueue: 1000, maxQueueBytes: 3500, timeoutMs: 60_000 });
+    for (let i = 1; i <= 5; i++) sender.send({ type: 'message.stored_expired', uid: `b${i}`, messageId: `m${i}`, event: data });
+    // each body is over 1000 bytes: three fit in 3500, the two oldest went
+    expect(sender.queued).to.equal(3);
+    expect(observer.drops.map((d) => [d.event.type === 'message.stored_expired' && d.event.messageId, d.reason]))
+      .to.deep.equal([['m1', 'overflow'], ['m2', 'overflow']]);
+  });
+
+  it('lets client messages take at most half the queue: a chat flood drops its own newest, not presence events', async () => {
+    const receiver = await startWebhookReceiver();
+    receiver.hangNext(10);
+    const { sender, observer } = startSender([receiver.url], { ...FAST, maxQueue: 4, timeoutMs: 60_000 });
+    for (let i = 1; i <= 5; i++) sender.send({ type: 'client.message', uid: 'chatty', topic: 'chat-1', messageId: `c${i}`, data: i });
+    sender.send({ type: 'user.online', uid: 'alice' });
+    sender.send({ type: 'user.online', uid: 'bob' });
+    expect(sender.queued).to.equal(4);
+    expect(observer.drops.map((d) => [d.event.type, d.reason])).to.deep.equal([
+      ['client.message', 'overflow'],
+      ['client.message', 'overflow'],
+      ['client.message', 'overflow'],
+    ]);
+  });
+
   it('drops the oldest even while it is in flight, and the rest follow in order', async () => {
     const receiver = await startWebhookReceiver();
     receiver.hangNext(1);

@@ -31,6 +31,14 @@ export interface WebhookSenderOptions {
    */
   maxQueue?: number;
   /**
+   * Bytes of event bodies waiting or in flight, in all (an event for N urls counts N times):
+   * the same bound in bytes, for events that carry data (client.message). Past it the oldest
+   * is dropped. Client messages may take at most half of either bound: past that a new one is
+   * dropped rather than an older presence or expiry event.
+   * @default 33554432 (32 MiB)
+   */
+  maxQueueBytes?: number;
+  /**
    * Requests in flight per url at once. Uids are served round-robin, so one busy uid does
    * not starve the others; a mass disconnect does not open thousands of connections.
    * @default 10
@@ -44,6 +52,7 @@ const DEFAULTS: Required<WebhookSenderOptions> = {
   baseDelayMs: 500,
   maxDelayMs: 60_000,
   maxQueue: 10_000,
+  maxQueueBytes: 32 * 1024 * 1024,
   concurrency: 10,
 };
 

@@ -56,6 +56,10 @@ export class WebhookSender {
   private readonly options: Required<WebhookSenderOptions>;
   /** Every delivery not yet done, in the order sent: the first is the oldest. */
   private readonly pending = new Set<Attempt>();
+  /** Body bytes of `pending`, and the part of both that are client messages. */
+  private pendingBytes = 0;
+  private clientMessages = 0;
+  private clientMessageBytes = 0;
   private readonly running = new Set<Promise<void>>();
   private accepting = true;
   private stopped = false;
@@ -140,7 +144,15 @@ export class WebhookSender {
   }
 
   private enqueue(target: Target, event: WebhookEvent, body: string): void {
-    while (this.pending.size >= this.options.maxQueue) this.overflow();
+    const bytes = body.length; // UTF-16 units: at most 3 UTF-8 bytes each, near enough for a bound
+    const { maxQueue, maxQueueBytes } = this.options;
+    if (event.type === 'client.message' && (this.clientMessages + 1 > maxQueue / 2 || this.clientMessageBytes + bytes > maxQueueBytes / 2)) {
+      // a chat flood drops its own newest, never an older presence or expiry event
+      this.notify('dropped', (o) => o.dropped(event, 'overflow'));
+      this.logDrop('webhook queue: client messages hold half of it; dropped the newest', () => ({ type: event.type, id: event.id, url: target.shown }));
+      return;
+    }
+    while (this.pending.size > 0 && (this.pending.size >= maxQueue || this.pendingBytes + bytes > maxQueueBytes)) this.overflow();
     let queue = target.queues.get(event.uid);
     if (!queue) {
       queue = { target, uid: event.uid, items: [], state: 'idle', retryTimer: null, inflight: null };
@@ -149,6 +161,11 @@ export class WebhookSender {
     const delivery: Attempt = { event, body, queue, attempts: 0, done: false };
     queue.items.push(delivery);
     this.pending.add(delivery);
+    this.pendingBytes += bytes;
+    if (event.type === 'client.message') {
+      this.clientMessages++;
+      this.clientMessageBytes += bytes;
+    }
     if (queue.state === 'idle') this.markReady(queue);
   }
 
@@ -162,6 +179,7 @@ export class WebhookSender {
     this.drop(oldest, 'overflow');
     this.logDrop('webhook queue full: dropped the oldest delivery', () => ({
       maxQueue: this.options.maxQueue,
+      maxQueueBytes: this.options.maxQueueBytes,
       type: oldest.event.type,
       id: oldest.event.id,
       url: oldest.queue.target.shown,
@@ -194,7 +212,13 @@ export class WebhookSender {
   private finish(delivery: Attempt): void {
     delivery.done = true;
     delivery.queue.items.shift();
-    this.pending.delete(delivery);
+    if (this.pending.delete(delivery)) {
+      this.pendingBytes -= delivery.body.length;
+      if (delivery.event.type === 'client.message') {
+        this.clientMessages--;
+        this.clientMessageBytes -= delivery.body.length;
+      }
+    }
     if (this.pending.size === 0) this.onDrained?.();
   }
 
