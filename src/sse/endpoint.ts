@@ -45,8 +45,8 @@ export interface EventsOptions {
   setupTimeoutMs: number;
   /**
    * SSE_MAX_REPLAYS: streams replaying stored messages at once, over all uids. Each holds a
-   * copy of its uid's stored messages until the client has read them: past it a stream that
-   * would replay is refused (503, Retry-After) before it starts.
+   * copy of its uid's stored messages until the client has read them: past it a new stream is
+   * ended at once with a `retry:` field (EventSource gives up for good on an error status).
    */
   maxReplays: number;
   /** SSE_HEARTBEAT_MS: a replay waits at most twice this for a client to take more. */
@@ -197,8 +197,11 @@ export class EventsEndpoint {
       return refuse(res, cors, new Refusal(429, { code: 'too_many_connections', message: 'too many connections from this address (MAX_CONNECTIONS_PER_IP)' }));
     }
     if (this.replaying >= this.options.maxReplays) {
-      res.setHeader('retry-after', '1');
-      return refuse(res, cors, new Refusal(503, { code: 'unavailable', message: 'too many streams are replaying stored messages (SSE_MAX_REPLAYS); try again' }));
+      // not an error status, which makes EventSource give up for good: an ended stream whose
+      // retry field spreads the reconnects over 1-3 s
+      const retry = 1000 + Math.floor(Math.random() * 2000);
+      res.writeHead(200, headers).end(`: too many streams are replaying stored messages (SSE_MAX_REPLAYS)\nretry: ${retry}\n\n`);
+      return;
     }
     this.replaying++;
     let replayDone = false;
