@@ -66,6 +66,8 @@ export type KeptAnswer =
   | ScheduledAnswer;
 
 /** The compact form of a push's answer, for MessageStore.settle(). */
+export function keptAnswer(result: PushResult): Exclude<KeptAnswer, ScheduledAnswer>;
+export function keptAnswer(result: SettledPush): KeptAnswer;
 export function keptAnswer(result: SettledPush): KeptAnswer {
   if ('at' in result) return { id: result.id, at: result.at };
   return { id: result.id, onlineCount: result.online.length, offlineCount: result.offline.length, stored: result.stored };

@@ -4,7 +4,7 @@ import Router from '@koa/router';
 import Koa, { type Context, type Middleware } from 'koa';
 import { withAccessLog } from './access-log.ts';
 import { parseBody } from './body.ts';
-import type { Config } from '../config.ts';
+import { packageVersion, type Config } from '../config.ts';
 import type { Delivery } from '../delivery.ts';
 import type { IncomingMessage, RequestListener } from 'node:http';
 import { fastLegacy, KOA_PATHS } from './fast-legacy.ts';
@@ -12,8 +12,9 @@ import { errorMiddleware, HttpError } from './errors.ts';
 import { legacyRoute } from './legacy-routes.ts';
 import type { Logger } from '../log.ts';
 import { PushAuth } from './push-auth.ts';
-import type { PushApi } from './push-routes.ts';
-import { presenceRoutes } from './presence-routes.ts';
+import { batchSchema, scheduledQuerySchema, type PushApi } from './push-routes.ts';
+import { presenceRoutes, usersOnlineSchema, usersQuerySchema } from './presence-routes.ts';
+import { checkDocumented, OPENAPI_PATH, openApiDocument } from './openapi.ts';
 import { statusRoutes } from './status-routes.ts';
 import type { MessageStatus } from '../message-status.ts';
 import type { Presence } from '../presence.ts';
@@ -31,7 +32,7 @@ export interface ApiOptions {
   /** GET /metrics: Prometheus text. */
   renderMetrics: () => Promise<{ contentType: string; body: string }>;
   observer: PushObserver;
-  config: Pick<Config, 'maxBodyBytes' | 'maxRememberedSignatures' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp' | 'maxUidsPerPush'>;
+  config: Pick<Config, 'maxBodyBytes' | 'maxRememberedSignatures' | 'maxDataBytes' | 'pushSecret' | 'pushRatePerIp' | 'maxUidsPerPush' | 'maxBatchMessages'>;
   /** The client address a request is limited under (TRUST_PROXY): never Koa's ctx.ip. */
   addressOf: (req: IncomingMessage) => string;
   log: Logger;
@@ -74,6 +75,7 @@ const OPEN_WITHOUT_SECRET: readonly (readonly [method: string, path: string])[] 
  * whether a uid is), stored message data or scheduled pushes, or cancel them. The route is
  * found by the router's own matching (case, trailing slash, HEAD for GET), so the guard sees
  * what the router would run; a route added later is closed until it is listed above.
+ * (GET /api/v1/openapi.json is not on this router: it is served open, with the probes.)
  */
 function closedWithoutSecret(v1: Router): Middleware {
   const isOpen = (layer: { path: string | RegExp; methods: string[] }) =>
@@ -94,11 +96,17 @@ function closedWithoutSecret(v1: Router): Middleware {
 }
 
 /**
- * Probes and metrics for operators; open (no push secret: firewall them like any metrics
- * port), answered before any body is read.
+ * Probes and metrics for operators, and the API's OpenAPI document; open (no push secret:
+ * firewall them like any metrics port), answered before any body is read. The document is a
+ * contract, not user data: it tells no more than the README and a 401 or 403 would (the
+ * limits, whether PUSH_SECRET is on), and a client generator needs it before it has the secret.
  */
-function operations(notReady: ApiOptions['notReady'], renderMetrics: ApiOptions['renderMetrics']): Router {
+function operations(notReady: ApiOptions['notReady'], renderMetrics: ApiOptions['renderMetrics'], openApi: string): Router {
   const router = new Router();
+  router.get(OPENAPI_PATH, (ctx) => {
+    ctx.type = 'application/json';
+    ctx.body = openApi;
+  });
   router.get('/metrics', async (ctx) => {
     const { contentType, body } = await renderMetrics();
     ctx.type = contentType;
@@ -122,6 +130,17 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
   const v1 = pushApi.routes();
   presenceRoutes(v1, presence, config.maxUidsPerPush);
   statusRoutes(v1, status);
+  const document = openApiDocument({
+    version: packageVersion(),
+    push: pushApi.schema,
+    batch: batchSchema(pushApi.schema, config.maxBatchMessages),
+    usersOnline: usersOnlineSchema(config.maxUidsPerPush),
+    scheduledQuery: scheduledQuerySchema,
+    usersQuery: usersQuerySchema,
+    secured: config.pushSecret !== null,
+    openWithoutSecret: OPEN_WITHOUT_SECRET,
+  });
+  checkDocumented(document, v1.stack);
   const app = new Koa();
   app.silent = true; // errors are answered and logged by errorMiddleware
   const legacy = new Router();
@@ -129,7 +148,7 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
 
   app.use(errorMiddleware(log));
   app.use(boundedQuery(API_QUERY_BYTES, API_QUERY_PARAMETERS, smallQueryPath));
-  app.use(operations(notReady, renderMetrics).routes());
+  app.use(operations(notReady, renderMetrics, JSON.stringify(document)).routes());
   const limit = config.pushRatePerIp > 0 ? pushRateLimit(config.pushRatePerIp, addressOf) : null;
   if (limit) app.use(limit.middleware);
   const queryBytes = maxQueryBytes(config.maxDataBytes);

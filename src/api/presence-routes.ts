@@ -6,38 +6,42 @@
 import type Router from '@koa/router';
 import { z } from 'zod';
 import { HttpError } from './errors.ts';
+import { pageQuerySchema, queryOf } from './query.ts';
 import { describeIssue, uidSchema } from '../names.ts';
 import type { Presence } from '../presence.ts';
+import type { OnlineCountsAnswer, OnlineSplitAnswer, UserAnswer, UsersPageAnswer } from './answers.ts';
 
 /** Uids a page of GET /users holds at most (a hint to Redis, see Presence.list). */
 const MAX_PAGE = 1000;
 
-export function presenceRoutes(router: Router, presence: Presence, maxUids: number): void {
-  const batch = z.strictObject({
+/** The query of GET /users. */
+export const usersQuerySchema = pageQuerySchema(MAX_PAGE).extend({
+  online: z.literal('true', { error: 'must be true: only online users are known' }).optional().describe('only online users are known: true or absent'),
+});
+
+/** The body of POST /users/online. */
+export function usersOnlineSchema(maxUids: number) {
+  return z.strictObject({
     uids: z.array(uidSchema).min(1, 'must not be an empty list').max(maxUids, `must list at most ${maxUids} uids`),
   });
+}
+
+export function presenceRoutes(router: Router, presence: Presence, maxUids: number): void {
+  const batch = usersOnlineSchema(maxUids);
 
   router.get('/online', async (ctx) => {
-    ctx.body = await presence.counts();
+    ctx.body = (await presence.counts()) satisfies OnlineCountsAnswer;
   });
 
   router.get('/users', async (ctx) => {
-    const { online, cursor, limit } = ctx.query;
-    if (online !== undefined && online !== 'true') {
-      throw new HttpError(400, 'online must be true: only online users are known', 'invalid_request', 'online');
-    }
-    if (cursor !== undefined && typeof cursor !== 'string') throw new HttpError(400, 'cursor must be one value', 'invalid_request', 'cursor');
-    const size = limit === undefined ? 100 : Number(limit);
-    if (!Number.isInteger(size) || size < 1 || size > MAX_PAGE) {
-      throw new HttpError(400, `limit must be an integer 1-${MAX_PAGE}`, 'invalid_request', 'limit');
-    }
-    ctx.body = await presence.list(cursor === undefined || cursor === '' ? null : cursor, size);
+    const { cursor, limit: size } = queryOf(usersQuerySchema, ctx.query);
+    ctx.body = (await presence.list(cursor === undefined || cursor === '' ? null : cursor, size)) satisfies UsersPageAnswer;
   });
 
   router.get('/users/:uid', async (ctx) => {
     const uid = ctx.params.uid ?? '';
     const pages = await presence.pagesOf(uid);
-    ctx.body = { uid, online: pages > 0, pages };
+    ctx.body = { uid, online: pages > 0, pages } satisfies UserAnswer;
   });
 
   router.post('/users/online', async (ctx) => {
@@ -49,6 +53,6 @@ export function presenceRoutes(router: Router, presence: Presence, maxUids: numb
     }
     const uids = [...new Set(parsed.data.uids)];
     const online = await Promise.all(uids.map((uid) => presence.isOnline(uid)));
-    ctx.body = { online: uids.filter((_, i) => online[i]), offline: uids.filter((_, i) => !online[i]) };
+    ctx.body = { online: uids.filter((_, i) => online[i]), offline: uids.filter((_, i) => !online[i]) } satisfies OnlineSplitAnswer;
   });
 }

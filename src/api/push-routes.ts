@@ -5,9 +5,11 @@ import type { Context } from 'koa';
 import { z } from 'zod';
 import type { Delivery } from '../delivery.ts';
 import { HttpError } from './errors.ts';
+import { pageQuerySchema, queryOf } from './query.ts';
 import { type MessageStore, type ScheduledCursor } from '../message-store.ts';
 import { DEFAULT_EVENT, LEGACY_EVENT, describeIssue, eventSchema, topicSchema, uidSchema, escapeHtml } from '../names.ts';
-import { keptAnswer, type KeptAnswer, type PushObserver, type PushResult, type PushSpec, type ScheduledAnswer, type SettledPush, type StoredMessage } from '../messages.ts';
+import { keptAnswer, type KeptAnswer, type PushObserver, type PushSpec, type ScheduledAnswer, type SettledPush, type StoredMessage } from '../messages.ts';
+import type { BatchAnswer, CancelledAnswer, KeptMessagesAnswer, PushCountsAnswer, PushResultAnswer, ScheduledAnswerBody, ScheduledPageAnswer } from './answers.ts';
 
 export interface PushApiLimits {
   maxUidsPerPush: number;
@@ -35,6 +37,9 @@ export const CLAIM_LEASE_TIMEOUTS = 10;
 
 /** Pushes a page of GET /scheduled holds at most; 100 when `limit` is not given. */
 const MAX_SCHEDULED_PAGE = 1000;
+
+/** The query of GET /scheduled. */
+export const scheduledQuerySchema = pageQuerySchema(MAX_SCHEDULED_PAGE);
 /**
  * JSON bytes of the pushes one page of GET /scheduled holds at most (one push alone may be
  * larger): a push can hold 64 KiB of data and 1000 uids, so 1000 of them would be ~100 MiB.
@@ -73,19 +78,39 @@ function pushSchema(limits: PushApiLimits) {
 type PushBody = z.output<ReturnType<typeof pushSchema>>;
 
 /**
+ * The body of POST /push/batch, around `item`: at run time each message is checked on its own
+ * (an unknown item, so one bad push answers its own 400 in `results`), while the OpenAPI
+ * document passes the push schema itself.
+ */
+export function batchSchema<T extends z.ZodType>(item: T, maxBatchMessages: number) {
+  const notAList = 'must be a non-empty list of pushes';
+  return z.strictObject(
+    {
+      messages: z
+        .array(item, { error: notAList })
+        .min(1, notAList)
+        .max(maxBatchMessages, `must hold at most ${maxBatchMessages} pushes`),
+    },
+    { error: 'must be an object {messages: [...]}' },
+  );
+}
+
+/**
  * A push as the API answers it: made now (200) or scheduled (202); a duplicate answers the
  * compact answer its id kept (counts, not uid lists).
  */
 type Answer =
-  | { status: 200; body: PushResult | KeptAnswer | (KeptAnswer & { duplicate: true }) }
-  | { status: 202; body: { id: string; at: string; duplicate?: true } };
+  | { status: 200; body: PushResultAnswer | PushCountsAnswer }
+  | { status: 202; body: ScheduledAnswerBody };
 
 function invalid(field: string, message: string): HttpError {
   return new HttpError(400, `${field} ${message}`, 'invalid_request', field);
 }
 
 export class PushApi {
-  private readonly schema: ReturnType<typeof pushSchema>;
+  /** The body of POST /push, with this server's limits (also in the OpenAPI document). */
+  readonly schema: ReturnType<typeof pushSchema>;
+  private readonly batch: ReturnType<typeof batchSchema<z.ZodUnknown>>;
 
   constructor(
     private readonly delivery: Delivery,
@@ -94,6 +119,7 @@ export class PushApi {
     private readonly observer: PushObserver,
   ) {
     this.schema = pushSchema(limits);
+    this.batch = batchSchema(z.unknown(), limits.maxBatchMessages);
   }
 
   routes(): Router {
@@ -104,52 +130,43 @@ export class PushApi {
       ctx.body = answer.body;
     });
     router.post('/push/batch', async (ctx) => {
-      const body = jsonBody(ctx);
-      const messages = typeof body === 'object' && body !== null ? (body as { messages?: unknown }).messages : undefined;
-      const keys = typeof body === 'object' && body !== null ? Object.keys(body) : [];
-      const extra = keys.find((k) => k !== 'messages');
-      if (extra !== undefined) throw invalid(extra, 'is not a known field');
-      if (!Array.isArray(messages) || messages.length === 0) throw invalid('messages', 'must be a non-empty list of pushes');
-      if (messages.length > this.limits.maxBatchMessages) {
-        throw invalid('messages', `must hold at most ${this.limits.maxBatchMessages} pushes`);
+      const parsed = this.batch.safeParse(jsonBody(ctx));
+      if (!parsed.success) {
+        const { field, message } = describeIssue(parsed.error, 'body');
+        throw invalid(field, message);
       }
-      const results: unknown[] = [];
+      const { messages } = parsed.data;
+      const results: BatchAnswer['results'] = [];
       // one after another, so pushes to one uid keep their order
       for (const message of messages) {
         try {
           const answer = await this.accept(message);
-          results.push({ status: answer.status, ...answer.body });
+          results.push(answer.status === 200 ? { status: 200, ...answer.body } : { status: 202, ...answer.body });
         } catch (err) {
           if (!(err instanceof HttpError)) throw err;
           results.push({ status: err.status, error: err.toJSON() });
         }
       }
-      ctx.body = { results };
+      ctx.body = { results } satisfies BatchAnswer;
     });
     router.get('/scheduled', async (ctx) => {
-      const { cursor, limit } = ctx.query;
-      if (cursor !== undefined && typeof cursor !== 'string') throw invalid('cursor', 'must be one value');
-      if (limit !== undefined && typeof limit !== 'string') throw invalid('limit', 'must be one value');
-      const size = limit === undefined ? 100 : Number(limit);
-      if (!Number.isInteger(size) || size < 1 || size > MAX_SCHEDULED_PAGE) {
-        throw invalid('limit', `must be an integer 1-${MAX_SCHEDULED_PAGE}`);
-      }
+      const { cursor, limit: size } = queryOf(scheduledQuerySchema, ctx.query);
       const after = cursor === undefined || cursor === '' ? null : parseCursor(cursor);
       const page = await this.store.scheduled(after, size, SCHEDULED_PAGE_BYTES);
       ctx.body = {
         scheduled: page.scheduled.map(({ at, spec }) => ({ at: new Date(at).toISOString(), ...describeSpec(spec) })),
         cursor: page.next === null ? null : `${page.next.at}:${page.next.id}`,
-      };
+      } satisfies ScheduledPageAnswer;
     });
     router.delete('/scheduled/:id', async (ctx) => {
       const id = ctx.params.id ?? '';
       if (!(await this.store.cancel(id))) throw new HttpError(404, `no scheduled push with id ${id}`);
-      ctx.body = { id, cancelled: true };
+      ctx.body = { id, cancelled: true } satisfies CancelledAnswer;
     });
     router.get('/users/:uid/messages', async (ctx) => {
       const uid = ctx.params.uid ?? '';
       const messages = await this.store.pending(uid);
-      ctx.body = { uid, messages: messages.map((m: StoredMessage) => ({ ...m })) };
+      ctx.body = { uid, messages: messages.map((m: StoredMessage) => ({ ...m })) } satisfies KeptMessagesAnswer;
     });
     return router;
   }

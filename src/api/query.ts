@@ -5,7 +5,9 @@
 // bounds, so a hostile one costs about what a normal request does.
 import { parse, type ParsedUrlQuery } from 'node:querystring';
 import type { Context, Middleware } from 'koa';
+import { z } from 'zod';
 import { HttpError } from './errors.ts';
+import { describeIssue } from '../names.ts';
 
 /**
  * Parameters one query string may hold; more answers 414. As PHP's default max_input_vars;
@@ -75,4 +77,30 @@ export function boundedQuery(
     Object.defineProperty(ctx.request, 'query', { value: params, writable: false, configurable: true });
     return next();
   };
+}
+
+/**
+ * The query of a paged GET: `cursor` as a previous page gave it, `limit` 1-`maxLimit`
+ * (default 100). Not strict: a `secret` may ride in the query (push-auth.ts).
+ */
+export function pageQuerySchema(maxLimit: number) {
+  const badLimit = `must be an integer 1-${maxLimit}`;
+  return z.object({
+    cursor: z.string({ error: 'must be one value' }).optional().describe('the cursor the previous page gave; absent or empty for the first page'),
+    limit: z.coerce
+      .number({ error: badLimit })
+      .int(badLimit)
+      .min(1, badLimit)
+      .max(maxLimit, badLimit)
+      .default(100)
+      .describe('most entries in one page'),
+  });
+}
+
+/** `query` checked by `schema`, or an HttpError 400 naming the parameter that is wrong. */
+export function queryOf<T extends z.ZodType>(schema: T, query: ParsedUrlQuery): z.output<T> {
+  const parsed = schema.safeParse(query);
+  if (parsed.success) return parsed.data;
+  const { field, message } = describeIssue(parsed.error, 'query');
+  throw new HttpError(400, `${field} ${message}`, 'invalid_request', field);
 }

@@ -3,6 +3,7 @@
 import type Router from '@koa/router';
 import { HttpError } from './errors.ts';
 import type { MessageStatus } from '../message-status.ts';
+import type { StatusAnswerBody } from './answers.ts';
 
 export function statusRoutes(router: Router, status: MessageStatus): void {
   router.get('/messages/:id', async (ctx) => {
@@ -16,6 +17,6 @@ export function statusRoutes(router: Router, status: MessageStatus): void {
         'not_found',
       );
     }
-    ctx.body = answer;
+    ctx.body = answer satisfies StatusAnswerBody;
   });
 }
