@@ -1,12 +1,11 @@
-// The demo page on WEB_PORT: a fixed set of files from client-demo/, read once at start,
-// /push-client.js (the SDK: see sdk-script.ts), and /config.js telling the page where the
-// Socket.IO and push API ports are.
+// The demo page on WEB_PORT: a fixed set of files from client-demo/, read once at start, and
+// /config.js telling the page where the Socket.IO and push API ports are. The page loads the
+// client SDK from the Socket.IO port (/sdk/push-client.js, sdk-script.ts), as any site does.
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { AdminSnapshot } from './admin.ts';
-import { sdkScript } from './sdk-script.ts';
 import { safeEqual } from './secrets.ts';
 
 const DEMO_DIR = fileURLToPath(new URL('../client-demo/', import.meta.url));
@@ -91,7 +90,6 @@ export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Pr
       bodies.set(path, { body: readFileSync(DEMO_DIR + file), type });
     }
   }
-  bodies.set('/push-client.js', { body: await sdkScript(), type: 'text/javascript; charset=utf-8' });
   for (const [path, { file, type }] of Object.entries(FILES)) {
     bodies.set(path, { body: readFileSync(DEMO_DIR + file), type });
   }

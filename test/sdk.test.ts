@@ -1,7 +1,7 @@
 // The client SDK against a real server, in Node with the real socket.io-client 4.x.
 import { expect } from 'chai';
 import { io } from 'socket.io-client';
-import { PushClient } from '../client-demo/sdk/push-client.ts';
+import { PushClient } from '../packages/push-client/src/index.ts';
 import type { MessageMeta } from '../src/events.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { withDeadline } from './support/clients.ts';
