@@ -100,6 +100,11 @@ async function callToken(what: string, get: () => TokenResult): Promise<string> 
   return token;
 }
 
+/** A JWT (header.payload.signature), the one kind of token that expires. */
+function isJwt(token: string): boolean {
+  return token.split('.').length === 3;
+}
+
 function expired(reply: { ok: boolean; error?: SocketError }): boolean {
   return !reply.ok && reply.error?.code === 'token_expired';
 }
@@ -318,14 +323,15 @@ export class PushClientCore {
 
   /**
    * What to send for `topics`: a name, or `{topic, token, publishToken}`. A private topic
-   * without a token (or every private topic, when `fresh`) gets one from getTopicToken.
+   * without a token gets one from getTopicToken; when `fresh` (the server said a token
+   * expired), so does every private topic holding a JWT: an HMAC token never expires.
    */
   private async topicSpecs(topics: string[], fresh: boolean): Promise<(string | TopicSpec)[]> {
     return Promise.all(
       topics.map(async (topic) => {
         const tokens = { ...this.topicTokens.get(topic) };
         const getTopicToken = this.getTopicToken;
-        if (getTopicToken && topic.startsWith(PRIVATE_TOPIC_PREFIX) && (fresh || tokens.token === undefined)) {
+        if (getTopicToken && topic.startsWith(PRIVATE_TOPIC_PREFIX) && (tokens.token === undefined || (fresh && isJwt(tokens.token)))) {
           tokens.token = await callToken(`getTopicToken(${topic})`, () => getTopicToken(topic));
           this.topicTokens.set(topic, tokens);
         }
