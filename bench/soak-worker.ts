@@ -4,7 +4,7 @@
 // handler returns, duplicates dropped by id. It records what reached the handlers and,
 // through a second listener on the same socket, every arrival before de-duplication.
 import { io } from 'socket.io-client';
-import { PushClient } from '../client-demo/sdk/push-client.ts';
+import { PushClient } from '../packages/push-client/src/index.ts';
 import type { LoginReply } from '../src/events.ts';
 import type { PageEvent, SoakCommand, SoakReply } from './soak-ipc.ts';
 

@@ -99,9 +99,14 @@
     };
   }
 
-  var script = document.createElement('script');
-  script.src = ioUrl + '/socket.io/socket.io.js'; // served by the Socket.IO server: no CDN
-  script.onload = start;
-  script.onerror = function () { setText('status', 'cannot reach the Socket.IO server at ' + ioUrl); };
-  document.head.appendChild(script);
+  // both served by the Socket.IO server, no CDN: its socket.io-client, then the client SDK
+  // (packages/push-client, built to a plain script) that drives it
+  function load(src, then) {
+    var script = document.createElement('script');
+    script.src = ioUrl + src;
+    script.onload = then;
+    script.onerror = function () { setText('status', 'cannot reach the Socket.IO server at ' + ioUrl); };
+    document.head.appendChild(script);
+  }
+  load('/socket.io/socket.io.js', function () { load('/sdk/push-client.js', start); });
 })();

@@ -5,13 +5,14 @@
 // part with node-redis and the Redis adapter, the embedded store with lmdb) stays in chunks of
 // its own, loaded only when used. One bundle would hoist their packages' imports to the top,
 // and a single node would load node-redis and the adapter at start: 6-10 MB of RSS measured.
-// The demo page's SDK is bundled here too (dist/push-client.js), so nothing at run time needs
-// esbuild: `npm pack` (prepack) ships dist/, and the package runs without devDependencies.
+// The client SDK's plain script (packages/push-client) is bundled here too (dist/push-client.js,
+// served at /sdk/push-client.js), so nothing at run time needs esbuild: `npm pack` (prepack) ships dist/, and the package runs without devDependencies.
 import { build } from 'esbuild';
 import { chmodSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildSdk, SDK_FILE } from '../src/sdk-script.ts';
+import { scriptBundle } from '../packages/push-client/build.ts';
+import { SDK_FILE } from '../src/sdk-script.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -52,6 +53,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   // the package's bin: start.ts's #! line is kept by esbuild; npm makes bins executable on
   // install, this makes ./dist/start.js runnable in a clone too
   chmodSync(ROOT + 'dist/start.js', 0o755);
-  writeFileSync(ROOT + 'dist/' + SDK_FILE, await buildSdk());
+  writeFileSync(ROOT + 'dist/' + SDK_FILE, await scriptBundle());
   console.log('built dist/start.js: run it with node dist/start.js');
 }

@@ -11,8 +11,8 @@ import { createHmac } from 'node:crypto';
 import type { SocketError } from './events.ts';
 import { safeEqual } from './secrets.ts';
 
-/** Topics whose name starts with this need a token to subscribe. */
-export const PRIVATE_TOPIC_PREFIX = 'private-';
+/** Topics whose name starts with this need a token to subscribe (declared with the wire shapes). */
+export { PRIVATE_TOPIC_PREFIX } from '../packages/push-client/src/protocol.ts';
 
 /**
  * HMAC key of the topic key. The secret is the message here and never the key, as in

@@ -32,6 +32,7 @@ import { OnlineCountBroadcaster } from './online-count.ts';
 import { PeriodicTask } from './periodic.ts';
 import { MemoryPresence, type OnlineCounts, type Presence } from './presence.ts';
 import { Scheduler } from './scheduler.ts';
+import { sdkScript, SDK_PATH, serveSdk } from './sdk-script.ts';
 import { registerSocketHandlers, type SocketObserver } from './socket-handlers.ts';
 import { createSockets } from './socket-server.ts';
 import { EventsEndpoint } from './sse/endpoint.ts';
@@ -262,8 +263,13 @@ export async function createServer(config: Config, components: Components = {}):
   // 3. the socket side
   const clientAddresses = new ClientAddresses(config.trustProxy);
   const addressOf = (req: IncomingMessage) => clientAddresses.of(req);
-  // requests outside /socket.io/ (GET /events) come only once listening, when events is set
-  const { io, ioHttp, connections } = createSockets(config, tls, log, metrics, addressOf, cluster, (req, res) => events.handle(req, res));
+  // the client SDK's script, served beside /socket.io/ (read now when built: a missing one stops the start)
+  const sdk = sdkScript();
+  // requests outside /socket.io/ (GET /events, the SDK) come only once listening, when events is set
+  const { io, ioHttp, connections } = createSockets(config, tls, log, metrics, addressOf, cluster, (req, res) => {
+    if ((req.url ?? '/').split('?')[0] === SDK_PATH) serveSdk(sdk, req, res, (err) => log.error('the client SDK could not be built', err));
+    else events.handle(req, res);
+  });
   // one node: pushes to a uid's pages may skip Socket.IO's per-packet machinery (lean-emit.ts).
   // A cluster's adapter publishes every emit to the other nodes, and connection state recovery
   // would number each packet in its adapter: both keep Socket.IO's path.

@@ -1,6 +1,6 @@
-// The demo page on WEB_PORT: a fixed set of files from client-demo/, read once at start,
-// /push-client.js (the SDK: see sdk-script.ts), and /config.js telling the page where the
-// Socket.IO and push API ports are.
+// The demo page on WEB_PORT: a fixed set of files from client-demo/, read once at start, and
+// /config.js telling the page where the Socket.IO and push API ports are. The page loads the
+// client SDK from the Socket.IO port (/sdk/push-client.js, sdk-script.ts), as any site does.
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
@@ -10,7 +10,6 @@ import type { HistoryJson } from './admin/history.ts';
 import type { TestPushAnswer } from './admin/test-push.ts';
 import type { AdminSnapshot, Coverage, UidLookup } from './admin/view.ts';
 import { uidSchema } from './names.ts';
-import { sdkScript } from './sdk-script.ts';
 import { safeEqual } from './secrets.ts';
 
 const DEMO_DIR = fileURLToPath(new URL('../client-demo/', import.meta.url));
@@ -183,7 +182,6 @@ export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Pr
       bodies.set(path, { body: readFileSync(DEMO_DIR + file), type });
     }
   }
-  bodies.set('/push-client.js', { body: await sdkScript(), type: 'text/javascript; charset=utf-8' });
   for (const [path, { file, type }] of Object.entries(FILES)) {
     bodies.set(path, { body: readFileSync(DEMO_DIR + file), type });
   }

@@ -4,7 +4,9 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
+import { SignJWT } from 'jose';
 import type { Browser } from 'playwright-core';
+import { loginToken, topicKey } from '../src/login-auth.ts';
 import { CHROMIUM, launchBrowser } from './support/browser.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { legacyPush, startServer } from './support/server.ts';
@@ -40,6 +42,50 @@ function legacySite(ioPort: number): Promise<{ url: string }> {
     server.listen(0, '127.0.0.1', () => {
       onCleanup(() => new Promise((r) => server.close(r)));
       resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` });
+    });
+  });
+}
+
+/**
+ * A site that uses the client SDK as a page would: its page loads socket.io-client and the SDK
+ * from the push server's Socket.IO port (no demo listener), and its backend (GET /token) gives
+ * the page a login JWT that expires after `firstTokenSeconds` the first time, an hour later on.
+ */
+function sdkSite(ioUrl: string, secret: string, uid: string, firstTokenSeconds: number) {
+  const key = new TextEncoder().encode(secret);
+  const issued: number[] = []; // the exp of each token given out
+  const page = `<!doctype html><meta charset="utf-8"><title>sdk</title>
+<script src="${ioUrl}/socket.io/socket.io.js"></script>
+<script src="${ioUrl}/sdk/push-client.js"></script>
+<pre id="log"></pre><div id="status"></div>
+<script>
+  function log(line) { document.getElementById('log').textContent += line + '\\n'; }
+  var client = PushClient.connect(${JSON.stringify(ioUrl)}, {
+    uid: ${JSON.stringify(uid)},
+    getToken: function () { return fetch('/token').then(function (r) { return r.text(); }); },
+  });
+  client.onStatus(function (status, login) {
+    if (login) document.getElementById('status').textContent = login.ok ? 'logged in ' + Date.now() : 'refused: ' + login.error.code;
+  });
+  client.on('message', function (data) { log('message ' + data); });
+  client.on('news', function (data) { log('news ' + data); });
+  // the topic token, as the site's backend renders it into the page
+  client.subscribe('private-room', { token: ${JSON.stringify(loginToken(topicKey(secret), 'private-room'))} })
+    .then(function (reply) { log('subscribed ' + JSON.stringify(reply)); });
+</script>`;
+  const server: Server = createServer((req, res) => {
+    if (req.url === '/token') {
+      const exp = Math.floor(Date.now() / 1000) + (issued.length === 0 ? firstTokenSeconds : 3600);
+      issued.push(exp);
+      void new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(uid).setExpirationTime(exp).sign(key).then((jwt) => {
+        res.writeHead(200, { 'content-type': 'text/plain' }).end(jwt);
+      });
+    } else res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
+  });
+  return new Promise<{ url: string; issued: number[] }>((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      onCleanup(() => new Promise((r) => server.close(r)));
+      resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}/`, issued });
     });
   });
 }
@@ -121,6 +167,38 @@ describe('in the browser', function () {
     await page.locator('#status', { hasText: '1 stored message(s) delivered' }).waitFor();
     await page.locator('#messages li', { hasText: '{"note":"sent while offline"}' }).waitFor();
     expect(await page.locator('#messages li').count()).to.equal(1);
+  });
+
+  it('a page with the SDK from the Socket.IO port (WEB_PORT=off) logs in by token, gets a private topic, and refreshes an expired JWT', async () => {
+    const secret = 'browser-login-secret-0123';
+    const server = await startServer({ loginSecret: secret }); // webPort: null, no demo listener
+    expect(server.webUrl).to.equal(null);
+    const site = await sdkSite(server.ioUrl, secret, 'alice', 1);
+    const page = await browser.newPage();
+    await page.goto(site.url);
+    await page.locator('#log', { hasText: 'subscribed {"ok":true,"topics":["private-room"]}' }).waitFor();
+    await page.locator('#status', { hasText: 'logged in' }).waitFor();
+    expect(site.issued).to.have.length(1); // getToken at connect
+    const v1 = (body: unknown) =>
+      fetch(`${server.apiUrl}/api/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await v1({ to: 'alice', data: 'to alice' })).status).to.equal(200);
+    expect((await v1({ topic: 'private-room', event: 'news', data: 'to the room' })).status).to.equal(200);
+    await page.locator('#log', { hasText: 'message to alice' }).waitFor();
+    await page.locator('#log', { hasText: 'news to the room' }).waitFor();
+
+    // the login JWT expires; the connection drops (as a network does) and the page reconnects:
+    // its kept token is refused as expired, getToken gives a new one, and pushes reach it again
+    await until(() => Math.floor(Date.now() / 1000) >= site.issued[0]!, 'the first token to expire', 5000, 50);
+    const before = await page.locator('#status').textContent();
+    for (const socket of server.io.of('/').sockets.values()) socket.conn.close();
+    await page.waitForFunction((old) => document.getElementById('status')!.textContent !== old, before);
+    expect(await page.locator('#status').textContent()).to.match(/^logged in /);
+    expect(site.issued).to.have.length(2);
+    expect(site.issued[1]! - site.issued[0]!).to.be.greaterThan(1000);
+    expect((await v1({ to: 'alice', data: 'after the refresh' })).status).to.equal(200);
+    expect((await v1({ topic: 'private-room', event: 'news', data: 'room after the refresh' })).status).to.equal(200);
+    await page.locator('#log', { hasText: 'message after the refresh' }).waitFor();
+    await page.locator('#log', { hasText: 'news room after the refresh' }).waitFor();
   });
 
   it('the demo chat room: two tabs talk on a topic (CLIENT_PUBLISH_TOPICS), text shown as text, no echo', async () => {

@@ -30,6 +30,7 @@ function npmEnv(): Record<string, string> {
 
 interface LockEntry {
   dev?: boolean;
+  link?: boolean;
   [field: string]: unknown;
 }
 
@@ -54,7 +55,11 @@ function writeApp(dir: string, tarball: string): void {
       engines: root.engines,
     },
   };
-  for (const [path, entry] of Object.entries(lock.packages)) if (path !== '' && entry.dev !== true) packages[path] = entry;
+  // not our workspaces (packages/push-client, and its link in node_modules): the tarball holds
+  // the SDK's script built, not the package
+  for (const [path, entry] of Object.entries(lock.packages)) {
+    if (path !== '' && entry.dev !== true && entry.link !== true && path.startsWith('node_modules/')) packages[path] = entry;
+  }
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'app', private: true, dependencies: { [PKG.name]: spec } }));
   writeFileSync(join(dir, 'package-lock.json'), JSON.stringify({ name: 'app', lockfileVersion: 3, requires: true, packages }));
 }
@@ -99,7 +104,7 @@ describe('the packed package (npm pack, installed without devDependencies)', fun
     for (const file of ['dist/start.js', 'dist/push-client.js', 'client-demo/index.html', 'client-demo/demo.js', 'README.md', 'docs/operations.md']) {
       expect(existsSync(join(installed, file)), file).to.equal(true);
     }
-    for (const file of ['src', 'test', 'bench', 'scripts', 'start.ts', 'client-demo/sdk', 'tsconfig.json']) {
+    for (const file of ['src', 'test', 'bench', 'scripts', 'start.ts', 'packages', 'tsconfig.json']) {
       expect(existsSync(join(installed, file)), file).to.equal(false);
     }
     // what the server would need if it built anything at run time
@@ -135,12 +140,13 @@ describe('the packed package (npm pack, installed without devDependencies)', fun
     expect(await legacyPush(apiUrl, { type: 'publish', to: 'u1', content: 'from <npx>' })).to.deep.equal({ status: 200, body: 'ok' });
     expect(await client.waitFor('new_msg')).to.deep.equal(['from &lt;npx&gt;']);
 
-    // the SDK built at pack time, read from dist/: esbuild is not installed
-    const sdk = await fetch(`${webUrl}/push-client.js`);
+    // the SDK built at pack time, read from dist/ (esbuild is not installed), on the Socket.IO port
+    const sdk = await fetch(`${ioUrl}/sdk/push-client.js`);
     expect(sdk.status).to.equal(200);
     const script = await sdk.text();
     expect(script).to.match(/^var PushClient = /m);
     expect(script).to.equal(readFileSync(join(app, 'node_modules', PKG.name, 'dist', 'push-client.js'), 'utf8'));
+    expect((await fetch(`${webUrl}/`)).status).to.equal(200); // the demo page, which loads it from there
 
     expect(await server.stop()).to.deep.equal({ code: 0, signal: null });
     expect(server.output()).to.match(/SIGTERM: shutting down[\s\S]*stopped/);
