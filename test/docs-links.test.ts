@@ -23,7 +23,8 @@ function prose(markdown: string): string[] {
   return markdown.split('\n').map((line) => {
     const open = /^\s*(`{3,}|~{3,})/.exec(line);
     if (fence === null && open) {
-      fence = open[1][0].repeat(open[1].length);
+      const marks = open[1] ?? '```';
+      fence = marks.charAt(0).repeat(marks.length);
       return '';
     }
     if (fence !== null) {
@@ -50,12 +51,12 @@ export function anchors(markdown: string): Set<string> {
   for (const line of prose(markdown)) {
     const m = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
     if (!m) continue;
-    const base = slug(m[1]);
+    const base = slug(m[1] ?? '');
     const n = seen.get(base) ?? 0;
     seen.set(base, n + 1);
     out.add(n === 0 ? base : `${base}-${n}`);
   }
-  for (const m of markdown.matchAll(/<a\s+(?:name|id)="([^"]+)"/g)) out.add(m[1]);
+  for (const m of markdown.matchAll(/<a\s+(?:name|id)="([^"]+)"/g)) if (m[1] !== undefined) out.add(m[1]);
   return out;
 }
 
@@ -64,10 +65,10 @@ export function links(markdown: string): { target: string; line: number }[] {
   const out: { target: string; line: number }[] = [];
   prose(markdown).forEach((raw, i) => {
     const line = raw.replace(/(`+)[^`]*?\1/g, 'code'); // `[a](b)` in inline code is no link
-    for (const m of line.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) out.push({ target: m[1], line: i + 1 });
+    for (const m of line.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) if (m[1] !== undefined) out.push({ target: m[1], line: i + 1 });
     const def = /^\s{0,3}\[[^\]]+\]:\s+<?(\S+?)>?(?:\s+"[^"]*")?\s*$/.exec(line);
-    if (def) out.push({ target: def[1], line: i + 1 });
-    for (const m of line.matchAll(/<(?:a|img)\s[^>]*?(?:href|src)="([^"]+)"/g)) out.push({ target: m[1], line: i + 1 });
+    if (def?.[1] !== undefined) out.push({ target: def[1], line: i + 1 });
+    for (const m of line.matchAll(/<(?:a|img)\s[^>]*?(?:href|src)="([^"]+)"/g)) if (m[1] !== undefined) out.push({ target: m[1], line: i + 1 });
   });
   return out;
 }
