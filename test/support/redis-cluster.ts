@@ -149,7 +149,7 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
         if (!fields[2]?.split(',').includes('master') || fields[2].includes('fail')) continue;
         const owns = fields.slice(8).some((range) => {
           const [from, to = from] = range.split('-').map(Number);
-          return from !== undefined && slot >= from && slot <= to;
+          return from !== undefined && to !== undefined && slot >= from && slot <= to;
         });
         if (owns) {
           const nodePort = Number(fields[1]!.split('@')[0]!.split(':')[1]);
