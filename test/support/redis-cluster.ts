@@ -55,7 +55,7 @@ export const HAS_CLUSTER_BINARIES = REDIS_SERVER !== null && REDIS_CLI !== null;
 
 /**
  * Starts 3 masters and 3 replicas with cluster-node-timeout `nodeTimeoutMs`, and resolves once
- * every node says cluster_state:ok and knows 6 nodes. Cluster ports are port + 10000: free ports
+ * every node says cluster_state:ok and knows 6 nodes, and every replica is in sync. Cluster ports are port + 10000: free ports
  * are picked below 55535 so that one exists.
  */
 export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}): Promise<TestRedisCluster> {
@@ -91,7 +91,7 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
           '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1000),
           '--appendonly', 'yes', '--appendfilename', `appendonly-${port}.aof`,
           '--appenddirname', `aof-${port}`, '--dbfilename', `dump-${port}.rdb`, '--save', '',
-          '--dir', dir, '--logfile', '',
+          '--dir', dir, '--logfile', join(dir, `log-${port}.txt`),
         ],
         { stdio: ['ignore', 'ignore', 'ignore'] },
       );
@@ -119,6 +119,22 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
           )
         ).every(Boolean),
       'cluster_state:ok on all 6 nodes',
+      START_MS,
+      50,
+    );
+    // a replica that has not finished its first sync cannot be promoted: a master killed
+    // before then would leave its slots without one
+    await until(
+      async () =>
+        (
+          await Promise.all(
+            ports.map(async (p) => {
+              const info = await redisCli(p, 'info', 'replication').catch(() => '');
+              return /role:master/.test(info) || /master_link_status:up/.test(info);
+            }),
+          )
+        ).every(Boolean),
+      'every replica in sync with its master',
       START_MS,
       50,
     );
