@@ -123,6 +123,20 @@ describe('Redis Cluster (REDIS_CLUSTER, sharded pub/sub)', function () {
     expect(page.received('message').map(([m]) => m)).to.deep.equal(['once']);
   });
 
+  it("a stored push is answered once a replica of the store's master has it: with that replica frozen it answers 503, may or may not", async () => {
+    const [a] = await twoNodes();
+    const replica = await cluster!.replicaOf(await cluster!.masterOf('{push}:counters'));
+    replica.pause();
+    try {
+      const res = await v1(a.apiUrl, '/api/v1/push', { to: 'rc-repl', data: 'x', ttl: 600 });
+      expect(res.status).to.equal(503);
+      expect(JSON.stringify(res.json)).to.include('no replica confirmed it').and.include('may or may not have been stored');
+    } finally {
+      replica.resume();
+    }
+    await until(async () => (await v1(a.apiUrl, '/api/v1/push', { to: 'rc-repl', data: 'y', ttl: 600 })).status === 200, 'stored pushes answered again');
+  });
+
   it('a SIGKILLed master is replaced by its replica: pushes resume, and no stored message answered before is lost', async () => {
     const [a, b] = await twoNodes();
     // the page is on the node that does not push: live pushes cross the sharded pub/sub

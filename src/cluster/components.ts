@@ -9,7 +9,9 @@ import { StoreUnavailableError, type ExpiredListener, type MessageStore, type St
 import { RedisPresence, type RedisPresenceOptions } from './redis-presence.ts';
 import { RedisMessageStore } from './redis-store.ts';
 import { connectAll, Connection, DEFAULT_COMMAND_TIMEOUT_MS, quit, reasonOf, type RedisClient } from './redis-client.ts';
-import { ClusterConnection, connectClusterClients, quitCluster, type RedisClusterClient, type RedisCommands } from './redis-cluster-client.ts';
+import {
+  ClusterConnection, connectClusterClients, NotReplicatedError, quitCluster, replicaConfirmation, type RedisClusterClient, type RedisCommands,
+} from './redis-cluster-client.ts';
 import type { AnnouncedState } from '../webhooks/presence-webhooks.ts';
 
 /** For server.ts, which loads this module only with REDIS_URL: a start that cannot reach Redis. */
@@ -76,9 +78,10 @@ function unavailableOnFailure(store: RedisMessageStore): MessageStore {
       try {
         return await method.apply(store, args);
       } catch (err) {
-        // a connection dropped for not answering: the command was sent, and Redis may run it yet
-        const unanswered = err instanceof DisconnectsClientError;
-        const reason = unanswered ? 'no answer in time' : reasonOf(err);
+        // a connection dropped for not answering: the command was sent, and Redis may run it yet;
+        // a write no replica confirmed is on its master, which may fail over without it
+        const unanswered = err instanceof DisconnectsClientError || err instanceof NotReplicatedError;
+        const reason = err instanceof DisconnectsClientError ? 'no answer in time' : reasonOf(err);
         const outcome = writes ? (unanswered ? '; it may or may not have been stored' : '; nothing was stored') : '';
         // no Redis URL: this reaches API clients; the connection's log line names it
         throw new StoreUnavailableError(`the message store is unavailable: ${reason}${outcome}`);
@@ -251,6 +254,8 @@ export async function connectRedisCluster(
     connection,
     answers: () => connection.answers(main),
     keys: { prefix, store: tagged(prefix), presence: tagged(`${prefix}presence:`) },
+    // a stored push is answered once a replica has it too: it survives its master's failover
+    confirm: replicaConfirmation(main, `${tagged(prefix)}counters`, Math.min(1000, Math.ceil(connection.timeoutMs / 2))),
     quit: () => Promise.all([main, pub, sub].map(quitCluster)).then(() => {}),
   });
 }
@@ -277,6 +282,8 @@ interface Assembly {
   answers(): Promise<boolean>;
   /** prefix: the announced state's and the adapter's; store, presence: their key prefixes. */
   keys: { prefix: string; store: string; presence: string };
+  /** The store's RedisStoreOptions.confirm. */
+  confirm?: () => Promise<void>;
   quit(): Promise<void>;
 }
 
@@ -297,7 +304,11 @@ function assemble(main: RedisCommands, adapter: AdapterFactory, log: Logger, a: 
       if (parts) throw new Error('the Redis parts are built once');
       parts = {
         presence: new RedisPresence(main, nodeId, log, { ...presenceOptions, keyPrefix: a.keys.presence }),
-        store: new RedisMessageStore(main, limits, log, { prefix: a.keys.store, ...(onExpired ? { onExpired } : {}) }),
+        store: new RedisMessageStore(main, limits, log, {
+          prefix: a.keys.store,
+          ...(onExpired ? { onExpired } : {}),
+          ...(a.confirm ? { confirm: a.confirm } : {}),
+        }),
       };
       return { presence: parts.presence, store: unavailableOnFailure(parts.store) };
     },

@@ -222,3 +222,35 @@ export async function quitCluster(client: RedisClusterClient): Promise<void> {
 
 /** What the Redis store, presence and announced state run on: one Redis, or a cluster. */
 export type RedisCommands = RedisClient | RedisClusterClient;
+
+/** A write that its master ran but no replica confirmed in time: a failover now could lose it. */
+export class NotReplicatedError extends Error {
+  override name = 'NotReplicatedError';
+}
+
+/** How long ROLE's count of a master's connected replicas is trusted, ms. */
+const ROLE_MS = 1000;
+
+/**
+ * After a write of the store: WAIT until a replica of the master of `key`'s slot has it, so
+ * that an answered push survives that master's failover (replication is asynchronous; a
+ * replica promoted without the write would not have it). A master with no replica connected
+ * (ROLE, read at most once a second) is not waited on: nothing could confirm, and refusing
+ * every stored push while a replica is away would be worse; that window is documented. A
+ * replica connected but silent past `timeoutMs` rejects with NotReplicatedError.
+ */
+export function replicaConfirmation(client: RedisClusterClient, key: string, timeoutMs: number): () => Promise<void> {
+  let replicas = 0;
+  let checkedAt = -Infinity;
+  return async () => {
+    if (Date.now() - checkedAt > ROLE_MS) {
+      const role = (await client.sendCommand(key, false, ['ROLE'])) as unknown;
+      replicas = Array.isArray(role) && role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
+      checkedAt = Date.now();
+    }
+    if (replicas === 0) return;
+    // on the connection the write went on, after it: the WAIT covers it
+    const acked = Number(await client.sendCommand(key, false, ['WAIT', '1', String(timeoutMs)]));
+    if (!(acked >= 1)) throw new NotReplicatedError(`no replica confirmed it within ${timeoutMs} ms`);
+  };
+}

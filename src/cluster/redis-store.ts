@@ -18,6 +18,12 @@ export interface RedisStoreOptions {
   prefix?: string;
   /** Told of each message that expired unacked (the sweep script hands each out once). */
   onExpired?: ExpiredListener;
+  /**
+   * Run after each write whose answer a client relies on (a stored push, a push id, a
+   * scheduled push): on a Redis Cluster, a WAIT for a replica (replicaConfirmation). Rejects
+   * when the write may not survive a failover.
+   */
+  confirm?: () => Promise<void>;
 }
 
 /** How often expired messages are swept, ms (as MemoryMessageStore). */
@@ -53,6 +59,7 @@ export class RedisMessageStore implements MessageStore {
   /** Its close() waits for a sweep under way, so none runs on a client the caller closes next. */
   private readonly sweeper: PeriodicTask;
   private readonly onExpired: ExpiredListener;
+  private readonly confirm: () => Promise<void>;
 
   /** The client is the caller's: close() leaves it open. */
   constructor(
@@ -64,6 +71,7 @@ export class RedisMessageStore implements MessageStore {
     this.prefix = options.prefix ?? 'push:';
     this.routing = `${this.prefix}counters`;
     this.onExpired = options.onExpired ?? (() => {});
+    this.confirm = options.confirm ?? (() => Promise.resolve());
     // logged once per failure spell, not once a second while Redis is away
     this.sweeper = new PeriodicTask(() => this.sweep(Date.now()), {
       everyMs: SWEEP_MS,
@@ -86,6 +94,7 @@ export class RedisMessageStore implements MessageStore {
       String(maxBytes),
       ...uids,
     ]);
+    await this.confirm();
     return toNumber(reply);
   }
 
@@ -114,13 +123,17 @@ export class RedisMessageStore implements MessageStore {
     ]);
     if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
     const [status, held] = reply as [unknown, unknown];
-    if (Number(status) === 1) return { first: true };
+    if (Number(status) === 1) {
+      await this.confirm();
+      return { first: true };
+    }
     if (Number(status) === 2) return { first: false, full: true };
     return { first: false, result: held === '' || typeof held !== 'string' ? null : (JSON.parse(held) as KeptAnswer) };
   }
 
   async settle(id: string, result: KeptAnswer, until: number): Promise<void> {
     await SETTLE.run(this.client, this.routing, [this.prefix, id, JSON.stringify(result), String(Math.max(1, Math.ceil(until)))]);
+    await this.confirm();
   }
 
   async release(id: string): Promise<boolean> {
@@ -132,11 +145,14 @@ export class RedisMessageStore implements MessageStore {
     const args = [this.prefix, push.spec.id, ms(push.at), JSON.stringify(push), String(maxScheduled), String(maxScheduledBytes), putBack ? '1' : '0'];
     const reply = await SCHEDULE.run(this.client, this.routing, args);
     if (reply !== 'scheduled' && reply !== 'count' && reply !== 'bytes') throw new Error(`unexpected reply from Redis: ${String(reply)}`);
+    if (reply === 'scheduled') await this.confirm();
     return reply;
   }
 
   async cancel(id: string): Promise<boolean> {
-    return toNumber(await CANCEL.run(this.client, this.routing, [this.prefix, id])) === 1;
+    const cancelled = toNumber(await CANCEL.run(this.client, this.routing, [this.prefix, id])) === 1;
+    if (cancelled) await this.confirm();
+    return cancelled;
   }
 
   async scheduled(after: ScheduledCursor | null, limit: number, maxBytes: number): Promise<ScheduledPage> {

@@ -24,6 +24,10 @@ export interface ClusterNode {
   port: number;
   /** SIGKILL, as a crash; resolves once the process has exited. Idempotent. */
   kill(): Promise<void>;
+  /** SIGSTOP: it stops answering while its connections stay open. close() kills it anyway. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
 }
 
 export interface TestRedisCluster {
@@ -32,6 +36,8 @@ export interface TestRedisCluster {
   nodes: ClusterNode[];
   /** The node that is master of `key`'s slot now, as the live nodes say. */
   masterOf(key: string): Promise<ClusterNode>;
+  /** A replica of `master`, as the live nodes say. */
+  replicaOf(master: ClusterNode): Promise<ClusterNode>;
   /** `redis-cli -p port ...args` on a live node: its reply as text. */
   cli(port: number, ...args: string[]): Promise<string>;
   /** Kills every node and removes the data dir. Idempotent. */
@@ -74,7 +80,7 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
 
   const close = async (): Promise<void> => {
     await Promise.all(children.map(({ proc, exited }) => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); // a stopped process dies of it too
       return exited;
     }));
     rmSync(dir, { recursive: true, force: true });
@@ -149,6 +155,8 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
       await exited;
     },
+    pause: () => proc.kill('SIGSTOP'),
+    resume: () => proc.kill('SIGCONT'),
   }));
   const alive = () => children.filter(({ proc }) => proc.exitCode === null && proc.signalCode === null).map((c) => c.port);
   return {
@@ -174,6 +182,16 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
         }
       }
       throw new Error(`no live master owns the slot of ${key}`);
+    },
+    replicaOf: async (master) => {
+      const port = alive().find((p) => p !== master.port);
+      if (port === undefined) throw new Error('no other node is running');
+      const lines = (await redisCli(port, 'cluster', 'nodes')).split('\n').map((l) => l.trim().split(' '));
+      const id = lines.find((f) => f[1]?.split('@')[0] === `127.0.0.1:${master.port}`)?.[0];
+      const replica = lines.find((f) => f[3] === id && f[2]?.split(',').includes('slave'));
+      const node = nodes.find((n) => `127.0.0.1:${n.port}` === replica?.[1]?.split('@')[0]);
+      if (!id || !node) throw new Error(`no replica of 127.0.0.1:${master.port}`);
+      return node;
     },
     close,
   };
