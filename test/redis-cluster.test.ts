@@ -139,8 +139,10 @@ describe('Redis Cluster (REDIS_CLUSTER, sharded pub/sub)', function () {
 
   it('a SIGKILLed master is replaced by its replica: pushes resume, and no stored message answered before is lost', async () => {
     const [a, b] = await twoNodes();
-    // the page is on the node that does not push: live pushes cross the sharded pub/sub
-    const page = await pageOn(b, 'rc-fail');
+    // the page is on the node that does not push: live pushes cross the sharded pub/sub. Its
+    // uid's room channel (push:socket.io#/#{push}rc-fail#) has the store's hash tag: it is on
+    // the master killed below, so its subscription must move to the replica too
+    const page = await pageOn(b, '{push}rc-fail');
     // answered (stored: 1) before the kill, for a uid that is offline
     const kept: string[] = [];
     for (let i = 0; i < 20; i++) {
@@ -157,7 +159,7 @@ describe('Redis Cluster (REDIS_CLUSTER, sharded pub/sub)', function () {
     let resumedAt = 0;
     for (let i = 0; resumedAt === 0; i++) {
       expect(Date.now() - killedAt, 'pushes resumed').to.be.below(20_000);
-      const res = await v1(a.apiUrl, '/api/v1/push', { to: 'rc-fail', data: `after-${i}`, ttl: 600 }).catch(() => ({ status: 0, json: null }));
+      const res = await v1(a.apiUrl, '/api/v1/push', { to: '{push}rc-fail', data: `after-${i}`, ttl: 600 }).catch(() => ({ status: 0, json: null }));
       if (res.status === 200) {
         await page.waitFor('message', (m) => m === `after-${i}`, 5000);
         resumedAt = Date.now();
@@ -166,6 +168,11 @@ describe('Redis Cluster (REDIS_CLUSTER, sharded pub/sub)', function () {
         await new Promise((resolve) => setTimeout(resolve, 50)); // the retry pace of a backend, not a wait for state
       }
     }
+    // a live push without ack goes on the room's own channel, on the new master now
+    await until(async () => {
+      await legacyPush(a.apiUrl, { type: 'publish', to: '{push}rc-fail', content: 'live again', secret: PUSH_SECRET });
+      return page.received('new_msg').length > 0;
+    }, 'a live push on the moved room channel', 5000, 200);
     console.log(`      failover: stored pushes resumed ${resumedAt - killedAt} ms after the SIGKILL of the store's master`);
     expect(await storedIds(b.apiUrl, 'rc-fail-off')).to.deep.equal(kept);
   });
