@@ -97,8 +97,14 @@ export function loadConfig(
   if ((out.tlsCert === null) !== (out.tlsKey === null) && 'tlsCert' in out && 'tlsKey' in out) {
     problems.push('TLS_CERT and TLS_KEY go together: set both or neither');
   }
+  const clustered = Array.isArray(out.redisCluster) && out.redisCluster.length > 0;
+  if (clustered && typeof out.redisUrl === 'string') {
+    problems.push('REDIS_URL and REDIS_CLUSTER exclude each other: set REDIS_URL for one Redis, or REDIS_CLUSTER for a Redis Cluster');
+  }
   if (typeof out.workers === 'number' && out.workers > 1) {
-    if (out.redisUrl === null) problems.push('WORKERS above 1 needs REDIS_URL: the workers share rooms, presence and messages through it');
+    if (out.redisUrl === null && !clustered) {
+      problems.push('WORKERS above 1 needs REDIS_URL or REDIS_CLUSTER: the workers share rooms, presence and messages through it');
+    }
     if (out.tlsCert !== null && out.tlsCert !== undefined) problems.push('WORKERS above 1 cannot terminate TLS itself: put a TLS proxy in front');
   }
   if (typeof out.redeliveryWindowBytes === 'number' && typeof out.maxSocketBufferBytes === 'number' && out.redeliveryWindowBytes >= out.maxSocketBufferBytes) {

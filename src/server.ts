@@ -68,7 +68,7 @@ export interface ServerHandle {
    * Where presence and stored messages live: this process (stored messages in memory, or on
    * disk in DATA_DIR), or Redis shared by a cluster.
    */
-  engine: 'memory' | 'embedded' | 'redis';
+  engine: 'memory' | 'embedded' | 'redis' | 'redis-cluster';
   io: PushIo;
   metrics: Metrics;
   /** Stops accepting, disconnects every socket, lets requests finish; idempotent. */
@@ -76,14 +76,19 @@ export interface ServerHandle {
 }
 
 /**
- * Connects to Redis for the cluster components. cluster/components.ts (with
- * cluster/redis-client.ts, the only importers of redis and the adapter) is loaded only here,
+ * Connects to Redis (REDIS_URL) or a Redis Cluster (REDIS_CLUSTER) for the cluster components,
+ * or null for neither. cluster/components.ts (with cluster/redis-client.ts and
+ * redis-cluster-client.ts, the only importers of redis and the adapter) is loaded only here,
  * so a single node never loads them. Unreachable: one line.
  */
-async function joinCluster(url: string, config: Config, log: Logger): Promise<RedisCluster> {
-  const { connectCluster, RedisStartupError } = await import('./cluster/components.ts');
+async function joinCluster(config: Config, log: Logger): Promise<RedisCluster | null> {
+  if (config.redisUrl === null && config.redisCluster.length === 0) return null;
+  const { connectCluster, connectRedisCluster, RedisStartupError } = await import('./cluster/components.ts');
+  const options = { commandTimeoutMs: config.redisCommandTimeoutMs };
   try {
-    return await connectCluster(url, log, { commandTimeoutMs: config.redisCommandTimeoutMs });
+    // REDIS_URL and REDIS_CLUSTER exclude each other (config.ts)
+    if (config.redisUrl !== null) return await connectCluster(config.redisUrl, log, options);
+    return await connectRedisCluster(config.redisCluster, log, options);
   } catch (err) {
     throw err instanceof RedisStartupError ? new StartupError(err.message) : err;
   }
@@ -233,7 +238,7 @@ export async function createServer(config: Config, components: Components = {}):
   const tls = readTls(config); // first: a bad file stops the start before anything runs
   const log = components.log ?? consoleLogger;
   // Redis's clients before the sinks: the webhooks' announced state lives there
-  const cluster = config.redisUrl === null ? null : await joinCluster(config.redisUrl, config, log);
+  const cluster = await joinCluster(config, log);
 
   // what became of each push: in memory, its timer stopped by close() (or a failed start)
   const status = new MessageStatus({ maxBytes: config.maxStatusBytes, keepMs: config.statusSeconds * 1000 });
@@ -457,5 +462,5 @@ export async function createServer(config: Config, components: Components = {}):
     return closing;
   };
 
-  return { ports, engine: cluster ? 'redis' : storage.embedded ? 'embedded' : 'memory', io, metrics, close };
+  return { ports, engine: cluster ? (config.redisUrl === null ? 'redis-cluster' : 'redis') : storage.embedded ? 'embedded' : 'memory', io, metrics, close };
 }

@@ -52,6 +52,18 @@ const redisUrl = z
   .transform((s) => (s === '' ? null : s))
   .refine((s) => s === null || /^rediss?:\/\/[^\s]+$/.test(s), 'must be a redis:// or rediss:// URL (or empty for one node)');
 
+/**
+ * Comma-separated seed nodes of a Redis Cluster (`host:port`, or redis:// / rediss:// URLs),
+ * or empty for none. One reachable seed is enough to find the others.
+ */
+const redisSeeds = z
+  .string()
+  .transform((s) => s.split(',').map((n) => n.trim()).filter((n) => n !== ''))
+  .refine(
+    (list) => list.length <= 64 && list.every((n) => /^rediss?:\/\/[^\s,]+$/.test(n) || /^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9A-Fa-f:.]+\]:\d{1,5}$/.test(n)),
+    'must be seed nodes separated by commas, each host:port or a redis:// / rediss:// URL (at most 64), or empty for none',
+  );
+
 /** Comma-separated http(s) URLs, or empty for none. */
 const urlList = z
   .string()
@@ -346,10 +358,16 @@ export const SETTINGS = {
     'Redis to join a cluster through (rooms, presence, stored messages); empty = one node (stored messages as STORE says)',
     redisUrl,
   ),
+  redisCluster: setting(
+    'REDIS_CLUSTER',
+    '',
+    'seed nodes of a Redis Cluster (7+) to join a cluster through, comma-separated host:port or redis:// URLs; instead of REDIS_URL. Sharded pub/sub; see docs/cluster.md',
+    redisSeeds,
+  ),
   redisCommandTimeoutMs: setting(
     'REDIS_COMMAND_TIMEOUT_MS',
     '2000',
-    'with REDIS_URL: a Redis that leaves a command unanswered this long counts as lost (pushes that need it answer 503, /readyz 503) and is reconnected',
+    'with REDIS_URL or REDIS_CLUSTER: a Redis that leaves a command unanswered this long counts as lost (pushes that need it answer 503, /readyz 503) and is reconnected',
     z
       .string()
       .regex(/^\d+$/, 'must be an integer 100-600000')
@@ -359,7 +377,7 @@ export const SETTINGS = {
   workers: setting(
     'WORKERS',
     '1',
-    'server processes on this machine sharing the ports (above 1 needs REDIS_URL)',
+    'server processes on this machine sharing the ports (above 1 needs REDIS_URL or REDIS_CLUSTER)',
     positiveInt(256),
   ),
   webhookUrl: setting(
@@ -432,6 +450,7 @@ export const SETTINGS = {
 export function shownValue(schema: z.ZodType<unknown, string>, raw: string): string {
   if (schema === secret) return `${raw.length} character${raw.length === 1 ? '' : 's'}`;
   if (schema === redisUrl) return JSON.stringify(shownUrl(raw.trim()));
+  if (schema === redisSeeds) return JSON.stringify(raw.split(',').map((n) => (/^rediss?:\/\//.test(n.trim()) ? shownUrl(n.trim()) : n.trim())).join(','));
   if (schema === urlList) return JSON.stringify(raw.split(',').map((u) => shownUrl(u.trim())).join(', '));
   return JSON.stringify(raw);
 }

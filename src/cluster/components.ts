@@ -1,14 +1,17 @@
-// What a cluster node swaps in when REDIS_URL is set, built on three clients of one Redis:
-// the Socket.IO adapter (rooms and broadcasts across nodes), the Redis presence, the Redis
-// message store and the webhooks' announced state. The only module that loads
-// `@socket.io/redis-adapter`; server.ts imports it only when REDIS_URL is set.
-import { createAdapter } from '@socket.io/redis-adapter';
+// What a cluster node swaps in when REDIS_URL or REDIS_CLUSTER is set, built on three clients
+// of one Redis or of a Redis Cluster: the Socket.IO adapter (rooms and broadcasts across
+// nodes), the Redis presence, the Redis message store and the webhooks' announced state. The
+// only module that loads `@socket.io/redis-adapter`; server.ts imports it only with Redis.
+import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import { DisconnectsClientError } from 'redis';
 import type { Logger } from '../log.ts';
 import { StoreUnavailableError, type ExpiredListener, type MessageStore, type StoreLimits } from '../message-store.ts';
 import { RedisPresence, type RedisPresenceOptions } from './redis-presence.ts';
 import { RedisMessageStore } from './redis-store.ts';
 import { connectAll, Connection, DEFAULT_COMMAND_TIMEOUT_MS, quit, reasonOf, type RedisClient } from './redis-client.ts';
+import {
+  ClusterConnection, connectClusterClients, NotReplicatedError, quitCluster, replicaConfirmation, type RedisClusterClient, type RedisCommands,
+} from './redis-cluster-client.ts';
 import type { AnnouncedState } from '../webhooks/presence-webhooks.ts';
 
 /** For server.ts, which loads this module only with REDIS_URL: a start that cannot reach Redis. */
@@ -47,7 +50,7 @@ function countingSafely(factory: AdapterFactory, onError: (err: unknown) => void
 }
 
 /** The client as the adapter should see it: the unawaited commands' failures go to `onError`. */
-function catchUnawaited(client: RedisClient, onError: (err: unknown) => void): RedisClient {
+function catchUnawaited<C extends RedisCommands>(client: C, onError: (err: unknown) => void): C {
   return new Proxy(client, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
@@ -75,9 +78,10 @@ function unavailableOnFailure(store: RedisMessageStore): MessageStore {
       try {
         return await method.apply(store, args);
       } catch (err) {
-        // a connection dropped for not answering: the command was sent, and Redis may run it yet
-        const unanswered = err instanceof DisconnectsClientError;
-        const reason = unanswered ? 'no answer in time' : reasonOf(err);
+        // a connection dropped for not answering: the command was sent, and Redis may run it yet;
+        // a write no replica confirmed is on its master, which may fail over without it
+        const unanswered = err instanceof DisconnectsClientError || err instanceof NotReplicatedError;
+        const reason = err instanceof DisconnectsClientError ? 'no answer in time' : reasonOf(err);
         const outcome = writes ? (unanswered ? '; it may or may not have been stored' : '; nothing was stored') : '';
         // no Redis URL: this reaches API clients; the connection's log line names it
         throw new StoreUnavailableError(`the message store is unavailable: ${reason}${outcome}`);
@@ -105,8 +109,9 @@ function unavailableOnFailure(store: RedisMessageStore): MessageStore {
  * whose last page closes at node B gets its user.offline from B, once.
  */
 export class RedisAnnouncedState implements AnnouncedState {
+  /** One key per uid (`<prefix>announced:<uid>`), single-key commands: in a cluster, on the uid's own slot. */
   constructor(
-    private readonly client: RedisClient,
+    private readonly client: RedisCommands,
     private readonly prefix: string,
   ) {}
 
@@ -209,31 +214,101 @@ export async function connectCluster(
   const connection = new Connection(url, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
   const [main, pub, sub] = (await connectAll(connection, 3)) as [RedisClient, RedisClient, RedisClient];
   await checkPersistence(main, connection.where, log);
-  const unawaitedFailed = (err: unknown) => {
+  const prefix = options.prefix ?? 'push:';
+  const failed = unawaitedFailed(connection, log);
+  const adapter = countingSafely(
+    createAdapter(catchUnawaited(pub, failed), catchUnawaited(sub, failed), { key: `${prefix}socket.io` }),
+    failed,
+  );
+  return assemble(main, adapter, log, {
+    connection,
+    answers: () => connection.answers(main),
+    // one Redis: the key names of every release so far, untagged
+    keys: { prefix, store: prefix, presence: `${prefix}presence:` },
+    quit: () => Promise.all([main, pub, sub].map(quit)).then(() => {}),
+  });
+}
+
+/**
+ * connectCluster for a Redis Cluster (REDIS_CLUSTER, Redis 7+): node-redis's cluster clients,
+ * the sharded Socket.IO adapter (SPUBLISH/SSUBSCRIBE: a uid's room is a channel of its own,
+ * on its own slot, so broadcast traffic spreads over the masters), and the store and presence
+ * on hash-tagged keys (each in one slot; docs/cluster.md). Persistence is checked on every master.
+ */
+export async function connectRedisCluster(
+  seeds: readonly string[],
+  log: Logger,
+  options: { prefix?: string; commandTimeoutMs?: number } = {},
+): Promise<RedisCluster> {
+  const connection = new ClusterConnection(seeds, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
+  const [main, pub, sub] = (await connectClusterClients(connection, 3)) as [RedisClusterClient, RedisClusterClient, RedisClusterClient];
+  for (const master of main.masters) {
+    await checkPersistence((await main.nodeClient(master)) as unknown as RedisClient, `${connection.where} master ${master.address}`, log);
+  }
+  const prefix = options.prefix ?? 'push:';
+  const failed = unawaitedFailed(connection, log);
+  const sharded = createShardedAdapter(catchUnawaited(pub, failed), catchUnawaited(sub, failed), {
+    channelPrefix: `${prefix}socket.io`,
+  }) as unknown as AdapterFactory; // the same Adapter contract, another subclass
+  return assemble(main, countingSafely(sharded, failed), log, {
+    connection,
+    answers: () => connection.answers(main),
+    keys: { prefix, store: tagged(prefix), presence: tagged(`${prefix}presence:`) },
+    // a stored push is answered once a replica has it too: it survives its master's failover
+    confirm: replicaConfirmation(main, `${tagged(prefix)}counters`, Math.min(1000, Math.ceil(connection.timeoutMs / 2))),
+    quit: () => Promise.all([main, pub, sub].map(quitCluster)).then(() => {}),
+  });
+}
+
+/**
+ * `push:` -> `{push}:`: the same key names, with all but the last colon as a hash tag, so that
+ * every key under the prefix is in one slot of a Redis Cluster.
+ */
+export function tagged(prefix: string): string {
+  const base = prefix.endsWith(':') ? prefix.slice(0, -1) : prefix;
+  return `{${base}}:`;
+}
+
+/** Reports a failed unawaited adapter command, unless it is part of an outage logged already. */
+function unawaitedFailed(connection: { lost: boolean; where: string }, log: Logger): (err: unknown) => void {
+  return (err) => {
     // in flight when the connection went, or cut by close(): the outage is logged already
     if (!connection.lost) log.warn(`redis ${connection.where}: a Socket.IO adapter command failed (${reasonOf(err)})`);
   };
-  const prefix = options.prefix ?? 'push:';
-  const adapter = countingSafely(
-    createAdapter(catchUnawaited(pub, unawaitedFailed), catchUnawaited(sub, unawaitedFailed), { key: `${prefix}socket.io` }),
-    unawaitedFailed,
-  );
+}
+
+interface Assembly {
+  connection: { lost: boolean; onRecovered(listener: () => void): void; stop(): void };
+  answers(): Promise<boolean>;
+  /** prefix: the announced state's and the adapter's; store, presence: their key prefixes. */
+  keys: { prefix: string; store: string; presence: string };
+  /** The store's RedisStoreOptions.confirm. */
+  confirm?: () => Promise<void>;
+  quit(): Promise<void>;
+}
+
+/** The RedisCluster of connected clients, one Redis or a cluster alike. */
+function assemble(main: RedisCommands, adapter: AdapterFactory, log: Logger, a: Assembly): RedisCluster {
   let parts: { presence: RedisPresence; store: RedisMessageStore } | null = null;
   let closing: Promise<void> | null = null;
   return {
     adapter,
-    announced: new RedisAnnouncedState(main, prefix),
-    onRecovered: (listener) => connection.onRecovered(listener),
+    announced: new RedisAnnouncedState(main, a.keys.prefix),
+    onRecovered: (listener) => a.connection.onRecovered(listener),
     notReady: async () => {
       // open to anyone on the API port: says what, not where (the log names the Redis)
-      if (connection.lost) return 'redis is not connected';
-      return (await connection.answers(main)) ? null : 'redis does not answer';
+      if (a.connection.lost) return 'redis is not connected';
+      return (await a.answers()) ? null : 'redis does not answer';
     },
     build: (nodeId, limits, { onExpired, ...presenceOptions } = {}) => {
       if (parts) throw new Error('the Redis parts are built once');
       parts = {
-        presence: new RedisPresence(main, nodeId, log, { ...presenceOptions, prefix }),
-        store: new RedisMessageStore(main, limits, log, { prefix, ...(onExpired ? { onExpired } : {}) }),
+        presence: new RedisPresence(main, nodeId, log, { ...presenceOptions, keyPrefix: a.keys.presence }),
+        store: new RedisMessageStore(main, limits, log, {
+          prefix: a.keys.store,
+          ...(onExpired ? { onExpired } : {}),
+          ...(a.confirm ? { confirm: a.confirm } : {}),
+        }),
       };
       return { presence: parts.presence, store: unavailableOnFailure(parts.store) };
     },
@@ -241,8 +316,8 @@ export async function connectCluster(
       (closing ??= (async () => {
         await parts?.presence.close();
         await parts?.store.close();
-        connection.stop();
-        await Promise.all([main, pub, sub].map(quit));
+        a.connection.stop();
+        await a.quit();
       })()),
   };
 }

@@ -12,8 +12,11 @@
  * deleted in the same script that subtracts it, so two nodes reaping at once subtract it once.
  *
  * Scripts take KEYS = [nodes, users, pages] and ARGV = [node key prefix, node id, lease ms, ...];
- * the node hashes are named inside (a single Redis, or one Cluster slot through a hash tag
- * in the prefix).
+ * the node hashes are named inside. The prefix is `push:presence:` on one Redis (REDIS_URL)
+ * and `{push:presence}:` on a Redis Cluster (REDIS_CLUSTER): the hash tag puts every key above
+ * in one slot, so each script runs whole on one master, as the invariant needs (the totals sum
+ * over every node and uid; a per-uid split would need a script per uid and per node). Its slot
+ * differs from the store's `{push}`, so the two load two masters. docs/cluster.md.
  */
 const PRELUDE = `
 local nodes, users, pages = KEYS[1], KEYS[2], KEYS[3]

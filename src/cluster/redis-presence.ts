@@ -11,7 +11,7 @@
 import type { Logger } from '../log.ts';
 import { PeriodicTask } from '../periodic.ts';
 import type { OnlineCounts, Presence } from '../presence.ts';
-import type { RedisClient } from './redis-client.ts';
+import type { RedisCommands } from './redis-cluster-client.ts';
 import { HEARTBEAT, LEAVE, SET_PAGES, STAGE, STAGE_UIDS, SWAP } from './redis-presence-scripts.ts';
 
 export interface RedisPresenceOptions {
@@ -32,6 +32,12 @@ export interface RedisPresenceOptions {
    * @default 'push:'
    */
   prefix?: string;
+  /**
+   * The presence's own keys' prefix, in place of prefix + 'presence:'. A Redis Cluster gives
+   * one with a hash tag (`{push:presence}:`), so that every script touches one slot.
+   * @default prefix + 'presence:'
+   */
+  keyPrefix?: string;
   /**
    * Told of each uid left with no page anywhere when this node reaps a dead one: that uid's
    * last page is gone, as a removePage() that returned true would say. Webhooks use it.
@@ -76,7 +82,7 @@ export class RedisPresence implements Presence {
    * write fails at once while Redis is away instead of waiting for it.
    */
   constructor(
-    private readonly client: RedisClient,
+    private readonly client: RedisCommands,
     private readonly nodeId: string,
     private readonly log: Logger,
     options: RedisPresenceOptions = {},
@@ -87,7 +93,7 @@ export class RedisPresence implements Presence {
     if (!(this.heartbeatMs > 0 && this.heartbeatMs < this.leaseMs)) {
       throw new RangeError(`presence heartbeatMs (${this.heartbeatMs}) must be above 0 and below leaseMs (${this.leaseMs})`);
     }
-    const p = (options.prefix ?? 'push:') + 'presence:';
+    const p = options.keyPrefix ?? (options.prefix ?? 'push:') + 'presence:';
     this.keys = [p + 'nodes', p + 'users', p + 'pages'];
     this.nodePrefix = p + 'node:';
     this.heartbeat = new PeriodicTask(() => this.renew(), {
@@ -179,7 +185,8 @@ export class RedisPresence implements Presence {
    */
   private async write(uid: string, n: number): Promise<{ before: number; after: number }> {
     if (this.closed) return { before: 0, after: 0 }; // the node has left; close() removed its pages
-    if (!this.client.isReady) {
+    // (a cluster client has no such flag: a write to its master that is away fails at once too)
+    if ('isReady' in this.client && !this.client.isReady) {
       // it would fail at once (see the constructor): spared, the next beat writes the mirror
       this.dirty = true;
       return { before: 0, after: 0 };

@@ -2,13 +2,13 @@
 // Each change that touches several keys is one script, so every node sees it whole and two
 // nodes never claim the same due push at once.
 import { createHash } from 'node:crypto';
-import type { RedisClient } from './redis-client.ts';
+import type { RedisCommands } from './redis-cluster-client.ts';
 
 /**
  * A Lua script run by its SHA1, sent whole only when Redis does not know it (after a restart
- * or SCRIPT FLUSH). Scripts address keys from the prefix in ARGV[1]: a single Redis, or a
- * Redis Cluster only with a prefix holding a hash tag (`{push}:`), which puts every key in
- * one slot.
+ * or SCRIPT FLUSH). Scripts address keys from the prefix in ARGV[1]; KEYS[1] is one of them
+ * (the counters hash), which routes the script to the master of their slot in a Redis Cluster.
+ * There the prefix holds a hash tag (`{push}:`), so every key of the store is in that one slot.
  */
 class LuaScript {
   private readonly sha: string;
@@ -17,8 +17,9 @@ class LuaScript {
     this.sha = createHash('sha1').update(source).digest('hex');
   }
 
-  async run(client: RedisClient, args: readonly string[]): Promise<unknown> {
-    const options = { keys: [], arguments: [...args] };
+  /** `key`: a key of the store (routes the script in a cluster); `args[0]` is the prefix. */
+  async run(client: RedisCommands, key: string, args: readonly string[]): Promise<unknown> {
+    const options = { keys: [key], arguments: [...args] };
     try {
       return await client.evalSha(this.sha, options);
     } catch (err) {
@@ -29,7 +30,11 @@ class LuaScript {
 }
 
 /*
- * Keys, after the prefix:
+ * Keys, after the prefix: `push:` on one Redis (REDIS_URL), `{push}:` on a Redis Cluster
+ * (REDIS_CLUSTER). The hash tag puts the whole store in one slot, so each script below runs
+ * on one master, atomically, as on one Redis: the byte bound (order, counters) and the expiry
+ * sweep span every uid, and one push stores for many uids at once. docs/cluster.md
+ * (Key layout) says why it is not split per uid.
  *   seq              INCR counter: the push order of every stored (uid, message) pair
  *   q:<uid>          ZSET message id -> seq: the uid's messages in push order
  *   m:<uid>          HASH message id -> StoredMessage JSON

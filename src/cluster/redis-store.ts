@@ -7,7 +7,7 @@ import type { Logger } from '../log.ts';
 import { PeriodicTask } from '../periodic.ts';
 import { idempotencyKeyBytes, type ClaimedPush, type ClaimResult, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type ExpiredListener, type StoreLimits, type StoreStats } from '../message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from '../messages.ts';
-import type { RedisClient } from './redis-client.ts';
+import type { RedisCommands } from './redis-cluster-client.ts';
 import { ACK, ADD, CANCEL, CLAIM, CLAIM_DUE, FIRED, PENDING, RELEASE, SCHEDULE, SCHEDULED, SETTLE, SWEEP } from './redis-store-scripts.ts';
 
 export interface RedisStoreOptions {
@@ -18,6 +18,12 @@ export interface RedisStoreOptions {
   prefix?: string;
   /** Told of each message that expired unacked (the sweep script hands each out once). */
   onExpired?: ExpiredListener;
+  /**
+   * Run after each write whose answer a client relies on (a stored push, a push id, a
+   * scheduled push): on a Redis Cluster, a WAIT for a replica (replicaConfirmation). Rejects
+   * when the write may not survive a failover.
+   */
+  confirm?: () => Promise<void>;
 }
 
 /** How often expired messages are swept, ms (as MemoryMessageStore). */
@@ -48,6 +54,8 @@ function ms(time: number): string {
 
 export class RedisMessageStore implements MessageStore {
   private readonly prefix: string;
+  /** KEYS[1] of every script: a key of the store's slot, for a cluster's routing. */
+  private readonly routing: string;
   /** Its close() waits for a sweep under way, so none runs on a client the caller closes next. */
   private readonly sweeper: PeriodicTask;
   private readonly onExpired: ExpiredListener;
@@ -58,16 +66,19 @@ export class RedisMessageStore implements MessageStore {
    */
   private dropped = 0;
   private expired = 0;
+  private readonly confirm: () => Promise<void>;
 
   /** The client is the caller's: close() leaves it open. */
   constructor(
-    private readonly client: RedisClient,
+    private readonly client: RedisCommands,
     private readonly limits: StoreLimits,
     log: Logger,
     options: RedisStoreOptions = {},
   ) {
     this.prefix = options.prefix ?? 'push:';
+    this.routing = `${this.prefix}counters`;
     this.onExpired = options.onExpired ?? (() => {});
+    this.confirm = options.confirm ?? (() => Promise.resolve());
     // logged once per failure spell, not once a second while Redis is away
     this.sweeper = new PeriodicTask(() => this.sweep(Date.now()), {
       everyMs: SWEEP_MS,
@@ -80,7 +91,7 @@ export class RedisMessageStore implements MessageStore {
   async add(uids: readonly string[], message: StoredMessage, bytes: number): Promise<number> {
     if (uids.length === 0) return 0;
     const { maxPendingPerUid, maxBytes } = this.limits;
-    const reply = await ADD.run(this.client, [
+    const reply = await ADD.run(this.client, this.routing, [
       this.prefix,
       JSON.stringify(message),
       message.id,
@@ -92,25 +103,26 @@ export class RedisMessageStore implements MessageStore {
     ]);
     if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
     this.dropped += toNumber(reply[1]);
+    await this.confirm();
     return toNumber(reply[0]);
   }
 
   async pending(uid: string): Promise<StoredMessage[]> {
     const now = Date.now();
-    const reply = await PENDING.run(this.client, [this.prefix, uid]);
+    const reply = await PENDING.run(this.client, this.routing, [this.prefix, uid]);
     return toStrings(reply)
       .map((json) => JSON.parse(json) as StoredMessage)
       .filter((m) => m.expiresAt > now);
   }
 
   async ack(uid: string, id: string): Promise<boolean> {
-    return toNumber(await ACK.run(this.client, [this.prefix, uid, id])) === 1;
+    return toNumber(await ACK.run(this.client, this.routing, [this.prefix, uid, id])) === 1;
   }
 
   async claim(id: string, leaseUntil: number): Promise<ClaimResult> {
     // Redis drops an expired key itself (PXAT); the script gives back its bytes the next time
     // a claim runs, so a key whose time is already past is free again at once, as in memory.
-    const reply = await CLAIM.run(this.client, [
+    const reply = await CLAIM.run(this.client, this.routing, [
       this.prefix,
       String(keyOverhead),
       id,
@@ -120,34 +132,41 @@ export class RedisMessageStore implements MessageStore {
     ]);
     if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
     const [status, held] = reply as [unknown, unknown];
-    if (Number(status) === 1) return { first: true };
+    if (Number(status) === 1) {
+      await this.confirm();
+      return { first: true };
+    }
     if (Number(status) === 2) return { first: false, full: true };
     return { first: false, result: held === '' || typeof held !== 'string' ? null : (JSON.parse(held) as KeptAnswer) };
   }
 
   async settle(id: string, result: KeptAnswer, until: number): Promise<void> {
-    await SETTLE.run(this.client, [this.prefix, id, JSON.stringify(result), String(Math.max(1, Math.ceil(until)))]);
+    await SETTLE.run(this.client, this.routing, [this.prefix, id, JSON.stringify(result), String(Math.max(1, Math.ceil(until)))]);
+    await this.confirm();
   }
 
   async release(id: string): Promise<boolean> {
-    return toNumber(await RELEASE.run(this.client, [this.prefix, String(keyOverhead), id])) === 1;
+    return toNumber(await RELEASE.run(this.client, this.routing, [this.prefix, String(keyOverhead), id])) === 1;
   }
 
   async schedule(push: ScheduledPush, putBack = false): Promise<ScheduleOutcome> {
     const { maxScheduled, maxScheduledBytes } = this.limits;
     const args = [this.prefix, push.spec.id, ms(push.at), JSON.stringify(push), String(maxScheduled), String(maxScheduledBytes), putBack ? '1' : '0'];
-    const reply = await SCHEDULE.run(this.client, args);
+    const reply = await SCHEDULE.run(this.client, this.routing, args);
     if (reply !== 'scheduled' && reply !== 'count' && reply !== 'bytes') throw new Error(`unexpected reply from Redis: ${String(reply)}`);
+    if (reply === 'scheduled') await this.confirm();
     return reply;
   }
 
   async cancel(id: string): Promise<boolean> {
-    return toNumber(await CANCEL.run(this.client, [this.prefix, id])) === 1;
+    const cancelled = toNumber(await CANCEL.run(this.client, this.routing, [this.prefix, id])) === 1;
+    if (cancelled) await this.confirm();
+    return cancelled;
   }
 
   async scheduled(after: ScheduledCursor | null, limit: number, maxBytes: number): Promise<ScheduledPage> {
     const args = [this.prefix, after === null ? '' : ms(after.at), after?.id ?? '', String(limit), String(maxBytes)];
-    const [nextAt, nextId, ...items] = toStrings(await SCHEDULED.run(this.client, args));
+    const [nextAt, nextId, ...items] = toStrings(await SCHEDULED.run(this.client, this.routing, args));
     const scheduled: ScheduledPush[] = [];
     // the due time is the sorted set's: a claimed push's lease end, not its JSON's at
     for (let i = 0; i + 1 < items.length; i += 2) scheduled.push({ ...(JSON.parse(items[i + 1]!) as ScheduledPush), at: Number(items[i]) });
@@ -160,7 +179,7 @@ export class RedisMessageStore implements MessageStore {
 
   async claimDue(now: number, leaseUntil: number, limit: number): Promise<ClaimedPush[]> {
     const claim = randomUUID();
-    const reply = await CLAIM_DUE.run(this.client, [this.prefix, String(Math.floor(now)), ms(leaseUntil), String(limit), claim]);
+    const reply = await CLAIM_DUE.run(this.client, this.routing, [this.prefix, String(Math.floor(now)), ms(leaseUntil), String(limit), claim]);
     if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
     const claimed: ClaimedPush[] = [];
     for (let i = 0; i + 1 < reply.length; i += 2) {
@@ -172,7 +191,7 @@ export class RedisMessageStore implements MessageStore {
   async fired(claimed: readonly ClaimedPush[]): Promise<number> {
     if (claimed.length === 0) return 0;
     const args = [this.prefix, ...claimed.flatMap(({ push, claim }) => [push.spec.id, claim])];
-    return toNumber(await FIRED.run(this.client, args));
+    return toNumber(await FIRED.run(this.client, this.routing, args));
   }
 
   async stats(): Promise<StoreStats> {
@@ -205,7 +224,7 @@ export class RedisMessageStore implements MessageStore {
   async sweep(now: number): Promise<number> {
     let removed = 0;
     for (;;) {
-      const reply = await SWEEP.run(this.client, [this.prefix, String(Math.floor(now)), String(SWEEP_BATCH)]);
+      const reply = await SWEEP.run(this.client, this.routing, [this.prefix, String(Math.floor(now)), String(SWEEP_BATCH)]);
       if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
       const [count, ...pairs] = reply.map(String);
       const n = Number(count);
