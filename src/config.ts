@@ -80,8 +80,12 @@ export function loadConfig(
   if ((out.tlsCert === null) !== (out.tlsKey === null) && 'tlsCert' in out && 'tlsKey' in out) {
     problems.push('TLS_CERT and TLS_KEY go together: set both or neither');
   }
+  problems.push(...sentinelProblems(out));
   if (typeof out.workers === 'number' && out.workers > 1) {
-    if (out.redisUrl === null) problems.push('WORKERS above 1 needs REDIS_URL: the workers share rooms, presence and messages through it');
+    const sentinels = Array.isArray(out.redisSentinels) && out.redisSentinels.length > 0;
+    if (out.redisUrl === null && !sentinels) {
+      problems.push('WORKERS above 1 needs REDIS_URL or REDIS_SENTINELS: the workers share rooms, presence and messages through it');
+    }
     if (out.tlsCert !== null && out.tlsCert !== undefined) problems.push('WORKERS above 1 cannot terminate TLS itself: put a TLS proxy in front');
   }
   if (typeof out.redeliveryWindowBytes === 'number' && typeof out.maxSocketBufferBytes === 'number' && out.redeliveryWindowBytes >= out.maxSocketBufferBytes) {
@@ -93,6 +97,28 @@ export function loadConfig(
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return out as Config;
+}
+
+/** What is wrong in how the Redis settings go together (each alone was checked by its schema). */
+function sentinelProblems(out: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const sentinels = Array.isArray(out.redisSentinels) && out.redisSentinels.length > 0;
+  const master = typeof out.redisSentinelMaster === 'string';
+  const url = typeof out.redisUrl === 'string';
+  if (sentinels && url) problems.push('REDIS_URL and REDIS_SENTINELS exclude each other: set one');
+  if (sentinels && !master && out.redisSentinelMaster !== undefined) problems.push('REDIS_SENTINELS needs REDIS_SENTINEL_MASTER: the master name the sentinels monitor');
+  if (master && !sentinels && out.redisSentinels !== undefined) problems.push('REDIS_SENTINEL_MASTER needs REDIS_SENTINELS: the sentinels to ask for it');
+  for (const [key, env] of [['redisPassword', 'REDIS_PASSWORD'], ['redisSentinelPassword', 'REDIS_SENTINEL_PASSWORD']] as const) {
+    if (typeof out[key] === 'string' && !sentinels && out.redisSentinels !== undefined) {
+      problems.push(`${env} goes with REDIS_SENTINELS${key === 'redisPassword' ? ' (REDIS_URL carries its own: redis://:password@host)' : ''}`);
+    }
+  }
+  return problems;
+}
+
+/** True when the node joins a cluster through Redis: by REDIS_URL or through its sentinels. */
+export function usesRedis(config: Pick<Config, 'redisUrl' | 'redisSentinels'>): boolean {
+  return config.redisUrl !== null || config.redisSentinels.length > 0;
 }
 
 /** The defaults with some values replaced: for tests and embedding. */
