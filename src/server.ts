@@ -11,8 +11,8 @@ import { createApiApp } from './api/app.ts';
 import { PushApi } from './api/push-routes.ts';
 import { maxRequestHeadBytes } from './api/query.ts';
 import { ClientAddresses } from './client-address.ts';
-import type { RedisCluster } from './cluster/components.ts';
-import type { Config } from './config.ts';
+import type { RedisCluster, RedisTarget } from './cluster/components.ts';
+import { usesRedis, type Config } from './config.ts';
 import { CatchUp } from './catch-up.ts';
 import { topicMatcher, type ClientMessage } from './client-publish.ts';
 import { Delivery } from './delivery.ts';
@@ -73,10 +73,17 @@ export interface ServerHandle {
  * cluster/redis-client.ts, the only importers of redis and the adapter) is loaded only here,
  * so a single node never loads them. Unreachable: one line.
  */
-async function joinCluster(url: string, config: Config, log: Logger): Promise<RedisCluster> {
+async function joinCluster(config: Config, log: Logger): Promise<RedisCluster> {
   const { connectCluster, RedisStartupError } = await import('./cluster/components.ts');
+  const target: RedisTarget =
+    config.redisUrl ?? {
+      sentinels: config.redisSentinels,
+      name: config.redisSentinelMaster!, // loadConfig: REDIS_SENTINELS comes with it
+      password: config.redisPassword,
+      sentinelPassword: config.redisSentinelPassword,
+    };
   try {
-    return await connectCluster(url, log, { commandTimeoutMs: config.redisCommandTimeoutMs });
+    return await connectCluster(target, log, { commandTimeoutMs: config.redisCommandTimeoutMs });
   } catch (err) {
     throw err instanceof RedisStartupError ? new StartupError(err.message) : err;
   }
@@ -219,7 +226,7 @@ export async function createServer(config: Config, components: Components = {}):
   const tls = readTls(config); // first: a bad file stops the start before anything runs
   const log = components.log ?? consoleLogger;
   // Redis's clients before the sinks: the webhooks' announced state lives there
-  const cluster = config.redisUrl === null ? null : await joinCluster(config.redisUrl, config, log);
+  const cluster = usesRedis(config) ? await joinCluster(config, log) : null;
 
   // what became of each push: in memory, its timer stopped by close() (or a failed start)
   const status = new MessageStatus({ maxBytes: config.maxStatusBytes, keepMs: config.statusSeconds * 1000 });
