@@ -159,6 +159,50 @@ describe('a cluster on a Sentinel-managed Redis', function () {
     for (const node of [a, b]) expect(node.output()).not.to.include(PUSH_SECRET);
   });
 
+  it('follows a manual failover (SENTINEL FAILOVER): the old master, demoted to a replica, is left', async () => {
+    const [a, b] = await Promise.all([startNode('A', redis.list), startNode('B', redis.list)]);
+    const local = await pageOn(a, 'local', 'v2');
+    const remote = await pageOn(b, 'remote', 'v4');
+    await Promise.all([local, remote].map((c) => showsCounts(c, 2, 2)));
+    const before = await v1Push(a.apiUrl, { to: 'kept', data: 'before', ttl: 600 });
+    expect(before.status).to.equal(200);
+    await redis.replicated();
+
+    const startedAt = Date.now();
+    expect(String(await redis.command(Number(redis.sentinels[1]!.split(':')[1]), ['SENTINEL', 'FAILOVER', MASTER_NAME]))).to.equal('OK');
+    const switched = `the sentinels name a new master 127.0.0.1:${redis.replica.port}`;
+    await Promise.all([a, b].map((n) => n.waitForOutput(new RegExp(switched), 10_000)));
+    console.log(`      sentinel: SENTINEL FAILOVER -> both nodes on the new master: ${Date.now() - startedAt} ms`);
+    const after = await v1Push(b.apiUrl, { to: 'kept', data: 'after', ttl: 600 });
+    expect(after.status).to.equal(200);
+    // the old primary lives on, and Sentinel makes it a replica of the new master (which
+    // resyncs it: what only it held is gone), disconnecting its clients
+    await until(
+      async () => String(await redis.command(redis.primary.port, ['ROLE'])).startsWith('slave'),
+      'the old primary to be a replica',
+      20_000,
+      100,
+    );
+    expect(await redis.master()).to.equal(`127.0.0.1:${redis.replica.port}`);
+    for (const [from, page, to] of [[a, remote, 'remote'], [b, local, 'local']] as const) {
+      await until(
+        async () => {
+          await publish(from, to, `to ${to}`);
+          return legacyMessages(page).includes(`to ${to}`);
+        },
+        `a push at ${from.name} to reach the page of ${to}`,
+        10_000,
+        100,
+      );
+    }
+    expect((await v1Push(a.apiUrl, { to: 'kept', data: 'last', ttl: 600 })).status).to.equal(200);
+    const late = await connectClient('v4', a.ioUrl);
+    expect(await late.request('login', 'kept')).to.include({ ok: true, pending: 3 });
+    await late.waitFor('message', (m) => m === 'last');
+    expect(late.received('message').map(([m]) => m)).to.deep.equal(['before', 'after', 'last']);
+    for (const node of [a, b]) expect(node.output()).not.to.match(/READONLY/);
+  });
+
   it('stops the start with one line when no sentinel answers or none knows the master', async () => {
     const gone = await freePort();
     const quiet = spawnStart([], {

@@ -35,6 +35,12 @@ interface Follower {
   nextAddress: string | null;
 }
 
+/** What the Redis at the other end is now: master, slave (a replica) or sentinel. */
+async function roleOf(client: RedisClient): Promise<string> {
+  const [role] = await client.sendCommand<[string, ...unknown[]]>(['ROLE']);
+  return role;
+}
+
 /** REDIS_URL could not be used at startup; the message is the one line to show. */
 export class RedisStartupError extends Error {
   override name = 'RedisStartupError';
@@ -97,6 +103,7 @@ export class Connection {
   private following: Promise<void> | null = null;
   private followedAt = 0;
   private readonly down = new Set<RedisClient>();
+  /** The probes' intervals, and the timers of reconnects put off: cleared by stop(). */
   private readonly probes = new Set<NodeJS.Timeout>();
   private live = false;
   /** Told each time every client is connected (and subscribed) again after some were lost. */
@@ -286,7 +293,41 @@ export class Connection {
       this.down.add(handle);
     });
     client.on('ready', () => {
-      if (this.isCurrent(client, handle)) this.back(handle);
+      // before start(): the first connect, to what locate() found; not back from anything
+      if (!this.live || !this.isCurrent(client, handle)) return;
+      if (!this.sentinels) {
+        this.back(handle);
+        return;
+      }
+      // Back at the same address: Sentinel may have demoted that Redis meanwhile (a manual
+      // failover disconnects its clients, and it takes them back as a replica). Only a master
+      // counts as back; a replica is left, and the sentinels asked again, until they name another.
+      // A subscriber cannot ask (RESP2 allows it only (un)subscribe and PING): it counts as back,
+      // since a replica relays what is published on its master, and the sentinels are asked.
+      this.follow();
+      if (SUBSCRIPTION_KINDS.some((kind) => client.getPubSubListeners(kind).size > 0)) {
+        this.back(handle);
+        return;
+      }
+      roleOf(client).then(
+        (role) => {
+          if (!this.live || !this.isCurrent(client, handle)) return;
+          if (role === 'master') {
+            this.back(handle);
+            return;
+          }
+          if (this.down.size === 0) this.log.warn(`redis ${this.where}: the master is a ${role} now; asking the sentinels`);
+          this.down.add(handle);
+          client.destroy();
+          this.follow();
+          const timer = setTimeout(() => {
+            this.probes.delete(timer);
+            if (this.live && this.isCurrent(client, handle) && !client.isOpen) client.connect().catch(() => {});
+          }, backoff(3));
+          this.probes.add(timer); // cleared by stop()
+        },
+        () => {}, // the connection went again: its 'error' says so
+      );
     });
   }
 
@@ -347,7 +388,7 @@ export class Connection {
     next
       .connect()
       .then(async () => {
-        const [role] = (await next.sendCommand(['ROLE'])) as [string, ...unknown[]];
+        const role = await roleOf(next);
         if (superseded()) return;
         if (role !== 'master') throw new Error(`${address} is a ${role}`);
         const old = follower.current;
