@@ -70,7 +70,7 @@ export interface ServerHandle {
 
 /**
  * Connects to Redis for the cluster components. cluster/components.ts (with
- * cluster/redis-client.ts, the only importers of redis and the adapter) is loaded only here,
+ * cluster/redis-client.ts and sentinel.ts, the only importers of redis and the adapter) is loaded only here,
  * so a single node never loads them. Unreachable: one line.
  */
 async function joinCluster(config: Config, log: Logger): Promise<RedisCluster> {

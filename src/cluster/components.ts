@@ -1,7 +1,7 @@
 // What a cluster node swaps in when REDIS_URL (or REDIS_SENTINELS) is set, built on three clients of one Redis:
 // the Socket.IO adapter (rooms and broadcasts across nodes), the Redis presence, the Redis
 // message store and the webhooks' announced state. The only module that loads
-// `@socket.io/redis-adapter`; server.ts imports it only when REDIS_URL is set.
+// `@socket.io/redis-adapter`; server.ts imports it only when REDIS_URL or REDIS_SENTINELS is set.
 import { createAdapter } from '@socket.io/redis-adapter';
 import { DisconnectsClientError } from 'redis';
 import type { Logger } from '../log.ts';
@@ -11,7 +11,7 @@ import { RedisMessageStore } from './redis-store.ts';
 import { connectAll, Connection, DEFAULT_COMMAND_TIMEOUT_MS, quit, reasonOf, type RedisClient, type RedisTarget } from './redis-client.ts';
 import type { AnnouncedState } from '../webhooks/presence-webhooks.ts';
 
-/** For server.ts, which loads this module only with REDIS_URL: a start that cannot reach Redis. */
+/** For server.ts, which loads this module only with Redis configured: a start that cannot reach Redis. */
 export { RedisStartupError, type RedisTarget } from './redis-client.ts';
 
 /**
