@@ -101,9 +101,12 @@ export function loadConfig(
   if (clustered && typeof out.redisUrl === 'string') {
     problems.push('REDIS_URL and REDIS_CLUSTER exclude each other: set REDIS_URL for one Redis, or REDIS_CLUSTER for a Redis Cluster');
   }
+  const sentinelled = Array.isArray(out.redisSentinels) && out.redisSentinels.length > 0;
+  if (clustered && sentinelled) problems.push('REDIS_CLUSTER and REDIS_SENTINELS exclude each other: set one');
+  problems.push(...sentinelProblems(out));
   if (typeof out.workers === 'number' && out.workers > 1) {
-    if (out.redisUrl === null && !clustered) {
-      problems.push('WORKERS above 1 needs REDIS_URL or REDIS_CLUSTER: the workers share rooms, presence and messages through it');
+    if (out.redisUrl === null && !clustered && !sentinelled) {
+      problems.push('WORKERS above 1 needs REDIS_URL, REDIS_CLUSTER or REDIS_SENTINELS: the workers share rooms, presence and messages through it');
     }
     if (out.tlsCert !== null && out.tlsCert !== undefined) problems.push('WORKERS above 1 cannot terminate TLS itself: put a TLS proxy in front');
   }
@@ -116,6 +119,28 @@ export function loadConfig(
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return out as Config;
+}
+
+/** What is wrong in how the Redis settings go together (each alone was checked by its schema). */
+function sentinelProblems(out: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const sentinels = Array.isArray(out.redisSentinels) && out.redisSentinels.length > 0;
+  const master = typeof out.redisSentinelMaster === 'string';
+  const url = typeof out.redisUrl === 'string';
+  if (sentinels && url) problems.push('REDIS_URL and REDIS_SENTINELS exclude each other: set one');
+  if (sentinels && !master && out.redisSentinelMaster !== undefined) problems.push('REDIS_SENTINELS needs REDIS_SENTINEL_MASTER: the master name the sentinels monitor');
+  if (master && !sentinels && out.redisSentinels !== undefined) problems.push('REDIS_SENTINEL_MASTER needs REDIS_SENTINELS: the sentinels to ask for it');
+  for (const [key, env] of [['redisPassword', 'REDIS_PASSWORD'], ['redisSentinelPassword', 'REDIS_SENTINEL_PASSWORD']] as const) {
+    if (typeof out[key] === 'string' && !sentinels && out.redisSentinels !== undefined) {
+      problems.push(`${env} goes with REDIS_SENTINELS${key === 'redisPassword' ? ' (REDIS_URL carries its own: redis://:password@host)' : ''}`);
+    }
+  }
+  return problems;
+}
+
+/** True when the node joins a cluster through Redis: by REDIS_URL, a Redis Cluster or its sentinels. */
+export function usesRedis(config: Pick<Config, 'redisUrl' | 'redisCluster' | 'redisSentinels'>): boolean {
+  return config.redisUrl !== null || config.redisCluster.length > 0 || config.redisSentinels.length > 0;
 }
 
 /** The defaults with some values replaced: for tests and embedding. */

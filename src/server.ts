@@ -14,8 +14,8 @@ import { createApiApp } from './api/app.ts';
 import { PushApi } from './api/push-routes.ts';
 import { maxRequestHeadBytes } from './api/query.ts';
 import { ClientAddresses } from './client-address.ts';
-import type { RedisCluster } from './cluster/components.ts';
-import { packageVersion, type Config } from './config.ts';
+import type { RedisCluster, RedisTarget } from './cluster/components.ts';
+import { packageVersion, usesRedis, type Config } from './config.ts';
 import { CatchUp } from './catch-up.ts';
 import { PublishRates, topicMatcher, type ClientMessage } from './client-publish.ts';
 import { Delivery } from './delivery.ts';
@@ -76,19 +76,25 @@ export interface ServerHandle {
 }
 
 /**
- * Connects to Redis (REDIS_URL) or a Redis Cluster (REDIS_CLUSTER) for the cluster components,
- * or null for neither. cluster/components.ts (with cluster/redis-client.ts and
- * redis-cluster-client.ts, the only importers of redis and the adapter) is loaded only here,
- * so a single node never loads them. Unreachable: one line.
+ * Connects to Redis (REDIS_URL, or a Sentinel-managed Redis by REDIS_SENTINELS) or a Redis
+ * Cluster (REDIS_CLUSTER) for the cluster components. cluster/components.ts (with
+ * cluster/redis-client.ts, sentinel.ts and redis-cluster-client.ts, the only importers of redis
+ * and the adapter) is loaded only here, so a single node never loads them. Unreachable: one line.
  */
-async function joinCluster(config: Config, log: Logger): Promise<RedisCluster | null> {
-  if (config.redisUrl === null && config.redisCluster.length === 0) return null;
+async function joinCluster(config: Config, log: Logger): Promise<RedisCluster> {
   const { connectCluster, connectRedisCluster, RedisStartupError } = await import('./cluster/components.ts');
   const options = { commandTimeoutMs: config.redisCommandTimeoutMs };
   try {
-    // REDIS_URL and REDIS_CLUSTER exclude each other (config.ts)
-    if (config.redisUrl !== null) return await connectCluster(config.redisUrl, log, options);
-    return await connectRedisCluster(config.redisCluster, log, options);
+    // the three exclude each other (config.ts)
+    if (config.redisCluster.length > 0) return await connectRedisCluster(config.redisCluster, log, options);
+    const target: RedisTarget =
+      config.redisUrl ?? {
+        sentinels: config.redisSentinels,
+        name: config.redisSentinelMaster!, // loadConfig: REDIS_SENTINELS comes with it
+        password: config.redisPassword,
+        sentinelPassword: config.redisSentinelPassword,
+      };
+    return await connectCluster(target, log, options);
   } catch (err) {
     throw err instanceof RedisStartupError ? new StartupError(err.message) : err;
   }
@@ -238,7 +244,7 @@ export async function createServer(config: Config, components: Components = {}):
   const tls = readTls(config); // first: a bad file stops the start before anything runs
   const log = components.log ?? consoleLogger;
   // Redis's clients before the sinks: the webhooks' announced state lives there
-  const cluster = await joinCluster(config, log);
+  const cluster = usesRedis(config) ? await joinCluster(config, log) : null;
 
   // what became of each push: in memory, its timer stopped by close() (or a failed start)
   const status = new MessageStatus({ maxBytes: config.maxStatusBytes, keepMs: config.statusSeconds * 1000 });

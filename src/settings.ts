@@ -64,6 +64,45 @@ const redisSeeds = z
     'must be seed nodes separated by commas, each host:port or a redis:// / rediss:// URL (at most 64), or empty for none',
   );
 
+/** `host:port` (a name, an IPv4 address or a bracketed IPv6 one) with a port 1-65535. */
+export function parseHostPort(entry: string): { host: string; port: number } | null {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
+  if (!match) return null;
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) return null;
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/** Comma-separated sentinel addresses (`host:port`), or empty for none. */
+const sentinelList = z
+  .string()
+  .transform((s) => s.split(',').map((a) => a.trim()).filter((a) => a !== ''))
+  .superRefine((list, ctx) => {
+    const bad = list.find((a) => parseHostPort(a) === null);
+    if (bad !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be sentinel addresses host:port separated by commas (like 10.0.0.5:26379,10.0.0.6:26379); ${JSON.stringify(bad)} is not one`,
+      });
+    }
+  })
+  .transform((list) => list.map((a) => parseHostPort(a)!));
+
+/** A Sentinel master name, or empty for none (null): printable, no spaces (Sentinel splits its messages on them). */
+const masterName = z
+  .string()
+  .transform((s) => (s === '' ? null : s))
+  .refine((s) => s === null || /^[\x21-\x7e]{1,200}$/.test(s), 'must be the master name the sentinels monitor: 1-200 printable characters, no spaces');
+
+/**
+ * A password someone else chose (Redis's requirepass or an ACL user's), or empty for none
+ * (null): any length, but no line breaks or control characters. Never shown.
+ */
+const password = z
+  .string()
+  .transform((s) => (s === '' ? null : s))
+  .refine((s) => s === null || !/[\x00-\x1f\x7f]/.test(s), 'must not hold control characters or line breaks');
+
 /** Comma-separated http(s) URLs, or empty for none. */
 const urlList = z
   .string()
@@ -343,7 +382,7 @@ export const SETTINGS = {
   store: setting(
     'STORE',
     'embedded',
-    'where a single node keeps stored messages, push ids and scheduled pushes: embedded (on disk in DATA_DIR, kept across restarts and crashes) or memory (lost on restart); REDIS_URL overrides it',
+    'where a single node keeps stored messages, push ids and scheduled pushes: embedded (on disk in DATA_DIR, kept across restarts and crashes) or memory (lost on restart); REDIS_URL or REDIS_SENTINELS overrides it',
     z.enum(['memory', 'embedded'], { error: 'must be memory or embedded' }),
   ),
   dataDir: setting(
@@ -364,10 +403,34 @@ export const SETTINGS = {
     'seed nodes of a Redis Cluster (7+) to join a cluster through, comma-separated host:port or redis:// URLs; instead of REDIS_URL. Sharded pub/sub; see docs/cluster.md',
     redisSeeds,
   ),
+  redisSentinels: setting(
+    'REDIS_SENTINELS',
+    '',
+    'instead of REDIS_URL: the Redis Sentinels (host:port, comma-separated) that name the master of REDIS_SENTINEL_MASTER; the nodes follow a failover by themselves',
+    sentinelList,
+  ),
+  redisSentinelMaster: setting(
+    'REDIS_SENTINEL_MASTER',
+    '',
+    'with REDIS_SENTINELS: the master name the sentinels monitor (`sentinel monitor <name> ...`)',
+    masterName,
+  ),
+  redisPassword: setting(
+    'REDIS_PASSWORD',
+    '',
+    'with REDIS_SENTINELS: the password of the master (its requirepass); REDIS_URL carries its own',
+    password,
+  ),
+  redisSentinelPassword: setting(
+    'REDIS_SENTINEL_PASSWORD',
+    '',
+    'with REDIS_SENTINELS: the password of the sentinels (their requirepass), when they have one',
+    password,
+  ),
   redisCommandTimeoutMs: setting(
     'REDIS_COMMAND_TIMEOUT_MS',
     '2000',
-    'with REDIS_URL or REDIS_CLUSTER: a Redis that leaves a command unanswered this long counts as lost (pushes that need it answer 503, /readyz 503) and is reconnected',
+    'with REDIS_URL, REDIS_CLUSTER or REDIS_SENTINELS: a Redis that leaves a command unanswered this long counts as lost (pushes that need it answer 503, /readyz 503) and is reconnected',
     z
       .string()
       .regex(/^\d+$/, 'must be an integer 100-600000')
@@ -377,7 +440,7 @@ export const SETTINGS = {
   workers: setting(
     'WORKERS',
     '1',
-    'server processes on this machine sharing the ports (above 1 needs REDIS_URL or REDIS_CLUSTER)',
+    'server processes on this machine sharing the ports (above 1 needs REDIS_URL, REDIS_CLUSTER or REDIS_SENTINELS)',
     positiveInt(256),
   ),
   webhookUrl: setting(
@@ -448,7 +511,7 @@ export const SETTINGS = {
  * WEBHOOK_URL) as scheme and host, since they may carry a password or a token.
  */
 export function shownValue(schema: z.ZodType<unknown, string>, raw: string): string {
-  if (schema === secret) return `${raw.length} character${raw.length === 1 ? '' : 's'}`;
+  if (schema === secret || schema === password) return `${raw.length} character${raw.length === 1 ? '' : 's'}`;
   if (schema === redisUrl) return JSON.stringify(shownUrl(raw.trim()));
   if (schema === redisSeeds) return JSON.stringify(raw.split(',').map((n) => (/^rediss?:\/\//.test(n.trim()) ? shownUrl(n.trim()) : n.trim())).join(','));
   if (schema === urlList) return JSON.stringify(raw.split(',').map((u) => shownUrl(u.trim())).join(', '));

@@ -78,6 +78,65 @@ describe('config for WORKERS', () => {
     expect(() => loadConfig({ WORKERS: '2', REDIS_URL: 'redis://x', TLS_CERT: 'a', TLS_KEY: 'b' })).to.throw(ConfigError, 'put a TLS proxy in front');
     expect(loadConfig({ WORKERS: '2', REDIS_URL: 'redis://127.0.0.1:6379' }).workers).to.equal(2);
     expect(() => loadConfig({ REDIS_URL: 'http://x' })).to.throw(ConfigError, 'REDIS_URL must be a redis:// or rediss:// URL');
+    const sentinels = { REDIS_SENTINELS: '10.0.0.5:26379', REDIS_SENTINEL_MASTER: 'pushmaster' };
+    expect(loadConfig({ WORKERS: '2', ...sentinels }).workers).to.equal(2);
+  });
+});
+
+describe('config for Redis Sentinel', () => {
+  const problems = (env: Record<string, string>): string[] => {
+    try {
+      loadConfig(env);
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems;
+      throw err;
+    }
+    return [];
+  };
+
+  it('reads the sentinels, the master name and the passwords', () => {
+    const c = loadConfig({
+      REDIS_SENTINELS: ' 10.0.0.5:26379, sentinel-2.internal:26380,[::1]:26381 ',
+      REDIS_SENTINEL_MASTER: 'pushmaster',
+      REDIS_PASSWORD: 'short pw',
+      REDIS_SENTINEL_PASSWORD: 's3',
+    });
+    expect(c.redisSentinels).to.deep.equal([
+      { host: '10.0.0.5', port: 26379 },
+      { host: 'sentinel-2.internal', port: 26380 },
+      { host: '::1', port: 26381 },
+    ]);
+    expect(c).to.include({ redisSentinelMaster: 'pushmaster', redisPassword: 'short pw', redisSentinelPassword: 's3', redisUrl: null });
+    expect(loadConfig({})).to.deep.include({ redisSentinels: [], redisSentinelMaster: null, redisPassword: null, redisSentinelPassword: null });
+  });
+
+  it('refuses each setting alone, both ways of joining at once, and bad addresses, in one line each', () => {
+    expect(problems({ REDIS_SENTINELS: '10.0.0.5:26379' })).to.deep.equal([
+      'REDIS_SENTINELS needs REDIS_SENTINEL_MASTER: the master name the sentinels monitor',
+    ]);
+    expect(problems({ REDIS_SENTINEL_MASTER: 'pushmaster' })).to.deep.equal([
+      'REDIS_SENTINEL_MASTER needs REDIS_SENTINELS: the sentinels to ask for it',
+    ]);
+    expect(problems({ REDIS_URL: 'redis://10.0.0.5', REDIS_SENTINELS: '10.0.0.5:26379', REDIS_SENTINEL_MASTER: 'm' })).to.deep.equal([
+      'REDIS_URL and REDIS_SENTINELS exclude each other: set one',
+    ]);
+    expect(problems({ REDIS_URL: 'redis://10.0.0.5', REDIS_PASSWORD: 'pw', REDIS_SENTINEL_PASSWORD: 'pw2' })).to.deep.equal([
+      'REDIS_PASSWORD goes with REDIS_SENTINELS (REDIS_URL carries its own: redis://:password@host)',
+      'REDIS_SENTINEL_PASSWORD goes with REDIS_SENTINELS',
+    ]);
+    expect(problems({ REDIS_SENTINELS: '10.0.0.5:26379,10.0.0.6', REDIS_SENTINEL_MASTER: 'two words' })).to.deep.equal([
+      'REDIS_SENTINELS must be sentinel addresses host:port separated by commas (like 10.0.0.5:26379,10.0.0.6:26379); "10.0.0.6" is not one, got "10.0.0.5:26379,10.0.0.6"',
+      'REDIS_SENTINEL_MASTER must be the master name the sentinels monitor: 1-200 printable characters, no spaces, got "two words"',
+    ]);
+    expect(problems({ REDIS_SENTINELS: '10.0.0.5:0', REDIS_SENTINEL_MASTER: 'm' })[0]).to.include('"10.0.0.5:0" is not one');
+  });
+
+  it('shows a refused password by its length only', () => {
+    const env = { REDIS_SENTINELS: '10.0.0.5:26379', REDIS_SENTINEL_MASTER: 'm', REDIS_PASSWORD: 'pw-4711\n', REDIS_SENTINEL_PASSWORD: 'sp-4711\r' };
+    expect(problems(env)).to.deep.equal([
+      'REDIS_PASSWORD must not hold control characters or line breaks, got 8 characters',
+      'REDIS_SENTINEL_PASSWORD must not hold control characters or line breaks, got 8 characters',
+    ]);
   });
 });
 

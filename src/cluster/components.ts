@@ -1,21 +1,22 @@
-// What a cluster node swaps in when REDIS_URL or REDIS_CLUSTER is set, built on three clients
-// of one Redis or of a Redis Cluster: the Socket.IO adapter (rooms and broadcasts across
-// nodes), the Redis presence, the Redis message store and the webhooks' announced state. The
-// only module that loads `@socket.io/redis-adapter`; server.ts imports it only with Redis.
+// What a cluster node swaps in when REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER is set, built
+// on three clients of one Redis (found directly or through its sentinels) or of a Redis
+// Cluster: the Socket.IO adapter (rooms and broadcasts across nodes), the Redis presence, the
+// Redis message store and the webhooks' announced state. The only module that loads
+// `@socket.io/redis-adapter`; server.ts imports it only with Redis.
 import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import { DisconnectsClientError } from 'redis';
 import type { Logger } from '../log.ts';
 import { StoreUnavailableError, type ExpiredListener, type MessageStore, type StoreLimits } from '../message-store.ts';
 import { RedisPresence, type RedisPresenceOptions } from './redis-presence.ts';
 import { RedisMessageStore } from './redis-store.ts';
-import { connectAll, Connection, DEFAULT_COMMAND_TIMEOUT_MS, quit, reasonOf, type RedisClient } from './redis-client.ts';
+import { connectAll, Connection, DEFAULT_COMMAND_TIMEOUT_MS, quit, reasonOf, type RedisClient, type RedisTarget } from './redis-client.ts';
 import {
   ClusterConnection, connectClusterClients, NotReplicatedError, quitCluster, replicaConfirmation, type RedisClusterClient, type RedisCommands,
 } from './redis-cluster-client.ts';
 import type { AnnouncedState } from '../webhooks/presence-webhooks.ts';
 
-/** For server.ts, which loads this module only with REDIS_URL: a start that cannot reach Redis. */
-export { RedisStartupError } from './redis-client.ts';
+/** For server.ts, which loads this module only with Redis configured: a start that cannot reach Redis. */
+export { RedisStartupError, type RedisTarget } from './redis-client.ts';
 
 /**
  * Commands the adapter sends without awaiting them: publish on each broadcast, (un)subscribe
@@ -202,16 +203,17 @@ export interface RedisComponents extends Omit<RedisCluster, 'build'> {
 }
 
 /**
- * Connects three clients to `url` (commands, and publish + subscribe for the adapter). Rejects
+ * Connects three clients to `target` (commands, and publish + subscribe for the adapter): a
+ * URL, or the master the sentinels name, which the clients follow through a failover. Rejects
  * with one RedisStartupError line when Redis cannot be reached now; once connected, the
  * clients reconnect by themselves and the outage is logged once, not per retry.
  */
 export async function connectCluster(
-  url: string,
+  target: RedisTarget,
   log: Logger,
   options: { prefix?: string; commandTimeoutMs?: number } = {},
 ): Promise<RedisCluster> {
-  const connection = new Connection(url, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
+  const connection = new Connection(target, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
   const [main, pub, sub] = (await connectAll(connection, 3)) as [RedisClient, RedisClient, RedisClient];
   await checkPersistence(main, connection.where, log);
   const prefix = options.prefix ?? 'push:';
@@ -324,14 +326,14 @@ function assemble(main: RedisCommands, adapter: AdapterFactory, log: Logger, a: 
 
 /** connectCluster and build in one step: for tests and tools. */
 export async function createRedisComponents(
-  url: string,
+  target: RedisTarget,
   nodeId: string,
   log: Logger,
   limits: StoreLimits,
   options: RedisPartsOptions & { prefix?: string; commandTimeoutMs?: number } = {},
 ): Promise<RedisComponents> {
   const { prefix, commandTimeoutMs, ...parts } = options;
-  const cluster = await connectCluster(url, log, {
+  const cluster = await connectCluster(target, log, {
     ...(prefix === undefined ? {} : { prefix }),
     ...(commandTimeoutMs === undefined ? {} : { commandTimeoutMs }),
   });
