@@ -120,6 +120,9 @@ describe('config for Redis Sentinel', () => {
     expect(problems({ REDIS_URL: 'redis://10.0.0.5', REDIS_SENTINELS: '10.0.0.5:26379', REDIS_SENTINEL_MASTER: 'm' })).to.deep.equal([
       'REDIS_URL and REDIS_SENTINELS exclude each other: set one',
     ]);
+    expect(problems({ REDIS_CLUSTER: '10.0.0.5:7000', REDIS_SENTINELS: '10.0.0.5:26379', REDIS_SENTINEL_MASTER: 'm' })).to.deep.equal([
+      'REDIS_CLUSTER and REDIS_SENTINELS exclude each other: set one',
+    ]);
     expect(problems({ REDIS_URL: 'redis://10.0.0.5', REDIS_PASSWORD: 'pw', REDIS_SENTINEL_PASSWORD: 'pw2' })).to.deep.equal([
       'REDIS_PASSWORD goes with REDIS_SENTINELS (REDIS_URL carries its own: redis://:password@host)',
       'REDIS_SENTINEL_PASSWORD goes with REDIS_SENTINELS',
