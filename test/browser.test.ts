@@ -173,7 +173,8 @@ describe('in the browser', function () {
     const secret = 'browser-login-secret-0123';
     const server = await startServer({ loginSecret: secret }); // webPort: null, no demo listener
     expect(server.webUrl).to.equal(null);
-    const site = await sdkSite(server.ioUrl, secret, 'alice', 1);
+    // long enough to log in with on a loaded machine (exp is whole seconds: "1" could be 0.1 s)
+    const site = await sdkSite(server.ioUrl, secret, 'alice', 3);
     const page = await browser.newPage();
     await page.goto(site.url);
     await page.locator('#log', { hasText: 'subscribed {"ok":true,"topics":["private-room"]}' }).waitFor();
@@ -188,7 +189,7 @@ describe('in the browser', function () {
 
     // the login JWT expires; the connection drops (as a network does) and the page reconnects:
     // its kept token is refused as expired, getToken gives a new one, and pushes reach it again
-    await until(() => Math.floor(Date.now() / 1000) >= site.issued[0]!, 'the first token to expire', 5000, 50);
+    await until(() => Math.floor(Date.now() / 1000) >= site.issued[0]!, 'the first token to expire', 10_000, 50);
     const before = await page.locator('#status').textContent();
     for (const socket of server.io.of('/').sockets.values()) socket.conn.close();
     await page.waitForFunction((old) => document.getElementById('status')!.textContent !== old, before);
