@@ -350,6 +350,7 @@ export async function createServer(config: Config, components: Components = {}):
     maxBufferBytes: config.maxSocketBufferBytes,
     setupTimeoutMs: config.loginTimeoutMs,
     maxReplays: config.sseMaxReplays,
+    opensPerSecond: config.sseOpensPerSecond,
     heartbeatMs: config.sseHeartbeatMs,
     slowCut: (address, bytes) => {
       metrics.slowConnectionCut();

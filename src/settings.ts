@@ -492,6 +492,12 @@ export const SETTINGS = {
     'how often every SSE stream (/events) gets a comment line (a heartbeat), so proxies keep it open; a stream that took none of its bytes over two heartbeats is cut',
     positiveInt(3_600_000),
   ),
+  sseOpensPerSecond: setting(
+    'SSE_OPENS_PER_SECOND',
+    '20',
+    'SSE streams (/events) one client address may open a second, bursts of twice that; past it a new stream is ended at once with a retry of 1-3 s',
+    positiveInt(100_000),
+  ),
   sseMaxReplays: setting(
     'SSE_MAX_REPLAYS',
     '64',

@@ -273,6 +273,17 @@ describe('SSE streams (GET /events)', function () {
       expect(await storedIds(bounded.apiUrl, 'backlog'), 'nothing acked by a cut replay').to.have.length(80);
     });
 
+    it('SSE_OPENS_PER_SECOND: past the burst an address is told to come back later, not refused for good', async () => {
+      const limited = await startServer({ sseOpensPerSecond: 1, pushSecret: PUSH_SECRET });
+      await openStream(limited.ioUrl, 'uid=o1');
+      await openStream(limited.ioUrl, 'uid=o2');
+      const third = await SseClient.open(`${limited.ioUrl}/events?uid=o3`);
+      await third.waitForEnd();
+      expect(third.status).to.equal(200); // an error status would make EventSource give up
+      expect(third.body).to.match(/SSE_OPENS_PER_SECOND\)\nretry: [1-3]\d{3}\n\n$/);
+      expect(await pagesOf(limited.apiUrl, 'o3')).to.equal(0);
+    });
+
     it('counts against MAX_CONNECTIONS_PER_IP together with Socket.IO connections', async () => {
       const limited = await startServer({ maxConnectionsPerIp: 2, pushSecret: PUSH_SECRET });
       await connectClient('v4', limited.ioUrl);

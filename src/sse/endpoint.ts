@@ -16,6 +16,7 @@ import { formatOnlineCount } from '../online-count.ts';
 import type { Presence } from '../presence.ts';
 import type { SocketObserver } from '../socket-handlers.ts';
 import type { SseMembers } from './members.ts';
+import { RateLimiter } from '../rate-limit.ts';
 import { formatEvent, SseStream } from './stream.ts';
 
 /** The path of the SSE endpoint on the Socket.IO port. */
@@ -51,6 +52,8 @@ export interface EventsOptions {
   maxReplays: number;
   /** SSE_HEARTBEAT_MS: a replay waits at most twice this for a client to take more. */
   heartbeatMs: number;
+  /** SSE_OPENS_PER_SECOND: streams one client address may open a second (bursts of twice that). */
+  opensPerSecond: number;
   /** A stream cut for not reading; `bytes` were waiting. */
   slowCut(address: string, bytes: number): void;
   log: Logger;
@@ -80,9 +83,15 @@ export class EventsEndpoint {
   private closed = false;
   /** Streams between their start and the end of their replay. */
   private replaying = 0;
+  /** SSE_OPENS_PER_SECOND per client address. */
+  private readonly opens: RateLimiter<string>;
+  private readonly opensSweeper: NodeJS.Timeout;
 
   constructor(private readonly options: EventsOptions) {
     this.allowed = options.corsOrigins === '*' ? null : new Set(options.corsOrigins);
+    this.opens = new RateLimiter(options.opensPerSecond, 2 * options.opensPerSecond);
+    this.opensSweeper = setInterval(() => this.opens.sweep(), 10_000);
+    this.opensSweeper.unref();
   }
 
   /** Requests on the Socket.IO port outside /socket.io/: /events here, anything else 404. */
@@ -121,6 +130,7 @@ export class EventsEndpoint {
   /** Ends every stream and answers new ones with an ended stream, so clients reconnect elsewhere. */
   close(): void {
     this.closed = true;
+    clearInterval(this.opensSweeper);
     this.options.members.close();
   }
 
@@ -196,13 +206,15 @@ export class EventsEndpoint {
     if (!connections.allows(address)) {
       return refuse(res, cors, new Refusal(429, { code: 'too_many_connections', message: 'too many connections from this address (MAX_CONNECTIONS_PER_IP)' }));
     }
-    if (this.replaying >= this.options.maxReplays) {
-      // not an error status, which makes EventSource give up for good: an ended stream whose
-      // retry field spreads the reconnects over 1-3 s
+    // not an error status, which makes EventSource give up for good: an ended stream whose
+    // retry field spreads the reconnects over 1-3 s
+    const later = (why: string) => {
       const retry = 1000 + Math.floor(Math.random() * 2000);
-      res.writeHead(200, headers).end(`: too many streams are replaying stored messages (SSE_MAX_REPLAYS)\nretry: ${retry}\n\n`);
-      return;
-    }
+      res.writeHead(200, headers).end(`: ${why}\nretry: ${retry}\n\n`);
+    };
+    // each opening reads the uid's stored messages and counts a page: bounded per address
+    if (this.opens.take(address) > 0) return later('too many streams opened from this address (SSE_OPENS_PER_SECOND)');
+    if (this.replaying >= this.options.maxReplays) return later('too many streams are replaying stored messages (SSE_MAX_REPLAYS)');
     this.replaying++;
     let replayDone = false;
     const replayEnded = () => {
