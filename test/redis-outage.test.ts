@@ -9,6 +9,7 @@ import { recordingLogger } from './support/logger.ts';
 import { startNodeProcess } from './support/start-process.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { startServer } from './support/server.ts';
+import { SseClient } from './support/sse-client.ts';
 import { until } from './support/until.ts';
 
 /** Far above any timeout in play: only a hang reaches it. */
@@ -78,6 +79,27 @@ describe('a Redis that stops answering', function () {
     await until(async () => (await readyStatus(server.apiUrl)) === 200, '/readyz to answer 200 again', 10_000);
     expect((await pushStored(server.apiUrl, 'after')).status).to.equal(200);
     expect(await redisUp(server.apiUrl)).to.equal(1);
+  });
+
+  it('ends SSE streams when Redis is back, each told to come back at a random time (retry:), not all at once', async () => {
+    const server = await startServer({ redisUrl: redis.url, redisCommandTimeoutMs: 500 });
+    const streams = await Promise.all(['s1', 's2', 's3'].map((uid) => SseClient.open(`${server.ioUrl}/events?uid=${uid}`)));
+    for (const s of streams) {
+      onCleanup(() => s.close());
+      await s.waitFor((e) => e.event === 'update_online_count', 'the stream to start');
+    }
+    await redis.stop(); // a crash: the connections drop, and it comes back empty
+    await until(async () => (await readyStatus(server.apiUrl)) === 503, 'the outage to be seen', 10_000);
+    await redis.start();
+    const retries: number[] = [];
+    for (const s of streams) {
+      await s.waitForEnd('the stream to end after the outage', 10_000);
+      const m = /retry: (\d+)\n\n$/.exec(s.body);
+      expect(m, s.body.slice(-200)).to.not.equal(null);
+      retries.push(Number(m![1]));
+    }
+    for (const r of retries) expect(r).to.be.within(1000, 11_000);
+    expect(new Set(retries).size, 'three streams, three delays').to.equal(3);
   });
 
   it('frees the id of a push cut by the timeout when its claim\'s lease runs out: 409 until then, then the retry is stored', async () => {

@@ -15,6 +15,9 @@
 import type { Logger } from '../log.ts';
 import { formatEvent, type SseStream } from './stream.ts';
 
+/** Reconnects after a Redis recovery are spread over 1 s plus this. */
+const RECONNECT_SPREAD_MS = 10_000;
+
 /** socket.io-parser's EVENT packet type; BINARY_EVENT and the rest never go over SSE. */
 const EVENT = 2;
 
@@ -176,8 +179,10 @@ export class SseMembers {
    */
   reconnectAll(why: string): void {
     if (this.members.size === 0) return;
-    this.log.info(`${why}: ending ${this.members.size} SSE streams so they resume from their last event id`);
-    for (const member of [...this.members.values()]) member.stream.end();
+    this.log.info(`${why}: ending ${this.members.size} SSE streams so they resume from their last event id, over the next ${RECONNECT_SPREAD_MS / 1000} s`);
+    // every stream of every node ends at once here: each is told to come back at a random time
+    // within the spread, so the reconnects (each a store read) do not all come at once
+    for (const member of [...this.members.values()]) member.stream.end(1000 + Math.random() * RECONNECT_SPREAD_MS);
   }
 
   /** Stops the heartbeat and ends every stream; the adapter's apply() is its own again. */

@@ -121,11 +121,13 @@ export class SseStream {
     }
   }
 
-  /** Ends the stream; an EventSource reconnects (with Last-Event-ID) after its retry delay. */
-  end(): void {
+  /** Ends the stream; an EventSource reconnects (with Last-Event-ID) after its retry delay, or `retryMs`. */
+  end(retryMs?: number): void {
     if (this.ended) return;
     this.ended = true;
-    this.res.end();
+    // a retry field sets EventSource's reconnection delay (whole ms): spread over many streams,
+    // their reconnects do not all read the store at once
+    this.res.end(retryMs === undefined ? undefined : `retry: ${Math.round(retryMs)}\n\n`);
   }
 
   /** Writes; false when the client should be let drain first. Cuts a client past the bound. */
