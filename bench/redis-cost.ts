@@ -4,9 +4,7 @@
 // (heartbeats, sweeps, online counts, pings) measured over a window without pushes and taken
 // out. Writes bench/results/redis-cost-latest.{md,json}. Settings: REDIS_COST_* (bench/README.md).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +17,7 @@ import { cpuMs, describeMachine } from './proc.ts';
 import { Pusher, runLanes } from './pusher.ts';
 import { StatsConnection, type Window } from './redis-stats.ts';
 import { seededRandom } from './stats.ts';
+import { freePort } from './ports.ts';
 
 const HOST = '127.0.0.1'; // loopback only
 const SERVER_SCRIPT = join(PROJECT_ROOT, 'dist', 'start.js');
@@ -86,16 +85,6 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, HOST);
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  await once(server, 'close');
-  if (typeof address !== 'object' || address === null) throw new Error('no port');
-  return address.port;
-}
 
 /** Polls `done` every 20 ms until it holds; throws naming `what` after `ms`. */
 async function until(done: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
@@ -482,7 +471,7 @@ function save(text: string, json: unknown): string[] {
 async function main(): Promise<void> {
   const options = loadOptions(process.env);
   await buildServer(join(PROJECT_ROOT, 'start.ts'), SERVER_SCRIPT);
-  const redisPort = await freePort();
+  const redisPort = await freePort(HOST);
   await startRedis(redisPort);
   const stats = await StatsConnection.open(redisPort, HOST);
   try {

@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,7 @@ import { describeMachine, openFilesLimit, peakRssKb } from './proc.ts';
 import { Pusher } from './pusher.ts';
 import type { PageEvent, SoakCommand, SoakReply } from './soak-ipc.ts';
 import { seededRandom } from './stats.ts';
+import { freePort } from './ports.ts';
 
 const HOST = '127.0.0.1'; // loopback only: nothing here listens on or reaches another host
 const SERVER_SCRIPT = join(PROJECT_ROOT, 'dist', 'start.js');
@@ -86,17 +87,6 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** A free TCP port on loopback: the restarts need the same ports again, so they are fixed up front. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, HOST);
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  await once(server, 'close');
-  if (typeof address !== 'object' || address === null) throw new Error('no port');
-  return address.port;
-}
 
 // ---- redis-server, test-owned (never the shared 6379) ----------------------------------
 
@@ -460,12 +450,12 @@ async function runMode(mode: Mode, options: Options): Promise<ModeResult> {
   try {
     if (mode === 'embedded') {
       const env = { STORE: options.store, DATA_DIR: join(temp, 'data') };
-      nodes.push(new Node('node', await freePort(), await freePort(), env));
+      nodes.push(new Node('node', await freePort(HOST), await freePort(HOST), env));
       result.setup = `one node, STORE=${options.store} DATA_DIR=<temp>; node SIGKILLed and restarted twice`;
     } else {
-      redis = new SoakRedis(await freePort(), temp);
+      redis = new SoakRedis(await freePort(HOST), temp);
       await redis.start();
-      for (const name of ['node A', 'node B']) nodes.push(new Node(name, await freePort(), await freePort(), { REDIS_URL: redis.url }));
+      for (const name of ['node A', 'node B']) nodes.push(new Node(name, await freePort(HOST), await freePort(HOST), { REDIS_URL: redis.url }));
       result.setup = 'two nodes on redis-server --appendonly yes --appendfsync everysec; node A SIGKILLed and restarted, then Redis';
     }
     await Promise.all(nodes.map((n) => n.start()));
