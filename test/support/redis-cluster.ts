@@ -5,13 +5,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { findBinary } from './requirements.ts';
 import { until } from './until.ts';
-import { REDIS_SERVER } from './redis-server.ts';
+import { freePort, REDIS_SERVER } from './redis-server.ts';
 
 export const REDIS_CLI = findBinary('redis-cli', ['/usr/bin/redis-cli', '/usr/local/bin/redis-cli']);
 
@@ -44,17 +43,6 @@ export interface TestRedisCluster {
   close(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** True when both binaries are there (else the notice was printed, or STRICT threw). */
 export const HAS_CLUSTER_BINARIES = REDIS_SERVER !== null && REDIS_CLI !== null;
