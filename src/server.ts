@@ -68,7 +68,7 @@ export interface ServerHandle {
    * Where presence and stored messages live: this process (stored messages in memory, or on
    * disk in DATA_DIR), or Redis shared by a cluster.
    */
-  engine: 'memory' | 'embedded' | 'redis' | 'redis-cluster';
+  engine: 'memory' | 'embedded' | 'redis' | 'redis-cluster' | 'redis-sentinel';
   io: PushIo;
   metrics: Metrics;
   /** Stops accepting, disconnects every socket, lets requests finish; idempotent. */
@@ -413,7 +413,14 @@ export async function createServer(config: Config, components: Components = {}):
           maxPushBytes: 2 * config.maxDataBytes + 4096, // a content's JSON escapes may double it
         };
   let webHttp: HttpServer | null = null;
-  const webServer = async (ports: { io: number; api: number }) => (webHttp = httpServer(tls, await demoHandler(ports, adminPage)));
+  const webServer = async (ports: { io: number; api: number }) => {
+    webHttp = httpServer(tls, await demoHandler(ports, adminPage));
+    // as on the API port: a client that trickles its request (the admin sign-in takes a body
+    // before any token is checked) is cut off instead of holding a socket for Node's 5 minutes
+    webHttp.headersTimeout = 10_000;
+    webHttp.requestTimeout = 30_000;
+    return webHttp;
+  };
   const bound: HttpServer[] = [];
   let ports: ServerHandle['ports'];
   try {
@@ -469,5 +476,5 @@ export async function createServer(config: Config, components: Components = {}):
     return closing;
   };
 
-  return { ports, engine: cluster ? (config.redisUrl === null ? 'redis-cluster' : 'redis') : storage.embedded ? 'embedded' : 'memory', io, metrics, close };
+  return { ports, engine: cluster ? (config.redisCluster.length > 0 ? 'redis-cluster' : config.redisUrl === null ? 'redis-sentinel' : 'redis') : storage.embedded ? 'embedded' : 'memory', io, metrics, close };
 }

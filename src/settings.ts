@@ -82,7 +82,8 @@ const sentinelList = z
     if (bad !== undefined) {
       ctx.addIssue({
         code: 'custom',
-        message: `must be sentinel addresses host:port separated by commas (like 10.0.0.5:26379,10.0.0.6:26379); ${JSON.stringify(bad)} is not one`,
+        // by its position, not its text: a URL pasted here may carry a password
+        message: `must be sentinel addresses host:port separated by commas (like 10.0.0.5:26379,10.0.0.6:26379); entry ${list.indexOf(bad) + 1} is not one`,
       });
     }
   })
@@ -514,12 +515,15 @@ export const SETTINGS = {
 
 /**
  * A rejected value as a config error shows it. Secrets only by their length; URLs (REDIS_URL,
- * WEBHOOK_URL) as scheme and host, since they may carry a password or a token.
+ * WEBHOOK_URL, a URL pasted into REDIS_CLUSTER or REDIS_SENTINELS) as scheme and host, since
+ * they may carry a password or a token.
  */
 export function shownValue(schema: z.ZodType<unknown, string>, raw: string): string {
   if (schema === secret || schema === password) return `${raw.length} character${raw.length === 1 ? '' : 's'}`;
   if (schema === redisUrl) return JSON.stringify(shownUrl(raw.trim()));
   if (schema === redisSeeds) return JSON.stringify(raw.split(',').map((n) => (/^rediss?:\/\//.test(n.trim()) ? shownUrl(n.trim()) : n.trim())).join(','));
+  // host:port entries as written; anything with a scheme or credentials (a pasted URL) hidden
+  if (schema === sentinelList) return JSON.stringify(raw.split(',').map((n) => (/:\/\/|@/.test(n) ? shownUrl(n.trim()) : n.trim())).join(','));
   if (schema === urlList) return JSON.stringify(raw.split(',').map((u) => shownUrl(u.trim())).join(', '));
   return JSON.stringify(raw);
 }

@@ -85,6 +85,8 @@ describe('a cluster on a Sentinel-managed Redis', function () {
     const gone = await freePort();
     const list = `127.0.0.1:${gone},${redis.list}`;
     const [a, b] = await Promise.all([startNode('A', list), startNode('B', list)]);
+    // the start line names how the node joined (an operator debugging a failover reads it)
+    expect(a.stdout()).to.include('engine redis-sentinel');
     const local = await pageOn(a, 'local', 'v4');
     const remote = await pageOn(b, 'remote', 'v2');
     await Promise.all([local, remote].map((c) => showsCounts(c, 2, 2)));

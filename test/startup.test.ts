@@ -128,10 +128,14 @@ describe('config for Redis Sentinel', () => {
       'REDIS_SENTINEL_PASSWORD goes with REDIS_SENTINELS',
     ]);
     expect(problems({ REDIS_SENTINELS: '10.0.0.5:26379,10.0.0.6', REDIS_SENTINEL_MASTER: 'two words' })).to.deep.equal([
-      'REDIS_SENTINELS must be sentinel addresses host:port separated by commas (like 10.0.0.5:26379,10.0.0.6:26379); "10.0.0.6" is not one, got "10.0.0.5:26379,10.0.0.6"',
+      'REDIS_SENTINELS must be sentinel addresses host:port separated by commas (like 10.0.0.5:26379,10.0.0.6:26379); entry 2 is not one, got "10.0.0.5:26379,10.0.0.6"',
       'REDIS_SENTINEL_MASTER must be the master name the sentinels monitor: 1-200 printable characters, no spaces, got "two words"',
     ]);
-    expect(problems({ REDIS_SENTINELS: '10.0.0.5:0', REDIS_SENTINEL_MASTER: 'm' })[0]).to.include('"10.0.0.5:0" is not one');
+    expect(problems({ REDIS_SENTINELS: '10.0.0.5:0', REDIS_SENTINEL_MASTER: 'm' })[0]).to.include('entry 1 is not one');
+    // a URL pasted in (REDIS_URL's form) never shows its password
+    const pasted = problems({ REDIS_SENTINELS: 'redis://:s3cret-pw@10.0.0.5:26379', REDIS_SENTINEL_MASTER: 'm' }).join(' ');
+    expect(pasted).to.include('entry 1 is not one');
+    expect(pasted).not.to.include('s3cret-pw');
   });
 
   it('shows a refused password by its length only', () => {

@@ -383,7 +383,10 @@ export class Connection {
     const next = this.plainClient(master);
     follower.next = next;
     follower.nextAddress = address;
-    next.on('error', () => {}); // retried by its reconnect strategy; the outage is reported by the current one
+    // its losses and returns are reported once it is current (report() ignores a client until
+    // then): a client taken over at a failover is watched like the first one, so a later
+    // outage of the new master is logged, followed and ends (readyz, catch-up) when it is back
+    this.report(next, handle);
     const superseded = () => follower.next !== next || !this.live;
     next
       .connect()

@@ -119,6 +119,11 @@ export class ClusterConnection {
     return this.checking;
   }
 
+  /** A sharded subscription not made again after a failover: counted as a lost node, so the next tick tries again. */
+  private resubscribeFailed(err: unknown): void {
+    if (this.live) this.nodeLost(err);
+  }
+
   private nodeLost(err: unknown, node?: { host?: string; port?: number }): void {
     if (!this.live) return;
     if (this.lostSince === null) {
@@ -181,11 +186,18 @@ export class ClusterConnection {
     const start = client.masters.find((m) => m.client?.isReady)?.client ?? client.masters[0]?.client;
     if (!start) return;
     await client._slots.rediscover(start);
+    if (!this.live || !client.isOpen) return; // closed meanwhile (a shutdown): nothing to move
     const kept = new Set(client.masters.filter((m) => m.pubSub).map((m) => m.address));
     for (const [address, listeners] of held) {
       if (kept.has(address)) continue;
-      // its client was destroyed with the node: subscribe again where the slots are now
-      client.resubscribeAllPubSubListeners({ SHARDED: listeners });
+      // its client was destroyed with the node: subscribe again where the slots are now. Not
+      // node-redis's resubscribeAllPubSubListeners, which drops each subscribe's promise: one
+      // that failed there (CLUSTERDOWN mid-failover, a connection closing) was an unhandled
+      // rejection, which ends the process. Here a failure is an outage to retry.
+      for (const [channel, { buffers, strings }] of listeners) {
+        for (const listener of buffers) client.sSubscribe(channel, listener, true).catch((err: unknown) => this.resubscribeFailed(err));
+        for (const listener of strings) client.sSubscribe(channel, listener).catch((err: unknown) => this.resubscribeFailed(err));
+      }
     }
   }
 }
