@@ -91,6 +91,8 @@ describe('OpenAPI document (/api/v1/openapi.json)', () => {
         expect(document.openapi).to.equal('3.1.0');
         const batch = JSON.stringify(document.paths['/api/v1/push/batch']!.post!.requestBody);
         expect(batch).to.include('"maxItems":7');
+        // no scheme puts the secret in a URL, where proxies and browsers log it
+        expect(JSON.stringify(document)).not.to.match(/"in":"query","name":"secret"/);
         expect(Object.keys(document.paths).sort()).to.deep.equal([
           '/api/v1/messages/{id}',
           '/api/v1/online',

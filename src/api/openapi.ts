@@ -271,12 +271,14 @@ export function openApiDocument(o: OpenApiOptions): JsonSchema {
                 name: 'X-Push-Signature',
                 description: 'hex HMAC-SHA256(PUSH_SECRET, timestamp \\n METHOD \\n path?query \\n body), with X-Push-Timestamp (unix seconds)',
               },
-              secretField: { type: 'apiKey', in: 'query', name: 'secret', description: 'PUSH_SECRET in a `secret` field of the body or query' },
             },
           }
         : {}),
     },
-    ...(o.secured ? { security: [{ bearer: [] }, { signature: [] }, { secretField: [] }] } : {}),
+    // The server also takes the secret in a `secret` field of the body or query (the legacy
+    // way); not offered here: a client generated from this document would put PUSH_SECRET in
+    // URLs, and so in proxies' and browsers' logs.
+    ...(o.secured ? { security: [{ bearer: [] }, { signature: [] }] } : {}),
   };
 }
 
