@@ -11,7 +11,7 @@ import { loginToken, topicKey } from '../src/login-auth.ts';
 import { MemoryMessageStore } from '../src/message-store.ts';
 import { CHROMIUM, launchBrowser } from './support/browser.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
-import { connectClient, countsHtml } from './support/clients.ts';
+import { connectClient, countsHtml, type TestClient } from './support/clients.ts';
 import { REDIS_SERVER, startRedis } from './support/redis-server.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
 import { SseClient } from './support/sse-client.ts';
@@ -44,6 +44,21 @@ async function storedIds(apiUrl: string, uid: string): Promise<string[]> {
   return ((await res.json()) as { messages: { id: string }[] }).messages.map((m) => m.id);
 }
 
+/** A Socket.IO page logged in as `uid` and subscribed to `topic`, which may publish client messages to it. */
+async function chatMember(ioUrl: string, uid: string, topic: string): Promise<TestClient> {
+  const client = await connectClient('v4', ioUrl);
+  await client.login(uid);
+  expect(await client.request('subscribe', topic)).to.deep.include({ ok: true });
+  return client;
+}
+
+/** Publishes a client message; resolves its id. */
+async function chat(client: TestClient, topic: string, data: unknown): Promise<string> {
+  const reply = await client.request<{ ok: boolean; id?: string }>('publish', { topic, data });
+  expect(reply.ok, JSON.stringify(reply)).to.equal(true);
+  return reply.id!;
+}
+
 /** A stream that has started: its first event, the online count, has come. */
 async function openStream(ioUrl: string, query: string, headers: Record<string, string> = {}): Promise<SseClient> {
   const client = await SseClient.open(`${ioUrl}/events?${query}`, headers);
@@ -62,27 +77,27 @@ describe('SSE streams (GET /events)', function () {
       server = await startServer({ sseHeartbeatMs: 100, pushSecret: PUSH_SECRET });
     });
 
-    it('starts with text/event-stream and the online count, then gets legacy (escaped), v1, broadcast and topic pushes with their ids', async () => {
+    it('starts with text/event-stream and the online count, then gets legacy (escaped), v1, broadcast and topic pushes, an id on kept messages only', async () => {
       const stream = await openStream(server.ioUrl, 'uid=u1&topics=news');
       expect(stream.headers['content-type']).to.equal('text/event-stream; charset=utf-8');
       expect(stream.events[0]).to.deep.equal({ event: 'update_online_count', data: countsHtml(1, 1) });
 
       expect((await publish(server.apiUrl, 'u1', '<b>hi</b> & "q"')).body).to.equal('ok');
-      const direct = await v1Push(server.apiUrl, { to: 'u1', event: 'note', data: { n: 1 } });
+      const direct = await v1Push(server.apiUrl, { to: 'u1', event: 'note', data: { n: 1 }, ttl: 600 });
       expect(direct.online).to.deep.equal(['u1']);
       await publish(server.apiUrl, '', 'to all');
-      const topic = await v1Push(server.apiUrl, { topic: 'news', data: 'headline' });
+      await v1Push(server.apiUrl, { topic: 'news', data: 'headline' });
       await v1Push(server.apiUrl, { topic: 'sports', data: 'not subscribed' });
-      const last = await v1Push(server.apiUrl, { to: 'u1', event: 'note', data: 'last' });
-      await stream.waitFor((e) => e.id === last.id, 'the last push');
+      await v1Push(server.apiUrl, { to: 'u1', event: 'note', data: 'last' });
+      await stream.waitFor((e) => e.data === 'last', 'the last push');
 
       // (the count comes again as a broadcast: counts changed when the stream's page was counted)
       expect(stream.events.filter((e) => e.event !== 'update_online_count')).to.deep.equal([
         { event: 'new_msg', data: '&lt;b&gt;hi&lt;/b&gt; &amp; &quot;q&quot;' },
         { event: 'note', data: { n: 1 }, id: direct.id },
         { event: 'new_msg', data: 'to all' },
-        { event: 'message', data: 'headline', id: topic.id },
-        { event: 'note', data: 'last', id: last.id },
+        { event: 'message', data: 'headline' },
+        { event: 'note', data: 'last' },
       ]);
     });
 
@@ -121,12 +136,12 @@ describe('SSE streams (GET /events)', function () {
     it('the server side of rooms works on streams: socketsJoin adds a topic, disconnectSockets ends the stream', async () => {
       const stream = await openStream(server.ioUrl, 'uid=ops');
       server.io.in('uid:ops').socketsJoin('topic:extra');
-      const push = await v1Push(server.apiUrl, { topic: 'extra', data: 'joined' });
-      await stream.waitFor((e) => e.id === push.id, 'the push to the joined topic');
+      await v1Push(server.apiUrl, { topic: 'extra', data: 'joined' });
+      await stream.waitFor((e) => e.data === 'joined', 'the push to the joined topic');
       server.io.in('uid:ops').socketsLeave('topic:extra');
       await v1Push(server.apiUrl, { topic: 'extra', data: 'left' });
-      const marker = await v1Push(server.apiUrl, { to: 'ops', data: 'marker' });
-      await stream.waitFor((e) => e.id === marker.id, 'the marker');
+      await v1Push(server.apiUrl, { to: 'ops', data: 'marker' });
+      await stream.waitFor((e) => e.data === 'marker', 'the marker');
       expect(stream.dataOf('message')).to.deep.equal(['joined', 'marker']);
       server.io.in('uid:ops').disconnectSockets();
       await stream.waitForEnd();
@@ -150,13 +165,13 @@ describe('SSE streams (GET /events)', function () {
 
       const again = await openStream(server.ioUrl, 'uid=r', { 'last-event-id': seen.id });
       await again.waitFor((e) => e.id === ids[2], 'the third stored message');
-      const marker = await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 'live' });
-      await again.waitFor((e) => e.id === marker.id, 'a live push after the replay');
+      await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 'live' });
+      await again.waitFor((e) => e.data === 'live', 'a live push after the replay');
       expect(again.events.filter((e) => e.event === 'note')).to.deep.equal([
         { event: 'note', data: 1, id: ids[0] },
         { event: 'note', data: 2, id: ids[1] },
         { event: 'note', data: 3, id: ids[2] },
-        { event: 'note', data: 'live', id: marker.id },
+        { event: 'note', data: 'live' }, // not kept: no id
       ]);
       // the id it reported is its ack: the seen message is gone, the three stay until a later id
       await until(async () => (await storedIds(server.apiUrl, 'r')).length === 3, 'the seen message acked');
@@ -229,8 +244,8 @@ describe('SSE streams (GET /events)', function () {
       expect(await pagesOf(bounded.apiUrl, 'slow'), `still open after ${pushes} pushes of 60 kB`).to.equal(0);
       const { body: text } = await bounded.metrics.render();
       expect(text).to.match(/^push_slow_connections_cut_total 1$/m);
-      const after = await v1Push(bounded.apiUrl, { to: 'fast', event: 'big', data: 'after' });
-      await fast.waitFor((e) => e.id === after.id, 'the fast stream to get the next push', 10_000);
+      await v1Push(bounded.apiUrl, { to: 'fast', event: 'big', data: 'after' });
+      await fast.waitFor((e) => e.data === 'after', 'the fast stream to get the next push', 10_000);
       expect(fast.dataOf('big')).to.have.length(pushes + 1);
     });
 
@@ -308,6 +323,41 @@ describe('SSE streams (GET /events)', function () {
     });
   });
 
+  describe('client messages and event ids', () => {
+    let server: TestServer;
+    beforeEach(async () => {
+      server = await startServer({ sseHeartbeatMs: 100, pushSecret: PUSH_SECRET, clientPublishTopics: ['chat-*'] });
+    });
+
+    it('only kept messages carry an id: client messages, topic, broadcast, legacy and unkept pushes between kept ones leave the last event id at a kept one, and the reconnect acks them', async () => {
+      const stream = await openStream(server.ioUrl, 'uid=r&topics=chat-1');
+      const alice = await chatMember(server.ioUrl, 'alice', 'chat-1');
+      const first = await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 1, ttl: 600 });
+      await chat(alice, 'chat-1', 'between');
+      await v1Push(server.apiUrl, { topic: 'chat-1', data: 'topic' });
+      await v1Push(server.apiUrl, { data: 'everyone' });
+      await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 'not kept' });
+      await v1Push(server.apiUrl, { to: 'r', event: 'new_msg', data: 'v1 legacy' });
+      await publish(server.apiUrl, 'r', 'legacy');
+      const second = await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 2, ttl: 600 });
+      await chat(alice, 'chat-1', 'after');
+      await stream.waitFor((e) => e.data === 'after', 'the last client message');
+
+      expect(stream.events.filter((e) => e.id !== undefined).map((e) => e.id)).to.deep.equal([first.id, second.id]);
+      expect(stream.lastEventId).to.equal(second.id);
+      expect(await storedIds(server.apiUrl, 'r')).to.deep.equal([first.id, second.id]);
+      stream.close();
+      await until(async () => (await pagesOf(server.apiUrl, 'r')) === 0, 'r offline');
+
+      // EventSource's reconnect: the last id it holds acks both kept messages, and none comes again
+      const again = await openStream(server.ioUrl, 'uid=r&topics=chat-1', { 'last-event-id': stream.lastEventId! });
+      await until(async () => (await storedIds(server.apiUrl, 'r')).length === 0, 'both kept messages acked by the reconnect');
+      const marker = await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 'marker', ttl: 600 });
+      await again.waitFor((e) => e.id === marker.id, 'a live push after the replay');
+      expect(again.dataOf('note')).to.deep.equal(['marker']);
+    });
+  });
+
   describe('tokens (LOGIN_SECRET) and origins', () => {
     it('is refused without a token, or with a wrong or expired one; an HMAC or JWT token opens it', async () => {
       const server = await startServer({ loginSecret: SECRET, pushSecret: PUSH_SECRET });
@@ -340,8 +390,8 @@ describe('SSE streams (GET /events)', function () {
       expect([without.status, without.error().code]).to.deep.equal([401, 'unauthorized']);
       const topicToken = loginToken(topicKey(SECRET), 'private-team');
       const stream = await openStream(server.ioUrl, `${auth}&topics=private-team&private-team=${topicToken}`);
-      const push = await v1Push(server.apiUrl, { topic: 'private-team', data: 'secret plans' });
-      await stream.waitFor((e) => e.id === push.id, 'the private topic push');
+      await v1Push(server.apiUrl, { topic: 'private-team', data: 'secret plans' });
+      await stream.waitFor((e) => e.data === 'secret plans', 'the private topic push');
     });
 
     it('CORS_ORIGINS: a listed origin is answered with its CORS headers, another is refused', async () => {
@@ -424,14 +474,14 @@ describe('SSE streams (GET /events)', function () {
 
       await publish(a.apiUrl, 'on-b', 'legacy <x>');
       const ids: string[] = [];
-      for (let i = 0; i < 10; i++) ids.push((await v1Push(a.apiUrl, { to: 'on-b', event: 'note', data: i })).id);
-      const topic = await v1Push(a.apiUrl, { topic: 'news', data: 'headline' });
+      for (let i = 0; i < 10; i++) ids.push((await v1Push(a.apiUrl, { to: 'on-b', event: 'note', data: i, ttl: 600 })).id);
+      await v1Push(a.apiUrl, { topic: 'news', data: 'headline' });
       await publish(a.apiUrl, '', 'everyone');
       await stream.waitFor((e) => e.data === 'everyone', 'the broadcast from node A');
       expect(stream.events.filter((e) => e.event !== 'update_online_count')).to.deep.equal([
         { event: 'new_msg', data: 'legacy &lt;x&gt;' },
         ...ids.map((id, i) => ({ event: 'note', data: i, id })),
-        { event: 'message', data: 'headline', id: topic.id },
+        { event: 'message', data: 'headline' },
         { event: 'new_msg', data: 'everyone' },
       ]);
       expect(await pagesOf(a.apiUrl, 'on-b')).to.equal(1);

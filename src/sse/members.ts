@@ -12,6 +12,7 @@
 // each member's socket; a stream has no socket, so apply() is wrapped to call back with a
 // small stand-in per stream too (AdapterMember). test/sse.test.ts fails if an upgrade changes
 // that path.
+import type { MessageMeta } from '../events.ts';
 import type { Logger } from '../log.ts';
 import { formatEvent, type SseStream } from './stream.ts';
 
@@ -227,14 +228,21 @@ export class SseMembers {
 }
 
 /**
- * A broadcast packet as an SSE event: `[event, data, meta?]`, the id from a v1 message's meta;
- * legacy new_msg and the online count carry none. Null for what SSE does not carry (binary).
+ * A broadcast packet as an SSE event: `[event, data, meta?]`. Legacy new_msg and the online
+ * count carry no meta. Null for what SSE does not carry (binary).
+ *
+ * Only a kept message (`meta.stored`) gets an `id:`. EventSource keeps the last id it was sent
+ * (an event without one leaves it as it was) and sends it as Last-Event-ID when it reconnects:
+ * that is the stream's ack of the kept messages up to it (Delivery.resume), which only works
+ * with an id the store holds. A topic, broadcast or client message with an id would move it off
+ * the kept ones, and anyone sending to the stream's topics could keep them from ever being acked.
  */
 function frameOf(packet: Packet): { frame: string; id: string | undefined } | null {
   if (packet.type !== EVENT || !Array.isArray(packet.data)) return null;
   const [event, data, meta] = packet.data as unknown[];
   if (typeof event !== 'string') return null;
-  const id = typeof meta === 'object' && meta !== null && typeof (meta as { id?: unknown }).id === 'string' ? (meta as { id: string }).id : undefined;
+  const m = typeof meta === 'object' && meta !== null ? (meta as Partial<Record<keyof MessageMeta, unknown>>) : undefined;
+  const id = m?.stored === true && typeof m.id === 'string' ? m.id : undefined;
   const frame = formatEvent(event, data, id);
   return frame === null ? null : { frame, id };
 }
