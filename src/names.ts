@@ -30,12 +30,18 @@ export const topicSchema = z
 export const LEGACY_EVENT = 'new_msg';
 /** The event of a v1 push that names none. Not new_msg: v1 data is sent as given. */
 export const DEFAULT_EVENT = 'message';
+/**
+ * The SSE event of a client message (sse/members.ts): SSE has no second argument for its meta,
+ * so it gets a name of its own, which no push may take, and a page cannot mistake it for the
+ * backend's.
+ */
+export const SSE_CLIENT_MESSAGE_EVENT = 'client_message';
 
 /** Events the server or Socket.IO itself uses: a push may not take their names. */
 const RESERVED_EVENTS = new Set([
   'connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'newListener',
   'removeListener', 'ping', 'pong', 'login', 'login_error', 'subscribe', 'unsubscribe',
-  'update_online_count',
+  'update_online_count', SSE_CLIENT_MESSAGE_EVENT,
 ]);
 
 export const eventSchema = z

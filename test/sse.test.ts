@@ -11,10 +11,10 @@ import { loginToken, topicKey } from '../src/login-auth.ts';
 import { MemoryMessageStore } from '../src/message-store.ts';
 import { CHROMIUM, launchBrowser } from './support/browser.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
-import { connectClient, countsHtml } from './support/clients.ts';
+import { connectClient, countsHtml, type TestClient } from './support/clients.ts';
 import { REDIS_SERVER, startRedis } from './support/redis-server.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
-import { SseClient } from './support/sse-client.ts';
+import { SseClient, type SseEvent } from './support/sse-client.ts';
 import { startNodeProcesses, type NodeProcess } from './support/start-process.ts';
 import { until } from './support/until.ts';
 
@@ -44,6 +44,21 @@ async function storedIds(apiUrl: string, uid: string): Promise<string[]> {
   return ((await res.json()) as { messages: { id: string }[] }).messages.map((m) => m.id);
 }
 
+/** A Socket.IO page logged in as `uid` and subscribed to `topic`, which may publish client messages to it. */
+async function chatMember(ioUrl: string, uid: string, topic: string): Promise<TestClient> {
+  const client = await connectClient('v4', ioUrl);
+  await client.login(uid);
+  expect(await client.request('subscribe', topic)).to.deep.include({ ok: true });
+  return client;
+}
+
+/** Publishes a client message; resolves its id. */
+async function chat(client: TestClient, topic: string, data: unknown): Promise<string> {
+  const reply = await client.request<{ ok: boolean; id?: string }>('publish', { topic, data });
+  expect(reply.ok, JSON.stringify(reply)).to.equal(true);
+  return reply.id!;
+}
+
 /** A stream that has started: its first event, the online count, has come. */
 async function openStream(ioUrl: string, query: string, headers: Record<string, string> = {}): Promise<SseClient> {
   const client = await SseClient.open(`${ioUrl}/events?${query}`, headers);
@@ -62,27 +77,27 @@ describe('SSE streams (GET /events)', function () {
       server = await startServer({ sseHeartbeatMs: 100, pushSecret: PUSH_SECRET });
     });
 
-    it('starts with text/event-stream and the online count, then gets legacy (escaped), v1, broadcast and topic pushes with their ids', async () => {
+    it('starts with text/event-stream and the online count, then gets legacy (escaped), v1, broadcast and topic pushes, an id on kept messages only', async () => {
       const stream = await openStream(server.ioUrl, 'uid=u1&topics=news');
       expect(stream.headers['content-type']).to.equal('text/event-stream; charset=utf-8');
       expect(stream.events[0]).to.deep.equal({ event: 'update_online_count', data: countsHtml(1, 1) });
 
       expect((await publish(server.apiUrl, 'u1', '<b>hi</b> & "q"')).body).to.equal('ok');
-      const direct = await v1Push(server.apiUrl, { to: 'u1', event: 'note', data: { n: 1 } });
+      const direct = await v1Push(server.apiUrl, { to: 'u1', event: 'note', data: { n: 1 }, ttl: 600 });
       expect(direct.online).to.deep.equal(['u1']);
       await publish(server.apiUrl, '', 'to all');
-      const topic = await v1Push(server.apiUrl, { topic: 'news', data: 'headline' });
+      await v1Push(server.apiUrl, { topic: 'news', data: 'headline' });
       await v1Push(server.apiUrl, { topic: 'sports', data: 'not subscribed' });
-      const last = await v1Push(server.apiUrl, { to: 'u1', event: 'note', data: 'last' });
-      await stream.waitFor((e) => e.id === last.id, 'the last push');
+      await v1Push(server.apiUrl, { to: 'u1', event: 'note', data: 'last' });
+      await stream.waitFor((e) => e.data === 'last', 'the last push');
 
       // (the count comes again as a broadcast: counts changed when the stream's page was counted)
       expect(stream.events.filter((e) => e.event !== 'update_online_count')).to.deep.equal([
         { event: 'new_msg', data: '&lt;b&gt;hi&lt;/b&gt; &amp; &quot;q&quot;' },
         { event: 'note', data: { n: 1 }, id: direct.id },
         { event: 'new_msg', data: 'to all' },
-        { event: 'message', data: 'headline', id: topic.id },
-        { event: 'note', data: 'last', id: last.id },
+        { event: 'message', data: 'headline' },
+        { event: 'note', data: 'last' },
       ]);
     });
 
@@ -121,12 +136,12 @@ describe('SSE streams (GET /events)', function () {
     it('the server side of rooms works on streams: socketsJoin adds a topic, disconnectSockets ends the stream', async () => {
       const stream = await openStream(server.ioUrl, 'uid=ops');
       server.io.in('uid:ops').socketsJoin('topic:extra');
-      const push = await v1Push(server.apiUrl, { topic: 'extra', data: 'joined' });
-      await stream.waitFor((e) => e.id === push.id, 'the push to the joined topic');
+      await v1Push(server.apiUrl, { topic: 'extra', data: 'joined' });
+      await stream.waitFor((e) => e.data === 'joined', 'the push to the joined topic');
       server.io.in('uid:ops').socketsLeave('topic:extra');
       await v1Push(server.apiUrl, { topic: 'extra', data: 'left' });
-      const marker = await v1Push(server.apiUrl, { to: 'ops', data: 'marker' });
-      await stream.waitFor((e) => e.id === marker.id, 'the marker');
+      await v1Push(server.apiUrl, { to: 'ops', data: 'marker' });
+      await stream.waitFor((e) => e.data === 'marker', 'the marker');
       expect(stream.dataOf('message')).to.deep.equal(['joined', 'marker']);
       server.io.in('uid:ops').disconnectSockets();
       await stream.waitForEnd();
@@ -150,13 +165,13 @@ describe('SSE streams (GET /events)', function () {
 
       const again = await openStream(server.ioUrl, 'uid=r', { 'last-event-id': seen.id });
       await again.waitFor((e) => e.id === ids[2], 'the third stored message');
-      const marker = await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 'live' });
-      await again.waitFor((e) => e.id === marker.id, 'a live push after the replay');
+      await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 'live' });
+      await again.waitFor((e) => e.data === 'live', 'a live push after the replay');
       expect(again.events.filter((e) => e.event === 'note')).to.deep.equal([
         { event: 'note', data: 1, id: ids[0] },
         { event: 'note', data: 2, id: ids[1] },
         { event: 'note', data: 3, id: ids[2] },
-        { event: 'note', data: 'live', id: marker.id },
+        { event: 'note', data: 'live' }, // not kept: no id
       ]);
       // the id it reported is its ack: the seen message is gone, the three stay until a later id
       await until(async () => (await storedIds(server.apiUrl, 'r')).length === 3, 'the seen message acked');
@@ -229,8 +244,8 @@ describe('SSE streams (GET /events)', function () {
       expect(await pagesOf(bounded.apiUrl, 'slow'), `still open after ${pushes} pushes of 60 kB`).to.equal(0);
       const { body: text } = await bounded.metrics.render();
       expect(text).to.match(/^push_slow_connections_cut_total 1$/m);
-      const after = await v1Push(bounded.apiUrl, { to: 'fast', event: 'big', data: 'after' });
-      await fast.waitFor((e) => e.id === after.id, 'the fast stream to get the next push', 10_000);
+      await v1Push(bounded.apiUrl, { to: 'fast', event: 'big', data: 'after' });
+      await fast.waitFor((e) => e.data === 'after', 'the fast stream to get the next push', 10_000);
       expect(fast.dataOf('big')).to.have.length(pushes + 1);
     });
 
@@ -308,6 +323,72 @@ describe('SSE streams (GET /events)', function () {
     });
   });
 
+  describe('client messages and event ids', () => {
+    let server: TestServer;
+    beforeEach(async () => {
+      server = await startServer({ sseHeartbeatMs: 100, pushSecret: PUSH_SECRET, clientPublishTopics: ['chat-*'] });
+    });
+
+    it('a client message comes as client_message, {data, meta} with the sender\'s uid and client: true, never as a backend push on message', async () => {
+      const stream = await openStream(server.ioUrl, 'uid=reader&topics=chat-1');
+      const alice = await chatMember(server.ioUrl, 'alice', 'chat-1');
+      // data shaped like the envelope: it stays inside `data`, the client fills no meta
+      const forged = { data: 'from the backend', meta: { id: 'x', ts: 1, uid: 'backend' } };
+      const id = await chat(alice, 'chat-1', forged);
+      await v1Push(server.apiUrl, { topic: 'chat-1', data: 'from the backend' });
+      await stream.waitFor((e) => e.data === 'from the backend', 'the backend push');
+
+      const events = stream.events.filter((e) => e.event !== 'update_online_count');
+      expect(events).to.have.length(2);
+      const [message, push] = events as [SseEvent, SseEvent];
+      expect(message.event).to.equal('client_message');
+      expect(message).to.not.have.property('id'); // not kept: no id (see the next test)
+      const { data, meta } = message.data as { data: unknown; meta: Record<string, unknown> };
+      expect(data).to.deep.equal(forged);
+      expect(meta).to.have.all.keys('id', 'ts', 'uid', 'client');
+      expect(meta).to.deep.include({ id, uid: 'alice', client: true });
+      expect(meta.ts).to.be.a('number').within(Date.now() - 60_000, Date.now());
+      expect(push).to.deep.equal({ event: 'message', data: 'from the backend' });
+
+      // the backend cannot take the name either: the event name alone says a client sent it
+      const res = await fetch(server.apiUrl + '/api/v1/push', {
+        method: 'POST',
+        headers: { ...AUTH, 'content-type': 'application/json' },
+        body: JSON.stringify({ topic: 'chat-1', event: 'client_message', data: 'x' }),
+      });
+      expect(res.status).to.equal(400);
+      expect(await res.text()).to.match(/event.*reserved/);
+    });
+
+    it('only kept messages carry an id: client messages, topic, broadcast, legacy and unkept pushes between kept ones leave the last event id at a kept one, and the reconnect acks them', async () => {
+      const stream = await openStream(server.ioUrl, 'uid=r&topics=chat-1');
+      const alice = await chatMember(server.ioUrl, 'alice', 'chat-1');
+      const first = await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 1, ttl: 600 });
+      await chat(alice, 'chat-1', 'between');
+      await v1Push(server.apiUrl, { topic: 'chat-1', data: 'topic' });
+      await v1Push(server.apiUrl, { data: 'everyone' });
+      await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 'not kept' });
+      await v1Push(server.apiUrl, { to: 'r', event: 'new_msg', data: 'v1 legacy' });
+      await publish(server.apiUrl, 'r', 'legacy');
+      const second = await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 2, ttl: 600 });
+      await chat(alice, 'chat-1', 'after');
+      await stream.waitFor((e) => e.event === 'client_message' && (e.data as { data: unknown }).data === 'after', 'the last client message');
+
+      expect(stream.events.filter((e) => e.id !== undefined).map((e) => e.id)).to.deep.equal([first.id, second.id]);
+      expect(stream.lastEventId).to.equal(second.id);
+      expect(await storedIds(server.apiUrl, 'r')).to.deep.equal([first.id, second.id]);
+      stream.close();
+      await until(async () => (await pagesOf(server.apiUrl, 'r')) === 0, 'r offline');
+
+      // EventSource's reconnect: the last id it holds acks both kept messages, and none comes again
+      const again = await openStream(server.ioUrl, 'uid=r&topics=chat-1', { 'last-event-id': stream.lastEventId! });
+      await until(async () => (await storedIds(server.apiUrl, 'r')).length === 0, 'both kept messages acked by the reconnect');
+      const marker = await v1Push(server.apiUrl, { to: 'r', event: 'note', data: 'marker', ttl: 600 });
+      await again.waitFor((e) => e.id === marker.id, 'a live push after the replay');
+      expect(again.dataOf('note')).to.deep.equal(['marker']);
+    });
+  });
+
   describe('tokens (LOGIN_SECRET) and origins', () => {
     it('is refused without a token, or with a wrong or expired one; an HMAC or JWT token opens it', async () => {
       const server = await startServer({ loginSecret: SECRET, pushSecret: PUSH_SECRET });
@@ -340,8 +421,8 @@ describe('SSE streams (GET /events)', function () {
       expect([without.status, without.error().code]).to.deep.equal([401, 'unauthorized']);
       const topicToken = loginToken(topicKey(SECRET), 'private-team');
       const stream = await openStream(server.ioUrl, `${auth}&topics=private-team&private-team=${topicToken}`);
-      const push = await v1Push(server.apiUrl, { topic: 'private-team', data: 'secret plans' });
-      await stream.waitFor((e) => e.id === push.id, 'the private topic push');
+      await v1Push(server.apiUrl, { topic: 'private-team', data: 'secret plans' });
+      await stream.waitFor((e) => e.data === 'secret plans', 'the private topic push');
     });
 
     it('CORS_ORIGINS: a listed origin is answered with its CORS headers, another is refused', async () => {
@@ -402,6 +483,58 @@ describe('SSE streams (GET /events)', function () {
       expect(notes).to.deep.equal([`note ${next.id} "while away"`]);
       await until(async () => (await storedIds(server.apiUrl, 'web')).length === 1, 'the kept message acked by the resume');
     });
+
+    it('an EventSource: a client message comes on client_message with its sender; between kept messages it leaves the last event id at a kept one, so the reconnect acks them', async () => {
+      const server = await startServer({ sseHeartbeatMs: 100, pushSecret: PUSH_SECRET, clientPublishTopics: ['chat-*'] });
+      const proxy = await tcpProxy(Number(new URL(server.ioUrl).port));
+      const page = await browser.newPage();
+      await page.goto(await pageSite());
+      type Logged = { type: string; lastEventId: string; data: string };
+      await page.evaluate((url) => {
+        const w = window as unknown as { log: Logged[]; source: EventSource };
+        w.log = [];
+        w.source = new EventSource(url);
+        for (const type of ['update_online_count', 'message', 'note', 'client_message']) {
+          w.source.addEventListener(type, (e) => w.log.push({ type, lastEventId: (e as MessageEvent).lastEventId, data: (e as MessageEvent).data as string }));
+        }
+      }, `http://127.0.0.1:${proxy.port}/events?uid=web&topics=chat-1`);
+      const log = async () => (await page.evaluate(() => (window as unknown as { log: Logged[] }).log)).filter((l) => l.type !== 'update_online_count');
+      await until(async () => (await page.evaluate(() => (window as unknown as { log: Logged[] }).log)).length >= 1, 'the count in the page');
+
+      const alice = await chatMember(server.ioUrl, 'alice', 'chat-1');
+      const first = await v1Push(server.apiUrl, { to: 'web', event: 'note', data: 1, ttl: 600 });
+      const hi = await chat(alice, 'chat-1', { text: 'hi' });
+      await v1Push(server.apiUrl, { topic: 'chat-1', data: 'topic push' });
+      const second = await v1Push(server.apiUrl, { to: 'web', event: 'note', data: 2, ttl: 600 });
+      const after = await chat(alice, 'chat-1', 'after');
+      await until(async () => (await log()).length === 5, 'five events in the page');
+
+      // Chromium: an event without an id reports the last id it had, and keeps it
+      const seen = await log();
+      expect(seen.map((l) => [l.type, l.lastEventId])).to.deep.equal([
+        ['note', first.id],
+        ['client_message', first.id],
+        ['message', first.id],
+        ['note', second.id],
+        ['client_message', second.id],
+      ]);
+      const messages = [seen[1]!, seen[4]!].map((l) => JSON.parse(l.data) as { data: unknown; meta: Record<string, unknown> });
+      expect(messages.map((m) => m.data)).to.deep.equal([{ text: 'hi' }, 'after']);
+      expect(messages.map((m) => m.meta)).to.deep.equal([
+        { id: hi, ts: messages[0]!.meta.ts, uid: 'alice', client: true },
+        { id: after, ts: messages[1]!.meta.ts, uid: 'alice', client: true },
+      ]);
+      expect(seen[2]!.data).to.equal('"topic push"');
+
+      // the connection drops; EventSource reconnects with the last kept id, which acks both
+      proxy.cut();
+      await until(async () => (await pagesOf(server.apiUrl, 'web')) === 0, 'the dropped stream\'s page to go');
+      await until(async () => (await storedIds(server.apiUrl, 'web')).length === 0, 'both kept messages acked by the reconnect', 15_000);
+      expect(proxy.requests.at(-1)).to.match(new RegExp(`^last-event-id: ${second.id}$`, 'im'));
+      const marker = await v1Push(server.apiUrl, { to: 'web', event: 'note', data: 'marker', ttl: 600 });
+      await until(async () => (await log()).some((l) => l.lastEventId === marker.id), 'a push after the reconnect');
+      expect((await log()).slice(5).filter((l) => l.type === 'note').map((l) => l.data)).to.deep.equal(['"marker"']);
+    });
   });
 
   describe('cluster (two start.ts nodes on a real redis-server)', function () {
@@ -411,27 +544,32 @@ describe('SSE streams (GET /events)', function () {
       if (!REDIS_SERVER) return this.skip();
       const redis = await startRedis();
       onCleanup(() => redis.stop());
-      nodes = await startNodeProcesses(['A', 'B'], redis.url, { PUSH_SECRET });
+      nodes = await startNodeProcesses(['A', 'B'], redis.url, { PUSH_SECRET, CLIENT_PUBLISH_TOPICS: 'chat-*' });
     });
 
-    it('a push through node A reaches a stream on node B, in order, and the online count counts the stream', async () => {
+    it('a push through node A reaches a stream on node B, in order, a client message as client_message, and the online count counts the stream', async () => {
       const [a, b] = nodes as [NodeProcess, NodeProcess];
-      const page = await connectClient('v4', a.ioUrl);
-      await page.login('on-a');
-      const stream = await openStream(b.ioUrl, 'uid=on-b&topics=news');
+      const page = await chatMember(a.ioUrl, 'on-a', 'chat-1');
+      const stream = await openStream(b.ioUrl, 'uid=on-b&topics=news,chat-1');
       await page.waitFor('update_online_count', (html) => html === countsHtml(2, 2), 10_000);
       await stream.waitFor((e) => e.event === 'update_online_count' && e.data === countsHtml(2, 2), 'the count with both pages');
 
       await publish(a.apiUrl, 'on-b', 'legacy <x>');
       const ids: string[] = [];
-      for (let i = 0; i < 10; i++) ids.push((await v1Push(a.apiUrl, { to: 'on-b', event: 'note', data: i })).id);
-      const topic = await v1Push(a.apiUrl, { topic: 'news', data: 'headline' });
+      for (let i = 0; i < 10; i++) ids.push((await v1Push(a.apiUrl, { to: 'on-b', event: 'note', data: i, ttl: 600 })).id);
+      await v1Push(a.apiUrl, { topic: 'news', data: 'headline' });
+      const said = await chat(page, 'chat-1', 'from node A');
       await publish(a.apiUrl, '', 'everyone');
       await stream.waitFor((e) => e.data === 'everyone', 'the broadcast from node A');
-      expect(stream.events.filter((e) => e.event !== 'update_online_count')).to.deep.equal([
+      const events = stream.events.filter((e) => e.event !== 'update_online_count');
+      const fromA = events.find((e) => e.event === 'client_message');
+      expect(fromA?.data).to.deep.include({ data: 'from node A' });
+      expect((fromA!.data as { meta: unknown }).meta).to.deep.include({ id: said, uid: 'on-a', client: true });
+      expect(events.map((e) => (e === fromA ? 'the client message' : e))).to.deep.equal([
         { event: 'new_msg', data: 'legacy &lt;x&gt;' },
         ...ids.map((id, i) => ({ event: 'note', data: i, id })),
-        { event: 'message', data: 'headline', id: topic.id },
+        { event: 'message', data: 'headline' },
+        'the client message',
         { event: 'new_msg', data: 'everyone' },
       ]);
       expect(await pagesOf(a.apiUrl, 'on-b')).to.equal(1);

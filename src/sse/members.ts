@@ -12,7 +12,9 @@
 // each member's socket; a stream has no socket, so apply() is wrapped to call back with a
 // small stand-in per stream too (AdapterMember). test/sse.test.ts fails if an upgrade changes
 // that path.
+import type { MessageMeta } from '../events.ts';
 import type { Logger } from '../log.ts';
+import { SSE_CLIENT_MESSAGE_EVENT } from '../names.ts';
 import { formatEvent, type SseStream } from './stream.ts';
 
 /** Reconnects after a Redis recovery are spread over 1 s plus this. */
@@ -227,14 +229,29 @@ export class SseMembers {
 }
 
 /**
- * A broadcast packet as an SSE event: `[event, data, meta?]`, the id from a v1 message's meta;
- * legacy new_msg and the online count carry none. Null for what SSE does not carry (binary).
+ * A broadcast packet as an SSE event: `[event, data, meta?]`. Legacy new_msg and the online
+ * count carry no meta. Null for what SSE does not carry (binary).
+ *
+ * Only a kept message (`meta.stored`) gets an `id:`. EventSource keeps the last id it was sent
+ * (an event without one leaves it as it was) and sends it as Last-Event-ID when it reconnects:
+ * that is the stream's ack of the kept messages up to it (Delivery.resume), which only works
+ * with an id the store holds. A topic, broadcast or client message with an id would move it off
+ * the kept ones, and anyone sending to the stream's topics could keep them from ever being acked.
+ *
+ * A client message (`meta.client`) has no second argument on SSE to carry its sender: it goes
+ * as SSE_CLIENT_MESSAGE_EVENT, a name no push may take, with `{data, meta}` (the socket's meta
+ * as it is), so it never looks like a push of the backend's on `message`.
  */
 function frameOf(packet: Packet): { frame: string; id: string | undefined } | null {
   if (packet.type !== EVENT || !Array.isArray(packet.data)) return null;
   const [event, data, meta] = packet.data as unknown[];
   if (typeof event !== 'string') return null;
-  const id = typeof meta === 'object' && meta !== null && typeof (meta as { id?: unknown }).id === 'string' ? (meta as { id: string }).id : undefined;
+  const m = typeof meta === 'object' && meta !== null ? (meta as Partial<Record<keyof MessageMeta, unknown>>) : undefined;
+  if (m?.client === true) {
+    const frame = formatEvent(SSE_CLIENT_MESSAGE_EVENT, { data, meta });
+    return frame === null ? null : { frame, id: undefined };
+  }
+  const id = m?.stored === true && typeof m.id === 'string' ? m.id : undefined;
   const frame = formatEvent(event, data, id);
   return frame === null ? null : { frame, id };
 }

@@ -17,6 +17,11 @@ export class SseClient {
   readonly comments: string[] = [];
   /** The body as text: what a refusal answers. */
   body = '';
+  /**
+   * The id an EventSource would send as Last-Event-ID on a reconnect: the last `id:` field
+   * received, kept across events that have none (the SSE spec's last event ID buffer).
+   */
+  lastEventId: string | undefined;
   ended = false;
   private pending = '';
 
@@ -82,6 +87,7 @@ export class SseClient {
         if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 1).replace(/^ /, '');
       }
     }
+    if (fields.id !== undefined && !fields.id.includes('\0')) this.lastEventId = fields.id;
     if (fields.data === undefined) return;
     this.events.push({ event: fields.event ?? 'message', data: JSON.parse(fields.data), ...(fields.id !== undefined ? { id: fields.id } : {}) });
   }
