@@ -135,6 +135,17 @@ function sentinelProblems(out: Record<string, unknown>): string[] {
       problems.push(`${env} goes with REDIS_SENTINELS${key === 'redisPassword' ? ' (REDIS_URL carries its own: redis://:password@host)' : ''}`);
     }
   }
+  for (const [key, env] of [['redisTls', 'REDIS_TLS'], ['redisSentinelTls', 'REDIS_SENTINEL_TLS']] as const) {
+    if (out[key] === true && !sentinels && out.redisSentinels !== undefined) {
+      problems.push(`${env} goes with REDIS_SENTINELS (REDIS_URL and REDIS_CLUSTER ask for TLS by rediss://)`);
+    }
+  }
+  // a CA nothing uses: most likely a TLS switch forgotten, which would connect in plain text
+  const rediss = [out.redisUrl, ...(Array.isArray(out.redisCluster) ? out.redisCluster : [])].some((u) => typeof u === 'string' && u.startsWith('rediss://'));
+  const tls = rediss || (sentinels && (out.redisTls === true || out.redisSentinelTls === true));
+  if (typeof out.redisTlsCa === 'string' && !tls && 'redisUrl' in out && 'redisCluster' in out && 'redisSentinels' in out && 'redisTls' in out && 'redisSentinelTls' in out) {
+    problems.push('REDIS_TLS_CA goes with a TLS connection to Redis: a rediss:// REDIS_URL or REDIS_CLUSTER, or REDIS_TLS=on / REDIS_SENTINEL_TLS=on with REDIS_SENTINELS');
+  }
   return problems;
 }
 

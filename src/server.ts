@@ -83,7 +83,7 @@ export interface ServerHandle {
  */
 async function joinCluster(config: Config, log: Logger): Promise<RedisCluster> {
   const { connectCluster, connectRedisCluster, RedisStartupError } = await import('./cluster/components.ts');
-  const options = { commandTimeoutMs: config.redisCommandTimeoutMs };
+  const options = { commandTimeoutMs: config.redisCommandTimeoutMs, tlsCa: config.redisTlsCa };
   try {
     // the three exclude each other (config.ts)
     if (config.redisCluster.length > 0) return await connectRedisCluster(config.redisCluster, log, options);
@@ -93,6 +93,8 @@ async function joinCluster(config: Config, log: Logger): Promise<RedisCluster> {
         name: config.redisSentinelMaster!, // loadConfig: REDIS_SENTINELS comes with it
         password: config.redisPassword,
         sentinelPassword: config.redisSentinelPassword,
+        tls: config.redisTls,
+        sentinelTls: config.redisSentinelTls,
       };
     return await connectCluster(target, log, options);
   } catch (err) {

@@ -428,6 +428,24 @@ export const SETTINGS = {
     'with REDIS_SENTINELS: the password of the sentinels (their requirepass), when they have one',
     password,
   ),
+  redisTls: setting(
+    'REDIS_TLS',
+    'off',
+    'with REDIS_SENTINELS: on = TLS to the master the sentinels name (REDIS_URL and REDIS_CLUSTER say it by rediss://)',
+    z.enum(['on', 'off'], { error: 'must be on or off' }).transform((v) => v === 'on'),
+  ),
+  redisSentinelTls: setting(
+    'REDIS_SENTINEL_TLS',
+    'off',
+    'with REDIS_SENTINELS: on = TLS to the sentinels; apart from REDIS_TLS, as some run TLS on the data nodes only',
+    z.enum(['on', 'off'], { error: 'must be on or off' }).transform((v) => v === 'on'),
+  ),
+  redisTlsCa: setting(
+    'REDIS_TLS_CA',
+    '',
+    "PEM file of the CA certificates a TLS Redis's certificate must be signed by (rediss:// URLs, REDIS_TLS, REDIS_SENTINEL_TLS); empty = the system's CAs",
+    optionalPath,
+  ),
   redisCommandTimeoutMs: setting(
     'REDIS_COMMAND_TIMEOUT_MS',
     '2000',

@@ -9,7 +9,7 @@ import type { Logger } from '../log.ts';
 import { StoreUnavailableError, type ExpiredListener, type MessageStore, type StoreLimits } from '../message-store.ts';
 import { RedisPresence, type RedisPresenceOptions } from './redis-presence.ts';
 import { RedisMessageStore } from './redis-store.ts';
-import { connectAll, Connection, DEFAULT_COMMAND_TIMEOUT_MS, quit, reasonOf, type RedisClient, type RedisTarget } from './redis-client.ts';
+import { connectAll, Connection, DEFAULT_COMMAND_TIMEOUT_MS, quit, reasonOf, redisCa, type RedisClient, type RedisTarget } from './redis-client.ts';
 import {
   ClusterConnection, connectClusterClients, NotReplicatedError, quitCluster, replicaConfirmation, type RedisClusterClient, type RedisCommands,
 } from './redis-cluster-client.ts';
@@ -202,6 +202,15 @@ export interface RedisComponents extends Omit<RedisCluster, 'build'> {
   store: MessageStore;
 }
 
+export interface ConnectOptions {
+  /** The prefix of every key and channel. @default 'push:' */
+  prefix?: string;
+  /** REDIS_COMMAND_TIMEOUT_MS. @default DEFAULT_COMMAND_TIMEOUT_MS */
+  commandTimeoutMs?: number;
+  /** REDIS_TLS_CA: the path of the CA certificates TLS connections check Redis against. @default null (the system's CAs) */
+  tlsCa?: string | null;
+}
+
 /**
  * Connects three clients to `target` (commands, and publish + subscribe for the adapter): a
  * URL, or the master the sentinels name, which the clients follow through a failover. Rejects
@@ -211,9 +220,9 @@ export interface RedisComponents extends Omit<RedisCluster, 'build'> {
 export async function connectCluster(
   target: RedisTarget,
   log: Logger,
-  options: { prefix?: string; commandTimeoutMs?: number } = {},
+  options: ConnectOptions = {},
 ): Promise<RedisCluster> {
-  const connection = new Connection(target, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
+  const connection = new Connection(target, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, redisCa(options.tlsCa));
   const [main, pub, sub] = (await connectAll(connection, 3)) as [RedisClient, RedisClient, RedisClient];
   await checkPersistence(main, connection.where, log);
   const prefix = options.prefix ?? 'push:';
@@ -240,9 +249,9 @@ export async function connectCluster(
 export async function connectRedisCluster(
   seeds: readonly string[],
   log: Logger,
-  options: { prefix?: string; commandTimeoutMs?: number } = {},
+  options: ConnectOptions = {},
 ): Promise<RedisCluster> {
-  const connection = new ClusterConnection(seeds, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
+  const connection = new ClusterConnection(seeds, log, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, redisCa(options.tlsCa));
   const [main, pub, sub] = (await connectClusterClients(connection, 3)) as [RedisClusterClient, RedisClusterClient, RedisClusterClient];
   for (const master of main.masters) {
     await checkPersistence((await main.nodeClient(master)) as unknown as RedisClient, `${connection.where} master ${master.address}`, log);

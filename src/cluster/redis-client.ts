@@ -7,6 +7,7 @@
 import { createClient, type RedisClientType } from 'redis';
 import type { Logger } from '../log.ts';
 import { shownUrl } from '../secrets.ts';
+import { isCertificateError, readCa, tlsSocket } from './redis-tls.ts';
 import { SentinelLookupError, Sentinels, shownAddress, type Address, type SentinelTarget } from './sentinel.ts';
 
 export type RedisClient = RedisClientType;
@@ -71,6 +72,28 @@ export function reasonOf(err: unknown): string {
 }
 
 /**
+ * reasonOf for the start line: a Redis certificate that failed its check says what it was
+ * checked against (`ca`: REDIS_TLS_CA's certificates, or null for the system's CAs).
+ */
+export function startReason(err: unknown, ca: Buffer | null): string {
+  if (!isCertificateError(err)) return reasonOf(err);
+  return `TLS certificate refused: ${reasonOf(err)}, checked against ${ca === null ? "the system's CAs (REDIS_TLS_CA names others)" : 'REDIS_TLS_CA'}`;
+}
+
+/**
+ * REDIS_TLS_CA's certificates, or null for none; an unreadable or malformed file is a
+ * RedisStartupError.
+ */
+export function redisCa(path: string | null | undefined): Buffer | null {
+  if (path === null || path === undefined) return null;
+  try {
+    return readCa(path);
+  } catch (err) {
+    throw new RedisStartupError((err as Error).message);
+  }
+}
+
+/**
  * The connection state of a set of clients to one Redis: logs one line when the first of
  * them loses its connection and one when the last is back, whatever the number of clients
  * and retries. Until start() (and after stop()) a lost connection is not retried: a Redis
@@ -113,17 +136,23 @@ export class Connection {
 
   private readonly url: string | null = null;
 
+  /** With Sentinel: REDIS_TLS, the master over TLS. */
+  private readonly masterTls: boolean = false;
+
   constructor(
     target: RedisTarget,
     private readonly log: Logger,
     readonly timeoutMs: number,
+    /** REDIS_TLS_CA's certificates: what a TLS Redis's certificate is checked against (null: the system's CAs). */
+    readonly ca: Buffer | null = null,
   ) {
     if (typeof target === 'string') {
       this.url = target;
       this.where = shownUrl(target);
       this.setting = `REDIS_URL ${this.where}`;
     } else {
-      this.sentinels = new Sentinels(target, timeoutMs);
+      this.sentinels = new Sentinels(target, timeoutMs, ca);
+      this.masterTls = target.tls;
       this.where = `sentinel master "${target.name}"`;
       this.setting = `REDIS_SENTINEL_MASTER "${target.name}"`;
     }
@@ -142,7 +171,7 @@ export class Connection {
       throw new RedisStartupError(
         err.unknown
           ? `REDIS_SENTINEL_MASTER "${this.sentinels.name}": no sentinel of REDIS_SENTINELS monitors that name`
-          : `REDIS_SENTINELS: no sentinel answers (${reasonOf(err.cause)})`,
+          : `REDIS_SENTINELS: no sentinel answers (${startReason(err.cause, this.ca)})`,
       );
     }
     this.setting = `REDIS_SENTINEL_MASTER "${this.sentinels.name}" at ${shownAddress(this.master)}`;
@@ -262,13 +291,18 @@ export class Connection {
       socketTimeout: 2 * this.timeoutMs,
     };
     const password = this.sentinels?.password ?? null;
+    const tls = typeof where === 'string' ? where.startsWith('rediss://') : this.masterTls;
     return createClient({
       ...(typeof where === 'string' ? { url: where } : {}),
       ...(password === null ? {} : { password }),
       // While Redis is away commands fail at once instead of queueing for the whole outage:
       // an API request answers 5xx instead of hanging, and the presence heartbeat notices.
       disableOfflineQueue: true,
-      socket: typeof where === 'string' ? socket : { ...socket, host: where.host, port: where.port },
+      socket: {
+        ...socket,
+        ...(typeof where === 'string' ? {} : { host: where.host, port: where.port }),
+        ...(tls ? tlsSocket(this.ca) : {}),
+      },
     });
   }
 
@@ -437,7 +471,7 @@ export async function connectAll(connection: Connection, count: number): Promise
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
     for (const c of clients) if (c.isOpen) c.destroy();
-    throw new RedisStartupError(`${connection.setting}: cannot connect (${reasonOf(failed.reason)})`);
+    throw new RedisStartupError(`${connection.setting}: cannot connect (${startReason(failed.reason, connection.ca)})`);
   }
   connection.start(clients);
   return clients;

@@ -11,10 +11,11 @@
 // answers. The sharded subscriptions the dead master held are dropped by node-redis with its
 // client; they are made again on the slots' new master, and the recovered listeners (catch-up
 // of the pages, as after a Redis outage) run once every master answers again.
-import { createCluster, type RedisClusterType } from 'redis';
+import { createCluster, RootNodesUnavailableError, type RedisClusterType } from 'redis';
 import type { Logger } from '../log.ts';
 import { shownUrl } from '../secrets.ts';
-import { reasonOf, RedisStartupError, type RedisClient } from './redis-client.ts';
+import { reasonOf, RedisStartupError, startReason, type RedisClient } from './redis-client.ts';
+import { tlsSocket } from './redis-tls.ts';
 
 export type RedisClusterClient = RedisClusterType;
 
@@ -53,11 +54,15 @@ export class ClusterConnection {
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
   private checking: Promise<boolean> | null = null;
+  /** Before start(): why a seed last failed. node-redis's own start error names none. */
+  seedError: unknown = null;
 
   constructor(
     private readonly seeds: readonly string[],
     private readonly log: Logger,
     readonly timeoutMs: number,
+    /** REDIS_TLS_CA's certificates, for rediss:// seeds (null: the system's CAs). */
+    readonly ca: Buffer | null = null,
   ) {
     const first = seeds[0] === undefined ? '' : shownUrl(seedUrl(seeds[0]));
     this.where = `cluster ${first}${seeds.length > 1 ? ` (+${seeds.length - 1} seeds)` : ''}`;
@@ -84,7 +89,7 @@ export class ClusterConnection {
         // as with one Redis: commands fail at once while their master is away (503, not a hang)
         disableOfflineQueue: true,
         socket: {
-          ...(tls ? { tls: true as const } : {}),
+          ...(tls ? tlsSocket(this.ca) : {}),
           reconnectStrategy: (retries: number) => (this.live ? backoff(retries) : false),
           socketTimeout: 2 * this.timeoutMs,
         },
@@ -125,7 +130,10 @@ export class ClusterConnection {
   }
 
   private nodeLost(err: unknown, node?: { host?: string; port?: number }): void {
-    if (!this.live) return;
+    if (!this.live) {
+      this.seedError = err;
+      return;
+    }
     if (this.lostSince === null) {
       const which = node?.port === undefined ? '' : ` ${node.host ?? ''}:${node.port}`;
       this.log.warn(`redis ${this.where}: connection to node${which} lost (${reasonOf(err)}); following the cluster's failover`);
@@ -214,7 +222,9 @@ export async function connectClusterClients(connection: ClusterConnection, count
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
     for (const c of clients) if (c.isOpen) c.destroy();
-    throw new RedisStartupError(`REDIS_CLUSTER ${connection.where}: cannot connect (${reasonOf(failed.reason)})`);
+    // "All the root nodes are unavailable": the last seed's own error says why
+    const reason = failed.reason instanceof RootNodesUnavailableError && connection.seedError !== null ? connection.seedError : failed.reason;
+    throw new RedisStartupError(`REDIS_CLUSTER ${connection.where}: cannot connect (${startReason(reason, connection.ca)})`);
   }
   connection.start();
   return clients;

@@ -5,6 +5,7 @@
 // asked; the one that answered is asked first next time. redis-client.ts makes the clients of
 // the master follow the answers.
 import { createClient } from 'redis';
+import { tlsSocket } from './redis-tls.ts';
 
 /** The settings that name a Sentinel-managed master (REDIS_SENTINELS and the rest). */
 export interface SentinelTarget {
@@ -15,6 +16,10 @@ export interface SentinelTarget {
   password: string | null;
   /** REDIS_SENTINEL_PASSWORD: the sentinels' own requirepass. */
   sentinelPassword: string | null;
+  /** REDIS_TLS: the master (and whatever the sentinels name after a failover) over TLS. */
+  tls: boolean;
+  /** REDIS_SENTINEL_TLS: the sentinels over TLS. Apart from `tls`, as Redis configures them apart. */
+  sentinelTls: boolean;
 }
 
 export interface Address {
@@ -60,6 +65,8 @@ export class Sentinels {
     private readonly target: SentinelTarget,
     /** Longest wait for one sentinel's answer (connect, then reply) before the next is asked. */
     private readonly timeoutMs: number,
+    /** REDIS_TLS_CA, for the sentinels when they speak TLS. */
+    private readonly ca: Buffer | null = null,
   ) {
     this.order = [...target.sentinels];
   }
@@ -151,7 +158,13 @@ export class Sentinels {
 
   private client(sentinel: Address): SentinelClient {
     return createClient({
-      socket: { host: sentinel.host, port: sentinel.port, connectTimeout: this.timeoutMs, reconnectStrategy: false },
+      socket: {
+        host: sentinel.host,
+        port: sentinel.port,
+        connectTimeout: this.timeoutMs,
+        reconnectStrategy: false,
+        ...(this.target.sentinelTls ? tlsSocket(this.ca) : {}),
+      },
       ...(this.target.sentinelPassword === null ? {} : { password: this.target.sentinelPassword }),
       disableOfflineQueue: true,
     });

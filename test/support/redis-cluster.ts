@@ -1,7 +1,8 @@
 // A real Redis Cluster for a test file: 3 masters and 3 replicas on free ports of 127.0.0.1,
 // each a redis-server with cluster mode and an AOF in a temp dir of the cluster's own, joined
 // by `redis-cli --cluster create`. Started and stopped by the test; where redis-server or
-// redis-cli is missing, the test skips loudly (a failure under PUSH_TEST_STRICT=1).
+// redis-cli is missing, the test skips loudly (a failure under PUSH_TEST_STRICT=1). With `tls`
+// every node speaks TLS only, to clients and on the cluster bus.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { findBinary } from './requirements.ts';
 import { until } from './until.ts';
-import { freePort, REDIS_SERVER } from './redis-server.ts';
+import { freePort, REDIS_SERVER, redisTlsArgs, type RedisTlsFiles } from './redis-server.ts';
 
 export const REDIS_CLI = findBinary('redis-cli', ['/usr/bin/redis-cli', '/usr/local/bin/redis-cli']);
 
@@ -52,7 +53,7 @@ export const HAS_CLUSTER_BINARIES = REDIS_SERVER !== null && REDIS_CLI !== null;
  * every node says cluster_state:ok and knows 6 nodes, and every replica is in sync. Cluster ports are port + 10000: free ports
  * are picked below 55535 so that one exists.
  */
-export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}): Promise<TestRedisCluster> {
+export async function startRedisCluster(options: { nodeTimeoutMs?: number; tls?: RedisTlsFiles } = {}): Promise<TestRedisCluster> {
   if (!REDIS_SERVER || !REDIS_CLI) throw new Error('redis-server or redis-cli is missing');
   const server = REDIS_SERVER;
   const cli = REDIS_CLI;
@@ -63,8 +64,10 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
     const port = await freePort();
     if (port < 55535 && !ports.includes(port)) ports.push(port);
   }
+  const tls = options.tls;
+  const tlsCli = tls ? ['--tls', '--cacert', tls.ca] : [];
   const redisCli = async (port: number, ...args: string[]): Promise<string> =>
-    (await run(cli, ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 5000 })).stdout;
+    (await run(cli, [...tlsCli, '-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 5000 })).stdout;
 
   const close = async (): Promise<void> => {
     await Promise.all(children.map(({ proc, exited }) => {
@@ -79,7 +82,7 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
       const proc = spawn(
         server,
         [
-          '--port', String(port), '--bind', '127.0.0.1',
+          ...(tls ? [...redisTlsArgs(port, tls), '--tls-cluster', 'yes'] : ['--port', String(port)]), '--bind', '127.0.0.1',
           '--cluster-enabled', 'yes',
           '--cluster-config-file', join(dir, `nodes-${port}.conf`),
           '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1000),
@@ -99,7 +102,7 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
     );
     await run(
       cli,
-      ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'],
+      [...tlsCli, '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'],
       { timeout: START_MS },
     );
     await until(

@@ -2,13 +2,15 @@
 // sentinels (`redis-server --sentinel`), all real processes on free ports of 127.0.0.1, each
 // sentinel with a generated sentinel.conf in a temp dir of its own. Small timeouts, so a
 // killed primary is replaced within seconds. close() kills everything and removes the dirs.
+// Options make the primary and replica speak TLS only, the sentinels too (or plain text to
+// their clients, TLS among themselves and to the data nodes), and require passwords.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'redis';
-import { REDIS_SERVER, freePort, startRedis, type TestRedis } from './redis-server.ts';
+import { REDIS_SERVER, freePort, startRedis, type RedisTlsFiles, type TestRedis } from './redis-server.ts';
 import { until } from './until.ts';
 
 /** The master name the sentinels monitor. */
@@ -41,22 +43,51 @@ export interface TestSentinels {
 /** How long the sentinels may take to find each other and the replica. */
 const SETTLE_MS = 15_000;
 
-async function oneCommand(port: number, args: string[]): Promise<unknown> {
-  const client = createClient({ socket: { host: '127.0.0.1', port, reconnectStrategy: false, connectTimeout: 1000 } });
-  client.on('error', () => {}); // a refused connect rejects connect() too
-  await client.connect();
-  try {
-    return await client.sendCommand(args);
-  } finally {
-    client.destroy();
-  }
+export interface SentinelOptions {
+  /** The primary and the replica speak TLS only, with these files. */
+  tls?: RedisTlsFiles;
+  /**
+   * With `tls`: the sentinels speak TLS only to their clients too. Without it they answer
+   * clients in plain text, and speak TLS to each other and to the data nodes.
+   */
+  sentinelTls?: boolean;
+  /** The requirepass of the primary and the replica. */
+  password?: string;
+  /** The sentinels' requirepass. */
+  sentinelPassword?: string;
 }
 
 /** Starts the primary, the replica and three sentinels; resolves once the sentinels see both. */
-export async function startSentinels(): Promise<TestSentinels> {
+export async function startSentinels(options: SentinelOptions = {}): Promise<TestSentinels> {
   if (!REDIS_SERVER) throw new Error('redis-server is missing');
   const binary = REDIS_SERVER;
-  const primary = await startRedis({ persist: true });
+  const tls = options.tls;
+  const ca = tls ? readFileSync(tls.ca) : undefined;
+  const auth = options.password === undefined ? [] : ['--requirepass', options.password, '--masterauth', options.password];
+  const sentinelPorts = new Set<number>();
+  /** One command to the primary, the replica or a sentinel, with its TLS and password. */
+  const oneCommand = async (port: number, args: string[]): Promise<unknown> => {
+    const sentinel = sentinelPorts.has(port);
+    const password = sentinel ? options.sentinelPassword : options.password;
+    const client = createClient({
+      socket: {
+        host: '127.0.0.1',
+        port,
+        reconnectStrategy: false,
+        connectTimeout: 1000,
+        ...(ca && (!sentinel || options.sentinelTls) ? { tls: true as const, ca } : {}),
+      },
+      ...(password === undefined ? {} : { password }),
+    });
+    client.on('error', () => {}); // a refused connect rejects connect() too
+    await client.connect();
+    try {
+      return await client.sendCommand(args);
+    } finally {
+      client.destroy();
+    }
+  };
+  const primary = await startRedis({ persist: true, ...(tls ? { tls } : {}), args: auth });
   const sentinelProcs: { child: ChildProcess; exited: Promise<unknown>; dir: string; port: number }[] = [];
   let replica: TestRedis | undefined;
   const close = async () => {
@@ -70,22 +101,39 @@ export async function startSentinels(): Promise<TestSentinels> {
     await primary.close();
   };
   try {
-    replica = await startRedis({ persist: true, args: ['--replicaof', '127.0.0.1', String(primary.port)] });
+    replica = await startRedis({ persist: true, ...(tls ? { tls } : {}), args: [...auth, '--replicaof', '127.0.0.1', String(primary.port)] });
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
+      sentinelPorts.add(port);
       const dir = mkdtempSync(join(tmpdir(), 'push-sentinel-'));
       const conf = join(dir, 'sentinel.conf');
+      // With TLS a sentinel speaks TLS to the data nodes and to the other sentinels
+      // (tls-replication), and announces its TLS port to them; its clients get TLS only, or
+      // plain text on a port of their own.
+      const tlsLines = tls
+        ? [
+            // the port REDIS_SENTINELS lists is the one for clients
+            ...(options.sentinelTls ? ['port 0', `tls-port ${port}`] : [`port ${port}`, `tls-port ${await freePort()}`]),
+            `tls-cert-file ${tls.cert}`,
+            `tls-key-file ${tls.key}`,
+            `tls-ca-cert-file ${tls.ca}`,
+            'tls-auth-clients no',
+            'tls-replication yes',
+          ]
+        : [`port ${port}`];
       // sentinel rewrites this file as it learns the topology: one per sentinel, writable
       writeFileSync(
         conf,
         [
-          `port ${port}`,
+          ...tlsLines,
           'bind 127.0.0.1',
           `dir ${dir}`,
           `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primary.port} 2`,
           `sentinel down-after-milliseconds ${MASTER_NAME} ${DOWN_AFTER_MS}`,
           `sentinel failover-timeout ${MASTER_NAME} 10000`,
           `sentinel parallel-syncs ${MASTER_NAME} 1`,
+          ...(options.password === undefined ? [] : [`sentinel auth-pass ${MASTER_NAME} ${options.password}`]),
+          ...(options.sentinelPassword === undefined ? [] : [`requirepass ${options.sentinelPassword}`, `sentinel sentinel-pass ${options.sentinelPassword}`]),
           '',
         ].join('\n'),
       );

@@ -2,10 +2,12 @@
 // shared 6379. By default it keeps no data on disk, so a stop + start is a Redis that lost
 // everything: the cluster tests use that to simulate an outage. With `persist` it keeps an
 // AOF (appendfsync everysec) in a temp dir of its own, and a stop + start loads it back.
+// With `tls` it speaks TLS only (no plain-text port), and replicates over TLS.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findBinary } from './requirements.ts';
@@ -59,10 +61,29 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** True when a redis-server on `port` answers PING with PONG. */
-function answersPing(port: number): Promise<boolean> {
+/** PEM files of a Redis that speaks TLS: its certificate and key, and the CA that signed them. */
+export interface RedisTlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/** redis-server's arguments for TLS only (`--port 0`) on `port`; clients need no certificate. */
+export function redisTlsArgs(port: number, files: RedisTlsFiles): string[] {
+  return [
+    '--port', '0', '--tls-port', String(port),
+    '--tls-cert-file', files.cert, '--tls-key-file', files.key, '--tls-ca-cert-file', files.ca,
+    '--tls-auth-clients', 'no', '--tls-replication', 'yes',
+  ];
+}
+
+/**
+ * True when a redis-server on `port` answers PING with PONG (or NOAUTH: up, with a password),
+ * over TLS checked against `ca` when given.
+ */
+export function answersPing(port: number, ca?: Buffer): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = ca ? tlsConnect({ host: '127.0.0.1', port, ca }) : connect(port, '127.0.0.1');
     let reply = '';
     const done = (ok: boolean) => {
       socket.destroy();
@@ -70,10 +91,10 @@ function answersPing(port: number): Promise<boolean> {
     };
     socket.setTimeout(500, () => done(false));
     socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once(ca ? 'secureConnect' : 'connect', () => socket.write('PING\r\n'));
     socket.on('data', (chunk) => {
       reply += chunk.toString();
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
     });
   });
 }
@@ -83,6 +104,8 @@ export interface RedisOptions {
   persist?: boolean;
   /** More redis-server arguments, e.g. ['--rename-command', 'CONFIG', ''] (a managed Redis). */
   args?: string[];
+  /** TLS only, with these files; `url` is then rediss://. */
+  tls?: RedisTlsFiles;
 }
 
 /**
@@ -100,13 +123,16 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
   let child: ChildProcess | null = null;
   let exited: Promise<unknown> = Promise.resolve();
   let output = '';
+  const tls = options.tls;
+  const ca = tls ? readFileSync(tls.ca) : undefined;
+  const listen = tls ? redisTlsArgs(port, tls) : ['--port', String(port)];
 
   const start = async (): Promise<void> => {
     if (child) return;
     output = '';
     const proc = spawn(
       binary,
-      ['--port', String(port), '--bind', '127.0.0.1', ...persistence, '--logfile', '', ...(options.args ?? [])],
+      [...listen, '--bind', '127.0.0.1', ...persistence, '--logfile', '', ...(options.args ?? [])],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child = proc;
@@ -119,7 +145,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
     proc.stderr!.on('data', keep);
     const gone = () => failed !== null || proc.exitCode !== null || proc.signalCode !== null;
     try {
-      await until(async () => gone() || (await answersPing(port)), `redis-server on port ${port} to answer PING`, START_MS);
+      await until(async () => gone() || (await answersPing(port, ca)), `redis-server on port ${port} to answer PING`, START_MS);
       if (gone()) throw new Error('it exited');
     } catch (err) {
       await stop();
@@ -143,9 +169,10 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
     child.kill(sig);
   };
 
-  const url = `redis://127.0.0.1:${port}`;
+  const url = `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`;
   const aofWritten = async (): Promise<void> => {
     if (!dir) throw new Error('aofWritten() needs a Redis started with persist');
+    if (tls) throw new Error('aofWritten() is for a plain-text Redis');
     const client = await connectRedis(url, silentLogger);
     try {
       await until(async () => /^aof_buffer_length:0\r?$/m.test(await client.info('persistence')), `redis-server on port ${port} to write its AOF`);
