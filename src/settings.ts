@@ -174,6 +174,18 @@ export const SETTINGS = {
     'origins allowed to open a Socket.IO connection: * (any) or a comma-separated list',
     origins,
   ),
+  headersTimeoutMs: setting(
+    'HEADERS_TIMEOUT_MS',
+    '10000',
+    'longest a client may take to send a request line and headers, on every port; past it the connection is cut (checked every second)',
+    positiveInt(600_000).refine((n) => n >= 1000, 'must be an integer 1000-600000'),
+  ),
+  requestTimeoutMs: setting(
+    'REQUEST_TIMEOUT_MS',
+    '30000',
+    'longest a client may take to send a whole request, body included, on every port (not the answer: long-polls and SSE streams last longer); at least HEADERS_TIMEOUT_MS',
+    positiveInt(3_600_000).refine((n) => n >= 1000, 'must be an integer 1000-3600000'),
+  ),
   maxBodyBytes: setting(
     'MAX_BODY_BYTES',
     '1048576',

@@ -27,7 +27,7 @@ export function createSockets(
   /** Requests outside /socket.io/ (GET /events, sse/endpoint.ts); called only once listening. */
   otherRequests: RequestListener,
 ) {
-  const ioHttp = httpServer(tls, otherRequests);
+  const ioHttp = httpServer(tls, otherRequests, config);
   const allowed = config.corsOrigins === '*' ? null : new Set(config.corsOrigins);
   const connections = new ConnectionCounter(config.maxConnectionsPerIp, log);
   const io: PushIo = new Server(ioHttp, {
