@@ -22,7 +22,7 @@ const positiveInt = (max: number) =>
     .transform(Number)
     .refine((n) => n >= 1 && n <= max, `must be an integer 1-${max}`);
 
-/** `*` (any origin, reflected) or a comma-separated list of origins. */
+/** `*` (any origin, without credentials: cors.ts) or a comma-separated list of origins. */
 const origins = z
   .string()
   .transform((s) => s.trim())
@@ -171,7 +171,7 @@ export const SETTINGS = {
   corsOrigins: setting(
     'CORS_ORIGINS',
     '*',
-    'origins allowed to open a Socket.IO connection: * (any) or a comma-separated list',
+    'origins allowed to open a Socket.IO connection or an SSE stream: * (any, without credentials but for socket.io-client 2.x) or a comma-separated list (with credentials)',
     origins,
   ),
   headersTimeoutMs: setting(
