@@ -9,6 +9,8 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { NodeStats } from './admin/node-stats.ts';
 import { adminPeers, localTransports } from './admin/peers.ts';
 import { testPush } from './admin/test-push.ts';
+import { MemoryAdminSessions } from './admin/sessions.ts';
+import { SignInThrottle } from './admin/sign-in-throttle.ts';
 import { AdminView } from './admin/view.ts';
 import { createApiApp } from './api/app.ts';
 import { PushApi } from './api/push-routes.ts';
@@ -408,6 +410,10 @@ export async function createServer(config: Config, components: Components = {}):
           lookup: (uid: string) => adminView.lookup(uid),
           push: (body: unknown) => testPush(testPushParts, body),
           maxPushBytes: 2 * config.maxDataBytes + 4096, // a content's JSON escapes may double it
+          // in Redis, a sign-out holds on every WORKERS process and node
+          sessions: cluster?.adminSessions ?? new MemoryAdminSessions(),
+          throttle: new SignInThrottle(),
+          addressOf,
         };
   let webHttp: HttpServer | null = null;
   const webServer = async (ports: { io: number; api: number }) => {
