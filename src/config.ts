@@ -114,6 +114,9 @@ export function loadConfig(
     // a redelivery window that fills the buffer would get its own page cut off
     problems.push('REDELIVERY_WINDOW_BYTES must be below MAX_SOCKET_BUFFER_BYTES');
   }
+  if (typeof out.headersTimeoutMs === 'number' && typeof out.requestTimeoutMs === 'number' && out.headersTimeoutMs > out.requestTimeoutMs) {
+    problems.push('HEADERS_TIMEOUT_MS must not be above REQUEST_TIMEOUT_MS: the headers are part of the request');
+  }
   if (out.webhookClientMessages === true && Array.isArray(out.webhookUrl) && out.webhookUrl.length === 0) {
     problems.push('WEBHOOK_CLIENT_MESSAGES=on needs WEBHOOK_URL: the client.message events go there');
   }

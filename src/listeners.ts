@@ -1,5 +1,5 @@
-// The three HTTP listeners of a server: made (with TLS when configured), bound with one clear
-// line when a port cannot be had, closed gracefully.
+// The three HTTP listeners of a server: made (with TLS when configured, and the same header
+// and request timeouts), bound with one clear line when a port cannot be had, closed gracefully.
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -25,10 +25,35 @@ export function readTls(config: Config): Tls {
   return { cert: read('TLS_CERT', config.tlsCert), key: read('TLS_KEY', config.tlsKey) };
 }
 
-/** An HTTP server, or HTTPS with `tls`; not listening yet. */
-export function httpServer(tls: Tls, handler: RequestListener, maxHeaderSize?: number): HttpServer {
-  const options = maxHeaderSize === undefined ? {} : { maxHeaderSize };
-  return tls ? (createHttpsServer({ ...tls, ...options }, handler) as unknown as HttpServer) : createHttpServer(options, handler);
+/** HEADERS_TIMEOUT_MS and REQUEST_TIMEOUT_MS, the same on every listening port. */
+export type RequestTimeouts = Pick<Config, 'headersTimeoutMs' | 'requestTimeoutMs'>;
+
+/**
+ * The options of http(s).createServer that cut a client that trickles its request (slowloris)
+ * or sends nothing: `408` once its head took HEADERS_TIMEOUT_MS, or its whole request (body
+ * included) REQUEST_TIMEOUT_MS. Node checks only every connectionsCheckingInterval (30 s by
+ * default: a 10 s headers timeout cut at 30 s), so it is checked every second here, or at a
+ * quarter of a shorter headers timeout. A request counts until it has been received whole, so
+ * a long-poll or an SSE stream (a GET whose answer takes its time) is never cut by these.
+ * For every listener of the server; the WORKERS primary's Socket.IO listener takes them too.
+ */
+export function timeoutOptions(t: RequestTimeouts): { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } {
+  return {
+    headersTimeout: t.headersTimeoutMs,
+    requestTimeout: t.requestTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, Math.ceil(t.headersTimeoutMs / 4)),
+  };
+}
+
+/**
+ * An HTTP server, or HTTPS with `tls`; not listening yet. Each has timeoutOptions(), and with
+ * TLS a handshake gets HEADERS_TIMEOUT_MS too (Node's default is 120 s, before any header).
+ */
+export function httpServer(tls: Tls, handler: RequestListener, timeouts: RequestTimeouts, maxHeaderSize?: number): HttpServer {
+  const options = { ...timeoutOptions(timeouts), ...(maxHeaderSize === undefined ? {} : { maxHeaderSize }) };
+  return tls
+    ? (createHttpsServer({ ...tls, ...options, handshakeTimeout: timeouts.headersTimeoutMs }, handler) as unknown as HttpServer)
+    : createHttpServer(options, handler);
 }
 
 /** Binds `server`; resolves the port bound (the one picked for port 0), or rejects with one line. */

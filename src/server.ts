@@ -9,6 +9,8 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { NodeStats } from './admin/node-stats.ts';
 import { adminPeers, localTransports } from './admin/peers.ts';
 import { testPush } from './admin/test-push.ts';
+import { MemoryAdminSessions } from './admin/sessions.ts';
+import { SignInThrottle } from './admin/sign-in-throttle.ts';
 import { AdminView } from './admin/view.ts';
 import { createApiApp } from './api/app.ts';
 import { PushApi } from './api/push-routes.ts';
@@ -378,10 +380,7 @@ export async function createServer(config: Config, components: Components = {}):
     accessLog: config.accessLog ? (components.accessLog ?? ((line) => console.log(line))) : null,
   });
   // a legacy GET may carry a content of MAX_DATA_BYTES in its query (query.ts bounds it)
-  const apiHttp = httpServer(tls, api.handler, maxRequestHeadBytes(config.maxDataBytes));
-  // a client that trickles its request (slowloris) is cut off instead of holding a socket
-  apiHttp.headersTimeout = 10_000;
-  apiHttp.requestTimeout = 30_000;
+  const apiHttp = httpServer(tls, api.handler, config, maxRequestHeadBytes(config.maxDataBytes));
   // A backend's idle keep-alive connection is closed by the backend or its proxy, not here:
   // Node's 5 s default closed connections that a client's pool (or nginx's upstream
   // keepalive_timeout, AWS ALB: 60 s) still held, and a push sent as the close crossed it
@@ -413,14 +412,14 @@ export async function createServer(config: Config, components: Components = {}):
           lookup: (uid: string) => adminView.lookup(uid),
           push: (body: unknown) => testPush(testPushParts, body),
           maxPushBytes: 2 * config.maxDataBytes + 4096, // a content's JSON escapes may double it
+          // in Redis, a sign-out holds on every WORKERS process and node
+          sessions: cluster?.adminSessions ?? new MemoryAdminSessions(),
+          throttle: new SignInThrottle(),
+          addressOf,
         };
   let webHttp: HttpServer | null = null;
   const webServer = async (ports: { io: number; api: number }) => {
-    webHttp = httpServer(tls, await demoHandler(ports, adminPage));
-    // as on the API port: a client that trickles its request (the admin sign-in takes a body
-    // before any token is checked) is cut off instead of holding a socket for Node's 5 minutes
-    webHttp.headersTimeout = 10_000;
-    webHttp.requestTimeout = 30_000;
+    webHttp = httpServer(tls, await demoHandler(ports, adminPage), config);
     return webHttp;
   };
   const bound: HttpServer[] = [];

@@ -22,7 +22,7 @@ const positiveInt = (max: number) =>
     .transform(Number)
     .refine((n) => n >= 1 && n <= max, `must be an integer 1-${max}`);
 
-/** `*` (any origin, reflected) or a comma-separated list of origins. */
+/** `*` (any origin, without credentials: cors.ts) or a comma-separated list of origins. */
 const origins = z
   .string()
   .transform((s) => s.trim())
@@ -171,8 +171,20 @@ export const SETTINGS = {
   corsOrigins: setting(
     'CORS_ORIGINS',
     '*',
-    'origins allowed to open a Socket.IO connection: * (any) or a comma-separated list',
+    'origins allowed to open a Socket.IO connection or an SSE stream: * (any, without credentials but for socket.io-client 2.x) or a comma-separated list (with credentials)',
     origins,
+  ),
+  headersTimeoutMs: setting(
+    'HEADERS_TIMEOUT_MS',
+    '10000',
+    'longest a client may take to send a request line and headers, on every port; past it the connection is cut (checked every second)',
+    positiveInt(600_000).refine((n) => n >= 1000, 'must be an integer 1000-600000'),
+  ),
+  requestTimeoutMs: setting(
+    'REQUEST_TIMEOUT_MS',
+    '30000',
+    'longest a client may take to send a whole request, body included, on every port (not the answer: long-polls and SSE streams last longer); at least HEADERS_TIMEOUT_MS',
+    positiveInt(3_600_000).refine((n) => n >= 1000, 'must be an integer 1000-3600000'),
   ),
   maxBodyBytes: setting(
     'MAX_BODY_BYTES',

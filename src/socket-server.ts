@@ -6,6 +6,7 @@ import { Server } from 'socket.io';
 import type { RedisCluster } from './cluster/components.ts';
 import type { Config } from './config.ts';
 import { ConnectionCounter } from './connection-limit.ts';
+import { CorsRule, isEngineIo3 } from './cors.ts';
 import type { PushIo } from './events.ts';
 import { httpServer, type Tls } from './listeners.ts';
 import type { Logger } from './log.ts';
@@ -27,19 +28,22 @@ export function createSockets(
   /** Requests outside /socket.io/ (GET /events, sse/endpoint.ts); called only once listening. */
   otherRequests: RequestListener,
 ) {
-  const ioHttp = httpServer(tls, otherRequests);
-  const allowed = config.corsOrigins === '*' ? null : new Set(config.corsOrigins);
+  const ioHttp = httpServer(tls, otherRequests, config);
+  const cors = new CorsRule(config.corsOrigins); // the rule SSE streams follow too (cors.ts)
   const connections = new ConnectionCounter(config.maxConnectionsPerIp, log);
   const io: PushIo = new Server(ioHttp, {
     allowEIO3: true, // socket.io-client 2.x pages
-    cors: { origin: allowed === null ? true : [...allowed], credentials: true },
+    cors: (req, cb) => {
+      const answer = cors.answer(req.headers.origin, isEngineIo3(req as IncomingMessage));
+      if (answer.kind !== 'allowed') cb(null, { origin: false }); // refused below, or no Origin
+      else cb(null, answer.origin === '*' ? { origin: '*' } : { origin: answer.origin, credentials: true });
+    },
     allowRequest: (req, cb) => {
       // CORS does not cover WebSocket: an origin list is enforced on every request.
-      const origin = req.headers.origin;
-      if (allowed !== null && origin !== undefined && !allowed.has(origin)) return cb('origin not allowed', false);
+      if (cors.answer(req.headers.origin).kind === 'refused') return cb('origin not allowed', false);
       // JSONP polling (`j`, socket.io-client 2.x in old browsers) is a script tag: it sends no
       // Origin and reads across origins, so with an origin list it would bypass the list.
-      if (allowed !== null && new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('j')) {
+      if (cors.isList && new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('j')) {
         return cb('JSONP polling is refused because CORS_ORIGINS lists origins; use XHR polling or WebSocket', false);
       }
       const isHandshake = !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('sid');

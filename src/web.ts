@@ -1,12 +1,14 @@
 // The demo page on WEB_PORT: a fixed set of files from client-demo/, read once at start, and
 // /config.js telling the page where the Socket.IO and push API ports are. The page loads the
 // client SDK from the Socket.IO port (/sdk/push-client.js, sdk-script.ts), as any site does.
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { HttpError } from './api/errors.ts';
 import type { HistoryJson } from './admin/history.ts';
+import type { AdminSessions } from './admin/sessions.ts';
+import type { SignInThrottle } from './admin/sign-in-throttle.ts';
 import type { TestPushAnswer } from './admin/test-push.ts';
 import type { AdminSnapshot, Coverage, UidLookup } from './admin/view.ts';
 import { uidSchema } from './names.ts';
@@ -40,25 +42,34 @@ export interface AdminPage {
   push: (body: unknown) => Promise<TestPushAnswer>;
   /** Largest test push body (the content, as JSON, and a little more). */
   maxPushBytes: number;
+  /** Who is signed in: in this process, or in Redis for every process of the cluster. */
+  sessions: AdminSessions;
+  /** Wrong tokens per client address. */
+  throttle: SignInThrottle;
+  /** The address a request counts under (TRUST_PROXY). */
+  addressOf(req: IncomingMessage): string;
 }
 
 /**
- * The admin session cookie: `<expiry unix seconds>.<hex HMAC-SHA256(ADMIN_TOKEN, expiry)>`.
- * Stateless, so every WORKERS process (they share the web port) and a restart accept it; the
- * token itself never leaves the server, and changing ADMIN_TOKEN ends every session.
+ * The admin session cookie: `<expiry unix seconds>.<session id>.<hex HMAC-SHA256(ADMIN_TOKEN,
+ * expiry and id)>`. The MAC lets a forged or altered cookie be refused without asking the
+ * session list, and changing ADMIN_TOKEN ends every session; the token never leaves the
+ * server. A session counts while its id is in AdminSessions: signing out removes it there, for
+ * every process that shares the list (Redis: every WORKERS process and node).
  */
 const SESSION_COOKIE = 'push_admin';
 /** A sign-in form holds one token: anything larger is not one. */
 const MAX_SIGN_IN_BYTES = 4096;
 
-function sessionValue(token: string, expiresAt: number): string {
-  return `${expiresAt}.${createHmac('sha256', token).update(`push admin session\n${expiresAt}`).digest('hex')}`;
+function sessionValue(token: string, expiresAt: number, id: string): string {
+  return `${expiresAt}.${id}.${createHmac('sha256', token).update(`push admin session\n${expiresAt}\n${id}`).digest('hex')}`;
 }
 
-function validSession(token: string, value: string, now: number): boolean {
-  const m = /^(\d{1,12})\.[0-9a-f]{64}$/.exec(value);
-  if (!m || Number(m[1]) * 1000 <= now) return false;
-  return safeEqual(value, sessionValue(token, Number(m[1])));
+/** The session id of a cookie value that is ours and not expired; null for any other. */
+function sessionId(token: string, value: string, now: number): string | null {
+  const m = /^(\d{1,12})\.([0-9a-f]{32})\.[0-9a-f]{64}$/.exec(value);
+  if (!m || Number(m[1]) * 1000 <= now) return null;
+  return safeEqual(value, sessionValue(token, Number(m[1]), m[2]!)) ? m[2]! : null;
 }
 
 /**
@@ -71,8 +82,11 @@ function csrfToken(token: string, session: string): string {
   return createHmac('sha256', token).update(`push admin csrf\n${session}`).digest('hex');
 }
 
-/** How a request to an admin endpoint is signed in: the page's session, a script's Bearer token, or not. */
-type AdminAuth = { by: 'session'; session: string } | { by: 'bearer' } | null;
+/**
+ * How a request to an admin endpoint is signed in: the page's session, a script's Bearer
+ * token, or not; or its address sent too many wrong tokens to have one checked.
+ */
+type AdminAuth = { by: 'session'; session: string } | { by: 'bearer' } | { by: 'none' } | { by: 'throttled'; waitMs: number };
 
 function cookie(req: IncomingMessage, name: string): string | null {
   for (const part of (req.headers.cookie ?? '').split(';')) {
@@ -104,14 +118,43 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | null> {
 /** The admin page's JSON endpoints answered to GET (POST /admin/push beside them). */
 const ADMIN_API = new Set(['/admin/stats', '/admin/history', '/admin/users']);
 
-function adminAuth(admin: AdminPage, req: IncomingMessage): AdminAuth {
+/** Rejects when the session list cannot be read (Redis away). */
+async function adminAuth(admin: AdminPage, req: IncomingMessage): Promise<AdminAuth> {
   const session = cookie(req, SESSION_COOKIE);
-  if (session !== null && validSession(admin.token, session, Date.now())) return { by: 'session', session };
+  const id = session === null ? null : sessionId(admin.token, session, Date.now());
+  if (id !== null && (await admin.sessions.has(id))) return { by: 'session', session: session! };
   const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-  return bearer !== null && safeEqual(bearer[1]!, admin.token) ? { by: 'bearer' } : null;
+  if (bearer === null) return { by: 'none' };
+  // a Bearer token is a guess like a sign-in: counted, and not checked while throttled
+  const address = admin.addressOf(req);
+  const waitMs = admin.throttle.waitMs(address);
+  if (waitMs > 0) return { by: 'throttled', waitMs };
+  if (safeEqual(bearer[1]!, admin.token)) return { by: 'bearer' };
+  admin.throttle.failed(address);
+  return { by: 'none' };
 }
 
-async function adminApi(admin: AdminPage, auth: NonNullable<AdminAuth>, path: string, query: string | undefined): Promise<unknown> {
+const UNAUTHORIZED = 'sign in at /admin, or send Authorization: Bearer ADMIN_TOKEN';
+
+/** 401 or 429 (with Retry-After) for a request that is not signed in; null when it is. */
+function refusal(auth: AdminAuth): HttpError | null {
+  if (auth.by === 'none') return new HttpError(401, UNAUTHORIZED, 'unauthorized');
+  if (auth.by === 'throttled') return new ThrottledError(auth.waitMs);
+  return null;
+}
+
+/** A 429 for an address that sent too many wrong tokens. */
+class ThrottledError extends HttpError {
+  readonly retryAfterSeconds: number;
+
+  constructor(waitMs: number) {
+    const seconds = Math.ceil(waitMs / 1000);
+    super(429, `too many wrong admin tokens from this address; retry in ${seconds} s`, 'rate_limited');
+    this.retryAfterSeconds = seconds;
+  }
+}
+
+async function adminApi(admin: AdminPage, auth: AdminAuth & { by: 'session' | 'bearer' }, path: string, query: string | undefined): Promise<unknown> {
   if (path === '/admin/stats') {
     const snapshot = await admin.stats();
     return auth.by === 'session' ? { ...snapshot, csrf: csrfToken(admin.token, auth.session) } : snapshot;
@@ -130,8 +173,9 @@ async function adminApi(admin: AdminPage, auth: NonNullable<AdminAuth>, path: st
  * with the Bearer token has no ambient credential to abuse, so it needs none).
  */
 async function adminPush(admin: AdminPage, req: IncomingMessage): Promise<unknown> {
-  const auth = adminAuth(admin, req);
-  if (!auth) throw new HttpError(401, 'sign in at /admin, or send Authorization: Bearer ADMIN_TOKEN');
+  const auth = await adminAuth(admin, req);
+  const refused = refusal(auth);
+  if (refused) throw refused;
   if (auth.by === 'session') {
     const given = req.headers['x-csrf-token'];
     if (typeof given !== 'string' || !safeEqual(given, csrfToken(admin.token, auth.session))) {
@@ -163,6 +207,7 @@ function answerJson(res: ServerResponse, headers: Record<string, string>, work: 
       const known = err instanceof HttpError || (err instanceof Error && 'status' in err && 'expose' in err && err.expose === true);
       const status = known ? (err as HttpError).status : 503;
       const error = err instanceof HttpError ? err.toJSON() : { code: 'unavailable', message: known ? (err as Error).message : 'not available now' };
+      if (err instanceof ThrottledError) headers = { ...headers, 'retry-after': String(err.retryAfterSeconds) };
       res.writeHead(status, { ...headers, 'content-type': 'application/json' });
       res.end(JSON.stringify({ error }));
     },
@@ -190,27 +235,67 @@ export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Pr
     type: 'text/javascript; charset=utf-8',
   });
 
+  /** 429 with Retry-After when `req`'s address may not have a token checked now; false when it may. */
+  const throttled = (res: ServerResponse, page: AdminPage, req: IncomingMessage, headers: Record<string, string>): boolean => {
+    const waitMs = page.throttle.waitMs(page.addressOf(req));
+    if (waitMs === 0) return false;
+    const { status, message, retryAfterSeconds } = new ThrottledError(waitMs);
+    res.writeHead(status, { ...headers, 'retry-after': String(retryAfterSeconds), 'content-type': 'text/plain', connection: 'close' });
+    res.end(message);
+    return true;
+  };
+
   /**
-   * Signing in: a right token answers a redirect to /admin with the session cookie, a wrong
-   * one a redirect to /admin#wrong-token. Either way the token leaves the address bar at once,
-   * before the page loads anything that could carry it in a Referer.
+   * Signing in: a right token answers a redirect to /admin with the cookie of a new session, a
+   * wrong one (counted against the address) a redirect to /admin#wrong-token. Either way the
+   * token leaves the address bar at once, before the page loads anything that could carry it
+   * in a Referer.
    */
-  const signIn = (res: ServerResponse, page: AdminPage, given: string | null, headers: Record<string, string>) => {
+  const signIn = (res: ServerResponse, page: AdminPage, req: IncomingMessage, given: string | null, headers: Record<string, string>) => {
+    if (throttled(res, page, req, headers)) return;
     if (given === null || !safeEqual(given, page.token)) {
+      page.throttle.failed(page.addressOf(req));
       res.writeHead(303, { ...headers, 'cache-control': 'no-store', location: '/admin#wrong-token', 'content-type': 'text/plain' });
       res.end('wrong admin token');
       return;
     }
     const expiresAt = Math.floor(Date.now() / 1000) + page.sessionSeconds;
+    const id = randomBytes(16).toString('hex');
     const attributes = `Path=/admin; Max-Age=${page.sessionSeconds}; HttpOnly; SameSite=Strict${page.secureCookie ? '; Secure' : ''}`;
-    res.writeHead(303, {
-      ...headers,
-      'cache-control': 'no-store',
-      location: '/admin',
-      'set-cookie': `${SESSION_COOKIE}=${sessionValue(page.token, expiresAt)}; ${attributes}`,
-      'content-type': 'text/plain',
-    });
-    res.end('signed in');
+    page.sessions.add(id, expiresAt * 1000).then(
+      () => {
+        res.writeHead(303, {
+          ...headers,
+          'cache-control': 'no-store',
+          location: '/admin',
+          'set-cookie': `${SESSION_COOKIE}=${sessionValue(page.token, expiresAt, id)}; ${attributes}`,
+          'content-type': 'text/plain',
+        });
+        res.end('signed in');
+      },
+      () => {
+        res.writeHead(503, { ...headers, 'cache-control': 'no-store', 'content-type': 'text/plain' });
+        res.end('the admin sessions cannot be stored now (is Redis away?); try again');
+      },
+    );
+  };
+
+  /** Signing out ends the session for every process, then clears the cookie. */
+  const signOut = (res: ServerResponse, page: AdminPage, req: IncomingMessage, headers: Record<string, string>) => {
+    const session = cookie(req, SESSION_COOKIE);
+    const id = session === null ? null : sessionId(page.token, session, Date.now());
+    (id === null ? Promise.resolve() : page.sessions.remove(id)).then(
+      () => {
+        const expired = `${SESSION_COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict${page.secureCookie ? '; Secure' : ''}`;
+        res.writeHead(303, { ...headers, location: '/admin', 'set-cookie': expired, 'content-type': 'text/plain' });
+        res.end('signed out');
+      },
+      () => {
+        // the cookie stays: it would still be accepted, so the page must not look signed out
+        res.writeHead(503, { ...headers, 'content-type': 'text/plain' });
+        res.end('could not sign out now (is Redis away?); try again');
+      },
+    );
   };
 
   return (req, res) => {
@@ -219,15 +304,21 @@ export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Pr
     const path = mark === -1 ? url : url.slice(0, mark);
     const query = mark === -1 ? undefined : url.slice(mark + 1);
     const entry = bodies.get(path);
-    // Referrer-Policy: no page here tells the next site (or its own scripts' requests) its URL
-    const headers = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache', 'referrer-policy': 'no-referrer' };
+    // Referrer-Policy: no page here tells the next site (or its own scripts' requests) its URL.
+    // No page here may be framed (a framed admin page could be clicked through by another site).
+    const headers = {
+      'x-content-type-options': 'nosniff',
+      'cache-control': 'no-cache',
+      'referrer-policy': 'no-referrer',
+      'x-frame-options': 'DENY',
+      'content-security-policy': "frame-ancestors 'none'",
+    };
     if (admin && req.method === 'POST' && (path === '/admin' || path === '/admin/sign-out')) {
       if (path === '/admin/sign-out') {
-        const expired = `${SESSION_COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict${admin.secureCookie ? '; Secure' : ''}`;
-        res.writeHead(303, { ...headers, location: '/admin', 'set-cookie': expired, 'content-type': 'text/plain' });
-        res.end('signed out');
+        signOut(res, admin, req, headers);
         return;
       }
+      if (throttled(res, admin, req, headers)) return; // before its body is read
       if (!/^application\/x-www-form-urlencoded\b/i.test(req.headers['content-type'] ?? '')) {
         res.writeHead(415, { ...headers, 'content-type': 'text/plain' });
         res.end('send the token as a form: content-type application/x-www-form-urlencoded, field token');
@@ -240,7 +331,7 @@ export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Pr
             res.end(`a sign-in form holds at most ${MAX_SIGN_IN_BYTES} bytes`);
             return;
           }
-          signIn(res, admin, new URLSearchParams(text).get('token'), headers);
+          signIn(res, admin, req, new URLSearchParams(text).get('token'), headers);
         },
         () => res.destroy(),
       );
@@ -258,18 +349,17 @@ export async function demoHandler(ports: DemoPorts, admin: AdminPage | null): Pr
     }
     if (admin && path === '/admin' && query !== undefined && new URLSearchParams(query).has('token')) {
       // the link form (/admin?token=…) still works, once: the answer moves the token out of the URL
-      signIn(res, admin, new URLSearchParams(query).get('token'), headers);
+      signIn(res, admin, req, new URLSearchParams(query).get('token'), headers);
       return;
     }
     if (admin && ADMIN_API.has(path)) {
       // the page's cookie, or a script's Authorization: Bearer ADMIN_TOKEN
-      const auth = adminAuth(admin, req);
-      if (!auth) {
-        res.writeHead(401, { ...headers, 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'sign in at /admin, or send Authorization: Bearer ADMIN_TOKEN' } }));
-        return;
-      }
-      answerJson(res, headers, adminApi(admin, auth, path, query));
+      const work = adminAuth(admin, req).then((auth) => {
+        const refused = refusal(auth);
+        if (refused) throw refused;
+        return adminApi(admin, auth as AdminAuth & { by: 'session' | 'bearer' }, path, query);
+      });
+      answerJson(res, headers, work);
       return;
     }
     if (!entry) {

@@ -4,14 +4,33 @@
 import { expect } from 'chai';
 import { connect } from 'node:net';
 import { MAX_LOGGED_PATH, type AccessEntry } from '../src/api/access-log.ts';
-import { cleanupAll } from './support/cleanup.ts';
+import { MemoryPresence } from '../src/presence.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
+import { recordingLogger } from './support/logger.ts';
 import { spawnStart } from './support/start-process.ts';
 import { legacyPush, startServer } from './support/server.ts';
 import { until } from './support/until.ts';
 
 const SECRET = 'push-secret-0123456789';
 const CONTENT = 'content-that-must-not-be-logged';
+
+/** Presence that cannot answer whether a uid is online, as a store away would: the push fails. */
+class FailingPresence extends MemoryPresence {
+  override async isOnline(): Promise<boolean> {
+    throw new Error('presence away: test');
+  }
+}
+
+/** Sends `GET <target> HTTP/1.1` as written (fetch would normalise it); resolves the status line. */
+function rawGet(port: number, target: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+    let received = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+    socket.on('error', reject).on('close', () => resolve(received.split('\r\n')[0]!));
+  });
+}
 
 async function serverWithAccessLog(on: boolean) {
   const lines: string[] = [];
@@ -60,6 +79,35 @@ describe('access log (ACCESS_LOG)', function () {
       expect(entry.time).to.match(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
       expect(entry).not.to.have.property('aborted');
     }
+  });
+
+  it('logs the path of an absolute-form target: no scheme, userinfo, host, query or fragment', async () => {
+    const { server, lines, entries } = await serverWithAccessLog(true);
+    const port = Number(new URL(server.apiUrl).port);
+    const push = `type=publish&to=&content=${CONTENT}&secret=${SECRET}`;
+    // as a proxy (or a client told to use one) sends it; Node hands the target over as req.url
+    expect(await rawGet(port, `http://log-user:log-pass-4711@host.example:2121/push/path?${push}`)).to.equal('HTTP/1.1 200 OK');
+    expect(await rawGet(port, `HTTPS://log-user:log-pass-4711@host.example?${push}`)).to.equal('HTTP/1.1 200 OK');
+    // no secret in these: refused, and logged all the same
+    expect(await rawGet(port, `ws://log-user@host.example/ws#log-pass-4711`)).to.equal('HTTP/1.1 401 Unauthorized');
+    expect(await rawGet(port, `/fragment#log-pass-4711`)).to.equal('HTTP/1.1 401 Unauthorized');
+    expect(await rawGet(port, `*`)).to.equal('HTTP/1.1 401 Unauthorized');
+    await until(async () => lines.length === 5, 'a line per request');
+    expect(entries().map(({ path }) => path)).to.deep.equal(['/push/path', '/', '/ws', '/fragment', '*']);
+    const all = lines.join('\n');
+    for (const secret of ['log-user', 'log-pass-4711', 'host.example', SECRET, CONTENT]) expect(all).not.to.include(secret);
+  });
+
+  it('names an absolute-form target by its path in the error line of a failed legacy push', async () => {
+    const log = recordingLogger();
+    const presence = new FailingPresence();
+    onCleanup(() => presence.close());
+    const server = await startServer({ pushSecret: SECRET }, { log, presence });
+    const port = Number(new URL(server.apiUrl).port);
+    const target = `http://log-user:log-pass-4711@host.example/legacy?type=publish&to=u1&content=${CONTENT}&secret=${SECRET}`;
+    expect(await rawGet(port, target)).to.equal('HTTP/1.1 500 Internal Server Error');
+    expect(log.lines).to.include('error: GET /legacy failed');
+    for (const secret of ['log-user', 'log-pass-4711', 'host.example', SECRET, CONTENT]) expect(log.text()).not.to.include(secret);
   });
 
   it('cuts a long path to MAX_LOGGED_PATH characters', async () => {

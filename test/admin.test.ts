@@ -4,10 +4,13 @@
 import { expect } from 'chai';
 import { History, MAX_SAMPLES } from '../src/admin/history.ts';
 import { NodeStats, RECENT_WEBHOOK_EVENT_BYTES } from '../src/admin/node-stats.ts';
+import { MAX_ADMIN_SESSIONS, MemoryAdminSessions } from '../src/admin/sessions.ts';
+import { guessKey, MAX_GUESSING_ADDRESSES, SIGN_IN_GUESSES, SignInThrottle } from '../src/admin/sign-in-throttle.ts';
 import type { Config } from '../src/config.ts';
 import type { WebhookEvent } from '../src/webhooks/events.ts';
-import { cleanupAll } from './support/cleanup.ts';
+import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
+import { rawRequest, type RawResponse } from './support/http.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
 import { legacyPush, startServer, type TestServer } from './support/server.ts';
 import { SseClient } from './support/sse-client.ts';
@@ -228,6 +231,169 @@ describe('admin page API', function () {
         return samples.reduce((sum, s) => sum + s.pushes, 0) === 7;
       }, "node A's history to hold both nodes' pushes");
       expect((await get<HistoryAnswer>(b, '/admin/history')).body).to.deep.include({ scope: 'cluster', nodes: 2 });
+    });
+  });
+});
+
+/** A sign-in by the form from `address` (X-Forwarded-For, the server trusting 127.0.0.1). */
+async function signInFrom(server: TestServer, token: string, address?: string): Promise<RawResponse> {
+  return rawRequest(server.webUrl + '/admin', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(address ? { 'x-forwarded-for': address } : {}) },
+    body: new URLSearchParams({ token }).toString(),
+  });
+}
+
+const cookieOf = (res: RawResponse) => String(res.headers['set-cookie']).split(';')[0]!;
+
+describe('admin page sessions, sign-in throttling and framing', function () {
+  this.timeout(30_000);
+  afterEach(cleanupAll);
+
+  it('signing out ends the session: the old cookie is refused from then on, another session goes on', async () => {
+    const server = await start();
+    const cookie = await signIn(server);
+    const other = await signIn(server);
+    expect((await get(server, '/admin/stats', { cookie })).status).to.equal(200);
+    const out = await rawRequest(server.webUrl + '/admin/sign-out', { method: 'POST', headers: { cookie } });
+    expect(out.status).to.equal(303);
+    // a copy of the cookie kept (or the browser that ignored the expired one) no longer signs in
+    expect((await get(server, '/admin/stats', { cookie })).status).to.equal(401);
+    expect((await get(server, '/admin/history', { cookie })).status).to.equal(401);
+    expect((await post(server, { api: 'legacy', to: 'x', content: 'x' }, { cookie, 'x-csrf-token': 'f'.repeat(64) })).status).to.equal(401);
+    expect((await get(server, '/admin/stats', { cookie: other })).status).to.equal(200);
+  });
+
+  it('keeps at most MAX_ADMIN_SESSIONS sessions: past it a sign-in ends the oldest', async () => {
+    const sessions = new MemoryAdminSessions();
+    const now = Date.now();
+    for (let i = 0; i < MAX_ADMIN_SESSIONS + 500; i++) await sessions.add(`s${i}`, now + 60_000, now);
+    expect(sessions.size).to.equal(MAX_ADMIN_SESSIONS);
+    expect(await sessions.has('s0', now)).to.equal(false);
+    expect(await sessions.has(`s${MAX_ADMIN_SESSIONS + 499}`, now)).to.equal(true);
+    // expired ones go first
+    await sessions.add('late', now + 120_000, now + 60_000);
+    expect(sessions.size).to.equal(1);
+  });
+
+  it(`throttles wrong tokens per client address: past ${SIGN_IN_GUESSES} a minute 429 with Retry-After, Bearer guesses counted, the right token not checked`, async () => {
+    const server = await start({ trustProxy: ['127.0.0.1'] });
+    const guesser = '203.0.113.7';
+    for (let i = 0; i < SIGN_IN_GUESSES - 1; i++) {
+      const res = await signInFrom(server, `wrong-token-${i}-0123456789`, guesser);
+      expect([res.status, res.headers.location]).to.deep.equal([303, '/admin#wrong-token']);
+    }
+    // a wrong Bearer token is a guess too: the tenth
+    expect((await get(server, '/admin/stats', { authorization: 'Bearer wrong-token-0123456789', 'x-forwarded-for': guesser })).status).to.equal(401);
+    for (const res of [
+      await signInFrom(server, 'wrong-token-x-0123456789', guesser),
+      await signInFrom(server, TOKEN, guesser), // right, but not even compared: nothing learnt
+      await rawRequest(`${server.webUrl}/admin?token=${TOKEN}`, { headers: { 'x-forwarded-for': guesser } }),
+    ]) {
+      expect(res.status).to.equal(429);
+      expect(Number(res.headers['retry-after'])).to.be.within(1, 60);
+      expect(res.headers['set-cookie']).to.equal(undefined);
+      expect(res.body).to.match(/too many wrong admin tokens from this address; retry in \d+ s/);
+    }
+    const bearer = await rawRequest(server.webUrl + '/admin/stats', { headers: { ...BEARER, 'x-forwarded-for': guesser } });
+    expect(bearer.status).to.equal(429);
+    expect(Number(bearer.headers['retry-after'])).to.be.within(1, 60);
+    expect(JSON.parse(bearer.body)).to.have.nested.property('error.code', 'rate_limited');
+    const push = await rawRequest(server.webUrl + '/admin/push', { method: 'POST', headers: { ...BEARER, 'x-forwarded-for': guesser, 'content-type': 'application/json' }, body: '{}' });
+    expect([push.status, push.headers['retry-after'] !== undefined]).to.deep.equal([429, true]);
+    // the same /64 is the same guesser; another address signs in, and a session is not throttled
+    expect((await signInFrom(server, TOKEN, '2001:db8:1:2::1')).status).to.equal(303);
+    const v6 = '2001:db8:7:7::';
+    for (let i = 0; i < SIGN_IN_GUESSES; i++) await signInFrom(server, 'wrong-token-0123456789', `${v6}${i + 1}`);
+    expect((await signInFrom(server, TOKEN, `${v6}ffff`)).status).to.equal(429);
+    const signedIn = await signInFrom(server, TOKEN, '198.51.100.1');
+    expect(signedIn.status).to.equal(303);
+    expect((await get(server, '/admin/stats', { cookie: cookieOf(signedIn), 'x-forwarded-for': guesser })).status).to.equal(200);
+  });
+
+  it('follows at most MAX_GUESSING_ADDRESSES guessing addresses: full, a new one waits for the oldest window', () => {
+    let now = 1_000_000;
+    const throttle = new SignInThrottle({ guesses: 3, windowMs: 60_000, maxAddresses: 100 });
+    for (let i = 0; i < 1000; i++) {
+      const address = `10.0.${i >> 8}.${i & 255}`;
+      if (throttle.waitMs(address, now) === 0) throttle.failed(address, now);
+      now += 10;
+    }
+    expect(throttle.size).to.equal(100);
+    // the first window began at 1_000_000 and ends a minute later
+    expect(throttle.waitMs('192.0.2.1', now)).to.equal(1_060_000 - now);
+    expect(throttle.waitMs('192.0.2.1', 1_060_000)).to.equal(0);
+    expect(new SignInThrottle().size).to.equal(0);
+    expect(MAX_GUESSING_ADDRESSES).to.equal(10_000);
+    // IPv6 by /64, however it is written
+    expect(['2001:db8:0:1::5', '2001:0db8:0000:0001:ffff::', '2001:db8::1:0:0:0:1'].map(guessKey)).to.deep.equal([
+      '2001:db8:0:1::/64', '2001:db8:0:1::/64', '2001:db8:0:1::/64',
+    ]);
+    expect(guessKey('64:ff9b::1.2.3.4')).to.equal('64:ff9b:0:0::/64');
+    expect(guessKey('::1')).to.equal('0:0:0:0::/64');
+    expect(guessKey('203.0.113.7')).to.equal('203.0.113.7');
+  });
+
+  it('forbids framing on every answer of the web port: X-Frame-Options DENY and CSP frame-ancestors none', async () => {
+    const server = await start();
+    const cookie = await signIn(server);
+    const answers = await Promise.all([
+      rawRequest(`${server.webUrl}/`),
+      rawRequest(`${server.webUrl}/admin`),
+      rawRequest(`${server.webUrl}/admin.js`),
+      rawRequest(`${server.webUrl}/config.js`),
+      rawRequest(`${server.webUrl}/admin/stats`),
+      rawRequest(`${server.webUrl}/admin/stats`, { headers: { cookie } }),
+      rawRequest(`${server.webUrl}/admin/users?uid=`, { headers: BEARER }),
+      rawRequest(`${server.webUrl}/admin?token=${TOKEN}`),
+      rawRequest(`${server.webUrl}/admin`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' }),
+      rawRequest(`${server.webUrl}/admin/sign-out`, { method: 'POST', headers: { cookie } }),
+      rawRequest(`${server.webUrl}/nope`),
+      rawRequest(`${server.webUrl}/admin`, { method: 'DELETE' }),
+    ]);
+    expect(answers.map((r) => r.status)).to.deep.equal([200, 200, 200, 200, 401, 200, 400, 303, 415, 303, 404, 405]);
+    for (const res of answers) {
+      expect(res.headers['x-frame-options']).to.equal('DENY');
+      expect(res.headers['content-security-policy']).to.equal("frame-ancestors 'none'");
+    }
+  });
+
+  describe('on two nodes of a real redis-server', function () {
+    let redis: TestRedis;
+    before(async function () {
+      if (!REDIS_SERVER) this.skip();
+      redis = await startRedis();
+    });
+    after(async () => redis?.close());
+
+    it('a session signed in on one node works on the other; signed out on either it ends on both, and after a restart', async () => {
+      const a = await start({ redisUrl: redis.url });
+      const b = await start({ redisUrl: redis.url });
+      const cookie = cookieOf(await signInFrom(a, TOKEN));
+      const kept = cookieOf(await signInFrom(b, TOKEN));
+      for (const node of [a, b]) expect((await get(node, '/admin/stats', { cookie })).status).to.equal(200);
+      expect((await rawRequest(b.webUrl + '/admin/sign-out', { method: 'POST', headers: { cookie } })).status).to.equal(303);
+      for (const node of [a, b]) expect((await get(node, '/admin/stats', { cookie })).status).to.equal(401);
+      // a node started later (a restart, a new WORKERS process) knows both
+      await a.close();
+      const c = await start({ redisUrl: redis.url });
+      expect((await get(c, '/admin/stats', { cookie })).status).to.equal(401);
+      expect((await get(c, '/admin/stats', { cookie: kept })).status).to.equal(200);
+    });
+
+    it('answers 503 while Redis is away: a sign-in, a sign-out and a session are neither taken nor dropped', async () => {
+      const own = await startRedis();
+      onCleanup(() => own.close());
+      const node = await start({ redisUrl: own.url, redisCommandTimeoutMs: 300 });
+      const cookie = cookieOf(await signInFrom(node, TOKEN));
+      own.pause(); // frozen: every command times out
+      const signIn = await signInFrom(node, TOKEN);
+      expect([signIn.status, signIn.headers['set-cookie']]).to.deep.equal([503, undefined]);
+      expect((await rawRequest(node.webUrl + '/admin/sign-out', { method: 'POST', headers: { cookie } })).status).to.equal(503);
+      expect((await get(node, '/admin/stats', { cookie })).status).to.equal(503);
+      expect((await get(node, '/admin/stats')).status).to.equal(200); // a script's Bearer token needs no Redis
+      own.resume();
+      await until(async () => (await get(node, '/admin/stats', { cookie })).status === 200, 'the session back with Redis', 15_000);
     });
   });
 });

@@ -208,7 +208,7 @@ describe('the admin page sign-in', () => {
     expect(signIn.status).to.equal(303);
     expect(signIn.headers.location).to.equal('/admin');
     const header = setCookie(signIn);
-    expect(header).to.match(/^push_admin=\d+\.[0-9a-f]{64}; Path=\/admin; Max-Age=43200; HttpOnly; SameSite=Strict$/);
+    expect(header).to.match(/^push_admin=\d+\.[0-9a-f]{32}\.[0-9a-f]{64}; Path=\/admin; Max-Age=43200; HttpOnly; SameSite=Strict$/);
     expect(header).not.to.include(ADMIN_TOKEN);
     const cookie = header.split(';')[0]!;
     const answer = await stats(cookie);
@@ -216,9 +216,9 @@ describe('the admin page sign-in', () => {
     expect(JSON.parse(answer.body)).to.include({ users: 0, pages: 0 });
     // a forged or expired value is no session
     const [name, value] = cookie.split('=') as [string, string];
-    const [expiry, mac] = value.split('.') as [string, string];
-    expect((await stats(`${name}=${Number(expiry) + 1}.${mac}`)).status).to.equal(401);
-    expect((await stats(`${name}=1.${mac}`)).status).to.equal(401);
+    const [expiry, id, mac] = value.split('.') as [string, string, string];
+    expect((await stats(`${name}=${Number(expiry) + 1}.${id}.${mac}`)).status).to.equal(401);
+    expect((await stats(`${name}=1.${id}.${mac}`)).status).to.equal(401);
     // signing out clears it
     const out = await rawRequest(`${web}/admin/sign-out`, { method: 'POST', headers: { cookie } });
     expect(out.status).to.equal(303);

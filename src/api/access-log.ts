@@ -12,7 +12,7 @@ export interface AccessEntry {
   time: string;
   log: 'access';
   method: string;
-  /** The request target up to its `?`, at most MAX_LOGGED_PATH characters. */
+  /** The request target's path (loggedPath): no query, fragment, scheme or authority. */
   path: string;
   /** null when the connection closed before an answer was started. */
   status: number | null;
@@ -23,9 +23,25 @@ export interface AccessEntry {
   aborted?: true;
 }
 
-function pathOf(url: string): string {
-  const q = url.indexOf('?');
-  const path = q === -1 ? url : url.slice(0, q);
+/** `scheme://` of an absolute-form target, as Node's parser takes it (letters only). */
+const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+
+/**
+ * The path of a request target, as it is written to a log: without its query and fragment,
+ * and of an absolute-form target (`GET http://user:pass@host/path?x HTTP/1.1`, which a proxy
+ * may send and Node passes on as `req.url`) without its scheme and authority, which may hold
+ * credentials. At most MAX_LOGGED_PATH characters.
+ */
+export function loggedPath(target: string): string {
+  let path = target;
+  const scheme = path.startsWith('/') ? null : ABSOLUTE_FORM.exec(path);
+  if (scheme) {
+    const rest = path.slice(scheme[0].length);
+    const end = rest.search(/[/?#]/);
+    path = end === -1 || rest[end] !== '/' ? '/' : rest.slice(end);
+  }
+  const cut = path.search(/[?#]/);
+  if (cut !== -1) path = path.slice(0, cut);
   return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path;
 }
 
@@ -38,7 +54,7 @@ export function withAccessLog(handler: RequestListener, write: (line: string) =>
         time: new Date().toISOString(),
         log: 'access',
         method: req.method ?? '',
-        path: pathOf(req.url ?? ''),
+        path: loggedPath(req.url ?? ''),
         status: res.headersSent ? res.statusCode : null,
         durationMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
         client: addressOf(req),

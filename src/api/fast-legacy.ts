@@ -5,6 +5,7 @@
 // Koa app unchanged.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Delivery } from '../delivery.ts';
+import { loggedPath } from './access-log.ts';
 import { HttpError } from './errors.ts';
 import { runLegacyPush } from './legacy-routes.ts';
 import type { Logger } from '../log.ts';
@@ -83,7 +84,7 @@ export function fastLegacy(o: FastLegacyOptions): RequestListener {
       (result) => answerWord(res, result),
       (err: unknown) => {
         if (err instanceof HttpError) return answer(res, err.status, err.message);
-        o.log.error(`GET ${path} failed`, err);
+        o.log.error(`GET ${loggedPath(url)} failed`, err); // an absolute-form target may hold credentials
         answer(res, 500, 'internal server error');
       },
     );

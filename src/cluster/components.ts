@@ -14,6 +14,8 @@ import {
   ClusterConnection, connectClusterClients, NotReplicatedError, quitCluster, replicaConfirmation, type RedisClusterClient, type RedisCommands,
 } from './redis-cluster-client.ts';
 import type { AnnouncedState } from '../webhooks/presence-webhooks.ts';
+import type { AdminSessions } from '../admin/sessions.ts';
+import { RedisAdminSessions } from './redis-admin-sessions.ts';
 
 /** For server.ts, which loads this module only with Redis configured: a start that cannot reach Redis. */
 export { RedisStartupError, type RedisTarget } from './redis-client.ts';
@@ -175,6 +177,8 @@ export interface RedisCluster {
   adapter: ReturnType<typeof createAdapter>;
   /** For the online/offline webhooks: each transition announced once in the cluster. */
   announced: AnnouncedState;
+  /** The admin page's sessions, shared by every process: a sign-out holds everywhere. */
+  adminSessions: AdminSessions;
   /**
    * `listener` runs each time this node's clients are all connected again after an outage: live
    * emits published or due to arrive meanwhile may be lost, and logins may have found the store
@@ -305,6 +309,7 @@ function assemble(main: RedisCommands, adapter: AdapterFactory, log: Logger, a: 
   return {
     adapter,
     announced: new RedisAnnouncedState(main, a.keys.prefix),
+    adminSessions: new RedisAdminSessions(main, a.keys.prefix),
     onRecovered: (listener) => a.connection.onRecovered(listener),
     notReady: async () => {
       // open to anyone on the API port: says what, not where (the log names the Redis)
@@ -347,6 +352,6 @@ export async function createRedisComponents(
     ...(commandTimeoutMs === undefined ? {} : { commandTimeoutMs }),
   });
   const { presence, store } = cluster.build(nodeId, limits, parts);
-  const { adapter, announced, onRecovered, notReady, close } = cluster;
-  return { adapter, announced, onRecovered, notReady, close, presence, store };
+  const { adapter, announced, adminSessions, onRecovered, notReady, close } = cluster;
+  return { adapter, announced, adminSessions, onRecovered, notReady, close, presence, store };
 }

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConnectionCounter } from '../connection-limit.ts';
+import { CorsRule } from '../cors.ts';
 import type { Delivery } from '../delivery.ts';
 import type { SocketError } from '../events.ts';
 import type { Logger } from '../log.ts';
@@ -36,7 +37,7 @@ export interface EventsOptions {
   /** MAX_CONNECTIONS_PER_IP, shared with Socket.IO's connections. */
   connections: ConnectionCounter;
   addressOf(req: IncomingMessage): string;
-  /** CORS_ORIGINS: `*` reflects any origin, a list allows those. */
+  /** CORS_ORIGINS, as for Socket.IO (cors.ts): `*` any origin without credentials, a list those with. */
   corsOrigins: '*' | readonly string[];
   /** MAX_TOPICS_PER_SOCKET. */
   maxTopics: number;
@@ -79,7 +80,7 @@ function reasonOf(err: unknown): string {
 }
 
 export class EventsEndpoint {
-  private readonly allowed: ReadonlySet<string> | null;
+  private readonly cors: CorsRule;
   private closed = false;
   /** Streams between their start and the end of their replay. */
   private replaying = 0;
@@ -88,7 +89,7 @@ export class EventsEndpoint {
   private readonly opensSweeper: NodeJS.Timeout;
 
   constructor(private readonly options: EventsOptions) {
-    this.allowed = options.corsOrigins === '*' ? null : new Set(options.corsOrigins);
+    this.cors = new CorsRule(options.corsOrigins);
     this.opens = new RateLimiter(options.opensPerSecond, 2 * options.opensPerSecond);
     this.opensSweeper = setInterval(() => this.opens.sweep(), 10_000);
     this.opensSweeper.unref();
@@ -136,13 +137,9 @@ export class EventsEndpoint {
 
   /** CORS headers for an allowed origin (none without Origin); null for an origin not listed. */
   private corsHeaders(req: IncomingMessage): Record<string, string> | null {
-    const origin = req.headers.origin;
-    if (origin === undefined) return {};
-    // any origin: `*` and no credentials (the stream uses no cookies, so a cookie-authenticated
-    // proxy in front must not become readable from other sites)
-    if (this.allowed === null) return { 'access-control-allow-origin': '*' };
-    if (!this.allowed.has(origin)) return null;
-    return { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true', vary: 'Origin' };
+    // the stream uses no cookies: under `*` a cookie-authenticated proxy in front must not
+    // become readable from other sites (EventSource asks for credentials only when told to)
+    return this.cors.headers(req.headers.origin);
   }
 
   /** Checks the request: uid, token, topics and their tokens, Last-Event-ID. */
