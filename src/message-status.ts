@@ -197,8 +197,10 @@ export class MessageStatus {
 
   private entry(id: string, kind: Entry['kind'], ts: number, keepUntil: number, topic?: string): Entry {
     let e = this.entries.get(id);
-    if (e && e.keepUntil > Date.now()) {
-      if (ts !== 0 && e.ts === 0) e.ts = ts;
+    // a push (ts) on a status that holds one already reuses an id past IDEMPOTENCY_SECONDS: it
+    // is another message, perhaps of another kind, and starts a status of its own
+    if (e && e.keepUntil > Date.now() && (ts === 0 || e.ts === 0)) {
+      if (ts !== 0) e.ts = ts;
       return e;
     }
     if (e) this.remove(e);

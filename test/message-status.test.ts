@@ -183,6 +183,27 @@ describe('message status', function () {
     expect((await statusOf(server, ids[3]!)).status).to.equal(200);
   });
 
+  it('a push that reuses an id past IDEMPOTENCY_SECONDS, of a topic push before, answers 200 and has a status of its own', async () => {
+    const server = await start({ idempotencySeconds: 1 });
+    await push(server, { topic: 'news', data: 'first', id: 'reused-id' });
+    let answer: { status: number; body: { id?: string; duplicate?: boolean } } = { status: 0, body: {} };
+    await until(async () => {
+      const res = await fetch(`${server.apiUrl}/api/v1/push`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: JSON.stringify({ to: 'u', data: 'second', id: 'reused-id' }),
+      });
+      answer = { status: res.status, body: (await res.json()) as typeof answer.body };
+      return answer.status !== 200 || answer.body.duplicate !== true;
+    }, 'the id to be forgotten', 5000, 200);
+    expect(answer).to.deep.equal({ status: 200, body: { id: 'reused-id', online: [], offline: ['u'], stored: 0 } });
+    const { body } = await statusOf(server, 'reused-id');
+    expect(body).to.deep.include({ kind: 'uids' });
+    expect(body).not.to.have.property('topic');
+    expect(Object.keys(body.uids!)).to.deep.equal(['u']);
+    expect(body.uids!['u']!.state).to.equal('dropped');
+  });
+
   it('needs PUSH_SECRET: without it the route answers 403', async () => {
     const server = await startServer();
     const res = await fetch(`${server.apiUrl}/api/v1/messages/abc`);
