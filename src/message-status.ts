@@ -230,11 +230,29 @@ export class MessageStatus {
     this.bytes += bytes;
     // oldest first; never the entry being written (one entry alone may pass the bound)
     while (this.bytes > this.limits.maxBytes && this.entries.size > 1) {
-      const oldest = this.oldest();
-      if (oldest === undefined || oldest === e) break;
+      const oldest = this.oldestBesides(e);
+      if (oldest === undefined) break;
       this.remove(oldest);
       this.forgotten++;
     }
+  }
+
+  /**
+   * The oldest live entry other than `e`, the one being written. When `e` is the oldest (a step
+   * on an early message), it trades places in `order` with the next live one, as if written
+   * then: the others are forgotten in their order, and no slot is scanned twice.
+   */
+  private oldestBesides(e: Entry): Entry | undefined {
+    const oldest = this.oldest();
+    if (oldest !== e) return oldest;
+    for (let i = this.head + 1; i < this.order.length; i++) {
+      const next = this.order[i];
+      if (next === undefined || this.entries.get(next.id) !== next) continue;
+      this.order[this.head] = next;
+      this.order[i] = e;
+      return next;
+    }
+    return undefined;
   }
 
   /** The oldest live entry; the removed ones before it are dropped from `order`. */

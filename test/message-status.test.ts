@@ -9,7 +9,7 @@ import { startServer, type TestServer } from './support/server.ts';
 import { SseClient } from './support/sse-client.ts';
 import { until } from './support/until.ts';
 import type { Config } from '../src/config.ts';
-import { isSnapshotOf } from '../src/message-status.ts';
+import { isSnapshotOf, MessageStatus, STATUS_ENTRY_OVERHEAD, STATUS_UID_OVERHEAD } from '../src/message-status.ts';
 
 const PUSH_SECRET = 'status-test-secret-0123';
 const auth = { authorization: `Bearer ${PUSH_SECRET}` };
@@ -263,5 +263,27 @@ describe('message status', function () {
       const all = await push(a, { data: 'all' });
       await until(async () => (await statusOf(b, all.id)).body.sockets === 2, 'both nodes counted');
     });
+  });
+});
+
+describe('message status accounting', () => {
+  it('a step that grows the oldest status past MAX_STATUS_BYTES forgets the next oldest', () => {
+    // three statuses of one uid each fit; a later step adds a uid to the first (a node that saw
+    // only the deliveries, after a restart or on another node of a cluster)
+    const one = STATUS_ENTRY_OVERHEAD + 2 + STATUS_UID_OVERHEAD + 4;
+    const status = new MessageStatus({ maxBytes: 3 * one, keepMs: 60_000 });
+    try {
+      const keepUntil = Date.now() + 60_000;
+      for (const id of ['a', 'b', 'c']) status.delivered('u1', id, keepUntil);
+      status.delivered('u2', 'a', keepUntil);
+      expect(status.stats()).to.deep.include({ entries: 2, bytes: 3 * one - STATUS_ENTRY_OVERHEAD - 2, forgotten: 1 });
+      expect(['a', 'b', 'c'].map((id) => status.local(id) !== null)).to.deep.equal([true, false, true]);
+      // a takes b's place in the order: still older than c, so the next to go
+      status.delivered('u1', 'd', keepUntil);
+      expect(['a', 'c', 'd'].map((id) => status.local(id) !== null)).to.deep.equal([false, true, true]);
+      expect(status.stats()).to.deep.include({ entries: 2, bytes: 2 * one, forgotten: 2 });
+    } finally {
+      status.close();
+    }
   });
 });
