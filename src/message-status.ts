@@ -204,12 +204,11 @@ export class MessageStatus {
       return e;
     }
     if (e) this.remove(e);
-    const bytes = STATUS_ENTRY_OVERHEAD + 2 * id.length + (topic === undefined ? 0 : 2 * topic.length);
-    e = { id, kind, topic, ts, keepUntil, sockets: 0, uids: kind === 'uids' ? new Map() : null, base: ts || Date.now(), bytes };
+    e = { id, kind, topic, ts, keepUntil, sockets: 0, uids: kind === 'uids' ? new Map() : null, base: ts || Date.now(), bytes: 0 };
     this.entries.set(id, e);
     this.order.push(e);
     this.expiries.push(keepUntil, e);
-    this.grow(e, bytes);
+    this.grow(e, STATUS_ENTRY_OVERHEAD + 2 * id.length + (topic === undefined ? 0 : 2 * topic.length));
     return e;
   }
 
@@ -224,9 +223,10 @@ export class MessageStatus {
     if (times[i] === 0) times[i] = Math.max(0, at - e.base) + 1;
   }
 
+  /** Adds `bytes` to what `e` costs, and to the total: what remove() takes back is what was added. */
   private grow(e: Entry, bytes: number): void {
     if (e !== this.entries.get(e.id)) return;
-    if (bytes !== e.bytes) e.bytes += bytes;
+    e.bytes += bytes;
     this.bytes += bytes;
     // oldest first; never the entry being written (one entry alone may pass the bound)
     while (this.bytes > this.limits.maxBytes && this.entries.size > 1) {

@@ -9,7 +9,10 @@ import { startServer, type TestServer } from './support/server.ts';
 import { SseClient } from './support/sse-client.ts';
 import { until } from './support/until.ts';
 import type { Config } from '../src/config.ts';
-import { isSnapshotOf, MessageStatus, STATUS_ENTRY_OVERHEAD, STATUS_UID_OVERHEAD } from '../src/message-status.ts';
+import { isSnapshotOf, MessageStatus, STATUS_ENTRY_OVERHEAD, STATUS_UID_OVERHEAD, UID_STATES, type StatusSnapshot } from '../src/message-status.ts';
+import { seededRandom } from '../bench/stats.ts';
+
+const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 
 const PUSH_SECRET = 'status-test-secret-0123';
 const auth = { authorization: `Bearer ${PUSH_SECRET}` };
@@ -183,6 +186,23 @@ describe('message status', function () {
     expect((await statusOf(server, ids[3]!)).status).to.equal(200);
   });
 
+  it('at MAX_STATUS_BYTES keeps as many statuses as fit when a uid costs what its entry does (156-character uids, 36-character ids)', async () => {
+    // a uid of this length costs as much as the bare entry of a 36-character id (a server-made
+    // id): that equality once left the uid's bytes counted in the total but not in its entry, so
+    // each forgotten status left them behind and fewer and fewer statuses fit
+    const uidLength = (STATUS_ENTRY_OVERHEAD + 2 * 36 - STATUS_UID_OVERHEAD) / 2;
+    const perStatus = STATUS_ENTRY_OVERHEAD + 2 * 36 + STATUS_UID_OVERHEAD + 2 * uidLength;
+    const server = await start({ maxStatusBytes: 3 * perStatus });
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const { id } = await push(server, { to: String(i).repeat(uidLength), data: i });
+      expect(id).to.have.length(36);
+      ids.push(id);
+    }
+    const statuses = await Promise.all(ids.map(async (id) => (await statusOf(server, id)).status));
+    expect(statuses).to.deep.equal([404, 404, 404, 404, 404, 200, 200, 200]);
+  });
+
   it('a push that reuses an id past IDEMPOTENCY_SECONDS, of a topic push before, answers 200 and has a status of its own', async () => {
     const server = await start({ idempotencySeconds: 1 });
     await push(server, { topic: 'news', data: 'first', id: 'reused-id' });
@@ -266,7 +286,17 @@ describe('message status', function () {
   });
 });
 
-describe('message status accounting', () => {
+/** What the statuses held should cost, counted again from what local() shows of each. */
+function recount(snapshots: readonly StatusSnapshot[]): number {
+  let bytes = 0;
+  for (const s of snapshots) {
+    bytes += STATUS_ENTRY_OVERHEAD + 2 * s.id.length + (s.topic === undefined ? 0 : 2 * s.topic.length);
+    for (const uid of Object.keys(s.uids ?? {})) bytes += STATUS_UID_OVERHEAD + 2 * uid.length;
+  }
+  return bytes;
+}
+
+describe(`message status accounting (FUZZ_SEED=${SEED})`, () => {
   it('a step that grows the oldest status past MAX_STATUS_BYTES forgets the next oldest', () => {
     // three statuses of one uid each fit; a later step adds a uid to the first (a node that saw
     // only the deliveries, after a restart or on another node of a cluster)
@@ -282,6 +312,52 @@ describe('message status accounting', () => {
       status.delivered('u1', 'd', keepUntil);
       expect(['a', 'c', 'd'].map((id) => status.local(id) !== null)).to.deep.equal([false, true, true]);
       expect(status.stats()).to.deep.include({ entries: 2, bytes: 2 * one, forgotten: 2 });
+    } finally {
+      status.close();
+    }
+  });
+
+  it('counts exactly what it holds through random pushes, steps, sweeps and forgetting, for random uid lengths', () => {
+    const random = seededRandom(SEED);
+    const int = (max: number) => Math.floor(random() * max);
+    const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
+    const ids = Array.from({ length: 150 }, (_, i) => `${i}-`.padEnd(1 + int(64), 'i'));
+    /** Random lengths up to the longest uid, half of them the length whose cost equals the bare entry of `id`. */
+    const uidFor = (id: string) => {
+      const length = int(2) === 0 ? 1 + int(256) : Math.min(256, (STATUS_ENTRY_OVERHEAD - STATUS_UID_OVERHEAD) / 2 + id.length);
+      return pick(['a', 'b', 'c']).repeat(length);
+    };
+    const maxBytes = 2000 + int(40_000);
+    const status = new MessageStatus({ maxBytes, keepMs: 60_000 });
+    try {
+      const check = (when: string) => {
+        const held = ids.map((id) => status.local(id)).filter((s): s is StatusSnapshot => s !== null);
+        const { entries, bytes } = status.stats();
+        expect({ entries, bytes }, `${when}, MAX_STATUS_BYTES ${maxBytes}`).to.deep.equal({ entries: held.length, bytes: recount(held) });
+        if (entries > 1) expect(bytes, when).to.be.at.most(maxBytes);
+      };
+      for (let op = 0; op < 4000; op++) {
+        const id = pick(ids);
+        const keepUntil = Date.now() + 60_000 + int(600_000);
+        switch (int(6)) {
+          case 0:
+          case 1:
+            status.toUids(id, Date.now(), keepUntil, Array.from({ length: 1 + int(4) }, () => [uidFor(id), pick(UID_STATES)] as const));
+            break;
+          case 2:
+            status.fannedOut(id, Date.now(), int(2) === 0 ? undefined : 'topic-'.padEnd(1 + int(128), 't'), int(10), null);
+            break;
+          case 3:
+          case 4:
+            status[pick(['delivered', 'acked', 'expired'] as const)](uidFor(id), id, keepUntil);
+            break;
+          default:
+            if (int(20) === 0) status.sweep(Date.now() + int(700_000)); // forgets those kept until before then
+        }
+        if (op % 50 === 49) check(`after ${op + 1} operations`);
+      }
+      status.sweep(Date.now() + 3_600_000);
+      expect(status.stats()).to.deep.include({ entries: 0, bytes: 0 });
     } finally {
       status.close();
     }
