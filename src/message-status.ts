@@ -155,7 +155,7 @@ export class MessageStatus {
     if (e.topic !== undefined) snapshot.topic = e.topic;
     if (e.kind !== 'uids') snapshot.sockets = e.sockets;
     if (e.uids) {
-      snapshot.uids = {};
+      snapshot.uids = byUid();
       for (const [uid, times] of e.uids) snapshot.uids[uid] = times.map((t) => (t === 0 ? 0 : e.base + t - 1));
     }
     return snapshot;
@@ -279,6 +279,16 @@ export class MessageStatus {
   }
 }
 
+/**
+ * An object keyed by uid, as the answers and snapshots are (JSON): without a prototype, so a
+ * uid named like one of Object.prototype's members (`constructor`, `toString`, `__proto__`) is
+ * a key like any other. On a plain object, reading such a uid found the member (a merge wrote
+ * into it) and writing `__proto__` set the prototype: the uid was missing from the answer.
+ */
+function byUid<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}
+
 /** The state a uid is in: the furthest reached, in UID_STATES order. */
 function stateOf(times: readonly number[]): number {
   for (let i = UID_STATES.length - 1; i >= 0; i--) if ((times[i] ?? 0) !== 0) return i;
@@ -294,7 +304,7 @@ export function merge(snapshots: readonly StatusSnapshot[]): StatusSnapshot {
     out.sockets = snapshots.reduce((sum, s) => sum + (s.sockets ?? 0), 0);
     return out;
   }
-  const uids: Record<string, number[]> = {};
+  const uids = byUid<number[]>();
   for (const s of snapshots) {
     for (const [uid, times] of Object.entries(s.uids ?? {})) {
       const have = uids[uid];
@@ -317,7 +327,7 @@ function describe(s: StatusSnapshot): StatusAnswer {
     answer.sockets = s.sockets ?? 0;
     return answer;
   }
-  answer.uids = {};
+  answer.uids = byUid();
   for (const [uid, times] of Object.entries(s.uids ?? {})) {
     const i = stateOf(times);
     const history: Partial<Record<UidState, string>> = {};

@@ -14,6 +14,9 @@ import { seededRandom } from '../bench/stats.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 
+/** Object.prototype's own names: uids that a plain object keyed by uid dropped from the answer. */
+const PROTOTYPE_NAMES = Object.getOwnPropertyNames(Object.prototype);
+
 const PUSH_SECRET = 'status-test-secret-0123';
 const auth = { authorization: `Bearer ${PUSH_SECRET}` };
 
@@ -49,7 +52,8 @@ async function statusOf(server: TestServer, id: string): Promise<{ status: numbe
 
 async function stateOf(server: TestServer, id: string, uid: string): Promise<string | undefined> {
   const { body } = await statusOf(server, id);
-  return body.uids?.[uid]?.state;
+  // own keys only: on a plain object a missing `constructor` would be Object
+  return body.uids && Object.hasOwn(body.uids, uid) ? body.uids[uid]!.state : undefined;
 }
 
 function start(overrides: Partial<Config> = {}): Promise<TestServer> {
@@ -128,6 +132,23 @@ describe('message status', function () {
     await until(async () => (await stateOf(server, ids[0]!, 'reader')) === 'acked', 'the ack by Last-Event-ID');
     expect(await stateOf(server, ids[1]!, 'reader')).to.equal('delivered');
     expect(await stateOf(server, ids[2]!, 'reader')).to.equal('delivered');
+  });
+
+  it('uids named like Object.prototype members (constructor, toString, __proto__, ...) each have their own state', async () => {
+    const server = await start();
+    const online = ['constructor', '__proto__'];
+    const pages = await Promise.all(online.map((uid) => page(server, uid)));
+    const { id } = await push(server, { to: [...PROTOTYPE_NAMES, 'plain'], data: 'x', ttl: 60 });
+    const { body } = await statusOf(server, id);
+    expect(Object.keys(body.uids!).sort()).to.deep.equal([...PROTOTYPE_NAMES, 'plain'].sort());
+    // merging into a plain object wrote into the members found: Object[0..4], toString[0..4]
+    expect(Object.getOwnPropertyNames(Object).filter((k) => /^\d+$/.test(k))).to.deep.equal([]);
+    for (const uid of [...PROTOTYPE_NAMES, 'plain']) {
+      expect(await stateOf(server, id, uid), uid).to.equal(online.includes(uid) ? 'delivered' : 'stored');
+    }
+    await ackMessage(pages[1]!, id);
+    await until(async () => (await stateOf(server, id, '__proto__')) === 'acked', 'the ack of __proto__');
+    expect(await stateOf(server, id, 'constructor')).to.equal('delivered');
   });
 
   it('takes from a cluster peer only well-formed snapshots of the message asked about', () => {
@@ -271,6 +292,21 @@ describe('message status', function () {
       }
     });
 
+    it('uids named like Object.prototype members, pushed via node A and acked on node B: either node shows each acked', async () => {
+      const a = await start({ redisUrl: redis.url });
+      const b = await start({ redisUrl: redis.url });
+      const uids = ['constructor', 'toString', '__proto__'];
+      const clients = await Promise.all(uids.map((uid) => page(b, uid)));
+      const { id } = await push(a, { to: [...uids, 'plain'], data: 'x', ttl: 60 });
+      for (const client of clients) await ackMessage(client, id);
+      for (const node of [a, b]) {
+        for (const uid of uids) await until(async () => (await stateOf(node, id, uid)) === 'acked', `${uid} acked, seen from either node`);
+        const { body } = await statusOf(node, id);
+        expect(Object.keys(body.uids!).sort()).to.deep.equal([...uids, 'plain'].sort());
+        expect(body.uids!['plain']!.state).to.equal('stored');
+      }
+    });
+
     it('stored via node A, redelivered and acked on node B; a broadcast counts the sockets of both nodes', async () => {
       const a = await start({ redisUrl: redis.url });
       const b = await start({ redisUrl: redis.url });
@@ -322,8 +358,13 @@ describe(`message status accounting (FUZZ_SEED=${SEED})`, () => {
     const int = (max: number) => Math.floor(random() * max);
     const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
     const ids = Array.from({ length: 150 }, (_, i) => `${i}-`.padEnd(1 + int(64), 'i'));
-    /** Random lengths up to the longest uid, half of them the length whose cost equals the bare entry of `id`. */
+    /**
+     * Random lengths up to the longest uid, many of them the length whose cost equals the bare
+     * entry of `id`, and the names of Object.prototype's members (a status that dropped one
+     * shows fewer uids than it counted).
+     */
     const uidFor = (id: string) => {
+      if (int(5) === 0) return pick(PROTOTYPE_NAMES);
       const length = int(2) === 0 ? 1 + int(256) : Math.min(256, (STATUS_ENTRY_OVERHEAD - STATUS_UID_OVERHEAD) / 2 + id.length);
       return pick(['a', 'b', 'c']).repeat(length);
     };
