@@ -155,7 +155,7 @@ export class MessageStatus {
     if (e.topic !== undefined) snapshot.topic = e.topic;
     if (e.kind !== 'uids') snapshot.sockets = e.sockets;
     if (e.uids) {
-      snapshot.uids = {};
+      snapshot.uids = byUid();
       for (const [uid, times] of e.uids) snapshot.uids[uid] = times.map((t) => (t === 0 ? 0 : e.base + t - 1));
     }
     return snapshot;
@@ -197,17 +197,18 @@ export class MessageStatus {
 
   private entry(id: string, kind: Entry['kind'], ts: number, keepUntil: number, topic?: string): Entry {
     let e = this.entries.get(id);
-    if (e && e.keepUntil > Date.now()) {
-      if (ts !== 0 && e.ts === 0) e.ts = ts;
+    // a push (ts) on a status that holds one already reuses an id past IDEMPOTENCY_SECONDS: it
+    // is another message, perhaps of another kind, and starts a status of its own
+    if (e && e.keepUntil > Date.now() && (ts === 0 || e.ts === 0)) {
+      if (ts !== 0) e.ts = ts;
       return e;
     }
     if (e) this.remove(e);
-    const bytes = STATUS_ENTRY_OVERHEAD + 2 * id.length + (topic === undefined ? 0 : 2 * topic.length);
-    e = { id, kind, topic, ts, keepUntil, sockets: 0, uids: kind === 'uids' ? new Map() : null, base: ts || Date.now(), bytes };
+    e = { id, kind, topic, ts, keepUntil, sockets: 0, uids: kind === 'uids' ? new Map() : null, base: ts || Date.now(), bytes: 0 };
     this.entries.set(id, e);
     this.order.push(e);
     this.expiries.push(keepUntil, e);
-    this.grow(e, bytes);
+    this.grow(e, STATUS_ENTRY_OVERHEAD + 2 * id.length + (topic === undefined ? 0 : 2 * topic.length));
     return e;
   }
 
@@ -222,17 +223,36 @@ export class MessageStatus {
     if (times[i] === 0) times[i] = Math.max(0, at - e.base) + 1;
   }
 
+  /** Adds `bytes` to what `e` costs, and to the total: what remove() takes back is what was added. */
   private grow(e: Entry, bytes: number): void {
     if (e !== this.entries.get(e.id)) return;
-    if (bytes !== e.bytes) e.bytes += bytes;
+    e.bytes += bytes;
     this.bytes += bytes;
     // oldest first; never the entry being written (one entry alone may pass the bound)
     while (this.bytes > this.limits.maxBytes && this.entries.size > 1) {
-      const oldest = this.oldest();
-      if (oldest === undefined || oldest === e) break;
+      const oldest = this.oldestBesides(e);
+      if (oldest === undefined) break;
       this.remove(oldest);
       this.forgotten++;
     }
+  }
+
+  /**
+   * The oldest live entry other than `e`, the one being written. When `e` is the oldest (a step
+   * on an early message), it trades places in `order` with the next live one, as if written
+   * then: the others are forgotten in their order, and no slot is scanned twice.
+   */
+  private oldestBesides(e: Entry): Entry | undefined {
+    const oldest = this.oldest();
+    if (oldest !== e) return oldest;
+    for (let i = this.head + 1; i < this.order.length; i++) {
+      const next = this.order[i];
+      if (next === undefined || this.entries.get(next.id) !== next) continue;
+      this.order[this.head] = next;
+      this.order[i] = e;
+      return next;
+    }
+    return undefined;
   }
 
   /** The oldest live entry; the removed ones before it are dropped from `order`. */
@@ -259,6 +279,16 @@ export class MessageStatus {
   }
 }
 
+/**
+ * An object keyed by uid, as the answers and snapshots are (JSON): without a prototype, so a
+ * uid named like one of Object.prototype's members (`constructor`, `toString`, `__proto__`) is
+ * a key like any other. On a plain object, reading such a uid found the member (a merge wrote
+ * into it) and writing `__proto__` set the prototype: the uid was missing from the answer.
+ */
+function byUid<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}
+
 /** The state a uid is in: the furthest reached, in UID_STATES order. */
 function stateOf(times: readonly number[]): number {
   for (let i = UID_STATES.length - 1; i >= 0; i--) if ((times[i] ?? 0) !== 0) return i;
@@ -274,7 +304,7 @@ export function merge(snapshots: readonly StatusSnapshot[]): StatusSnapshot {
     out.sockets = snapshots.reduce((sum, s) => sum + (s.sockets ?? 0), 0);
     return out;
   }
-  const uids: Record<string, number[]> = {};
+  const uids = byUid<number[]>();
   for (const s of snapshots) {
     for (const [uid, times] of Object.entries(s.uids ?? {})) {
       const have = uids[uid];
@@ -297,7 +327,7 @@ function describe(s: StatusSnapshot): StatusAnswer {
     answer.sockets = s.sockets ?? 0;
     return answer;
   }
-  answer.uids = {};
+  answer.uids = byUid();
   for (const [uid, times] of Object.entries(s.uids ?? {})) {
     const i = stateOf(times);
     const history: Partial<Record<UidState, string>> = {};

@@ -4,13 +4,17 @@
 import { expect } from 'chai';
 import { connect } from 'node:net';
 import { io as ioV4 } from 'socket.io-client';
+import { PushClient } from '../packages/push-client/src/index.ts';
 import { signRequest } from '../src/api/push-auth.ts';
+import { escapeHtml } from '../src/names.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient } from './support/clients.ts';
 import { rawRequest } from './support/http.ts';
 import { recordingLogger } from './support/logger.ts';
-import { legacyPush, startServer } from './support/server.ts';
+import { legacyPush, startServer, type PushMethod } from './support/server.ts';
+import { SseClient } from './support/sse-client.ts';
 import { until } from './support/until.ts';
+import { startWebhookReceiver } from './support/webhook-receiver.ts';
 import { seededRandom } from '../bench/stats.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
@@ -21,6 +25,15 @@ const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.le
 const int = (max: number) => Math.floor(random() * max);
 const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
 const text = (n: number) => Array.from({ length: n }, () => pick(['a', 'é', '你', '🎉', '%', '&', '=', '<', '"', '\\', '/', '?', '#', ' ', '0'])).join('');
+
+/**
+ * Object.prototype's own names (constructor, toString, __proto__, ...). As a key of a plain
+ * object holding user text, such a uid, topic, event or id found the member rather than nothing,
+ * or (`__proto__`) set the object's prototype rather than a key.
+ */
+const PROTOTYPE_NAMES = Object.getOwnPropertyNames(Object.prototype);
+/** A uid, topic or id from the corpus: a prototype member's name, or random text. */
+const name = (n: number) => (int(3) === 0 ? pick(PROTOTYPE_NAMES) : text(n));
 
 /** Arrays and objects nested `depth` deep, sometimes unbalanced. */
 function nested(depth: number): string {
@@ -34,12 +47,12 @@ function randomBody(contentType: string): Buffer {
     case 6: return Buffer.from(pick([`{"to":"u","data":${nested(int(9000))}}`, `{"type":"publish","to":"u","content":${nested(int(9000))}}`, nested(int(9000))]));
     case 0: return Buffer.alloc(0);
     case 1: return bytes(int(3000)); // binary, invalid UTF-8
-    case 2: return Buffer.from(JSON.stringify({ type: pick(['publish', 'x', 1, null, [], {}]), to: pick(['u', '', 5, [], { a: 1 }]), content: pick([text(50), 3, null, { x: 1 }]), data: text(20), ttl: pick([1, -1, 'x', 1e12]), extra: 1 }));
-    case 3: return Buffer.from(`type=publish&to=${encodeURIComponent(text(5))}&content=${encodeURIComponent(text(100))}&a[b][c]=1&to[]=x`);
+    case 2: return Buffer.from(JSON.stringify({ type: pick(['publish', 'x', 1, null, [], {}]), to: pick(['u', '', 5, [], { a: 1 }, name(5), [name(5), name(5)]]), topic: name(5), content: pick([text(50), 3, null, { x: 1 }]), data: text(20), ttl: pick([1, -1, 'x', 1e12]), extra: 1, [pick(PROTOTYPE_NAMES)]: 1 }));
+    case 3: return Buffer.from(`type=publish&to=${encodeURIComponent(name(5))}&content=${encodeURIComponent(text(100))}&a[b][c]=1&to[]=x&${pick(PROTOTYPE_NAMES)}=1`);
     case 4: {
       const boundary = /boundary=([^;]+)/.exec(contentType)?.[1] ?? 'B';
       const cut = int(3) === 0;
-      const full = `--${boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\npublish\r\n--${boundary}\r\nContent-Disposition: form-data; name="content"; filename="x.bin"\r\nContent-Type: application/octet-stream\r\n\r\n${text(200)}\r\n--${boundary}--\r\n`;
+      const full = `--${boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\npublish\r\n--${boundary}\r\nContent-Disposition: form-data; name="${pick(['to', ...PROTOTYPE_NAMES])}"\r\n\r\n${pick(PROTOTYPE_NAMES)}\r\n--${boundary}\r\nContent-Disposition: form-data; name="content"; filename="x.bin"\r\nContent-Type: application/octet-stream\r\n\r\n${text(200)}\r\n--${boundary}--\r\n`;
       return Buffer.from(cut ? full.slice(0, int(full.length)) : full);
     }
     default: return Buffer.from(text(int(500)));
@@ -69,7 +82,8 @@ function randomRequest(): Buffer {
   if (int(10) === 0) return bytes(1 + int(2000)); // not HTTP at all
   if (int(20) === 0) return deepJsonRequest();
   const method = pick(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'FOO', 'G\u00e9T']);
-  const path = int(16) === 0 ? hostileQueryPath() : pick(['/', '/api/v1/push', '/api/v1/push/batch', '/api/v1/scheduled/x', '/api/v1/users/a/messages', '/api/v1/', '/a/../../etc/passwd', '/%ff%fe', '/?type=publish&to=u&content=' + encodeURIComponent(text(30)), '/?' + text(40)]);
+  const uid = encodeURIComponent(name(5));
+  const path = int(16) === 0 ? hostileQueryPath() : pick(['/', '/api/v1/push', '/api/v1/push/batch', `/api/v1/scheduled/${uid}`, `/api/v1/users/${uid}/messages`, `/api/v1/users/${uid}`, '/api/v1/users/online', `/api/v1/messages/${uid}`, '/api/v1/', '/a/../../etc/passwd', '/%ff%fe', '/?type=publish&to=' + uid + '&content=' + encodeURIComponent(text(30)), '/?' + text(40)]);
   const contentType = pick(['application/json', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=XyZ', 'multipart/form-data', 'text/plain', 'application/json; charset=latin1', 'garbage/\u00ff', '']);
   const body = randomBody(contentType);
   const headers = [`Host: x`, `Connection: close`, `Content-Length: ${body.length}`];
@@ -180,8 +194,8 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, function () {
     const server = await startServer({ socketEventsPerSecond: 100_000, maxSocketMessageBytes: 8192 });
     const page = await connectClient('v2', server.ioUrl);
     await page.login('steady');
-    const events = ['login', 'subscribe', 'unsubscribe', 'new_msg', 'x', '', 'disconnect', '__proto__', 'constructor'];
-    const values = () => pick<unknown>([text(20), int(1e6), null, [], {}, { uid: text(5), token: text(64) }, { topic: 'private-' + text(3) }, [text(3), { topic: 1 }], 'x'.repeat(300), -0, true]);
+    const events = ['login', 'subscribe', 'unsubscribe', 'publish', 'new_msg', 'x', '', 'disconnect', ...PROTOTYPE_NAMES];
+    const values = () => pick<unknown>([text(20), int(1e6), null, [], {}, { uid: name(5), token: text(64) }, { topic: 'private-' + text(3) }, { topic: name(5), data: 1 }, [name(3), { topic: 1 }], pick(PROTOTYPE_NAMES), 'x'.repeat(300), -0, true]);
     let sent = 0;
     while (sent < 2000) {
       const fuzzer = ioV4(server.ioUrl, { forceNew: true, reconnection: false, transports: [pick(['websocket', 'polling'] as const)] });
@@ -206,5 +220,121 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, function () {
     await page.waitFor('new_msg', (c) => c === 'still here');
     const counts = await page.request<{ ok: boolean }>('login', 'again'); // a second login: refused, nothing counted
     expect(counts.ok).to.equal(false);
+  });
+
+  it('takes uids, topics, event names and push ids named like Object.prototype members through every API that takes one', async () => {
+    const secret = 'fuzz-push-secret-0123456789';
+    const adminToken = 'fuzz-admin-token-0123456789';
+    const hook = await startWebhookReceiver();
+    const server = await startServer({ pushSecret: secret, webPort: 0, adminToken, clientPublishTopics: ['*'], webhookUrl: [hook.url], ackTimeoutMs: 300 });
+    const call = async <T>(path: string, body?: unknown, method = body === undefined ? 'GET' : 'POST'): Promise<{ status: number; body: T }> => {
+      const headers = { authorization: `Bearer ${secret}`, 'content-type': 'application/json' };
+      const res = await fetch(server.apiUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      return { status: res.status, body: (await res.json()) as T };
+    };
+    const lookup = async (uid: string) => {
+      const res = await fetch(`${server.webUrl}/admin/users?uid=${encodeURIComponent(uid)}`, { headers: { authorization: `Bearer ${adminToken}` } });
+      return (await res.json()) as { online: boolean; pages: number; transports: { sse: number }; stored: { count: number } | null };
+    };
+    type Status = { kind: string; topic?: string; sockets?: number; uids?: Record<string, { state: string }> };
+    /** The state of `uid` in a status answer: own keys only, so a missing `constructor` is not Object. */
+    const stateIn = (status: Status, uid: string) => (status.uids && Object.hasOwn(status.uids, uid) ? status.uids[uid]!.state : undefined);
+    const at = (uid: string) => encodeURIComponent(uid);
+
+    // each of Object.prototype's names and two random uids; topics, events and ids take the name where they may
+    const uids = [...PROTOTYPE_NAMES, text(1 + int(30)), text(1 + int(30))];
+    const topicOf = (uid: string, i: number) => (/^[A-Za-z0-9_.:@/-]{1,128}$/.test(uid) ? uid : `topic-${i}`);
+    const eventOf = (uid: string) => (/^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/.test(uid) ? uid : 'message');
+    const idOf = (uid: string, i: number) => (/^[A-Za-z0-9_.:-]{1,128}$/.test(uid) ? uid : `id-${i}`);
+
+    // offline: stored, scheduled, presence, the admin lookup
+    for (const uid of uids) {
+      const kept = await call<{ id: string; offline: string[] }>('/api/v1/push', { to: [uid, 'nobody'], data: `kept for ${uid}`, ttl: 600 });
+      expect(kept.body.offline, uid).to.deep.equal([uid, 'nobody']);
+      const status = (await call<Status>(`/api/v1/messages/${kept.body.id}`)).body;
+      expect(Object.keys(status.uids ?? {}).sort(), uid).to.deep.equal([uid, 'nobody'].sort());
+      expect(stateIn(status, uid), uid).to.equal('stored');
+      const later = await call<{ id: string }>('/api/v1/push', { to: uid, data: 'later', delay: 3600 });
+      expect(later.status, uid).to.equal(202);
+      const scheduled = (await call<{ scheduled: { id: string; to?: string[] }[] }>('/api/v1/scheduled')).body.scheduled;
+      expect(scheduled.find((p) => p.id === later.body.id)?.to, uid).to.deep.equal([uid]);
+      expect((await call(`/api/v1/scheduled/${later.body.id}`, undefined, 'DELETE')).status, uid).to.equal(200);
+      const messages = (await call<{ uid: string; messages: { data: unknown }[] }>(`/api/v1/users/${at(uid)}/messages`)).body;
+      expect(messages.uid, uid).to.equal(uid);
+      expect(messages.messages.map((m) => m.data), uid).to.deep.equal([`kept for ${uid}`]);
+      expect((await call(`/api/v1/users/${at(uid)}`)).body, uid).to.deep.equal({ uid, online: false, pages: 0 });
+      const looked = await lookup(uid);
+      expect(looked, uid).to.deep.include({ online: false, pages: 0 });
+      expect(looked.stored?.count, uid).to.equal(1);
+    }
+    expect((await call('/api/v1/users/online', { uids })).body).to.deep.equal({ online: [], offline: uids });
+
+    // online: a page (2.x or 4.x), an SSE stream and the SDK per uid, each pushed to every way
+    for (const [i, uid] of uids.entries()) {
+      const topic = topicOf(uid, i);
+      const event = eventOf(uid);
+      const page = await connectClient(pick(['v2', 'v4'] as const), server.ioUrl);
+      page.track(event);
+      await page.login(uid);
+      expect(await page.request('subscribe', topic), uid).to.deep.include({ ok: true });
+      const sse = await SseClient.open(`${server.ioUrl}/events?${new URLSearchParams({ uid, topics: topic })}`);
+      expect(sse.status, `${uid}: ${sse.body}`).to.equal(200);
+      const sdk = new PushClient(server.ioUrl, { uid, io: (url, opts) => ioV4(url, { ...opts, forceNew: true }) });
+      onCleanup(() => sdk.close());
+      const got: unknown[] = [];
+      sdk.on(event, (data) => void got.push(data));
+      if (event !== 'message') sdk.on('message', (data) => void got.push(data)); // client messages
+      expect(await sdk.subscribe(topic), uid).to.deep.include({ ok: true });
+      await until(async () => (await call<{ pages: number }>(`/api/v1/users/${at(uid)}`)).body.pages === 3, `three pages of ${uid}`);
+      expect((await call(`/api/v1/users/${at(uid)}`)).body, uid).to.deep.equal({ uid, online: true, pages: 3 });
+      expect((await call('/api/v1/users/online', { uids: [uid, 'nobody'] })).body, uid).to.deep.equal({ online: [uid], offline: ['nobody'] });
+      const looked = await lookup(uid);
+      expect(looked, uid).to.deep.include({ online: true, pages: 3 });
+      expect(looked.transports.sse, uid).to.equal(1);
+
+      const content = `<b>${uid}</b>`;
+      const method = pick<PushMethod>(['get', 'form', 'multipart', 'json']);
+      expect(await legacyPush(server.apiUrl, { type: 'publish', to: uid, content, secret }, method), `${method} ${uid}`).to.deep.equal({ status: 200, body: 'ok' });
+      await page.waitFor('new_msg', (c) => c === escapeHtml(content));
+
+      const id = idOf(uid, i);
+      const pushed = await call<{ id: string; online: string[]; offline: string[] }>('/api/v1/push', { to: [uid, 'nobody'], event, data: `v1 ${uid}`, ttl: 600, id });
+      expect(pushed.body, uid).to.deep.include({ id, online: [uid], offline: ['nobody'] });
+      await page.waitFor(event, (data) => data === `v1 ${uid}`);
+      await sse.waitFor((e) => e.id === id, `the push ${id} on the SSE stream`);
+      await until(() => got.includes(`v1 ${uid}`), `the push ${id} in the SDK`);
+      // the SDK acks it after its handler
+      await until(async () => stateIn((await call<Status>(`/api/v1/messages/${id}`)).body, uid) === 'acked', `${uid} acked in the status of ${id}`);
+      const status = (await call<Status>(`/api/v1/messages/${id}`)).body;
+      expect(Object.keys(status.uids ?? {}).sort(), uid).to.deep.equal([uid, 'nobody'].sort());
+      expect(stateIn(status, 'nobody'), uid).to.equal('stored');
+
+      const batch = await call('/api/v1/push/batch', { messages: [{ to: uid, event, data: `batch ${uid}` }] });
+      expect(batch.status, uid).to.equal(200);
+      await page.waitFor(event, (data) => data === `batch ${uid}`);
+
+      const topical = await call<{ id: string }>('/api/v1/push', { topic, event, data: `topic ${uid}` });
+      await page.waitFor(event, (data) => data === `topic ${uid}`);
+      await sse.waitFor((e) => e.data === `topic ${uid}`, `the topic push on the SSE stream of ${uid}`);
+      await until(() => got.includes(`topic ${uid}`), `the topic push in the SDK of ${uid}`);
+      expect((await call<Status>(`/api/v1/messages/${topical.body.id}`)).body, uid).to.deep.include({ kind: 'topic', topic, sockets: 3 });
+
+      expect(await page.request('publish', { topic, data: `published ${uid}` }), uid).to.deep.include({ ok: true });
+      await until(() => got.includes(`published ${uid}`), `the client message in the SDK of ${uid}`);
+      await hook.waitFor((requests) => requests.some((r) => {
+        const event = JSON.parse(r.body) as { type: string; uid: string };
+        return event.type === 'user.online' && event.uid === uid;
+      }));
+      expect(await page.request('unsubscribe', topic), uid).to.deep.include({ ok: true });
+    }
+
+    const listed: string[] = [];
+    let cursor: string | null = '';
+    while (cursor !== null) {
+      const page: { uids: string[]; cursor: string | null } = (await call<{ uids: string[]; cursor: string | null }>(`/api/v1/users?online=true&cursor=${at(cursor)}`)).body;
+      listed.push(...page.uids);
+      cursor = page.cursor;
+    }
+    expect(listed.sort()).to.deep.equal([...uids].sort());
   });
 });

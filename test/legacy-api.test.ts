@@ -118,6 +118,13 @@ describe('legacy push API', () => {
     }
   });
 
+  it('takes a multipart field named __proto__ as a field: that body has fields, so the query string is not read', async () => {
+    // as PHP's $_POST: a body whose only field is __proto__ has one; a plain object dropped it
+    const fields = Object.fromEntries([['__proto__', 'x']]) as Record<string, string>;
+    const res = await phpCurlMultipart(`${server.apiUrl}/?type=publish&to=alice&content=from-query`, fields);
+    expect(res).to.deep.equal({ status: 200, body: 'fail' });
+  });
+
   it('reaches every page of a uid, and broadcasts reach sockets that never logged in', async () => {
     const alice2 = await connectClient('v2', server.ioUrl);
     await alice2.login('alice');

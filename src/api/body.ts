@@ -108,7 +108,8 @@ function readMultipart(busboy: typeof Busboy, req: IncomingMessage, maxBytes: nu
       reject(new HttpError(400, `malformed multipart body: ${(err as Error).message}`));
       return;
     }
-    const fields: Record<string, string> = {};
+    // no prototype: a field named __proto__ is a field (on a plain object it was dropped)
+    const fields = Object.create(null) as Record<string, string>;
     const chunks: Buffer[] = [];
     let received = 0;
     let done = false;
