@@ -57,7 +57,7 @@ export interface Components {
   accessLog?: (line: string) => void;
   /**
    * A WORKERS process: the primary listens on the Socket.IO port and hands connections over
-   * (@socket.io/sticky); this process does not listen on it, and reports ioPort as given.
+   * (cluster/sticky-worker.ts); this process does not listen on it, and reports ioPort as given.
    */
   sticky?: boolean;
 }
@@ -223,8 +223,8 @@ async function startListening(
 ): Promise<ServerHandle['ports']> {
   let ioPort = config.ioPort;
   if (components.sticky) {
-    const { setupWorker } = await import('@socket.io/sticky');
-    setupWorker(servers.io as unknown as Parameters<typeof setupWorker>[0]);
+    const { serveHandedOver } = await import('./cluster/sticky-worker.ts');
+    serveHandedOver(servers.io);
   } else {
     ioPort = await listen(servers.ioHttp, config.ioPort, config.host, 'IO_PORT');
     bound.push(servers.ioHttp);
