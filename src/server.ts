@@ -12,8 +12,10 @@ import { testPush } from './admin/test-push.ts';
 import { AdminView } from './admin/view.ts';
 import { createApiApp } from './api/app.ts';
 import { PushApi } from './api/push-routes.ts';
+import type { SignatureLog } from './api/push-auth.ts';
 import { maxRequestHeadBytes } from './api/query.ts';
 import { ClientAddresses } from './client-address.ts';
+import type { ConnectionPlaces } from './connection-limit.ts';
 import type { RedisCluster, RedisTarget } from './cluster/components.ts';
 import { packageVersion, usesRedis, type Config } from './config.ts';
 import { CatchUp } from './catch-up.ts';
@@ -60,6 +62,12 @@ export interface Components {
    * (cluster/sticky-worker.ts); this process does not listen on it, and reports ioPort as given.
    */
   sticky?: boolean;
+  /**
+   * Limits kept for a whole WORKERS machine by its primary (cluster/shared-limits.ts):
+   * MAX_CONNECTIONS_PER_IP's count and the signed requests remembered against replay.
+   * @default this process's own
+   */
+  shared?: { connections: ConnectionPlaces; signatures: SignatureLog };
 }
 
 export interface ServerHandle {
@@ -280,7 +288,7 @@ export async function createServer(config: Config, components: Components = {}):
   const { io, ioHttp, connections } = createSockets(config, tls, log, metrics, addressOf, cluster, (req, res) => {
     if ((req.url ?? '/').split('?')[0] === SDK_PATH) serveSdk(sdk, req, res, (err) => log.error('the client SDK could not be built', err));
     else events.handle(req, res);
-  });
+  }, components.shared?.connections);
   // one node: pushes to a uid's pages may skip Socket.IO's per-packet machinery (lean-emit.ts).
   // A cluster's adapter publishes every emit to the other nodes, and connection state recovery
   // would number each packet in its adapter: both keep Socket.IO's path.
@@ -374,6 +382,7 @@ export async function createServer(config: Config, components: Components = {}):
     addressOf,
     log,
     accessLog: config.accessLog ? (components.accessLog ?? ((line) => console.log(line))) : null,
+    ...(components.shared ? { signatures: components.shared.signatures } : {}),
   });
   // a legacy GET may carry a content of MAX_DATA_BYTES in its query (query.ts bounds it)
   const apiHttp = httpServer(tls, api.handler, maxRequestHeadBytes(config.maxDataBytes));

@@ -3,13 +3,19 @@
 // each connection over; what it holds while it does, and the limits the workers share
 // through it, are measured here on the real processes.
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { io as ioV4 } from 'socket.io-client';
+import ioV2 from 'socket.io-client-v2';
+import { signRequest } from '../src/api/push-auth.ts';
 import { cleanupAll, onCleanup } from './support/cleanup.ts';
-import { connectClient } from './support/clients.ts';
+import { connectClient, type ClientVersion, type Transports } from './support/clients.ts';
+import { rawRequest } from './support/http.ts';
 import { REDIS_SERVER, startRedis, type TestRedis } from './support/redis-server.ts';
-import { legacyPush } from './support/server.ts';
+import { legacyPush, startServer } from './support/server.ts';
+import { SseClient } from './support/sse-client.ts';
 import { startNodeProcess, type NodeProcess } from './support/start-process.ts';
+import { until } from './support/until.ts';
 
 const MiB = 1024 * 1024;
 
@@ -18,6 +24,45 @@ function rssOf(pid: number): number {
   const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!kb) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(kb[1]) * 1024;
+}
+
+/** The worker processes of the primary `pid`: its children that run start.ts (tsx has a child of its own). */
+function workersOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // pid (comm) state ppid ...: the comm may hold spaces and parentheses, so from the last ')'
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('start.ts')) children.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return children;
+}
+
+/** A Socket.IO client and its first outcome: connected, or refused (connect_error). Closed in cleanup. */
+async function tryConnect(version: ClientVersion, url: string, transports: Transports): Promise<{ outcome: 'connected' | 'refused'; close(): void }> {
+  const options = { forceNew: true, reconnection: false, transports };
+  const socket = (version === 'v4' ? ioV4(url, options) : ioV2(url, options)) as unknown as {
+    once(event: string, fn: () => void): void;
+    close(): void;
+  };
+  const close = () => socket.close();
+  onCleanup(close);
+  const outcome = await new Promise<'connected' | 'refused'>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${version} ${transports.join(',')} client: neither connected nor refused in 10 s`)), 10_000);
+    const settle = (outcome: 'connected' | 'refused') => () => {
+      clearTimeout(timer);
+      resolve(outcome);
+    };
+    socket.once('connect', settle('connected'));
+    socket.once('connect_error', settle('refused'));
+    socket.once('error', settle('refused')); // 2.x on a refused handshake
+  });
+  return { outcome, close };
 }
 
 /** What a streaming client saw: the status line's code (null when none came), the body bytes it could send. */
@@ -204,6 +249,97 @@ describe('WORKERS against hostile clients (start.ts primary and workers, a real 
       expect(rssWhileHeld - base).to.be.below(64 * MiB);
       await pushReachesALogin(primary, 'after');
       console.log(`      primary RSS ${(base / MiB).toFixed(1)} MiB -> ${(rssWhileHeld / MiB).toFixed(1)} MiB holding the heads`);
+    });
+  });
+
+  describe('limits that hold for the machine, kept by the primary for every worker (finding 8)', () => {
+    it('one signed push is accepted once with WORKERS=4, whichever worker each of 8 copies reaches', async () => {
+      const secret = 'workers-test-secret-0123';
+      const primary = await startNodeProcess('W', redis.url, { WORKERS: '4', PUSH_SECRET: secret });
+      const page = await connectClient('v4', primary.ioUrl);
+      await page.login('u');
+      const ts = String(Math.floor(Date.now() / 1000));
+      const target = '/?type=publish&to=u&content=once';
+      // each on a new connection: the cluster module deals them to the workers in turn
+      const headers = { 'x-push-timestamp': ts, 'x-push-signature': signRequest(secret, ts, 'GET', target, ''), connection: 'close' };
+      const answers: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const { status, body } = await rawRequest(primary.apiUrl + target, { headers });
+        answers.push(`${status} ${body}`);
+      }
+      expect(answers.filter((a) => a === '200 ok')).to.have.length(1, answers.join(', '));
+      expect(answers.filter((a) => a === '401 fail')).to.have.length(7, answers.join(', '));
+      // the page got it once: a later push arrives after it, and nothing else came between
+      expect((await legacyPush(primary.apiUrl, { type: 'publish', to: 'u', content: 'next', secret })).body).to.equal('ok');
+      await page.waitFor('new_msg', (m) => m === 'next');
+      expect(page.received('new_msg').map(([m]) => m)).to.deep.equal(['once', 'next']);
+    });
+
+    it('MAX_CONNECTIONS_PER_IP=2 with WORKERS=3: 2 connect over Socket.IO and SSE together, and a place comes back when a connection closes or its worker dies', async () => {
+      const primary = await startNodeProcess('W', redis.url, { WORKERS: '3', MAX_CONNECTIONS_PER_IP: '2' });
+      // least-connection sends each new session to another worker
+      const outcomes: string[] = [];
+      const kinds: [ClientVersion, Transports][] = [
+        ['v4', ['websocket']],
+        ['v2', ['polling']],
+        ['v4', ['polling']],
+        ['v2', ['websocket']],
+        ['v4', ['websocket']],
+        ['v2', ['polling']],
+      ];
+      const connected: { close(): void }[] = [];
+      for (const [version, transports] of kinds) {
+        const attempt = await tryConnect(version, primary.ioUrl, transports);
+        outcomes.push(`${version} ${transports.join()} ${attempt.outcome}`);
+        if (attempt.outcome === 'connected') connected.push(attempt);
+      }
+      expect(connected, outcomes.join('; ')).to.have.length(2);
+      const stream = await SseClient.open(`${primary.ioUrl}/events?uid=s`);
+      await stream.waitForEnd();
+      expect([stream.status, stream.error().code]).to.deep.equal([429, 'too_many_connections']);
+
+      // one closed: its place is given back (over IPC), and a stream, at whichever worker, takes it
+      connected[0]!.close();
+      let opened: SseClient | null = null;
+      await until(async () => {
+        const attempt = await SseClient.open(`${primary.ioUrl}/events?uid=s`);
+        if (attempt.status === 200) opened = attempt;
+        else attempt.close();
+        return opened !== null;
+      }, 'a stream to take the place given back');
+      expect((await tryConnect('v4', primary.ioUrl, ['websocket'])).outcome).to.equal('refused');
+
+      // every worker killed: the primary gives back the places they held, their replacements serve
+      const workers = workersOf(primary.pid);
+      expect(workers).to.have.length(3);
+      for (const pid of workers) process.kill(pid, 'SIGKILL');
+      await primary.waitForOutput(/starting another/, 10_000, 3);
+      const again: string[] = [];
+      await until(async () => {
+        const attempt = await tryConnect('v4', primary.ioUrl, ['websocket']).catch(() => null);
+        if (attempt?.outcome === 'connected') again.push('connected');
+        return again.length === 2;
+      }, 'two connections after the workers were replaced', 40_000, 200);
+      expect((await tryConnect('v2', primary.ioUrl, ['polling'])).outcome).to.equal('refused');
+    });
+
+    it('a handshake that fails after taking its place (an upgrade ws refuses) gives the place back', async () => {
+      // the place is taken before the handshake is let through, as it may be the primary's to give
+      const server = await startServer({ maxConnectionsPerIp: 1 });
+      const port = Number(new URL(server.ioUrl).port);
+      for (let i = 0; i < 3; i++) {
+        const socket = connect(port, '127.0.0.1');
+        onCleanup(() => socket.destroy());
+        let answer = '';
+        socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+        socket.write(
+          'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\nconnection: Upgrade\r\n' +
+            'sec-websocket-version: 13\r\nsec-websocket-key: not-a-key\r\n\r\n',
+        );
+        await new Promise((resolve) => socket.once('close', resolve));
+        expect(answer).to.match(/^HTTP\/1\.1 400 /);
+      }
+      await until(async () => (await tryConnect('v4', server.ioUrl, ['websocket'])).outcome === 'connected', 'the one place to be free');
     });
   });
 });

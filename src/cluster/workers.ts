@@ -10,6 +10,7 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { StartupError } from '../listeners.ts';
 import { stopReadingForHandOver } from './node-internals.ts';
+import { SharedLimitsHost } from './shared-limits.ts';
 import { HAND_OVER_LIMITS, StickyPrimary } from './sticky-primary.ts';
 
 /** The environment variable a worker reads the primary's Socket.IO port from. */
@@ -41,9 +42,12 @@ export async function startPrimary(config: Config, log: Logger): Promise<Primary
   const serving = new Set<Worker>();
   const sticky = new StickyPrimary(() => [...serving], stopReading, { ...HAND_OVER_LIMITS, maxBodyBytes: config.maxSocketMessageBytes }, log);
   const io = createNetServer({ allowHalfOpen: true }, sticky.connection);
+  // MAX_CONNECTIONS_PER_IP and the signatures remembered against replay, for every worker
+  const limits = new SharedLimitsHost(config, log);
   const ioPort = await new Promise<number>((resolve, reject) => {
     io.once('error', (err: NodeJS.ErrnoException) => {
       sticky.close();
+      limits.close();
       reject(new StartupError(`IO_PORT ${config.ioPort} on ${config.host}: ${err.code === 'EADDRINUSE' ? 'port is already in use' : err.message}`));
     });
     io.listen(config.ioPort, config.host, () => resolve((io.address() as { port: number }).port));
@@ -86,6 +90,7 @@ export async function startPrimary(config: Config, log: Logger): Promise<Primary
     closing = true;
     for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGKILL');
     sticky.close();
+    limits.close();
     await new Promise<void>((resolve) => io.close(() => resolve()));
     throw err;
   });
@@ -99,6 +104,7 @@ export async function startPrimary(config: Config, log: Logger): Promise<Primary
         live.map((w) => new Promise<void>((resolve) => (w.once('exit', () => resolve()), w.kill('SIGTERM')))),
       );
       sticky.close();
+      limits.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
     },
   };
