@@ -7,6 +7,7 @@ import { ConfigError, helpText, loadConfig, packageVersion, wantsHelp, wantsVers
 import { createLogger, type Logger } from './src/log.ts';
 import { createServer, StartupError } from './src/server.ts';
 import { startPrimary, STICKY_IO_PORT_ENV, type WorkerReady } from './src/cluster/workers.ts';
+import { SharedLimitsClient } from './src/cluster/shared-limits.ts';
 
 const argv = process.argv.slice(2);
 if (wantsHelp(argv)) {
@@ -86,7 +87,9 @@ try {
   } else if (cluster.isWorker) {
     // the primary prints and stops for all; a worker serves and says when it is ready
     const ioPort = Number(process.env[STICKY_IO_PORT_ENV]);
-    const server = await createServer({ ...config, ioPort }, { log, sticky: true });
+    // per-address connections and signed pushes are counted by the primary for all workers
+    const shared = new SharedLimitsClient();
+    const server = await createServer({ ...config, ioPort }, { log, sticky: true, shared: { connections: shared, signatures: shared } });
     onSignals(log, () => server.close(), config.shutdownTimeoutMs + SHUTDOWN_MARGIN_MS, true);
     process.send?.({ type: 'push:ready', ports: server.ports } satisfies WorkerReady);
   } else {

@@ -1,9 +1,19 @@
 // MAX_CONNECTIONS_PER_IP: connections open at once per client address, counted across every
-// kind of client connection of a node (Socket.IO and SSE streams share one count).
+// kind of client connection (Socket.IO and SSE streams share one count). One process counts
+// its own; under WORKERS the primary counts for all its workers (cluster/shared-limits.ts), so
+// the bound is the machine's, not each worker's.
 import type { Logger } from './log.ts';
 
+/** Places for connections, by client address: where the Socket.IO server and SSE streams take them. */
+export interface ConnectionPlaces {
+  /** Takes a place for `address`: false when it has MAX_CONNECTIONS_PER_IP open. */
+  acquire(address: string): Promise<boolean>;
+  /** Gives back a place acquire() took. */
+  release(address: string): void;
+}
+
 /** Counts open connections per client address. */
-export class ConnectionCounter {
+export class ConnectionCounter implements ConnectionPlaces {
   private readonly open = new Map<string, number>();
   private refused = 0;
   private loggedAt = -Infinity;
@@ -14,9 +24,13 @@ export class ConnectionCounter {
     private readonly log: Logger,
   ) {}
 
-  /** True when `address` may open one more connection; a refusal is logged (rate-limited). */
-  allows(address: string): boolean {
-    if (this.max === 0 || (this.open.get(address) ?? 0) < this.max) return true;
+  /** Takes a place now when `address` has fewer than the most open; a refusal is logged (rate-limited). */
+  take(address: string): boolean {
+    const open = this.open.get(address) ?? 0;
+    if (this.max === 0 || open < this.max) {
+      this.open.set(address, open + 1);
+      return true;
+    }
     // one line per 10 s at most, so a client hammering the cap cannot flood the log
     this.refused++;
     const now = Date.now();
@@ -28,11 +42,11 @@ export class ConnectionCounter {
     return false;
   }
 
-  opened(address: string): void {
-    this.open.set(address, (this.open.get(address) ?? 0) + 1);
+  acquire(address: string): Promise<boolean> {
+    return Promise.resolve(this.take(address));
   }
 
-  closed(address: string): void {
+  release(address: string): void {
     const n = (this.open.get(address) ?? 1) - 1;
     if (n <= 0) this.open.delete(address);
     else this.open.set(address, n);

@@ -14,8 +14,10 @@ import { SignInThrottle } from './admin/sign-in-throttle.ts';
 import { AdminView } from './admin/view.ts';
 import { createApiApp } from './api/app.ts';
 import { PushApi } from './api/push-routes.ts';
+import type { SignatureLog } from './api/push-auth.ts';
 import { maxRequestHeadBytes } from './api/query.ts';
 import { ClientAddresses } from './client-address.ts';
+import type { ConnectionPlaces } from './connection-limit.ts';
 import type { RedisCluster, RedisTarget } from './cluster/components.ts';
 import { packageVersion, usesRedis, type Config } from './config.ts';
 import { CatchUp } from './catch-up.ts';
@@ -59,9 +61,15 @@ export interface Components {
   accessLog?: (line: string) => void;
   /**
    * A WORKERS process: the primary listens on the Socket.IO port and hands connections over
-   * (@socket.io/sticky); this process does not listen on it, and reports ioPort as given.
+   * (cluster/sticky-worker.ts); this process does not listen on it, and reports ioPort as given.
    */
   sticky?: boolean;
+  /**
+   * Limits kept for a whole WORKERS machine by its primary (cluster/shared-limits.ts):
+   * MAX_CONNECTIONS_PER_IP's count and the signed requests remembered against replay.
+   * @default this process's own
+   */
+  shared?: { connections: ConnectionPlaces; signatures: SignatureLog };
 }
 
 export interface ServerHandle {
@@ -227,8 +235,8 @@ async function startListening(
 ): Promise<ServerHandle['ports']> {
   let ioPort = config.ioPort;
   if (components.sticky) {
-    const { setupWorker } = await import('@socket.io/sticky');
-    setupWorker(servers.io as unknown as Parameters<typeof setupWorker>[0]);
+    const { serveHandedOver } = await import('./cluster/sticky-worker.ts');
+    serveHandedOver(servers.io);
   } else {
     ioPort = await listen(servers.ioHttp, config.ioPort, config.host, 'IO_PORT');
     bound.push(servers.ioHttp);
@@ -284,7 +292,7 @@ export async function createServer(config: Config, components: Components = {}):
   const { io, ioHttp, connections } = createSockets(config, tls, log, metrics, addressOf, cluster, (req, res) => {
     if ((req.url ?? '/').split('?')[0] === SDK_PATH) serveSdk(sdk, req, res, (err) => log.error('the client SDK could not be built', err));
     else events.handle(req, res);
-  });
+  }, components.shared?.connections);
   // one node: pushes to a uid's pages may skip Socket.IO's per-packet machinery (lean-emit.ts).
   // A cluster's adapter publishes every emit to the other nodes, and connection state recovery
   // would number each packet in its adapter: both keep Socket.IO's path.
@@ -378,6 +386,7 @@ export async function createServer(config: Config, components: Components = {}):
     addressOf,
     log,
     accessLog: config.accessLog ? (components.accessLog ?? ((line) => console.log(line))) : null,
+    ...(components.shared ? { signatures: components.shared.signatures } : {}),
   });
   // a legacy GET may carry a content of MAX_DATA_BYTES in its query (query.ts bounds it)
   const apiHttp = httpServer(tls, api.handler, config, maxRequestHeadBytes(config.maxDataBytes));

@@ -351,7 +351,7 @@ export const SETTINGS = {
   pushRatePerIp: setting(
     'PUSH_RATE_PER_IP',
     '0',
-    'API requests per second per client address, bursts up to twice that; over it answers 429 (0 = no limit)',
+    'API requests per second per client address, bursts up to twice that; over it answers 429 (0 = no limit); per worker under WORKERS',
     limitOrOff(1_000_000),
   ),
   socketEventsPerSecond: setting(
@@ -363,7 +363,7 @@ export const SETTINGS = {
   maxConnectionsPerIp: setting(
     'MAX_CONNECTIONS_PER_IP',
     '1000',
-    'connections open at once from one address on the Socket.IO port, Socket.IO and SSE streams (/events) together (0 = no limit)',
+    'connections open at once from one address on the Socket.IO port, Socket.IO and SSE streams (/events) together, over all WORKERS (0 = no limit)',
     limitOrOff(10_000_000),
   ),
   trustProxy: setting(

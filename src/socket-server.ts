@@ -5,7 +5,7 @@ import type { IncomingMessage, RequestListener } from 'node:http';
 import { Server } from 'socket.io';
 import type { RedisCluster } from './cluster/components.ts';
 import type { Config } from './config.ts';
-import { ConnectionCounter } from './connection-limit.ts';
+import { ConnectionCounter, type ConnectionPlaces } from './connection-limit.ts';
 import { CorsRule, isEngineIo3 } from './cors.ts';
 import type { PushIo } from './events.ts';
 import { httpServer, type Tls } from './listeners.ts';
@@ -27,10 +27,32 @@ export function createSockets(
   cluster: RedisCluster | null,
   /** Requests outside /socket.io/ (GET /events, sse/endpoint.ts); called only once listening. */
   otherRequests: RequestListener,
+  /** MAX_CONNECTIONS_PER_IP's count: under WORKERS the primary's. @default this process's own */
+  connections: ConnectionPlaces = new ConnectionCounter(config.maxConnectionsPerIp, log),
 ) {
   const ioHttp = httpServer(tls, otherRequests, config);
   const cors = new CorsRule(config.corsOrigins); // the rule SSE streams follow too (cors.ts)
-  const connections = new ConnectionCounter(config.maxConnectionsPerIp, log);
+  // A handshake takes its place before it is let through (the count may be the primary's, an
+  // IPC answer away), and its Engine.IO connection claims it; one that fails on the way
+  // (Engine.IO's own checks, a refused upgrade, a client gone) gives it back.
+  const taken = new WeakMap<IncomingMessage, { address: string; giveBack: () => void }>();
+  const take = (req: IncomingMessage, address: string) => {
+    const giveBack = () => {
+      if (taken.get(req)?.giveBack !== giveBack) return;
+      taken.delete(req);
+      req.socket.off('close', giveBack);
+      connections.release(address);
+    };
+    taken.set(req, { address, giveBack });
+    req.socket.once('close', giveBack);
+  };
+  const claim = (req: IncomingMessage): string | null => {
+    const place = taken.get(req);
+    if (!place) return null;
+    taken.delete(req);
+    req.socket.off('close', place.giveBack);
+    return place.address;
+  };
   const io: PushIo = new Server(ioHttp, {
     allowEIO3: true, // socket.io-client 2.x pages
     cors: (req, cb) => {
@@ -47,10 +69,19 @@ export function createSockets(
         return cb('JSONP polling is refused because CORS_ORIGINS lists origins; use XHR polling or WebSocket', false);
       }
       const isHandshake = !new URLSearchParams((req.url ?? '').split('?')[1] ?? '').has('sid');
-      if (isHandshake && !connections.allows(addressOf(req))) {
-        return cb('too many connections from this address', false);
-      }
-      cb(null, true);
+      if (!isHandshake) return cb(null, true);
+      const address = addressOf(req);
+      connections.acquire(address).then(
+        (ok) => {
+          if (!ok) return cb('too many connections from this address', false);
+          take(req, address);
+          cb(null, true);
+        },
+        (err: unknown) => {
+          log.warn(`a connection was refused: MAX_CONNECTIONS_PER_IP could not be counted (${err instanceof Error ? err.message : String(err)})`);
+          cb('the server could not take the connection; retry', false);
+        },
+      );
     },
     maxHttpBufferSize: config.maxSocketMessageBytes, // also ws's maxPayload: a bound, no cost per connection
     // Said here because it matters at scale: no permessage-deflate (the engine.io and ws
@@ -60,12 +91,12 @@ export function createSockets(
     perMessageDeflate: false,
   });
   if (cluster) io.adapter(cluster.adapter); // rooms and broadcasts span the nodes
-  // resolved once from the handshake request, so the close is counted against the same address
+  // the place its handshake took, given back against the same address when it closes
   io.engine.on('connection', (raw: { request: IncomingMessage; once(event: 'close', fn: () => void): void }) => {
-    const address = addressOf(raw.request);
-    connections.opened(address);
-    raw.once('close', () => connections.closed(address));
+    const address = claim(raw.request);
+    if (address !== null) raw.once('close', () => connections.release(address));
   });
+  io.engine.on('connection_error', (err: { req: IncomingMessage }) => taken.get(err.req)?.giveBack());
   io.engine.on('connection', (conn: Parameters<typeof boundOutgoing>[0] & { request: IncomingMessage }) => {
     boundOutgoing(conn, config.maxSocketBufferBytes, (bytes) => {
       metrics.slowConnectionCut();

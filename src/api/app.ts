@@ -11,7 +11,7 @@ import { fastLegacy, KOA_PATHS } from './fast-legacy.ts';
 import { errorMiddleware, HttpError } from './errors.ts';
 import { legacyRoute } from './legacy-routes.ts';
 import type { Logger } from '../log.ts';
-import { PushAuth } from './push-auth.ts';
+import { PushAuth, type SignatureLog } from './push-auth.ts';
 import { batchSchema, scheduledQuerySchema, type PushApi } from './push-routes.ts';
 import { presenceRoutes, usersOnlineSchema, usersQuerySchema } from './presence-routes.ts';
 import { checkDocumented, OPENAPI_PATH, openApiDocument } from './openapi.ts';
@@ -38,6 +38,8 @@ export interface ApiOptions {
   log: Logger;
   /** ACCESS_LOG=on: where each request's JSON line goes (access-log.ts); null: off. */
   accessLog: ((line: string) => void) | null;
+  /** Where signed requests are remembered against replay: under WORKERS the primary. @default this process */
+  signatures?: SignatureLog;
 }
 
 const isV1 = (ctx: Context) => ctx.path === '/api/v1' || ctx.path.startsWith('/api/v1/');
@@ -125,7 +127,7 @@ function operations(notReady: ApiOptions['notReady'], renderMetrics: ApiOptions[
 
 /** The API port's request handler: the lean legacy GET path in front of the Koa app. */
 export function createApiApp(options: ApiOptions): { handler: RequestListener; close(): void } {
-  const { delivery, pushApi, presence, status, notReady, renderMetrics, observer, config, addressOf, log, accessLog } = options;
+  const { delivery, pushApi, presence, status, notReady, renderMetrics, observer, config, addressOf, log, accessLog, signatures } = options;
   // one router for all of /api/v1, so a known path with another method is a 405, not a 404
   const v1 = pushApi.routes();
   presenceRoutes(v1, presence, config.maxUidsPerPush);
@@ -155,7 +157,8 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
   app.use(boundedQuery(queryBytes, MAX_QUERY_PARAMETERS, (ctx) => !smallQueryPath(ctx)));
   if (config.pushSecret === null) app.use(closedWithoutSecret(v1));
   app.use(parseBody(config.maxBodyBytes));
-  const auth = config.pushSecret === null ? null : new PushAuth(config.pushSecret, { maxSignatures: config.maxRememberedSignatures });
+  const auth =
+    config.pushSecret === null ? null : new PushAuth(config.pushSecret, { maxSignatures: config.maxRememberedSignatures, ...(signatures ? { signatures } : {}) });
   if (auth) app.use(auth.middleware((ctx) => !isV1(ctx)));
   app.use(v1.routes());
   app.use(v1Fallthrough);

@@ -1,6 +1,6 @@
 // The lean path for the call backends make most: `GET /?type=publish&to=&content=`. It is
 // answered without Koa (no context objects, no middleware chain per push) but by the same
-// rules: runLegacyPush() for the push, PushAuth.verify() for the secret, the same rate limiter.
+// rules: runLegacyPush() for the push, PushAuth.verifyUnsigned() for the secret, the same rate limiter.
 // Anything else (other methods, a body, a signed request, /api/v1, the probes) goes to the
 // Koa app unchanged.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
@@ -69,15 +69,8 @@ export function fastLegacy(o: FastLegacyOptions): RequestListener {
     const params = parseQuery(q === -1 ? '' : url.slice(q + 1), o.maxQueryBytes);
     if (params instanceof HttpError) return answer(res, params.status, params.message);
     if (o.auth) {
-      const problem = o.auth.verify({
-        authorization: req.headers.authorization ?? '',
-        signature: '',
-        timestamp: '',
-        method: 'GET',
-        target: url,
-        rawBody: '',
-        fieldSecret: params.secret,
-      });
+      // a signed request is the Koa app's (takes() above)
+      const problem = o.auth.verifyUnsigned({ authorization: req.headers.authorization ?? '', fieldSecret: params.secret });
       if (problem !== null) return answer(res, 401, 'fail', { 'www-authenticate': 'Bearer' });
     }
     runLegacyPush(params, o.delivery, o.maxContentBytes, o.observer, startedAt).then(

@@ -1,14 +1,17 @@
 // WORKERS=n: n server processes on one machine sharing the ports. The primary process owns
 // the Socket.IO port and hands each connection to a worker by its Engine.IO session id
-// (@socket.io/sticky), so long-polling requests of one client always reach the same worker.
-// The workers listen on the push API and web ports themselves (Node's cluster module shares
-// them) and share rooms, presence and stored messages through Redis.
-import { setupMaster } from '@socket.io/sticky';
+// (sticky-primary.ts; the workers take them with @socket.io/sticky's setupWorker), so
+// long-polling requests of one client always reach the same worker. The workers listen on the
+// push API and web ports themselves (Node's cluster module shares them) and share rooms,
+// presence and stored messages through Redis.
 import cluster, { type Worker } from 'node:cluster';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { StartupError } from '../listeners.ts';
+import { stopReadingForHandOver } from './node-internals.ts';
+import { SharedLimitsHost } from './shared-limits.ts';
+import { HAND_OVER_LIMITS, StickyPrimary } from './sticky-primary.ts';
 
 /** The environment variable a worker reads the primary's Socket.IO port from. */
 export const STICKY_IO_PORT_ENV = 'PUSH_STICKY_IO_PORT';
@@ -29,36 +32,24 @@ export interface Primary {
   close(): Promise<void>;
 }
 
-/**
- * @socket.io/sticky hands a connection to a worker with child_process send(). Node then sets the
- * primary's onread to a no-op, but the handle keeps reading until it is closed after the IPC
- * write: what the client sends in that window is read here and thrown away. On a busy primary
- * that was the client's first frame after the upgrade answer: a 2.x page's login (about 1 in
- * 7000) or a 4.x client's namespace connect (about 1 in 20 000). So the primary stops reading
- * before the hand-over; the bytes stay in the kernel for the worker. Requests with a body are
- * not handed over (the primary forwards their chunks), so they keep reading.
- */
-function stopReadingBeforeHandOver(io: ReturnType<typeof createHttpServer>): void {
-  io.on('connection', (socket) => {
-    // registered after setupMaster's own listener, which replaced the socket's data listeners:
-    // prepended, this runs before its hand-over on the first chunk
-    socket.prependOnceListener('data', (chunk: Buffer) => {
-      const end = chunk.indexOf('\r\n\r\n');
-      const header = chunk.subarray(0, end === -1 ? chunk.length : end).toString('latin1').toLowerCase();
-      if (header.includes('content-length:') || header.includes('transfer-encoding:')) return;
-      (socket as unknown as { _handle?: { readStop?: () => number } })._handle?.readStop?.();
-    });
-  });
-}
-
 export async function startPrimary(config: Config, log: Logger): Promise<Primary> {
-  const io = createHttpServer();
-  setupMaster(io, { loadBalancingMethod: 'least-connection' });
-  stopReadingBeforeHandOver(io);
+  // Under a burst of 5000 connections, handing a connection over while it was still read lost
+  // the client's first frame after the upgrade answer: a 2.x page's login (about 1 in 7000) or a
+  // 4.x client's namespace connect (about 1 in 20 000). So each connection stops reading first.
+  const stopReading = await stopReadingForHandOver(log);
+  // only workers that have said they serve take connections: a replacement still starting has
+  // no server to take one yet
+  const serving = new Set<Worker>();
+  const sticky = new StickyPrimary(() => [...serving], stopReading, { ...HAND_OVER_LIMITS, headTimeoutMs: config.headersTimeoutMs, maxBodyBytes: config.maxSocketMessageBytes }, log);
+  const io = createNetServer({ allowHalfOpen: true }, sticky.connection);
+  // MAX_CONNECTIONS_PER_IP and the signatures remembered against replay, for every worker
+  const limits = new SharedLimitsHost(config, log);
   const ioPort = await new Promise<number>((resolve, reject) => {
-    io.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new StartupError(`IO_PORT ${config.ioPort} on ${config.host}: ${err.code === 'EADDRINUSE' ? 'port is already in use' : err.message}`)),
-    );
+    io.once('error', (err: NodeJS.ErrnoException) => {
+      sticky.close();
+      limits.close();
+      reject(new StartupError(`IO_PORT ${config.ioPort} on ${config.host}: ${err.code === 'EADDRINUSE' ? 'port is already in use' : err.message}`));
+    });
     io.listen(config.ioPort, config.host, () => resolve((io.address() as { port: number }).port));
   });
 
@@ -67,7 +58,11 @@ export async function startPrimary(config: Config, log: Logger): Promise<Primary
   let closing = false;
   const fork = (): Worker => {
     const worker = cluster.fork({ [STICKY_IO_PORT_ENV]: String(ioPort) });
+    worker.on('message', (message: unknown) => {
+      if (isWorkerReady(message)) serving.add(worker);
+    });
     worker.on('exit', (code, signal) => {
+      serving.delete(worker);
       if (closing) return;
       log.error(`worker ${worker.process.pid} exited (${signal ?? `code ${code}`}); starting another`);
       fork();
@@ -94,6 +89,8 @@ export async function startPrimary(config: Config, log: Logger): Promise<Primary
   ).catch(async (err: unknown) => {
     closing = true;
     for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGKILL');
+    sticky.close();
+    limits.close();
     await new Promise<void>((resolve) => io.close(() => resolve()));
     throw err;
   });
@@ -106,6 +103,8 @@ export async function startPrimary(config: Config, log: Logger): Promise<Primary
       await Promise.all(
         live.map((w) => new Promise<void>((resolve) => (w.once('exit', () => resolve()), w.kill('SIGTERM')))),
       );
+      sticky.close();
+      limits.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
     },
   };

@@ -6,7 +6,7 @@
 // docs/protocol.md §10.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ConnectionCounter } from '../connection-limit.ts';
+import type { ConnectionPlaces } from '../connection-limit.ts';
 import { CorsRule } from '../cors.ts';
 import type { Delivery } from '../delivery.ts';
 import type { SocketError } from '../events.ts';
@@ -34,8 +34,8 @@ export interface EventsOptions {
   verifier: LoginVerifier | null;
   /** Logins counted, first and last pages announced, as for sockets. */
   observer: SocketObserver;
-  /** MAX_CONNECTIONS_PER_IP, shared with Socket.IO's connections. */
-  connections: ConnectionCounter;
+  /** MAX_CONNECTIONS_PER_IP, shared with Socket.IO's connections (and under WORKERS with the other workers'). */
+  connections: ConnectionPlaces;
   addressOf(req: IncomingMessage): string;
   /** CORS_ORIGINS, as for Socket.IO (cors.ts): `*` any origin without credentials, a list those with. */
   corsOrigins: '*' | readonly string[];
@@ -200,12 +200,19 @@ export class EventsEndpoint {
       return;
     }
     const address = this.options.addressOf(req);
-    if (!connections.allows(address)) {
+    if (!(await connections.acquire(address))) {
       return refuse(res, cors, new Refusal(429, { code: 'too_many_connections', message: 'too many connections from this address (MAX_CONNECTIONS_PER_IP)' }));
+    }
+    // the place is given back when the stream closes, or now when it does not start
+    if (this.closed || res.destroyed || req.socket.destroyed) {
+      connections.release(address);
+      if (!res.destroyed) res.writeHead(200, headers).end();
+      return;
     }
     // not an error status, which makes EventSource give up for good: an ended stream whose
     // retry field spreads the reconnects over 1-3 s
     const later = (why: string) => {
+      connections.release(address);
       const retry = 1000 + Math.floor(Math.random() * 2000);
       res.writeHead(200, headers).end(`: ${why}\nretry: ${retry}\n\n`);
     };
@@ -220,7 +227,6 @@ export class EventsEndpoint {
       this.replaying--;
     };
     res.once('close', replayEnded);
-    connections.opened(address);
     res.writeHead(200, headers);
     res.flushHeaders();
 
@@ -233,7 +239,7 @@ export class EventsEndpoint {
     members.add(stream, [userRoom(uid), ...topics.map(topicRoom)]);
     let counted: Promise<boolean> | null = null;
     res.once('close', () => {
-      connections.closed(address);
+      connections.release(address);
       members.remove(stream);
       counted
         ?.then(
