@@ -41,7 +41,7 @@ export const HAND_OVER_LIMITS: Omit<HandOverLimits, 'maxBodyBytes'> = {
   maxHeldBytes: 16 * 1024 * 1024,
 };
 
-/** After a refusal, what the client still sends is read and dropped for at most this long, or this much. */
+/** After a refusal, what the client still sends is read and dropped (up to this much, then left unread) for this long. */
 const LINGER_MS = 2000;
 const LINGER_BYTES = 1024 * 1024;
 
@@ -232,7 +232,10 @@ export class StickyPrimary {
     let dropped = 0;
     socket.on('data', (chunk: Buffer) => {
       dropped += chunk.length;
-      if (dropped > LINGER_BYTES) socket.destroy();
+      // past it, stop reading rather than cut: a cut with bytes unread sends a reset, which a
+      // client sending fast (1 MiB goes in milliseconds on loopback) gets before it has read
+      // the answer; paused, its sends wait in its TCP window until the linger ends
+      if (dropped > LINGER_BYTES) socket.pause();
     });
     socket.once('end', () => socket.destroy());
     socket.resume();
