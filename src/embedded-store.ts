@@ -3,9 +3,10 @@
 // transaction, committed and fsynced before its promise resolves, so nothing a push was
 // answered for is lost to a SIGKILL or a power loss. The semantics are MemoryMessageStore's.
 import { randomUUID } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { chmodSync, closeSync, fstatSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { DataDirTakenError, DIR_MODE, lockDataDir, privateFile, type DataDirLock } from './embedded-store-lock.ts';
 import type { Logger } from './log.ts';
 import { idempotencyKeyBytes, StoreUnavailableError, type ClaimedPush, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from './messages.ts';
@@ -44,8 +45,8 @@ const MEASURE_AFTER = 1 / 32;
 const MESSAGE_DBS = ['messages', 'byId', 'perUid', 'order', 'expiries'] as const;
 /** A store of a few messages takes a few pages whatever the bound: the budget is at least this. */
 const MIN_BUDGET = 64 * 4096;
-/** The file that names the process holding DATA_DIR. */
-const LOCK_FILE = 'server.lock';
+/** The store's LMDB directory in DATA_DIR: data.mdb and lock.mdb. */
+const STORE_DIR = 'store.mdb';
 
 /** A stored (uid, message) pair, in push order: `order` is keyed by a sequence number. */
 type OrderEntry = [uid: string, id: string, expiresAt: number, bytes: number];
@@ -85,38 +86,6 @@ export interface EmbeddedStoreOptions {
   log?: Logger;
 }
 
-/** The lock files this process holds: a lock naming our own pid is ours only if listed here. */
-const heldHere = new Set<string>();
-
-/**
- * Takes DATA_DIR for this process: a second server on it would write the same files. A lock
- * left by a process that is gone (SIGKILL) is taken over; the pid is checked with kill(pid, 0).
- * One naming this process's pid but not held here is stale too: a restarted container's
- * server often gets the pid its killed predecessor had.
- */
-function lockDataDir(dir: string): () => void {
-  const path = resolve(dir, LOCK_FILE);
-  if (heldHere.has(path)) throw new EmbeddedStoreError(`DATA_DIR ${dir} is in use by another server in this process`);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(path, String(process.pid), { flag: 'wx' });
-      heldHere.add(path);
-      return () => {
-        heldHere.delete(path);
-        rmSync(path, { force: true });
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const pid = Number(readFileSync(path, 'utf8').trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-      throw new EmbeddedStoreError(`DATA_DIR ${dir} is in use by another server (pid ${pid}); stop it or use another DATA_DIR`);
-    }
-    rmSync(path, { force: true }); // stale: its process is gone
-  }
-  throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot take ${LOCK_FILE}`);
-}
-
 /** LMDB's magic number, at META_MAGIC_AT in each of the two meta pages the file starts with. */
 const META_MAGIC = 0xbeefc0de;
 const META_MAGIC_AT = 24;
@@ -149,15 +118,6 @@ function checkDataFile(path: string): string | null {
     return null;
   } finally {
     closeSync(fd);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
   }
 }
 
@@ -213,7 +173,7 @@ export class EmbeddedMessageStore implements MessageStore {
   private admitted = 0;
   private readonly waitingAdds: { touches: number; go: () => void }[] = [];
   private readonly sweeper: PeriodicTask;
-  private readonly unlock: () => void;
+  private readonly lock: DataDirLock;
   private readonly onExpired: ExpiredListener;
   private closed: Promise<void> | null = null;
 
@@ -224,28 +184,45 @@ export class EmbeddedMessageStore implements MessageStore {
     options: EmbeddedStoreOptions = {},
   ) {
     this.onExpired = options.onExpired ?? (() => {});
+    const log = options.log;
     try {
       // only the server's user may read it: stored messages are push data, kept in clear.
-      // A DATA_DIR that exists keeps the mode its operator gave it
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      // A DATA_DIR that exists keeps the mode its operator gave it (a warning below)
+      mkdirSync(dir, { recursive: true, mode: DIR_MODE });
     } catch (err) {
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot create it (${describe(err)})`);
     }
+    const store = join(dir, STORE_DIR);
     try {
-      this.unlock = lockDataDir(dir);
+      this.lock = lockDataDir(dir);
     } catch (err) {
-      if (err instanceof EmbeddedStoreError) throw err;
+      if (err instanceof DataDirTakenError) throw new EmbeddedStoreError(err.message);
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot write to it (${describe(err)})`);
     }
     try {
-      const damage = checkDataFile(join(dir, 'store.mdb', 'data.mdb'));
+      // every file the server makes here is 0600 (its directory 0700), whatever the umask;
+      // files an earlier version made with the umask's mode are taken back
+      mkdirSync(store, { mode: DIR_MODE, recursive: true });
+      if ((statSync(store).mode & 0o777) !== DIR_MODE) chmodSync(store, DIR_MODE);
+      privateFile(join(store, 'data.mdb'));
+      privateFile(join(store, 'lock.mdb'));
+    } catch (err) {
+      void this.lock.release();
+      throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot write to it (${describe(err)})`);
+    }
+    const mode = statSync(dir).mode & 0o777;
+    if ((mode & 0o006) !== 0) {
+      log?.warn(`DATA_DIR ${dir} is open to other users (mode ${mode.toString(8).padStart(4, '0')}): the store's files are theirs to see listed, and to replace where it is writable; chmod 700 it`);
+    }
+    try {
+      const damage = checkDataFile(join(store, 'data.mdb'));
       if (damage !== null) throw new Error(`store.mdb/data.mdb: ${damage}`);
       // overlappingSync off: a commit is fsynced before its promise resolves, so an answered
       // push is on disk; LMDB's copy-on-write pages keep the file whole across a crash
       // eventTurnBatching off: every write here is a transaction, and the batch lmdb otherwise
       // opens for a turn's writes leaves a promise that rejects unhandled when a commit fails
       // (a full disk), which would end the process
-      this.root = open({ path: join(dir, 'store.mdb'), overlappingSync: false, noSubdir: false, maxDbs: 16, eventTurnBatching: false });
+      this.root = open({ path: store, overlappingSync: false, noSubdir: false, maxDbs: 16, eventTurnBatching: false });
       const sub = <V, K extends import('lmdb').Key>(name: string, encoding?: 'string') =>
         this.root.openDB<V, K>(name, encoding ? { encoding } : {});
       this.messages = sub<string, [string, number]>('messages', 'string');
@@ -261,10 +238,9 @@ export class EmbeddedMessageStore implements MessageStore {
       this.counters = { ...NO_COUNTERS, ...this.meta.get('counters') };
       this.measure(this.counters); // nothing writes yet: the pages are the counters'
     } catch (err) {
-      this.unlock();
+      void this.lock.release();
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot open the store, unreadable or corrupt (${describe(err)})`);
     }
-    const log = options.log;
     try {
       this.releaseClaims(Date.now());
     } catch (err) {
@@ -583,7 +559,7 @@ export class EmbeddedMessageStore implements MessageStore {
       // a last commit that failed was reported to its caller; closing goes on
       await new Promise<void>((done) => this.root.flushed.then(() => done(), () => done()));
       await this.root.close();
-      this.unlock();
+      await this.lock.release();
     })();
     return this.closed;
   }

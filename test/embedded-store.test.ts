@@ -2,11 +2,12 @@
 // start.ts, what a SIGKILL and a restart keep, and the one-line startup errors of a DATA_DIR
 // that is taken by another server or corrupt.
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import { open } from 'lmdb';
 import { EmbeddedMessageStore, EmbeddedStoreError } from '../src/embedded-store.ts';
 import type { StoreStats } from '../src/message-store.ts';
 import { messageStoreContract } from './contracts/message-store.contract.ts';
@@ -408,7 +409,6 @@ describe('STORE=embedded through start.ts', function () {
     );
     expect(first.running()).to.equal(true);
     expect((await first.stop()).code).to.equal(0);
-    expect(existsSync(join(dir, 'server.lock'))).to.equal(false);
     const third = startEmbedded(dir, 'third');
     const after = await third.started();
     expect(((await v1(after.apiUrl, '/users/kept/messages')).body.messages as unknown[]).length).to.equal(1);
@@ -431,5 +431,93 @@ describe('STORE=embedded through start.ts', function () {
     const run = startEmbedded(join(file, 'data'));
     expect((await run.exited).code).to.equal(1);
     expect(run.stderr()).to.match(/^push server: cannot start: DATA_DIR .*a-file\/data: cannot create it \(ENOTDIR[^\n]*\)\n$/);
+  });
+});
+
+/** Every file and folder under `dir` (itself left out), with its permission bits, in octal. */
+function modesUnder(dir: string): Record<string, string> {
+  const modes: Record<string, string> = {};
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    const path = join(entry.parentPath, entry.name);
+    modes[relative(dir, path)] = (statSync(path).mode & 0o777).toString(8);
+  }
+  return modes;
+}
+
+/** start.ts as startEmbedded, spawned under umask 022 (the common default) whatever the tests run with. */
+function startUnderUmask022(dir: string, name = ''): StartProcess {
+  const before = process.umask(0o022);
+  try {
+    return startEmbedded(dir, name);
+  } finally {
+    process.umask(before);
+  }
+}
+
+describe('STORE=embedded: files, lock and damage (issue 21)', function () {
+  this.timeout(60_000);
+  afterEach(cleanupAll);
+
+  it('creates every file of the store 0600 and its folder 0700 in an existing 0755 DATA_DIR, takes back 0644 files of an earlier version, and warns once that DATA_DIR is open to others', async () => {
+    const dir = dataDir();
+    chmodSync(dir, 0o755);
+    const first = startUnderUmask022(dir, 'first');
+    const { apiUrl } = await first.started();
+    expect((await v1(apiUrl, '/push', { to: 'away', data: 'private', ttl: 600 })).body).to.include({ stored: 1 });
+    expect(modesUnder(dir)).to.deep.equal({ 'owner.mdb': '600', 'owner.mdb-lock': '600', 'store.mdb': '700', 'store.mdb/data.mdb': '600', 'store.mdb/lock.mdb': '600' });
+    expect(statSync(dir).mode & 0o777, 'an existing DATA_DIR keeps its mode').to.equal(0o755);
+    expect(occurrences(first.output(), /is open to other users/)).to.equal(1);
+    expect(first.output()).to.include(`DATA_DIR ${dir} is open to other users (mode 0755)`);
+    expect((await first.stop()).code).to.equal(0);
+
+    // as an earlier version left them: the umask's modes
+    for (const path of ['store.mdb/data.mdb', 'store.mdb/lock.mdb', 'owner.mdb']) chmodSync(join(dir, path), 0o644);
+    chmodSync(join(dir, 'store.mdb'), 0o755);
+    const second = startUnderUmask022(dir, 'second');
+    const after = await second.started();
+    expect(modesUnder(dir)).to.deep.equal({ 'owner.mdb': '600', 'owner.mdb-lock': '600', 'store.mdb': '700', 'store.mdb/data.mdb': '600', 'store.mdb/lock.mdb': '600' });
+    expect(((await v1(after.apiUrl, '/users/away/messages')).body.messages as unknown[]).length).to.equal(1);
+  });
+
+  it('does not warn on a DATA_DIR of its own user alone', async () => {
+    const dir = dataDir();
+    chmodSync(dir, 0o700);
+    const run = startUnderUmask022(dir);
+    await run.started();
+    expect(run.output()).not.to.include('open to other users');
+  });
+
+  it('starts where a live process unrelated to the store has the pid named in the lock: a server.lock of an earlier version, or the owner record', async () => {
+    const dir = dataDir();
+    // a live process that never opened the store, as one that got a killed server's pid after a reboot
+    const unrelated = spawn('sleep', ['600'], { stdio: 'ignore' });
+    onCleanup(() => unrelated.kill('SIGKILL'));
+    const pid = unrelated.pid!;
+    writeFileSync(join(dir, 'server.lock'), String(pid));
+    const owner = open<{ pid: number }, string>({ path: join(dir, 'owner.mdb'), noSubdir: true });
+    await owner.put('owner', { pid });
+    await owner.close();
+
+    const run = startEmbedded(dir);
+    await run.started();
+    expect(existsSync(join(dir, 'server.lock')), 'the old pid file is removed').to.equal(false);
+    // and the lock is held: another server is refused, naming this one
+    const second = startEmbedded(dir, 'second');
+    expect((await second.exited).code).to.equal(1);
+    expect(second.stderr()).to.equal(`push server: cannot start: DATA_DIR ${dir} is in use by another server (pid ${run.pid}); stop it or use another DATA_DIR\n`);
+    expect(run.running()).to.equal(true);
+  });
+
+  it('lets exactly one of three servers started at once on one DATA_DIR run; the others stop with one line naming it', async () => {
+    const dir = dataDir();
+    const runs = ['a', 'b', 'c'].map((name) => startEmbedded(dir, name));
+    // each either prints its start line or exits
+    await Promise.all(runs.map((run) => run.started().catch(() => run.exited)));
+    const running = runs.filter((run) => run.running());
+    expect(running, 'servers running').to.have.length(1);
+    for (const run of runs.filter((r) => r !== running[0])) {
+      expect(await run.exited).to.deep.equal({ code: 1, signal: null });
+      expect(run.stderr()).to.equal(`push server: cannot start: DATA_DIR ${dir} is in use by another server (pid ${running[0]!.pid}); stop it or use another DATA_DIR\n`);
+    }
   });
 });
