@@ -3,9 +3,10 @@
 // transaction, committed and fsynced before its promise resolves, so nothing a push was
 // answered for is lost to a SIGKILL or a power loss. The semantics are MemoryMessageStore's.
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, fstatSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { checkDataFile, checkStore, checksum, messageRecord, NO_COUNTERS, openDatabases, readMessageRecord, waitingIntact, type Counters, type HeldKey, type OrderEntry, type Waiting } from './embedded-store-check.ts';
 import { DataDirTakenError, DIR_MODE, lockDataDir, privateFile, type DataDirLock } from './embedded-store-lock.ts';
 import type { Logger } from './log.ts';
 import { idempotencyKeyBytes, StoreUnavailableError, type ClaimedPush, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
@@ -48,31 +49,6 @@ const MIN_BUDGET = 64 * 4096;
 /** The store's LMDB directory in DATA_DIR: data.mdb and lock.mdb. */
 const STORE_DIR = 'store.mdb';
 
-/** A stored (uid, message) pair, in push order: `order` is keyed by a sequence number. */
-type OrderEntry = [uid: string, id: string, expiresAt: number, bytes: number];
-interface HeldKey {
-  until: number;
-  result: KeptAnswer | null;
-}
-interface Waiting {
-  /** When it is due: for a claimed push, its lease's end. */
-  at: number;
-  json: string;
-  /** Claims made on it (claimDue), absent before the first. */
-  claims?: number;
-  /** The claim it is under, absent when none. */
-  claim?: string;
-}
-/** What stats() counts, kept in the same transactions as the data. */
-interface Counters {
-  seq: number;
-  messages: number;
-  bytes: number;
-  keyBytes: number;
-  scheduled: number;
-  scheduledBytes: number;
-}
-const NO_COUNTERS: Counters = { seq: 0, messages: 0, bytes: 0, keyBytes: 0, scheduled: 0, scheduledBytes: 0 };
 /** What lmdb's getStats() gives (typed `{}` there). */
 interface PageStats {
   pageSize: number;
@@ -84,41 +60,11 @@ interface PageStats {
 export interface EmbeddedStoreOptions {
   onExpired?: ExpiredListener;
   log?: Logger;
-}
-
-/** LMDB's magic number, at META_MAGIC_AT in each of the two meta pages the file starts with. */
-const META_MAGIC = 0xbeefc0de;
-const META_MAGIC_AT = 24;
-/** Where the first meta page keeps the page size (the free list's md_pad). */
-const PAGE_SIZE_AT = 48;
-
-/**
- * LMDB trusts its file: one that is not an LMDB file at all crashes the process (a segfault)
- * instead of failing to open. So the two meta pages are checked first, and a file that fails
- * is reported as corrupt. LMDB keeps no checksums: damage past them is not detected here.
- */
-function checkDataFile(path: string): string | null {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null; // a new store
-    throw err;
-  }
-  try {
-    const size = fstatSync(fd).size;
-    if (size === 0) return null; // created, never written: LMDB initialises it
-    const head = Buffer.alloc(64);
-    readSync(fd, head, 0, head.length, 0);
-    const pageSize = head.readUInt32LE(PAGE_SIZE_AT);
-    if (head.readUInt32LE(META_MAGIC_AT) !== META_MAGIC) return 'not an LMDB file';
-    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0 || size < 2 * pageSize) return 'bad page size';
-    readSync(fd, head, 0, head.length, pageSize);
-    if (head.readUInt32LE(META_MAGIC_AT) !== META_MAGIC) return 'second meta page damaged';
-    return null;
-  } finally {
-    closeSync(fd);
-  }
+  /**
+   * How long the check at open may walk the store for damage (embedded-store-check.ts); past
+   * it the store opens with the rest unchecked. 0: no check. @default 10000 (STORE_CHECK_MS)
+   */
+  checkMs?: number;
 }
 
 /**
@@ -176,6 +122,9 @@ export class EmbeddedMessageStore implements MessageStore {
   private readonly lock: DataDirLock;
   private readonly onExpired: ExpiredListener;
   private closed: Promise<void> | null = null;
+  private readonly log: Logger | undefined;
+  /** Whether a record that failed its checksum was logged: once per process. */
+  private damageLogged = false;
 
   /** Opens (or creates) the store in `dir`; throws EmbeddedStoreError with one line. */
   constructor(
@@ -185,6 +134,7 @@ export class EmbeddedMessageStore implements MessageStore {
   ) {
     this.onExpired = options.onExpired ?? (() => {});
     const log = options.log;
+    this.log = log;
     try {
       // only the server's user may read it: stored messages are push data, kept in clear.
       // A DATA_DIR that exists keeps the mode its operator gave it (a warning below)
@@ -214,27 +164,46 @@ export class EmbeddedMessageStore implements MessageStore {
     if ((mode & 0o006) !== 0) {
       log?.warn(`DATA_DIR ${dir} is open to other users (mode ${mode.toString(8).padStart(4, '0')}): the store's files are theirs to see listed, and to replace where it is writable; chmod 700 it`);
     }
+    const file = join(store, 'data.mdb');
+    let damage: string | null;
     try {
-      const damage = checkDataFile(join(store, 'data.mdb'));
-      if (damage !== null) throw new Error(`store.mdb/data.mdb: ${damage}`);
+      damage = checkDataFile(file);
+      const checkMs = options.checkMs ?? 10_000;
+      if (damage === null && checkMs > 0 && statSync(file).size > 0) {
+        const checked = checkStore(store, checkMs);
+        damage = checked.damage;
+        if (damage === null && !checked.complete) {
+          log?.warn(`message store: ${checked.records} records checked for damage in ${checked.ms} ms (STORE_CHECK_MS), not all of them: the rest is not checked (docs/durability.md#a-damaged-store)`);
+        }
+      }
+    } catch (err) {
+      void this.lock.release();
+      throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot read the store (${describe(err)})`);
+    }
+    if (damage !== null) {
+      void this.lock.release();
+      throw new EmbeddedStoreError(
+        `DATA_DIR ${dir}: the store's file ${resolve(file)} is damaged (${damage}); to start with an empty store, move ${resolve(store)} aside (mv ${resolve(store)} ${resolve(store)}.damaged): its stored messages, push ids and scheduled pushes are then lost (docs/durability.md#a-damaged-store)`,
+      );
+    }
+    try {
       // overlappingSync off: a commit is fsynced before its promise resolves, so an answered
       // push is on disk; LMDB's copy-on-write pages keep the file whole across a crash
       // eventTurnBatching off: every write here is a transaction, and the batch lmdb otherwise
       // opens for a turn's writes leaves a promise that rejects unhandled when a commit fails
       // (a full disk), which would end the process
       this.root = open({ path: store, overlappingSync: false, noSubdir: false, maxDbs: 16, eventTurnBatching: false });
-      const sub = <V, K extends import('lmdb').Key>(name: string, encoding?: 'string') =>
-        this.root.openDB<V, K>(name, encoding ? { encoding } : {});
-      this.messages = sub<string, [string, number]>('messages', 'string');
-      this.byId = sub('byId');
-      this.perUid = sub('perUid');
-      this.order = sub('order');
-      this.expiries = sub('expiries');
-      this.keys = sub('keys');
-      this.keyExpiries = sub('keyExpiries');
-      this.waiting = sub('waiting');
-      this.due = sub('due');
-      this.meta = sub('meta');
+      const db = openDatabases(this.root);
+      this.messages = db.messages;
+      this.byId = db.byId;
+      this.perUid = db.perUid;
+      this.order = db.order;
+      this.expiries = db.expiries;
+      this.keys = db.keys;
+      this.keyExpiries = db.keyExpiries;
+      this.waiting = db.waiting;
+      this.due = db.due;
+      this.meta = db.meta;
       this.counters = { ...NO_COUNTERS, ...this.meta.get('counters') };
       this.measure(this.counters); // nothing writes yet: the pages are the counters'
     } catch (err) {
@@ -298,6 +267,7 @@ export class EmbeddedMessageStore implements MessageStore {
     const json = JSON.stringify(message);
     // what the pair takes on disk, or the caller's estimate when larger
     const size = Math.max(Math.ceil(bytes), Buffer.byteLength(json));
+    const record = messageRecord(json);
     const dropped: number[] = [];
     const touches = await this.admit(uids.length * (size * this.ratio + PAIR_TOUCHES));
     const kept = await this.write((c) => {
@@ -305,7 +275,7 @@ export class EmbeddedMessageStore implements MessageStore {
       for (const uid of uids) {
         if (this.byId.get([uid, message.id]) !== undefined) continue;
         const seq = ++c.seq;
-        this.messages.put([uid, seq], json);
+        this.messages.put([uid, seq], record);
         this.byId.put([uid, message.id], seq);
         this.order.put(seq, [uid, message.id, message.expiresAt, size]);
         this.expiries.put([message.expiresAt, seq], true);
@@ -391,8 +361,9 @@ export class EmbeddedMessageStore implements MessageStore {
     const values = this.read(() => [...this.messages.getRange({ start: [uid, 0], end: [uid, Infinity] })].map(({ value }) => value));
     const out: StoredMessage[] = [];
     for (const value of values) {
-      const message = JSON.parse(value) as StoredMessage;
-      if (message.expiresAt > now) out.push(message);
+      const message = readMessageRecord(value);
+      if (message === null) this.damaged('a stored message');
+      else if (message.expiresAt > now) out.push(message);
     }
     return out;
   }
@@ -455,7 +426,7 @@ export class EmbeddedMessageStore implements MessageStore {
       if (old) this.due.remove([old.at, push.spec.id]);
       else c.scheduled++;
       c.scheduledBytes += bytes - oldBytes;
-      this.waiting.put(push.spec.id, { at: push.at, json });
+      this.waiting.put(push.spec.id, { at: push.at, json, sum: checksum(json) });
       this.due.put([push.at, push.spec.id], true);
       return 'scheduled';
     });
@@ -478,6 +449,10 @@ export class EmbeddedMessageStore implements MessageStore {
       if (after !== null && at === after.at && id === after.id) continue;
       const waiting = this.waiting.get(id);
       if (!waiting) continue;
+      if (!waitingIntact(waiting)) {
+        this.damaged('a scheduled push');
+        continue;
+      }
       const size = Buffer.byteLength(waiting.json);
       if (page.length >= limit || (page.length > 0 && bytes + size > maxBytes)) return { scheduled: page, next: last };
       page.push({ ...(JSON.parse(waiting.json) as ScheduledPush), at });
@@ -497,8 +472,12 @@ export class EmbeddedMessageStore implements MessageStore {
         this.due.remove([at, id]);
         const waiting = this.waiting.get(id);
         if (!waiting) continue; // not expected: unschedule removes both
+        if (!waitingIntact(waiting)) {
+          this.damaged('a scheduled push'); // left out of the index: never claimed again
+          continue;
+        }
         const claims = (waiting.claims ?? 0) + 1;
-        this.waiting.put(id, { at: leaseUntil, json: waiting.json, claims, claim });
+        this.waiting.put(id, { at: leaseUntil, json: waiting.json, sum: checksum(waiting.json), claims, claim });
         claimed.push({ push: JSON.parse(waiting.json) as ScheduledPush, claim, claims });
       }
       // indexed after the loop: a lease that is not after `now` is not claimed twice in one call
@@ -536,7 +515,7 @@ export class EmbeddedMessageStore implements MessageStore {
         const at = Math.min((JSON.parse(json) as ScheduledPush).at, now);
         this.due.remove([lease, id]);
         this.due.put([at, id], true);
-        this.waiting.put(id, { at, json, ...(claims === undefined ? {} : { claims }) });
+        this.waiting.put(id, { at, json, sum: checksum(json), ...(claims === undefined ? {} : { claims }) });
       }
     });
   }
@@ -580,7 +559,9 @@ export class EmbeddedMessageStore implements MessageStore {
           }
           const json = this.messages.get([entry[0], seq]);
           this.removePair(c, seq);
-          if (json !== undefined) out.push({ uid: entry[0], message: JSON.parse(json) as StoredMessage });
+          const message = json === undefined ? null : readMessageRecord(json);
+          if (message !== null) out.push({ uid: entry[0], message });
+          else if (json !== undefined) this.damaged('a stored message');
         }
         this.sweepKeys(c, now);
         return { out, more: due.length === SWEEP_BATCH };
@@ -621,6 +602,16 @@ export class EmbeddedMessageStore implements MessageStore {
     c.scheduled--;
     c.scheduledBytes -= Buffer.byteLength(waiting.json);
     return JSON.parse(waiting.json) as ScheduledPush;
+  }
+
+  /**
+   * A record failed its checksum after the check at open (the disk changed it since): it is
+   * left out of what is read, and the damage is logged once.
+   */
+  private damaged(what: string): void {
+    if (this.damageLogged) return;
+    this.damageLogged = true;
+    this.log?.error(`message store: ${what} failed its checksum and is skipped: ${join(this.dir, STORE_DIR, 'data.mdb')} is damaged (docs/durability.md#a-damaged-store)`);
   }
 
   /** Removes the pair stored under `seq` from every index; returns seq. */
