@@ -1,9 +1,10 @@
 // Damage to the embedded store, found before the server opens it. LMDB trusts its file: a page
 // overwritten, a file cut short or a byte flipped in a tree makes it fail an assertion (SIGABRT),
 // read past the file's end (SIGBUS) or follow a bad pointer (SIGSEGV), and the process dies at
-// once, before any handler runs, and again at each restart. So at open:
+// once, before any handler runs, and again at each restart. So before the server opens its
+// LMDB files (the lock's, owner.mdb, as well as the store's):
 // - checkDataFile() reads the two meta pages in this process: not an LMDB file, a bad page
-//   size, a file shorter than its pages;
+//   size, a file shorter than its pages, a root page out of it;
 // - checkStore() walks every record of every database in a child process (this module run as
 //   a program): a native crash there ends the child only, and it is reported as damage. The
 //   walk checks each stored message's and scheduled push's checksum (LMDB keeps none: a byte
@@ -11,8 +12,8 @@
 //   at a time budget: a store too large to walk in it is opened with the rest unchecked.
 // The records' layout and their checksums are declared here, once, for the store and the walk.
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, fstatSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
@@ -169,9 +170,26 @@ export function checkDataFile(path: string): string | null {
 /** What the walk found; `records` walked, all of them when `complete`. */
 export interface CheckResult {
   damage: string | null;
+  /** The file with the damage, null when none was found. */
+  file: string | null;
   records: number;
   complete: boolean;
   ms: number;
+}
+
+/** The lock's LMDB file (embedded-store-lock.ts), walked too: LMDB crashes on it as on the store. */
+function walkOwner(path: string): string | null {
+  const env = open({ path, noSubdir: true, readOnly: true, maxDbs: 1 });
+  try {
+    for (const { value } of env.getRange()) {
+      if (typeof (value as { pid?: unknown } | undefined)?.pid !== 'number') return 'its owner record is damaged';
+    }
+    return null;
+  } catch (err) {
+    return `LMDB cannot read it: ${err instanceof Error ? err.message : String(err)}`;
+  } finally {
+    void env.close();
+  }
 }
 
 /** Walks the store read-only until `deadline` (ms since the epoch); the first damage found ends it. */
@@ -179,11 +197,23 @@ export function walkStore(storeDir: string, deadline: number): CheckResult {
   const started = Date.now();
   const root = open({ path: storeDir, noSubdir: false, readOnly: true, maxDbs: 16 });
   let records = 0;
-  const result = (damage: string | null, complete: boolean): CheckResult => ({ damage, records, complete, ms: Date.now() - started });
+  const file = join(storeDir, 'data.mdb');
+  const result = (damage: string | null, complete: boolean): CheckResult => ({ damage, file: damage === null ? null : file, records, complete, ms: Date.now() - started });
   /** Counts a record; false once the time is up (checked every 256 records). */
   const more = () => (++records & 255) !== 0 || Date.now() < deadline;
   try {
     const db = openDatabases(root);
+    // read-only, a database not made yet is undefined: a store being made by a server starting
+    // now (this check runs before the lock), or by one that stopped before its first write
+    // (the main database names them: one it names that does not open is damage)
+    const missing = Object.entries(db as Partial<StoreDatabases>).filter(([, d]) => d === undefined).map(([name]) => name);
+    if (missing.length > 0) {
+      const named = new Set<unknown>(root.getKeys());
+      const lost = missing.filter((name) => named.has(name));
+      if (lost.length > 0 || named.size !== (root.getStats() as { entryCount: number }).entryCount) return result(`its list of databases is damaged (${lost.join(', ') || 'count'})`, false);
+      if (db.meta?.get('counters') !== undefined && missing.some((name) => name !== 'meta')) return result(`its database ${missing.join(', ')} is missing`, false);
+      return result(null, true);
+    }
     // the small ones first, the stored messages last: a budget that runs out leaves only them
     const counters = db.meta.get('counters') ?? NO_COUNTERS;
     for (const [name, value] of Object.entries(counters)) {
@@ -247,28 +277,33 @@ export function walkStore(storeDir: string, deadline: number): CheckResult {
     // LMDB's own checks that do not crash: MDB_CORRUPTED, MDB_PAGE_NOTFOUND, a value that does not decode
     return result(`LMDB cannot read it: ${err instanceof Error ? err.message : String(err)}`, false);
   } finally {
-    root.close();
+    void root.close();
   }
 }
 
 /** This module, run as the child that walks. */
 const SELF = fileURLToPath(import.meta.url);
+const CHECK_OWNER_ENV = 'PUSH_STORE_CHECK_OWNER';
 const CHECK_DIR_ENV = 'PUSH_STORE_CHECK_DIR';
 const CHECK_DEADLINE_ENV = 'PUSH_STORE_CHECK_DEADLINE';
 /** What the child may take past the budget (its start, LMDB's load) before it is killed. */
 const CHILD_MARGIN_MS = 10_000;
 
+/** The child's line before it reads a file: the file a crash happened in. */
+const READING = 'reading ';
+
 /**
- * Walks the store in `storeDir` in a child process for at most `budgetMs`, and says what it
+ * Walks DATA_DIR's LMDB files in a child process, the lock's (`ownerFile`) and then the
+ * store's (`storeDir`), each when it holds data, for at most `budgetMs`, and says what it
  * found. A child that dies on a signal found damage LMDB crashes on: the signal is the reason.
  */
-export function checkStore(storeDir: string, budgetMs: number): CheckResult {
+export function checkStore(ownerFile: string, storeDir: string, budgetMs: number): CheckResult {
   const started = Date.now();
   const loader = SELF.endsWith('.ts') && !process.execArgv.some((a) => a.includes('tsx')) ? ['--import', import.meta.resolve('tsx')] : [];
   // a debugger's port is the parent's
   const flags = process.execArgv.filter((a) => !a.startsWith('--inspect'));
   const child = spawnSync(process.execPath, [...flags, ...loader, SELF], {
-    env: { ...process.env, [CHECK_DIR_ENV]: storeDir, [CHECK_DEADLINE_ENV]: String(started + budgetMs) },
+    env: { ...process.env, [CHECK_OWNER_ENV]: ownerFile, [CHECK_DIR_ENV]: storeDir, [CHECK_DEADLINE_ENV]: String(started + budgetMs) },
     stdio: ['ignore', 'pipe', 'pipe'],
     encoding: 'utf8',
     timeout: budgetMs + CHILD_MARGIN_MS,
@@ -277,22 +312,45 @@ export function checkStore(storeDir: string, budgetMs: number): CheckResult {
   });
   const ms = Date.now() - started;
   if (child.error !== undefined && (child.error as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw child.error;
+  const lines = child.stdout.trim().split('\n');
   if (child.signal !== null) {
-    if (ms >= budgetMs + CHILD_MARGIN_MS) return { damage: null, records: 0, complete: false, ms }; // hung, not crashed: unknown
+    if (ms >= budgetMs + CHILD_MARGIN_MS) return { damage: null, file: null, records: 0, complete: false, ms }; // hung, not crashed: unknown
+    const reading = lines.filter((l) => l.startsWith(READING)).pop()?.slice(READING.length) ?? join(storeDir, 'data.mdb');
     // LMDB's assertion names what it found (mdb.c:8830: Assertion 'IS_LEAF(mp)' failed in mdb_cursor_set())
     const assertion = /Assertion '[^']*' failed[^\n]*/.exec(child.stderr)?.[0];
-    return { damage: `LMDB crashed reading it (${child.signal}${assertion ? `: ${assertion}` : ''})`, records: 0, complete: false, ms };
+    return { damage: `LMDB crashed reading it (${child.signal}${assertion ? `: ${assertion}` : ''})`, file: reading, records: 0, complete: false, ms };
   }
-  const line = child.stdout.trim().split('\n').pop() ?? '';
   try {
-    return { ...(JSON.parse(line) as CheckResult), ms };
+    return { ...(JSON.parse(lines.pop() ?? '') as CheckResult), ms };
   } catch {
     throw new Error(`the store check exited ${child.status} without a result: ${child.stderr.trim().split('\n')[0] ?? ''}`);
   }
 }
 
-// the child: walk, print the result as one JSON line
+/** Whether `path` holds data (a file LMDB made and wrote). */
+export function holdsData(path: string): boolean {
+  try {
+    return statSync(path).size > 0;
+  } catch {
+    return false;
+  }
+}
+
+// the child: walk, print the file it reads before reading it, and the result as one JSON line
 if (process.env[CHECK_DIR_ENV] !== undefined && process.argv[1] !== undefined && resolve(process.argv[1]) === SELF) {
-  const found = walkStore(process.env[CHECK_DIR_ENV], Number(process.env[CHECK_DEADLINE_ENV]));
-  process.stdout.write(`${JSON.stringify(found)}\n`);
+  const ownerFile = process.env[CHECK_OWNER_ENV] ?? '';
+  const storeDir = process.env[CHECK_DIR_ENV];
+  const deadline = Number(process.env[CHECK_DEADLINE_ENV]);
+  let found: CheckResult = { damage: null, file: null, records: 0, complete: true, ms: 0 };
+  if (holdsData(ownerFile)) {
+    writeSync(1, `${READING}${ownerFile}\n`);
+    const damage = walkOwner(ownerFile);
+    if (damage !== null) found = { ...found, damage, file: ownerFile, complete: false };
+  }
+  const storeFile = join(storeDir, 'data.mdb');
+  if (found.damage === null && holdsData(storeFile)) {
+    writeSync(1, `${READING}${storeFile}\n`);
+    found = walkStore(storeDir, deadline);
+  }
+  writeSync(1, `${JSON.stringify(found)}\n`);
 }

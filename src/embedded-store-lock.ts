@@ -31,6 +31,15 @@ interface Owner {
 const heldHere = new Set<string>();
 
 /**
+ * Throws DataDirTakenError when this process holds DATA_DIR already: to be called before any
+ * file in it is opened, since closing any descriptor of a file drops every fcntl lock this
+ * process holds on it (LMDB's among them).
+ */
+export function refuseIfHeldHere(dir: string): void {
+  if (heldHere.has(resolve(dir, OWNER_FILE))) throw new DataDirTakenError(`DATA_DIR ${dir} is in use by another server in this process`);
+}
+
+/**
  * Creates `path` for its owner alone if missing, and takes back what an earlier version (or a
  * umask) gave others on one that exists: LMDB opens a file that exists as it is, so its files
  * are made here first. A file that is not ours (EPERM) is left as it is.
@@ -72,10 +81,10 @@ export interface DataDirLock {
  * is written once per start).
  */
 export function lockDataDir(dir: string): DataDirLock {
+  refuseIfHeldHere(dir);
   const path = resolve(dir, OWNER_FILE);
-  if (heldHere.has(path)) throw new DataDirTakenError(`DATA_DIR ${dir} is in use by another server in this process`);
   privateFile(path);
-  privateFile(`${path}-lock`);
+  privateFile(`${path}-lock`); // made before by the store; for a caller of its own
   const env: RootDatabase<Owner, string> = open({ path, noSubdir: true, overlappingSync: false, eventTurnBatching: false, maxDbs: 1 });
   let reading: Transaction | undefined;
   try {

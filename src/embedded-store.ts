@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { checkDataFile, checkStore, checksum, messageRecord, NO_COUNTERS, openDatabases, readMessageRecord, waitingIntact, type Counters, type HeldKey, type OrderEntry, type Waiting } from './embedded-store-check.ts';
-import { DataDirTakenError, DIR_MODE, lockDataDir, privateFile, type DataDirLock } from './embedded-store-lock.ts';
+import { checkDataFile, checkStore, checksum, holdsData, messageRecord, NO_COUNTERS, openDatabases, readMessageRecord, waitingIntact, type Counters, type HeldKey, type OrderEntry, type Waiting } from './embedded-store-check.ts';
+import { DataDirTakenError, DIR_MODE, lockDataDir, OWNER_FILE, privateFile, refuseIfHeldHere, type DataDirLock } from './embedded-store-lock.ts';
 import type { Logger } from './log.ts';
 import { idempotencyKeyBytes, StoreUnavailableError, type ClaimedPush, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from './messages.ts';
@@ -65,6 +65,12 @@ export interface EmbeddedStoreOptions {
    * it the store opens with the rest unchecked. 0: no check. @default 10000 (STORE_CHECK_MS)
    */
   checkMs?: number;
+}
+
+/** What the meta pages of an LMDB file tell of damage (checkDataFile), with the file. */
+function damageIn(file: string): { file: string; damage: string } | null {
+  const damage = checkDataFile(file);
+  return damage === null ? null : { file, damage };
 }
 
 /**
@@ -143,48 +149,57 @@ export class EmbeddedMessageStore implements MessageStore {
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot create it (${describe(err)})`);
     }
     const store = join(dir, STORE_DIR);
+    const file = join(store, 'data.mdb');
+    const owner = join(dir, OWNER_FILE);
     try {
-      this.lock = lockDataDir(dir);
+      refuseIfHeldHere(dir);
     } catch (err) {
-      if (err instanceof DataDirTakenError) throw new EmbeddedStoreError(err.message);
-      throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot write to it (${describe(err)})`);
+      throw new EmbeddedStoreError((err as Error).message);
     }
     try {
       // every file the server makes here is 0600 (its directory 0700), whatever the umask;
       // files an earlier version made with the umask's mode are taken back
       mkdirSync(store, { mode: DIR_MODE, recursive: true });
       if ((statSync(store).mode & 0o777) !== DIR_MODE) chmodSync(store, DIR_MODE);
-      privateFile(join(store, 'data.mdb'));
-      privateFile(join(store, 'lock.mdb'));
+      for (const path of [owner, `${owner}-lock`, file, join(store, 'lock.mdb')]) privateFile(path);
     } catch (err) {
-      void this.lock.release();
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot write to it (${describe(err)})`);
     }
     const mode = statSync(dir).mode & 0o777;
     if ((mode & 0o006) !== 0) {
       log?.warn(`DATA_DIR ${dir} is open to other users (mode ${mode.toString(8).padStart(4, '0')}): the store's files are theirs to see listed, and to replace where it is writable; chmod 700 it`);
     }
-    const file = join(store, 'data.mdb');
-    let damage: string | null;
+    // damage first, before LMDB opens a file (the lock's too): LMDB crashes on it. A server
+    // running on DATA_DIR only adds to the store meanwhile, and the lock then refuses this one
+    let damage: { file: string; damage: string } | null;
     try {
-      damage = checkDataFile(file);
+      damage = damageIn(owner) ?? damageIn(file);
       const checkMs = options.checkMs ?? 10_000;
-      if (damage === null && checkMs > 0 && statSync(file).size > 0) {
-        const checked = checkStore(store, checkMs);
-        damage = checked.damage;
-        if (damage === null && !checked.complete) {
+      if (damage === null && checkMs > 0 && (holdsData(owner) || holdsData(file))) {
+        const checked = checkStore(owner, store, checkMs);
+        if (checked.damage !== null) damage = { file: checked.file ?? file, damage: checked.damage };
+        else if (!checked.complete) {
           log?.warn(`message store: ${checked.records} records checked for damage in ${checked.ms} ms (STORE_CHECK_MS), not all of them: the rest is not checked (docs/durability.md#a-damaged-store)`);
         }
       }
     } catch (err) {
-      void this.lock.release();
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot read the store (${describe(err)})`);
     }
-    if (damage !== null) {
-      void this.lock.release();
+    if (damage?.file === owner) {
       throw new EmbeddedStoreError(
-        `DATA_DIR ${dir}: the store's file ${resolve(file)} is damaged (${damage}); to start with an empty store, move ${resolve(store)} aside (mv ${resolve(store)} ${resolve(store)}.damaged): its stored messages, push ids and scheduled pushes are then lost (docs/durability.md#a-damaged-store)`,
+        `DATA_DIR ${dir}: the lock's file ${resolve(owner)} is damaged (${damage.damage}); when no server runs on DATA_DIR, remove it (rm ${resolve(owner)} ${resolve(owner)}-lock): it holds only which server runs, nothing is lost`,
       );
+    }
+    if (damage !== null) {
+      throw new EmbeddedStoreError(
+        `DATA_DIR ${dir}: the store's file ${resolve(damage.file)} is damaged (${damage.damage}); to start with an empty store, move ${resolve(store)} aside (mv ${resolve(store)} ${resolve(store)}.damaged): its stored messages, push ids and scheduled pushes are then lost (docs/durability.md#a-damaged-store)`,
+      );
+    }
+    try {
+      this.lock = lockDataDir(dir);
+    } catch (err) {
+      if (err instanceof DataDirTakenError) throw new EmbeddedStoreError(err.message);
+      throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot write to it (${describe(err)})`);
     }
     try {
       // overlappingSync off: a commit is fsynced before its promise resolves, so an answered

@@ -605,11 +605,29 @@ describe('STORE=embedded: a damaged store (issue 21)', function () {
     });
   }
 
+  it('runs the check from the built server too (dist/, plain node: the bundled chunk runs itself as the child)', async function () {
+    this.timeout(120_000); // the build, then two starts
+    const root = new URL('..', import.meta.url).pathname;
+    execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build.ts'], { cwd: root, stdio: 'pipe' });
+    const built = [process.execPath, join(root, 'dist', 'start.js')];
+    const { dir, file } = await storeOf300();
+    const settings = { STORE: 'embedded', DATA_DIR: dir, IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', PUSH_SECRET: SECRET };
+    // the walk ran: it says how far it got in 1 ms
+    const hurried = spawnStart([], { ...settings, STORE_CHECK_MS: '1' }, 'built', { command: built });
+    await hurried.started();
+    expect(hurried.output()).to.match(/message store: \d+ records checked for damage/);
+    expect((await hurried.stop()).code).to.equal(0);
+    expect(flipIn(file, 'kept-7-')).to.be.above(0);
+    const run = spawnStart([], settings, 'built, damaged', { command: built });
+    expect(await run.exited, run.output()).to.deep.equal({ code: 1, signal: null });
+    expect(run.stderr()).to.match(damagedLine(dir, 'stored message \\d+ fails its checksum'));
+  });
+
   it('reports damage that crashes LMDB (SIGBUS past a cut file) as damage: the walk runs in a child process', async () => {
     const { dir, file } = await storeOf300();
     truncateSync(file, Math.floor(statSync(file).size / pageSize(file) / 2) * pageSize(file));
-    const found = checkStore(join(dir, 'store.mdb'), 10_000);
-    expect(found).to.include({ damage: 'LMDB crashed reading it (SIGBUS)', complete: false });
+    const found = checkStore(join(dir, 'owner.mdb'), join(dir, 'store.mdb'), 10_000);
+    expect(found).to.include({ damage: 'LMDB crashed reading it (SIGBUS)', file: join(dir, 'store.mdb', 'data.mdb'), complete: false });
   });
 
   it('checks what it can in STORE_CHECK_MS and says so, then starts', async () => {
@@ -636,4 +654,32 @@ describe('STORE=embedded: a damaged store (issue 21)', function () {
     expect(((await v1(apiUrl, '/users/away/messages')).body.messages as unknown[]).length).to.equal(2);
     expect(occurrences(run.output(), /failed its checksum/)).to.equal(1);
   });
+});
+
+describe("STORE=embedded: a damaged lock file (issue 21)", function () {
+  this.timeout(60_000);
+  afterEach(cleanupAll);
+
+  for (const [what, damage] of [
+    ['random bytes', (file: string) => writeFileSync(file, randomBytes(statSync(file).size))],
+    ['cut to its meta pages', (file: string) => truncateSync(file, 2 * pageSize(file))],
+  ] as const) {
+    it(`stops with one line naming owner.mdb and its recovery, never a native crash, when it holds ${what}; the store is kept`, async () => {
+      const dir = dataDir();
+      const first = startEmbedded(dir, 'first');
+      await keep((await first.started()).apiUrl, 'away', 3, 'kept');
+      expect((await first.stop()).code).to.equal(0);
+      const owner = join(dir, 'owner.mdb');
+      damage(owner);
+      for (const name of ['first start', 'second start']) {
+        const run = startEmbedded(dir, name);
+        expect(await run.exited, `${name}: ${run.output()}`).to.deep.equal({ code: 1, signal: null });
+        expect(run.stderr()).to.match(/^push server: cannot start: DATA_DIR .*: the lock's file .*\/owner\.mdb is damaged \(.+\); when no server runs on DATA_DIR, remove it \(rm .*\/owner\.mdb .*\/owner\.mdb-lock\): it holds only which server runs, nothing is lost\n$/);
+      }
+      rmSync(owner);
+      rmSync(`${owner}-lock`);
+      const after = await startEmbedded(dir, 'after the recovery').started();
+      expect(((await v1(after.apiUrl, '/users/away/messages')).body.messages as unknown[]).length).to.equal(3);
+    });
+  }
 });
