@@ -303,7 +303,8 @@ export function checkStore(ownerFile: string, storeDir: string, budgetMs: number
   // a debugger's port is the parent's
   const flags = process.execArgv.filter((a) => !a.startsWith('--inspect'));
   const child = spawnSync(process.execPath, [...flags, ...loader, SELF], {
-    env: { ...process.env, [CHECK_OWNER_ENV]: ownerFile, [CHECK_DIR_ENV]: storeDir, [CHECK_DEADLINE_ENV]: String(started + budgetMs) },
+    // what node itself reads (a loader in NODE_OPTIONS), never the server's settings and secrets
+    env: { ...pick(process.env, ['PATH', 'NODE_OPTIONS', 'NODE_PATH']), [CHECK_OWNER_ENV]: ownerFile, [CHECK_DIR_ENV]: storeDir, [CHECK_DEADLINE_ENV]: String(started + budgetMs) },
     stdio: ['ignore', 'pipe', 'pipe'],
     encoding: 'utf8',
     timeout: budgetMs + CHILD_MARGIN_MS,
@@ -325,6 +326,12 @@ export function checkStore(ownerFile: string, storeDir: string, budgetMs: number
   } catch {
     throw new Error(`the store check exited ${child.status} without a result: ${child.stderr.trim().split('\n')[0] ?? ''}`);
   }
+}
+
+function pick(env: NodeJS.ProcessEnv, names: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of names) if (env[name] !== undefined) out[name] = env[name];
+  return out;
 }
 
 /** Whether `path` holds data (a file LMDB made and wrote). */
