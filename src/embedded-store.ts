@@ -3,9 +3,11 @@
 // transaction, committed and fsynced before its promise resolves, so nothing a push was
 // answered for is lost to a SIGKILL or a power loss. The semantics are MemoryMessageStore's.
 import { randomUUID } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { checkDataFile, checkStore, checksum, holdsData, messageRecord, NO_COUNTERS, openDatabases, readMessageRecord, waitingIntact, type Counters, type HeldKey, type OrderEntry, type Waiting } from './embedded-store-check.ts';
+import { DataDirTakenError, DIR_MODE, lockDataDir, OWNER_FILE, privateFile, refuseIfHeldHere, type DataDirLock } from './embedded-store-lock.ts';
 import type { Logger } from './log.ts';
 import { idempotencyKeyBytes, StoreUnavailableError, type ClaimedPush, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from './messages.ts';
@@ -44,34 +46,9 @@ const MEASURE_AFTER = 1 / 32;
 const MESSAGE_DBS = ['messages', 'byId', 'perUid', 'order', 'expiries'] as const;
 /** A store of a few messages takes a few pages whatever the bound: the budget is at least this. */
 const MIN_BUDGET = 64 * 4096;
-/** The file that names the process holding DATA_DIR. */
-const LOCK_FILE = 'server.lock';
+/** The store's LMDB directory in DATA_DIR: data.mdb and lock.mdb. */
+const STORE_DIR = 'store.mdb';
 
-/** A stored (uid, message) pair, in push order: `order` is keyed by a sequence number. */
-type OrderEntry = [uid: string, id: string, expiresAt: number, bytes: number];
-interface HeldKey {
-  until: number;
-  result: KeptAnswer | null;
-}
-interface Waiting {
-  /** When it is due: for a claimed push, its lease's end. */
-  at: number;
-  json: string;
-  /** Claims made on it (claimDue), absent before the first. */
-  claims?: number;
-  /** The claim it is under, absent when none. */
-  claim?: string;
-}
-/** What stats() counts, kept in the same transactions as the data. */
-interface Counters {
-  seq: number;
-  messages: number;
-  bytes: number;
-  keyBytes: number;
-  scheduled: number;
-  scheduledBytes: number;
-}
-const NO_COUNTERS: Counters = { seq: 0, messages: 0, bytes: 0, keyBytes: 0, scheduled: 0, scheduledBytes: 0 };
 /** What lmdb's getStats() gives (typed `{}` there). */
 interface PageStats {
   pageSize: number;
@@ -83,82 +60,17 @@ interface PageStats {
 export interface EmbeddedStoreOptions {
   onExpired?: ExpiredListener;
   log?: Logger;
+  /**
+   * How long the check at open may walk the store for damage (embedded-store-check.ts); past
+   * it the store opens with the rest unchecked. 0: no check. @default 10000 (STORE_CHECK_MS)
+   */
+  checkMs?: number;
 }
 
-/** The lock files this process holds: a lock naming our own pid is ours only if listed here. */
-const heldHere = new Set<string>();
-
-/**
- * Takes DATA_DIR for this process: a second server on it would write the same files. A lock
- * left by a process that is gone (SIGKILL) is taken over; the pid is checked with kill(pid, 0).
- * One naming this process's pid but not held here is stale too: a restarted container's
- * server often gets the pid its killed predecessor had.
- */
-function lockDataDir(dir: string): () => void {
-  const path = resolve(dir, LOCK_FILE);
-  if (heldHere.has(path)) throw new EmbeddedStoreError(`DATA_DIR ${dir} is in use by another server in this process`);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(path, String(process.pid), { flag: 'wx' });
-      heldHere.add(path);
-      return () => {
-        heldHere.delete(path);
-        rmSync(path, { force: true });
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const pid = Number(readFileSync(path, 'utf8').trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-      throw new EmbeddedStoreError(`DATA_DIR ${dir} is in use by another server (pid ${pid}); stop it or use another DATA_DIR`);
-    }
-    rmSync(path, { force: true }); // stale: its process is gone
-  }
-  throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot take ${LOCK_FILE}`);
-}
-
-/** LMDB's magic number, at META_MAGIC_AT in each of the two meta pages the file starts with. */
-const META_MAGIC = 0xbeefc0de;
-const META_MAGIC_AT = 24;
-/** Where the first meta page keeps the page size (the free list's md_pad). */
-const PAGE_SIZE_AT = 48;
-
-/**
- * LMDB trusts its file: one that is not an LMDB file at all crashes the process (a segfault)
- * instead of failing to open. So the two meta pages are checked first, and a file that fails
- * is reported as corrupt. LMDB keeps no checksums: damage past them is not detected here.
- */
-function checkDataFile(path: string): string | null {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null; // a new store
-    throw err;
-  }
-  try {
-    const size = fstatSync(fd).size;
-    if (size === 0) return null; // created, never written: LMDB initialises it
-    const head = Buffer.alloc(64);
-    readSync(fd, head, 0, head.length, 0);
-    const pageSize = head.readUInt32LE(PAGE_SIZE_AT);
-    if (head.readUInt32LE(META_MAGIC_AT) !== META_MAGIC) return 'not an LMDB file';
-    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0 || size < 2 * pageSize) return 'bad page size';
-    readSync(fd, head, 0, head.length, pageSize);
-    if (head.readUInt32LE(META_MAGIC_AT) !== META_MAGIC) return 'second meta page damaged';
-    return null;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
-  }
+/** What the meta pages of an LMDB file tell of damage (checkDataFile), with the file. */
+function damageIn(file: string): { file: string; damage: string } | null {
+  const damage = checkDataFile(file);
+  return damage === null ? null : { file, damage };
 }
 
 /**
@@ -213,9 +125,12 @@ export class EmbeddedMessageStore implements MessageStore {
   private admitted = 0;
   private readonly waitingAdds: { touches: number; go: () => void }[] = [];
   private readonly sweeper: PeriodicTask;
-  private readonly unlock: () => void;
+  private readonly lock: DataDirLock;
   private readonly onExpired: ExpiredListener;
   private closed: Promise<void> | null = null;
+  private readonly log: Logger | undefined;
+  /** Whether a record that failed its checksum was logged: once per process. */
+  private damageLogged = false;
 
   /** Opens (or creates) the store in `dir`; throws EmbeddedStoreError with one line. */
   constructor(
@@ -224,47 +139,92 @@ export class EmbeddedMessageStore implements MessageStore {
     options: EmbeddedStoreOptions = {},
   ) {
     this.onExpired = options.onExpired ?? (() => {});
+    const log = options.log;
+    this.log = log;
     try {
       // only the server's user may read it: stored messages are push data, kept in clear.
-      // A DATA_DIR that exists keeps the mode its operator gave it
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      // A DATA_DIR that exists keeps the mode its operator gave it (a warning below)
+      mkdirSync(dir, { recursive: true, mode: DIR_MODE });
     } catch (err) {
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot create it (${describe(err)})`);
     }
+    const store = join(dir, STORE_DIR);
+    const file = join(store, 'data.mdb');
+    const owner = join(dir, OWNER_FILE);
     try {
-      this.unlock = lockDataDir(dir);
+      refuseIfHeldHere(dir);
     } catch (err) {
-      if (err instanceof EmbeddedStoreError) throw err;
+      throw new EmbeddedStoreError((err as Error).message);
+    }
+    try {
+      // every file the server makes here is 0600 (its directory 0700), whatever the umask;
+      // files an earlier version made with the umask's mode are taken back
+      mkdirSync(store, { mode: DIR_MODE, recursive: true });
+      if ((statSync(store).mode & 0o777) !== DIR_MODE) chmodSync(store, DIR_MODE);
+      for (const path of [owner, `${owner}-lock`, file, join(store, 'lock.mdb')]) privateFile(path);
+    } catch (err) {
+      throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot write to it (${describe(err)})`);
+    }
+    const mode = statSync(dir).mode & 0o777;
+    if ((mode & 0o006) !== 0) {
+      log?.warn(`DATA_DIR ${dir} is open to other users (mode ${mode.toString(8).padStart(4, '0')}): the store's files are theirs to see listed, and to replace where it is writable; chmod 700 it`);
+    }
+    // damage first, before LMDB opens a file (the lock's too): LMDB crashes on it. A server
+    // running on DATA_DIR only adds to the store meanwhile, and the lock then refuses this one
+    let damage: { file: string; damage: string } | null;
+    try {
+      damage = damageIn(owner) ?? damageIn(file);
+      const checkMs = options.checkMs ?? 10_000;
+      if (damage === null && checkMs > 0 && (holdsData(owner) || holdsData(file))) {
+        const checked = checkStore(owner, store, checkMs);
+        if (checked.damage !== null) damage = { file: checked.file ?? file, damage: checked.damage };
+        else if (!checked.complete) {
+          log?.warn(`message store: ${checked.records} records checked for damage in ${checked.ms} ms (STORE_CHECK_MS), not all of them: the rest is not checked (docs/durability.md#a-damaged-store)`);
+        }
+      }
+    } catch (err) {
+      throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot read the store (${describe(err)})`);
+    }
+    if (damage?.file === owner) {
+      throw new EmbeddedStoreError(
+        `DATA_DIR ${dir}: the lock's file ${resolve(owner)} is damaged (${damage.damage}); when no server runs on DATA_DIR, remove it (rm ${resolve(owner)} ${resolve(owner)}-lock): it holds only which server runs, nothing is lost`,
+      );
+    }
+    if (damage !== null) {
+      throw new EmbeddedStoreError(
+        `DATA_DIR ${dir}: the store's file ${resolve(damage.file)} is damaged (${damage.damage}); to start with an empty store, move ${resolve(store)} aside (mv ${resolve(store)} ${resolve(store)}.damaged): its stored messages, push ids and scheduled pushes are then lost (docs/durability.md#a-damaged-store)`,
+      );
+    }
+    try {
+      this.lock = lockDataDir(dir);
+    } catch (err) {
+      if (err instanceof DataDirTakenError) throw new EmbeddedStoreError(err.message);
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot write to it (${describe(err)})`);
     }
     try {
-      const damage = checkDataFile(join(dir, 'store.mdb', 'data.mdb'));
-      if (damage !== null) throw new Error(`store.mdb/data.mdb: ${damage}`);
       // overlappingSync off: a commit is fsynced before its promise resolves, so an answered
       // push is on disk; LMDB's copy-on-write pages keep the file whole across a crash
       // eventTurnBatching off: every write here is a transaction, and the batch lmdb otherwise
       // opens for a turn's writes leaves a promise that rejects unhandled when a commit fails
       // (a full disk), which would end the process
-      this.root = open({ path: join(dir, 'store.mdb'), overlappingSync: false, noSubdir: false, maxDbs: 16, eventTurnBatching: false });
-      const sub = <V, K extends import('lmdb').Key>(name: string, encoding?: 'string') =>
-        this.root.openDB<V, K>(name, encoding ? { encoding } : {});
-      this.messages = sub<string, [string, number]>('messages', 'string');
-      this.byId = sub('byId');
-      this.perUid = sub('perUid');
-      this.order = sub('order');
-      this.expiries = sub('expiries');
-      this.keys = sub('keys');
-      this.keyExpiries = sub('keyExpiries');
-      this.waiting = sub('waiting');
-      this.due = sub('due');
-      this.meta = sub('meta');
+      this.root = open({ path: store, overlappingSync: false, noSubdir: false, maxDbs: 16, eventTurnBatching: false });
+      const db = openDatabases(this.root);
+      this.messages = db.messages;
+      this.byId = db.byId;
+      this.perUid = db.perUid;
+      this.order = db.order;
+      this.expiries = db.expiries;
+      this.keys = db.keys;
+      this.keyExpiries = db.keyExpiries;
+      this.waiting = db.waiting;
+      this.due = db.due;
+      this.meta = db.meta;
       this.counters = { ...NO_COUNTERS, ...this.meta.get('counters') };
       this.measure(this.counters); // nothing writes yet: the pages are the counters'
     } catch (err) {
-      this.unlock();
+      void this.lock.release();
       throw new EmbeddedStoreError(`DATA_DIR ${dir}: cannot open the store, unreadable or corrupt (${describe(err)})`);
     }
-    const log = options.log;
     try {
       this.releaseClaims(Date.now());
     } catch (err) {
@@ -322,6 +282,7 @@ export class EmbeddedMessageStore implements MessageStore {
     const json = JSON.stringify(message);
     // what the pair takes on disk, or the caller's estimate when larger
     const size = Math.max(Math.ceil(bytes), Buffer.byteLength(json));
+    const record = messageRecord(json);
     const dropped: number[] = [];
     const touches = await this.admit(uids.length * (size * this.ratio + PAIR_TOUCHES));
     const kept = await this.write((c) => {
@@ -329,7 +290,7 @@ export class EmbeddedMessageStore implements MessageStore {
       for (const uid of uids) {
         if (this.byId.get([uid, message.id]) !== undefined) continue;
         const seq = ++c.seq;
-        this.messages.put([uid, seq], json);
+        this.messages.put([uid, seq], record);
         this.byId.put([uid, message.id], seq);
         this.order.put(seq, [uid, message.id, message.expiresAt, size]);
         this.expiries.put([message.expiresAt, seq], true);
@@ -415,8 +376,9 @@ export class EmbeddedMessageStore implements MessageStore {
     const values = this.read(() => [...this.messages.getRange({ start: [uid, 0], end: [uid, Infinity] })].map(({ value }) => value));
     const out: StoredMessage[] = [];
     for (const value of values) {
-      const message = JSON.parse(value) as StoredMessage;
-      if (message.expiresAt > now) out.push(message);
+      const message = readMessageRecord(value);
+      if (message === null) this.damaged('a stored message');
+      else if (message.expiresAt > now) out.push(message);
     }
     return out;
   }
@@ -479,7 +441,7 @@ export class EmbeddedMessageStore implements MessageStore {
       if (old) this.due.remove([old.at, push.spec.id]);
       else c.scheduled++;
       c.scheduledBytes += bytes - oldBytes;
-      this.waiting.put(push.spec.id, { at: push.at, json });
+      this.waiting.put(push.spec.id, { at: push.at, json, sum: checksum(json) });
       this.due.put([push.at, push.spec.id], true);
       return 'scheduled';
     });
@@ -502,6 +464,10 @@ export class EmbeddedMessageStore implements MessageStore {
       if (after !== null && at === after.at && id === after.id) continue;
       const waiting = this.waiting.get(id);
       if (!waiting) continue;
+      if (!waitingIntact(waiting)) {
+        this.damaged('a scheduled push');
+        continue;
+      }
       const size = Buffer.byteLength(waiting.json);
       if (page.length >= limit || (page.length > 0 && bytes + size > maxBytes)) return { scheduled: page, next: last };
       page.push({ ...(JSON.parse(waiting.json) as ScheduledPush), at });
@@ -521,8 +487,12 @@ export class EmbeddedMessageStore implements MessageStore {
         this.due.remove([at, id]);
         const waiting = this.waiting.get(id);
         if (!waiting) continue; // not expected: unschedule removes both
+        if (!waitingIntact(waiting)) {
+          this.damaged('a scheduled push'); // left out of the index: never claimed again
+          continue;
+        }
         const claims = (waiting.claims ?? 0) + 1;
-        this.waiting.put(id, { at: leaseUntil, json: waiting.json, claims, claim });
+        this.waiting.put(id, { at: leaseUntil, json: waiting.json, sum: checksum(waiting.json), claims, claim });
         claimed.push({ push: JSON.parse(waiting.json) as ScheduledPush, claim, claims });
       }
       // indexed after the loop: a lease that is not after `now` is not claimed twice in one call
@@ -560,7 +530,7 @@ export class EmbeddedMessageStore implements MessageStore {
         const at = Math.min((JSON.parse(json) as ScheduledPush).at, now);
         this.due.remove([lease, id]);
         this.due.put([at, id], true);
-        this.waiting.put(id, { at, json, ...(claims === undefined ? {} : { claims }) });
+        this.waiting.put(id, { at, json, sum: checksum(json), ...(claims === undefined ? {} : { claims }) });
       }
     });
   }
@@ -583,7 +553,7 @@ export class EmbeddedMessageStore implements MessageStore {
       // a last commit that failed was reported to its caller; closing goes on
       await new Promise<void>((done) => this.root.flushed.then(() => done(), () => done()));
       await this.root.close();
-      this.unlock();
+      await this.lock.release();
     })();
     return this.closed;
   }
@@ -604,7 +574,9 @@ export class EmbeddedMessageStore implements MessageStore {
           }
           const json = this.messages.get([entry[0], seq]);
           this.removePair(c, seq);
-          if (json !== undefined) out.push({ uid: entry[0], message: JSON.parse(json) as StoredMessage });
+          const message = json === undefined ? null : readMessageRecord(json);
+          if (message !== null) out.push({ uid: entry[0], message });
+          else if (json !== undefined) this.damaged('a stored message');
         }
         this.sweepKeys(c, now);
         return { out, more: due.length === SWEEP_BATCH };
@@ -645,6 +617,16 @@ export class EmbeddedMessageStore implements MessageStore {
     c.scheduled--;
     c.scheduledBytes -= Buffer.byteLength(waiting.json);
     return JSON.parse(waiting.json) as ScheduledPush;
+  }
+
+  /**
+   * A record failed its checksum after the check at open (the disk changed it since): it is
+   * left out of what is read, and the damage is logged once.
+   */
+  private damaged(what: string): void {
+    if (this.damageLogged) return;
+    this.damageLogged = true;
+    this.log?.error(`message store: ${what} failed its checksum and is skipped: ${join(this.dir, STORE_DIR, 'data.mdb')} is damaged (docs/durability.md#a-damaged-store)`);
   }
 
   /** Removes the pair stored under `seq` from every index; returns seq. */

@@ -119,7 +119,7 @@ async function joinCluster(config: Config, log: Logger): Promise<RedisCluster> {
 async function openEmbeddedStore(config: Config, limits: StoreLimits, onExpired: ExpiredListener, log: Logger): Promise<MessageStore> {
   const { EmbeddedMessageStore, EmbeddedStoreError } = await import('./embedded-store.ts');
   try {
-    return new EmbeddedMessageStore(config.dataDir, limits, { onExpired, log });
+    return new EmbeddedMessageStore(config.dataDir, limits, { onExpired, log, checkMs: config.storeCheckMs });
   } catch (err) {
     throw err instanceof EmbeddedStoreError ? new StartupError(err.message) : err;
   }

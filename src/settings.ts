@@ -404,6 +404,12 @@ export const SETTINGS = {
     'with STORE=embedded: the directory of the store (relative to the working directory), created when missing; one server at a time',
     z.string().min(1, 'must not be empty'),
   ),
+  storeCheckMs: setting(
+    'STORE_CHECK_MS',
+    '10000',
+    'with STORE=embedded: how long the check at start may walk the store for damage (about 1.5 s for a full 64 MiB store); past it the server starts with the rest unchecked; 0 = no check',
+    z.string().regex(/^\d+$/, 'must be an integer 0-600000').transform(Number).refine((n) => n <= 600_000, 'must be an integer 0-600000'),
+  ),
   redisUrl: setting(
     'REDIS_URL',
     '',

@@ -2,11 +2,13 @@
 // start.ts, what a SIGKILL and a restart keep, and the one-line startup errors of a DATA_DIR
 // that is taken by another server or corrupt.
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import { open } from 'lmdb';
+import { checkStore } from '../src/embedded-store-check.ts';
 import { EmbeddedMessageStore, EmbeddedStoreError } from '../src/embedded-store.ts';
 import type { StoreStats } from '../src/message-store.ts';
 import { messageStoreContract } from './contracts/message-store.contract.ts';
@@ -408,7 +410,6 @@ describe('STORE=embedded through start.ts', function () {
     );
     expect(first.running()).to.equal(true);
     expect((await first.stop()).code).to.equal(0);
-    expect(existsSync(join(dir, 'server.lock'))).to.equal(false);
     const third = startEmbedded(dir, 'third');
     const after = await third.started();
     expect(((await v1(after.apiUrl, '/users/kept/messages')).body.messages as unknown[]).length).to.equal(1);
@@ -420,9 +421,7 @@ describe('STORE=embedded through start.ts', function () {
     writeFileSync(join(dir, 'store.mdb', 'data.mdb'), randomBytes(64 * 1024));
     const run = startEmbedded(dir);
     expect((await run.exited).code).to.equal(1);
-    expect(run.stderr()).to.equal(
-      `push server: cannot start: DATA_DIR ${dir}: cannot open the store, unreadable or corrupt (store.mdb/data.mdb: not an LMDB file)\n`,
-    );
+    expect(run.stderr()).to.match(damagedLine(dir, 'not an LMDB file'));
   });
 
   it('stops with one line on a DATA_DIR that cannot be created', async () => {
@@ -432,4 +431,255 @@ describe('STORE=embedded through start.ts', function () {
     expect((await run.exited).code).to.equal(1);
     expect(run.stderr()).to.match(/^push server: cannot start: DATA_DIR .*a-file\/data: cannot create it \(ENOTDIR[^\n]*\)\n$/);
   });
+});
+
+/** Every file and folder under `dir` (itself left out), with its permission bits, in octal. */
+function modesUnder(dir: string): Record<string, string> {
+  const modes: Record<string, string> = {};
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    const path = join(entry.parentPath, entry.name);
+    modes[relative(dir, path)] = (statSync(path).mode & 0o777).toString(8);
+  }
+  return modes;
+}
+
+/** start.ts as startEmbedded, spawned under umask 022 (the common default) whatever the tests run with. */
+function startUnderUmask022(dir: string, name = ''): StartProcess {
+  const before = process.umask(0o022);
+  try {
+    return startEmbedded(dir, name);
+  } finally {
+    process.umask(before);
+  }
+}
+
+describe('STORE=embedded: files, lock and damage (issue 21)', function () {
+  this.timeout(60_000);
+  afterEach(cleanupAll);
+
+  it('creates every file of the store 0600 and its folder 0700 in an existing 0755 DATA_DIR, takes back 0644 files of an earlier version, and warns once that DATA_DIR is open to others', async () => {
+    const dir = dataDir();
+    chmodSync(dir, 0o755);
+    const first = startUnderUmask022(dir, 'first');
+    const { apiUrl } = await first.started();
+    expect((await v1(apiUrl, '/push', { to: 'away', data: 'private', ttl: 600 })).body).to.include({ stored: 1 });
+    expect(modesUnder(dir)).to.deep.equal({ 'owner.mdb': '600', 'owner.mdb-lock': '600', 'store.mdb': '700', 'store.mdb/data.mdb': '600', 'store.mdb/lock.mdb': '600' });
+    expect(statSync(dir).mode & 0o777, 'an existing DATA_DIR keeps its mode').to.equal(0o755);
+    expect(occurrences(first.output(), /is open to other users/)).to.equal(1);
+    expect(first.output()).to.include(`DATA_DIR ${dir} is open to other users (mode 0755)`);
+    expect((await first.stop()).code).to.equal(0);
+
+    // as an earlier version left them: the umask's modes
+    for (const path of ['store.mdb/data.mdb', 'store.mdb/lock.mdb', 'owner.mdb']) chmodSync(join(dir, path), 0o644);
+    chmodSync(join(dir, 'store.mdb'), 0o755);
+    const second = startUnderUmask022(dir, 'second');
+    const after = await second.started();
+    expect(modesUnder(dir)).to.deep.equal({ 'owner.mdb': '600', 'owner.mdb-lock': '600', 'store.mdb': '700', 'store.mdb/data.mdb': '600', 'store.mdb/lock.mdb': '600' });
+    expect(((await v1(after.apiUrl, '/users/away/messages')).body.messages as unknown[]).length).to.equal(1);
+  });
+
+  it('does not warn on a DATA_DIR of its own user alone', async () => {
+    const dir = dataDir();
+    chmodSync(dir, 0o700);
+    const run = startUnderUmask022(dir);
+    await run.started();
+    expect(run.output()).not.to.include('open to other users');
+  });
+
+  it('starts where a live process unrelated to the store has the pid named in the lock: a server.lock of an earlier version, or the owner record', async () => {
+    const dir = dataDir();
+    // a live process that never opened the store, as one that got a killed server's pid after a reboot
+    const unrelated = spawn('sleep', ['600'], { stdio: 'ignore' });
+    onCleanup(() => unrelated.kill('SIGKILL'));
+    const pid = unrelated.pid!;
+    writeFileSync(join(dir, 'server.lock'), String(pid));
+    const owner = open<{ pid: number }, string>({ path: join(dir, 'owner.mdb'), noSubdir: true });
+    await owner.put('owner', { pid });
+    await owner.close();
+
+    const run = startEmbedded(dir);
+    await run.started();
+    expect(existsSync(join(dir, 'server.lock')), 'the old pid file is removed').to.equal(false);
+    // and the lock is held: another server is refused, naming this one
+    const second = startEmbedded(dir, 'second');
+    expect((await second.exited).code).to.equal(1);
+    expect(second.stderr()).to.equal(`push server: cannot start: DATA_DIR ${dir} is in use by another server (pid ${run.pid}); stop it or use another DATA_DIR\n`);
+    expect(run.running()).to.equal(true);
+  });
+
+  it('lets exactly one of three servers started at once on one DATA_DIR run; the others stop with one line naming it', async () => {
+    const dir = dataDir();
+    const runs = ['a', 'b', 'c'].map((name) => startEmbedded(dir, name));
+    // each either prints its start line or exits
+    await Promise.all(runs.map((run) => run.started().catch(() => run.exited)));
+    const running = runs.filter((run) => run.running());
+    expect(running, 'servers running').to.have.length(1);
+    for (const run of runs.filter((r) => r !== running[0])) {
+      expect(await run.exited).to.deep.equal({ code: 1, signal: null });
+      expect(run.stderr()).to.equal(`push server: cannot start: DATA_DIR ${dir} is in use by another server (pid ${running[0]!.pid}); stop it or use another DATA_DIR\n`);
+    }
+  });
+});
+
+/** Keeps `count` messages for `uid` through the push API, 100 a batch; the data of each is `${marker}-${i}-` and filler. */
+async function keep(apiUrl: string, uid: string, count: number, marker: string): Promise<void> {
+  for (let first = 0; first < count; first += 100) {
+    const messages = Array.from({ length: Math.min(100, count - first) }, (_, i) => ({ to: uid, data: `${marker}-${first + i}-${'x'.repeat(200)}`, ttl: 600 }));
+    expect((await v1(apiUrl, '/push/batch', { messages })).status).to.equal(200);
+  }
+}
+
+/** LMDB's page size, from the first meta page. */
+function pageSize(file: string): number {
+  return readFileSync(file).readUInt32LE(48);
+}
+
+/** Changes one character in every copy of `text` in `file` (LMDB leaves old copies in free pages): a record's bytes, not its structure. */
+function flipIn(file: string, text: string): number {
+  const bytes = readFileSync(file);
+  let flipped = 0;
+  for (let at = bytes.indexOf(text); at !== -1; at = bytes.indexOf(text, at + 1)) {
+    bytes[at + text.length - 1]! ^= 0x01;
+    flipped++;
+  }
+  writeFileSync(file, bytes);
+  return flipped;
+}
+
+/** The one line a damaged store stops the start with, `reason` a pattern. */
+function damagedLine(dir: string, reason: string): RegExp {
+  const quote = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  const store = join(dir, 'store.mdb');
+  return new RegExp(
+    `^push server: cannot start: DATA_DIR ${quote(dir)}: the store's file ${quote(join(store, 'data.mdb'))} is damaged \\(${reason}\\); ` +
+      `to start with an empty store, move ${quote(store)} aside \\(mv ${quote(store)} ${quote(store)}\\.damaged\\): its stored messages, push ids and scheduled pushes are then lost \\(docs/durability\\.md#a-damaged-store\\)\\n$`,
+  );
+}
+
+describe('STORE=embedded: a damaged store (issue 21)', function () {
+  this.timeout(90_000);
+  afterEach(cleanupAll);
+
+  /** A store of 300 kept messages left by a server stopped with SIGTERM; its data file. */
+  async function storeOf300(): Promise<{ dir: string; file: string }> {
+    const dir = dataDir();
+    const run = startEmbedded(dir, 'filling');
+    await keep((await run.started()).apiUrl, 'away', 300, 'kept');
+    expect((await run.stop()).code).to.equal(0);
+    return { dir, file: join(dir, 'store.mdb', 'data.mdb') };
+  }
+
+  const damages: [string, (file: string) => void, string][] = [
+    [
+      'every page past the two meta pages overwritten with random bytes',
+      (file) => {
+        const size = statSync(file).size;
+        const fd = openSync(file, 'r+');
+        writeSync(fd, randomBytes(size - 2 * pageSize(file)), 0, undefined, 2 * pageSize(file));
+        closeSync(fd);
+      },
+      '.+',
+    ],
+    ['zeros over 16 pages past the meta pages', (file) => {
+      const fd = openSync(file, 'r+');
+      writeSync(fd, Buffer.alloc(16 * pageSize(file)), 0, undefined, 2 * pageSize(file));
+      closeSync(fd);
+    }, '.+'],
+    ['the file cut to half its pages', (file) => truncateSync(file, Math.floor(statSync(file).size / pageSize(file) / 2) * pageSize(file)), 'cut short: \\d+ bytes, its pages need \\d+'],
+    ['one character changed in a stored message (valid JSON still)', (file) => expect(flipIn(file, 'kept-150-')).to.be.above(0), 'stored message \\d+ fails its checksum'],
+  ];
+  for (const [what, damage, reason] of damages) {
+    it(`stops with one line naming the file and the recovery, never a native crash, at every start: ${what}`, async () => {
+      const { dir, file } = await storeOf300();
+      damage(file);
+      for (const name of ['first start', 'second start']) {
+        const run = startEmbedded(dir, name);
+        expect(await run.exited, `${name}: ${run.output()}`).to.deep.equal({ code: 1, signal: null });
+        expect(run.stderr()).to.match(damagedLine(dir, reason));
+        expect(run.stdout()).to.equal('');
+      }
+      // the recovery the line gives: the server starts, with an empty store
+      renameSync(join(dir, 'store.mdb'), join(dir, 'store.mdb.damaged'));
+      const after = await startEmbedded(dir, 'recovered').started();
+      expect((await v1(after.apiUrl, '/users/away/messages')).body.messages).to.deep.equal([]);
+    });
+  }
+
+  it('runs the check from the built server too (dist/, plain node: the bundled chunk runs itself as the child)', async function () {
+    this.timeout(120_000); // the build, then two starts
+    const root = new URL('..', import.meta.url).pathname;
+    execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build.ts'], { cwd: root, stdio: 'pipe' });
+    const built = [process.execPath, join(root, 'dist', 'start.js')];
+    const { dir, file } = await storeOf300();
+    const settings = { STORE: 'embedded', DATA_DIR: dir, IO_PORT: '0', API_PORT: '0', WEB_PORT: 'off', PUSH_SECRET: SECRET };
+    // the walk ran: it says how far it got in 1 ms
+    const hurried = spawnStart([], { ...settings, STORE_CHECK_MS: '1' }, 'built', { command: built });
+    await hurried.started();
+    expect(hurried.output()).to.match(/message store: \d+ records checked for damage/);
+    expect((await hurried.stop()).code).to.equal(0);
+    expect(flipIn(file, 'kept-7-')).to.be.above(0);
+    const run = spawnStart([], settings, 'built, damaged', { command: built });
+    expect(await run.exited, run.output()).to.deep.equal({ code: 1, signal: null });
+    expect(run.stderr()).to.match(damagedLine(dir, 'stored message \\d+ fails its checksum'));
+  });
+
+  it('reports damage that crashes LMDB (SIGBUS past a cut file) as damage: the walk runs in a child process', async () => {
+    const { dir, file } = await storeOf300();
+    truncateSync(file, Math.floor(statSync(file).size / pageSize(file) / 2) * pageSize(file));
+    const found = checkStore(join(dir, 'owner.mdb'), join(dir, 'store.mdb'), 10_000);
+    expect(found).to.include({ damage: 'LMDB crashed reading it (SIGBUS)', file: join(dir, 'store.mdb', 'data.mdb'), complete: false });
+  });
+
+  it('checks what it can in STORE_CHECK_MS and says so, then starts', async () => {
+    const { dir } = await storeOf300();
+    const run = startEmbedded(dir, 'hurried', { STORE_CHECK_MS: '1' });
+    const { apiUrl } = await run.started();
+    expect(run.output()).to.match(/warning: message store: \d+ records checked for damage in \d+ ms \(STORE_CHECK_MS\), not all of them: the rest is not checked/);
+    expect(((await v1(apiUrl, '/users/away/messages')).body.messages as unknown[]).length).to.equal(300);
+  });
+
+  it('leaves out a stored message damaged while the server runs, logs it once, and sends the others', async () => {
+    const dir = dataDir();
+    const run = startEmbedded(dir);
+    const { apiUrl, ioUrl } = await run.started();
+    await keep(apiUrl, 'away', 3, 'live');
+    expect(flipIn(join(dir, 'store.mdb', 'data.mdb'), 'live-1-')).to.be.above(0);
+    const page = await connectClient('v4', ioUrl);
+    await page.login('away');
+    await page.waitFor('message');
+    await page.waitFor('message');
+    await run.waitForOutput(/error: message store: a stored message failed its checksum and is skipped: .*store\.mdb\/data\.mdb is damaged/);
+    expect(page.received('message').map(([data]) => String(data).slice(0, 7))).to.deep.equal(['live-0-', 'live-2-']);
+    // read again: skipped again, logged once
+    expect(((await v1(apiUrl, '/users/away/messages')).body.messages as unknown[]).length).to.equal(2);
+    expect(occurrences(run.output(), /failed its checksum/)).to.equal(1);
+  });
+});
+
+describe("STORE=embedded: a damaged lock file (issue 21)", function () {
+  this.timeout(60_000);
+  afterEach(cleanupAll);
+
+  for (const [what, damage] of [
+    ['random bytes', (file: string) => writeFileSync(file, randomBytes(statSync(file).size))],
+    ['cut to its meta pages', (file: string) => truncateSync(file, 2 * pageSize(file))],
+  ] as const) {
+    it(`stops with one line naming owner.mdb and its recovery, never a native crash, when it holds ${what}; the store is kept`, async () => {
+      const dir = dataDir();
+      const first = startEmbedded(dir, 'first');
+      await keep((await first.started()).apiUrl, 'away', 3, 'kept');
+      expect((await first.stop()).code).to.equal(0);
+      const owner = join(dir, 'owner.mdb');
+      damage(owner);
+      for (const name of ['first start', 'second start']) {
+        const run = startEmbedded(dir, name);
+        expect(await run.exited, `${name}: ${run.output()}`).to.deep.equal({ code: 1, signal: null });
+        expect(run.stderr()).to.match(/^push server: cannot start: DATA_DIR .*: the lock's file .*\/owner\.mdb is damaged \(.+\); when no server runs on DATA_DIR, remove it \(rm .*\/owner\.mdb .*\/owner\.mdb-lock\): it holds only which server runs, nothing is lost\n$/);
+      }
+      rmSync(owner);
+      rmSync(`${owner}-lock`);
+      const after = await startEmbedded(dir, 'after the recovery').started();
+      expect(((await v1(after.apiUrl, '/users/away/messages')).body.messages as unknown[]).length).to.equal(3);
+    });
+  }
 });
