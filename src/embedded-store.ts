@@ -7,7 +7,7 @@ import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSy
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from './log.ts';
-import { idempotencyKeyBytes, StoreUnavailableError, type ClaimedPush, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
+import { idempotencyKeyBytes, StoreUnavailableError, type AckedMessage, type ClaimedPush, type PendingEntry, type PendingPage, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from './messages.ts';
 import { PeriodicTask } from './periodic.ts';
 
@@ -216,6 +216,8 @@ export class EmbeddedMessageStore implements MessageStore {
   private readonly unlock: () => void;
   private readonly onExpired: ExpiredListener;
   private closed: Promise<void> | null = null;
+  /** A sweep that pendingCount() started and others may share. */
+  private sweeping: Promise<number> | null = null;
 
   /** Opens (or creates) the store in `dir`; throws EmbeddedStoreError with one line. */
   constructor(
@@ -419,6 +421,63 @@ export class EmbeddedMessageStore implements MessageStore {
       if (message.expiresAt > now) out.push(message);
     }
     return out;
+  }
+
+  async pendingCount(uid: string): Promise<number> {
+    // what expired is swept first, so the count is of unexpired ones; a sweep that cannot write
+    // (a full disk) leaves them counted rather than failing the login
+    await this.sweepNow().catch(() => {});
+    return this.read(() => this.perUid.get(uid) ?? 0);
+  }
+
+  async pendingPage(uid: string, after: number, limit: number, maxBytes: number): Promise<PendingPage> {
+    return this.read(() => {
+      const now = Date.now();
+      const entries: PendingEntry[] = [];
+      let bytes = 0;
+      let looked = 0;
+      let next = after;
+      // keys only: a message's JSON is read once it is known to fit
+      for (const [, seq] of this.messages.getKeys({ start: [uid, after + 1], end: [uid, Infinity], limit: limit + 1 })) {
+        if (looked === limit) return { entries, next };
+        const pair = this.order.get(seq);
+        if (pair && pair[2] > now) {
+          const size = pair[3];
+          if (bytes + size > maxBytes) return { entries, next, nextBytes: size };
+          const json = this.messages.get([uid, seq]);
+          if (json !== undefined) {
+            entries.push({ message: JSON.parse(json) as StoredMessage, bytes: size });
+            bytes += size;
+          }
+        }
+        looked++;
+        next = seq;
+      }
+      return { entries, next: null };
+    });
+  }
+
+  async cursorOf(uid: string, id: string): Promise<number | null> {
+    return this.read(() => this.byId.get([uid, id]) ?? null);
+  }
+
+  async ackThrough(uid: string, through: number, limit: number): Promise<AckedMessage[]> {
+    return this.write((c) => {
+      const acked: AckedMessage[] = [];
+      for (const [, seq] of [...this.messages.getKeys({ start: [uid, 0], end: [uid, through + 1], limit })]) {
+        const pair = this.order.get(seq);
+        if (pair) acked.push({ id: pair[1], expiresAt: pair[2] });
+        this.removePair(c, seq);
+      }
+      return acked;
+    });
+  }
+
+  /** One sweep at a time for the callers that need one now: concurrent logins share it. */
+  private sweepNow(): Promise<number> {
+    if (!this.has(this.expiries, Date.now())) return Promise.resolve(0);
+    this.sweeping ??= this.sweep(Date.now()).finally(() => (this.sweeping = null));
+    return this.sweeping;
   }
 
   async ack(uid: string, id: string): Promise<boolean> {

@@ -145,6 +145,63 @@ return out
 `);
 
 /**
+ * ARGV: prefix, uid, after, limit, maxBytes, now. One page of pendingPage(): {next ('' when
+ * none follows), nextBytes ('' unless the page ended for want of room), then bytes and JSON of
+ * each message}. It looks at `limit` + 1 ids after the cursor at most (the one past the limit
+ * only tells whether more follow) and reads the JSON only of those that fit, so a uid's whole
+ * queue is never read by one script.
+ */
+export const PENDING_PAGE = new LuaScript(`
+local p, uid, after = ARGV[1], ARGV[2], ARGV[3]
+local limit, maxBytes, now = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ids = redis.call('ZRANGEBYSCORE', p .. 'q:' .. uid, '(' .. after, '+inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
+local out = {'', ''}
+local bytes, next = 0, after
+for i = 1, #ids, 2 do
+  if (i + 1) / 2 > limit then
+    out[1] = next
+    return out
+  end
+  local id, seq = ids[i], ids[i + 1]
+  local expiresAt = tonumber(redis.call('ZSCORE', p .. 'expiry', seq) or '0')
+  local entry = redis.call('HGET', p .. 'entries', seq)
+  if entry and expiresAt > now then
+    local size = tonumber(cjson.decode(entry)[3])
+    if bytes + size > maxBytes then
+      out[1], out[2] = next, size
+      return out
+    end
+    local body = redis.call('HGET', p .. 'm:' .. uid, id)
+    if body then
+      out[#out + 1] = size
+      out[#out + 1] = body
+      bytes = bytes + size
+    end
+  end
+  next = seq
+end
+return out
+`);
+
+/**
+ * ARGV: prefix, uid, through, limit. Removes the uid's oldest pairs up to and including seq
+ * `through`, at most `limit`; returns {id, expiresAt} of each.
+ */
+export const ACK_THROUGH = new LuaScript(`${REMOVE}
+local uid = ARGV[2]
+local ids = redis.call('ZRANGEBYSCORE', p .. 'q:' .. uid, '-inf', ARGV[3], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {}
+for i = 1, #ids, 2 do
+  local expiresAt = redis.call('ZSCORE', p .. 'expiry', ids[i + 1]) or '0'
+  if remove(ids[i + 1]) then
+    out[#out + 1] = ids[i]
+    out[#out + 1] = expiresAt
+  end
+end
+return out
+`);
+
+/**
  * Shared by the idempotency-key scripts: an id costs what idempotencyKeyBytes() says (the
  * overhead is in ARGV[2]), and expired keys give their bytes back before a new one is counted.
  */
