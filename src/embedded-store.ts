@@ -412,17 +412,6 @@ export class EmbeddedMessageStore implements MessageStore {
     return Math.max(MIN_BUDGET, this.limits.maxBytes) * COMMIT_SHARE;
   }
 
-  async pending(uid: string): Promise<StoredMessage[]> {
-    const now = Date.now();
-    const values = this.read(() => [...this.messages.getRange({ start: [uid, 0], end: [uid, Infinity] })].map(({ value }) => value));
-    const out: StoredMessage[] = [];
-    for (const value of values) {
-      const message = JSON.parse(value) as StoredMessage;
-      if (message.expiresAt > now) out.push(message);
-    }
-    return out;
-  }
-
   async pendingCount(uid: string): Promise<number> {
     // what expired is swept first, so the count is of unexpired ones; a sweep that cannot write
     // (a full disk) leaves them counted rather than failing the login

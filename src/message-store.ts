@@ -99,8 +99,6 @@ export type AckedMessage = Pick<StoredMessage, 'id' | 'expiresAt'>;
 export interface MessageStore {
   /** Keeps `message` for each uid; `bytes` is its estimated size. Resolves how many were kept. */
   add(uids: readonly string[], message: StoredMessage, bytes: number): Promise<number>;
-  /** The uid's unexpired messages, oldest first. */
-  pending(uid: string): Promise<StoredMessage[]>;
   /**
    * How many unexpired messages are kept for the uid (what a login's ack reports), reading
    * none of them: the expired ones are swept first. Where that sweep cannot write (a full
@@ -301,15 +299,6 @@ export class MemoryMessageStore implements MessageStore {
     }
     while (this.bytes > this.limits.maxBytes && this.order.size > 0) this.drop(this.order.values().next().value!);
     return kept;
-  }
-
-  async pending(uid: string): Promise<StoredMessage[]> {
-    const queue = this.byUid.get(uid);
-    if (!queue) return [];
-    const now = Date.now();
-    const out: StoredMessage[] = [];
-    for (const { message } of queue.byId.values()) if (message.expiresAt > now) out.push(message);
-    return out;
   }
 
   async pendingCount(uid: string): Promise<number> {

