@@ -508,7 +508,7 @@ export const SETTINGS = {
   sseMaxReplays: setting(
     'SSE_MAX_REPLAYS',
     '64',
-    'SSE streams sending their stored messages at once (each holds a copy of its uid\'s stored messages until read); past it a new stream is ended at once with a retry of 1-3 s',
+    'SSE streams sending their stored messages at once (each holds the live events that come meanwhile); one uid may have an eighth of them, one client address a quarter; past a bound a new stream is ended at once with a retry of 1-3 s',
     positiveInt(100_000),
   ),
   shutdownTimeoutMs: setting(

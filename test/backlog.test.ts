@@ -15,6 +15,7 @@ import { cleanupAll, onCleanup } from './support/cleanup.ts';
 import { connectClient, TestClient } from './support/clients.ts';
 import { REDIS_SERVER, startRedis } from './support/redis-server.ts';
 import { startServer, type TestServer } from './support/server.ts';
+import { SseClient } from './support/sse-client.ts';
 import { spawnStart, type StartProcess } from './support/start-process.ts';
 import { holdsFor, until } from './support/until.ts';
 
@@ -298,6 +299,63 @@ describe('MAX_REDELIVERY_BYTES: what every redelivery reads or holds at once, sh
     // the address gives back a share: its waiting page goes on
     pages[0]!.close();
     await until(() => redelivered(pages[2]!).length === 2, 'the waiting page of the same address');
+  });
+});
+
+describe('SSE_MAX_REPLAYS per uid and per client address (issue 21, finding 3)', function () {
+  this.timeout(60_000);
+  afterEach(cleanupAll);
+
+  /** 80 stored messages of 60 KB (4.8 MB) for each uid: a replay its client does not read stalls on it. */
+  async function storeStalling(server: TestServer, uids: string[]): Promise<void> {
+    for (let i = 0; i < 80; i++) await v1(server.apiUrl, '/push', { to: uids, event: 'big', data: DATA, ttl: 600 });
+  }
+
+  /** A stream from `address` that the server ends at once: what it said. */
+  async function toldLater(server: TestServer, uid: string, address: string): Promise<string> {
+    const stream = await SseClient.open(`${server.ioUrl}/events?uid=${uid}`, { 'x-forwarded-for': address });
+    await stream.waitForEnd();
+    expect(stream.status).to.equal(200); // an error status would make EventSource give up
+    return stream.body;
+  }
+
+  /** A stream from `address` that replays its stored message. */
+  async function replays(server: TestServer, uid: string, address: string): Promise<void> {
+    const stream = await SseClient.open(`${server.ioUrl}/events?uid=${uid}`, { 'x-forwarded-for': address });
+    expect(stream.status).to.equal(200);
+    await stream.waitFor((e) => e.event === 'note', `${uid}'s stored message`, 10_000);
+  }
+
+  it('64 streams that never read, from one address, do not keep other users from their replays', async () => {
+    const server = await startServer({ trustProxy: ['127.0.0.1'], sseOpensPerSecond: 100, pushSecret: SECRET });
+    await storeStalling(server, ['backlog']);
+    for (let i = 0; i < 64; i++) stuckStream(server.ioUrl, 'backlog', '203.0.113.1');
+    // an eighth of SSE_MAX_REPLAYS (64) replays for one uid; the others are told to come back
+    await until(async () => (await pagesOf(server.apiUrl, 'backlog')) === 8, 'the uid\'s share of replays', 10_000, 100);
+    expect(await toldLater(server, 'backlog', '203.0.113.1')).to.match(/of this uid are replaying stored messages \(SSE_MAX_REPLAYS\)\nretry: [1-3]\d{3}\n\n$/);
+    // every other user, from other addresses, replays at once
+    for (let i = 0; i < 20; i++) {
+      await v1(server.apiUrl, '/push', { to: `user-${i}`, event: 'note', data: i, ttl: 600 });
+      await replays(server, `user-${i}`, `198.51.100.${i + 1}`);
+    }
+    expect(await pagesOf(server.apiUrl, 'backlog')).to.equal(8);
+  });
+
+  it('bounds the streams replaying per uid and per client address', async () => {
+    // 8 in all: one per uid, two per address
+    const server = await startServer({ trustProxy: ['127.0.0.1'], sseMaxReplays: 8, pushSecret: SECRET });
+    await storeStalling(server, ['b1', 'b2', 'b3']);
+    stuckStream(server.ioUrl, 'b1', '203.0.113.1');
+    await until(async () => (await pagesOf(server.apiUrl, 'b1')) === 1, 'b1 replaying');
+    expect(await toldLater(server, 'b1', '203.0.113.2')).to.match(/of this uid are replaying stored messages \(SSE_MAX_REPLAYS\)\nretry:/);
+    stuckStream(server.ioUrl, 'b2', '203.0.113.1');
+    await until(async () => (await pagesOf(server.apiUrl, 'b2')) === 1, 'b2 replaying');
+    expect(await toldLater(server, 'b3', '203.0.113.1')).to.match(/from this address are replaying stored messages \(SSE_MAX_REPLAYS\)\nretry:/);
+    // another address, another uid: replays
+    await v1(server.apiUrl, '/push', { to: 'v', event: 'note', data: 'kept', ttl: 600 });
+    await replays(server, 'v', '198.51.100.1');
+    stuckStream(server.ioUrl, 'b3', '198.51.100.2');
+    await until(async () => (await pagesOf(server.apiUrl, 'b3')) === 1, 'b3 replaying from another address');
   });
 });
 

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConnectionCounter } from '../connection-limit.ts';
 import type { Delivery, RedeliveryWindow } from '../delivery.ts';
 import type { SocketError } from '../events.ts';
-import { FairPool, type FullScope } from '../fair-pool.ts';
+import { FairPool, fairShares, type FullScope } from '../fair-pool.ts';
 import type { Logger } from '../log.ts';
 import { PRIVATE_TOPIC_PREFIX, type LoginVerifier } from '../login-auth.ts';
 import { describeIssue, topicRoom, topicSchema, uidSchema, userRoom } from '../names.ts';
@@ -54,8 +54,9 @@ export interface EventsOptions {
   setupTimeoutMs: number;
   /**
    * SSE_MAX_REPLAYS: streams replaying stored messages at once (each holds the live events that
-   * come meanwhile), over all uids. Past it a new stream is ended at once with a `retry:` field
-   * (EventSource gives up for good on an error status).
+   * come meanwhile), over all uids; one uid may have an eighth of them, one client address a
+   * quarter. Past a bound a new stream is ended at once with a `retry:` field (EventSource
+   * gives up for good on an error status).
    */
   maxReplays: number;
   /** REDELIVERY_WINDOW and REDELIVERY_WINDOW_BYTES: a replay reads its uid's stored messages a page this size at a time. */
@@ -91,7 +92,7 @@ function reasonOf(err: unknown): string {
 export class EventsEndpoint {
   private readonly allowed: ReadonlySet<string> | null;
   private closed = false;
-  /** Streams between their start and the end of their replay: SSE_MAX_REPLAYS. */
+  /** Streams between their start and the end of their replay: SSE_MAX_REPLAYS, per uid and address too. */
   private readonly replays: FairPool;
   /** SSE_OPENS_PER_SECOND per client address. */
   private readonly opens: RateLimiter<string>;
@@ -99,7 +100,7 @@ export class EventsEndpoint {
 
   constructor(private readonly options: EventsOptions) {
     this.allowed = options.corsOrigins === '*' ? null : new Set(options.corsOrigins);
-    this.replays = new FairPool({ total: options.maxReplays, perUid: options.maxReplays, perAddress: options.maxReplays });
+    this.replays = new FairPool(fairShares(options.maxReplays));
     this.opens = new RateLimiter(options.opensPerSecond, 2 * options.opensPerSecond);
     this.opensSweeper = setInterval(() => this.opens.sweep(), 10_000);
     this.opensSweeper.unref();
