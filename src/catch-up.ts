@@ -30,6 +30,8 @@ export class CatchUp {
     private readonly io: PushIo,
     private readonly delivery: Delivery,
     private readonly window: RedeliveryWindow,
+    /** The client address a socket counts under (its share of MAX_REDELIVERY_BYTES). */
+    private readonly addressOf: (socket: PushSocket) => string,
     private readonly log: Logger,
     retryMs = RETRY_MS,
   ) {
@@ -79,7 +81,11 @@ export class CatchUp {
             return;
           }
           try {
-            await this.delivery.redeliver(socket, uid, this.window);
+            await this.delivery.redeliver(socket, uid, {
+              window: this.window,
+              address: this.addressOf(socket),
+              failed: () => this.owe(socket), // a later page could not be read: tried again
+            });
             if (this.owed.get(socket) === mark) this.owed.delete(socket);
           } catch (err) {
             failure ??= err;

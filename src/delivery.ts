@@ -1,12 +1,14 @@
 // The one place where a push becomes emits to sockets and stored messages.
 import type { Server, Socket } from 'socket.io';
 import { randomUUID } from 'node:crypto';
+import { Backlog } from './backlog.ts';
 import type { ClientMessage } from './client-publish.ts';
 import type { MessageMeta, PushIo, PushSocket } from './events.ts';
+import type { FairPool } from './fair-pool.ts';
 import type { LeanEmitter } from './lean-emit.ts';
 import type { Logger } from './log.ts';
 import type { MessageStatus, UidState } from './message-status.ts';
-import type { MessageStore } from './message-store.ts';
+import type { AckedMessage, MessageStore, PendingEntry } from './message-store.ts';
 import type { LegacyResult, PushResult, PushSpec, StoredMessage } from './messages.ts';
 import { DEFAULT_EVENT, escapeHtml, LEGACY_EVENT, topicRoom, userRoom } from './names.ts';
 import type { Presence } from './presence.ts';
@@ -23,6 +25,18 @@ export interface RedeliveryWindow {
   messages: number;
   bytes: number;
 }
+
+/** How one socket's stored messages are sent (redeliver()). */
+export interface RedeliveryOptions {
+  window: RedeliveryWindow;
+  /** The client address of the socket: its share of MAX_REDELIVERY_BYTES. */
+  address: string;
+  /** A page could not be read once redeliver() had resolved (the store went away): the rest is owed. */
+  failed(err: unknown): void;
+}
+
+/** Stored messages an SSE Last-Event-ID acks per store call. */
+const ACK_BATCH = 100;
 
 /** The size `data` goes out with, about: its JSON length (undefined and functions count 0). */
 function jsonBytes(data: unknown): number {
@@ -51,11 +65,15 @@ export interface DeliveryObserver {
 export class Delivery {
   /** Pushes name their own events, so emits go through the untyped view of the server. */
   private readonly emitter: Server;
+  /** The redelivery under way on each socket: a new one (a catch-up) ends it. */
+  private readonly redeliveries = new WeakMap<PushSocket, () => void>();
 
   constructor(
     private readonly io: PushIo,
     private readonly presence: Presence,
     private readonly store: MessageStore,
+    /** MAX_REDELIVERY_BYTES: what every redelivery reads and holds of the store at once. */
+    private readonly budget: FairPool,
     private readonly ackTimeoutMs: number,
     private readonly observer: DeliveryObserver,
     private readonly log: Logger,
@@ -143,54 +161,114 @@ export class Delivery {
    * Sends a uid's stored messages to a socket that just logged in, oldest first, a window at a
    * time: at most `window.messages` and `window.bytes` (data as JSON; one message always goes)
    * unacked at once. Each ack, or ACK_TIMEOUT_MS without one, lets the next ones go; a message
-   * not acked in time stays stored for the next login. Resolves how many were stored; the first
-   * window has been emitted by then. Stops when the socket disconnects or is no longer logged
-   * in as `uid` (a login that was undone).
+   * not acked in time stays stored for the next login. They are read from the store a page at a
+   * time, each page's bytes taken from MAX_REDELIVERY_BYTES first and held until acked or timed
+   * out; a disconnect gives them back at once. Resolves how many are stored (counted, none read)
+   * once the first window has been emitted, or once it waits its turn for the budget. Stops
+   * when the socket disconnects, is no longer logged in as `uid` (a login that was undone), or
+   * a later redelivery to it starts (from the oldest).
    */
-  async redeliver(socket: PushSocket, uid: string, window: RedeliveryWindow): Promise<number> {
-    const pending = await this.store.pending(uid);
-    const count = pending.length;
+  async redeliver(socket: PushSocket, uid: string, options: RedeliveryOptions): Promise<number> {
+    const count = await this.store.pendingCount(uid);
     if (count === 0 || socket.disconnected || socket.data.uid !== uid) return count;
+    this.redeliveries.get(socket)?.();
+    const backlog = this.backlog(uid, options.address, 0);
+    return new Promise((resolve, reject) => {
+      let answered = false;
+      const started = () => {
+        if (answered) return;
+        answered = true;
+        resolve(count);
+      };
+      this.sendBacklog(socket, uid, backlog, options.window, started).then(started, (err: unknown) => {
+        if (answered) return options.failed(err);
+        answered = true;
+        reject(err);
+      });
+    });
+  }
+
+  /** redeliver()'s pump: `started` is told once the first window is out, or waits for the budget. */
+  private async sendBacklog(socket: PushSocket, uid: string, backlog: Backlog, window: RedeliveryWindow, started: () => void): Promise<void> {
     const loose = socket as unknown as Socket;
-    let next = 0;
     let inFlight = 0;
     let inFlightBytes = 0;
+    /** Wakes the pump: an ack or its timeout, a disconnect. */
+    let wake: (() => void) | null = null;
+    const settle = () => new Promise<void>((resolve) => (wake = resolve));
     const stop = () => {
-      pending.length = 0; // the rest is not held while ack timers of the last window run out
+      backlog.close(); // what it holds goes back to the budget now
       loose.off('disconnect', stop);
+      if (this.redeliveries.get(socket) === stop) this.redeliveries.delete(socket);
+      wake?.();
     };
     loose.on('disconnect', stop);
-    /** Size of pending[next], once measured: a head that waits for room is not measured again. */
-    let headBytes = -1;
-    const pump = () => {
-      while (next < pending.length && socket.connected && socket.data.uid === uid) {
-        const m = pending[next]!;
+    this.redeliveries.set(socket, stop);
+    const active = () => !backlog.closed && socket.connected && socket.data.uid === uid;
+    try {
+      /** The page being sent: each message is let go of once emitted. */
+      let page: (PendingEntry | undefined)[] = [];
+      let at = 0;
+      /** Size of page[at], once measured: a head that waits for room is not measured again. */
+      let headBytes = -1;
+      while (active()) {
+        if (at === page.length) {
+          if (inFlight >= window.messages) {
+            started();
+            await settle();
+            continue;
+          }
+          const next = await backlog.next(window.messages - inFlight, window.bytes, started);
+          if (next === null) break;
+          page = next;
+          at = 0;
+          continue;
+        }
+        const { message: m, bytes: held } = page[at]!;
         if (m.expiresAt <= Date.now()) {
-          next++; // expired while earlier ones were waiting for their acks
+          page[at++] = undefined; // expired while earlier ones were waiting for their acks
           headBytes = -1;
+          backlog.done(held);
           continue;
         }
         if (headBytes < 0) headBytes = jsonBytes(m.data);
         const bytes = headBytes;
-        if (inFlight > 0 && (inFlight >= window.messages || inFlightBytes + bytes > window.bytes)) return;
-        next++;
+        if (inFlight > 0 && (inFlight >= window.messages || inFlightBytes + bytes > window.bytes)) {
+          started();
+          await settle();
+          continue;
+        }
+        page[at++] = undefined;
         headBytes = -1;
         inFlight++;
         inFlightBytes += bytes;
         this.observer.emitted();
         this.status?.delivered(uid, m.id, this.status.keepUntil(m.expiresAt));
         const meta: MessageMeta = { id: m.id, ts: m.ts, stored: true, redelivery: true };
+        const sent: AckedMessage = { id: m.id, expiresAt: m.expiresAt };
         loose.timeout(this.ackTimeoutMs).emit(m.event, legacySafe(m.event, m.data), meta, (err: Error | null) => {
           inFlight--;
           inFlightBytes -= bytes;
-          if (!err) this.ack(uid, m);
-          pump();
+          backlog.done(held);
+          if (!err) this.ack(uid, sent);
+          wake?.();
         });
       }
-      stop(); // all sent, or the socket is gone or logged out
-    };
-    pump();
-    return count;
+      started();
+      // the last window holds its bytes until acked or timed out
+      while (inFlight > 0 && active()) await settle();
+    } finally {
+      stop();
+    }
+  }
+
+  /**
+   * A uid's stored messages after cursor `after` (0: the oldest), read a page at a time for a
+   * redelivery from `address`: each page's bytes are taken from MAX_REDELIVERY_BYTES first.
+   */
+  backlog(uid: string, address: string, after: number): Backlog {
+    const { perUid, perAddress, total } = this.budget.shares;
+    return new Backlog(this.store, this.budget.holder(uid, address), uid, after, Math.min(perUid, perAddress, total));
   }
 
   /**
@@ -210,15 +288,19 @@ export class Delivery {
   /**
    * An SSE stream's resume (sse/endpoint.ts). SSE has no per-message ack, so the last event id
    * a client reports is its ack: the uid's stored messages up to and including `lastId` are
-   * acked, and the ones after it are answered, oldest first. No id, or one not stored (never
-   * stored, acked, expired or dropped), acks nothing and answers every stored message; the
-   * client drops ids it has seen (docs/protocol.md).
+   * acked (a batch at a time, none read), and the cursor to replay after is resolved. No id, or
+   * one not stored (never stored, acked, expired or dropped), acks nothing and resolves 0: every
+   * stored message is replayed; the client drops ids it has seen (docs/protocol.md).
    */
-  async resume(uid: string, lastId: string | null): Promise<StoredMessage[]> {
-    const pending = await this.store.pending(uid);
-    const at = lastId === null ? -1 : pending.findIndex((m) => m.id === lastId);
-    for (let i = 0; i <= at; i++) this.ack(uid, pending[i]!);
-    return at < 0 ? pending : pending.slice(at + 1);
+  async resume(uid: string, lastId: string | null): Promise<number> {
+    if (lastId === null) return 0;
+    const through = await this.store.cursorOf(uid, lastId);
+    if (through === null) return 0;
+    for (;;) {
+      const acked = await this.store.ackThrough(uid, through, ACK_BATCH);
+      for (const m of acked) this.acked(uid, m);
+      if (acked.length < ACK_BATCH) return through;
+    }
   }
 
   /** A stored message written to an SSE stream by its replay (its status: delivered). */
@@ -232,10 +314,15 @@ export class Delivery {
    * Every ack goes through here (socket acks; an SSE Last-Event-ID acks each stored message up
    * to that id).
    */
-  ack(uid: string, message: Pick<StoredMessage, 'id' | 'expiresAt'>): void {
+  ack(uid: string, message: AckedMessage): void {
+    this.acked(uid, message);
+    this.store.ack(uid, message.id).catch((err: unknown) => this.log.error('ack failed', err));
+  }
+
+  /** An ack counted and recorded; the store has forgotten the message or is told by the caller. */
+  private acked(uid: string, message: AckedMessage): void {
     this.observer.acked();
     this.status?.acked(uid, message.id, this.status.keepUntil(message.expiresAt));
-    this.store.ack(uid, message.id).catch((err: unknown) => this.log.error('ack failed', err));
   }
 
   /** Sockets of this node in `room` (null: all of them): what a broadcast or topic emit reached here. */

@@ -9,7 +9,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { checkDataFile, checkStore, checksum, holdsData, messageRecord, NO_COUNTERS, openDatabases, readMessageRecord, waitingIntact, type Counters, type HeldKey, type OrderEntry, type Waiting } from './embedded-store-check.ts';
 import { DataDirTakenError, DIR_MODE, lockDataDir, OWNER_FILE, privateFile, refuseIfHeldHere, type DataDirLock } from './embedded-store-lock.ts';
 import type { Logger } from './log.ts';
-import { idempotencyKeyBytes, StoreUnavailableError, type ClaimedPush, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
+import { idempotencyKeyBytes, StoreUnavailableError, type AckedMessage, type ClaimedPush, type PendingEntry, type PendingPage, type ClaimResult, type ExpiredListener, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type StoreLimits, type StoreStats } from './message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from './messages.ts';
 import { PeriodicTask } from './periodic.ts';
 
@@ -131,6 +131,8 @@ export class EmbeddedMessageStore implements MessageStore {
   private readonly log: Logger | undefined;
   /** Whether a record that failed its checksum was logged: once per process. */
   private damageLogged = false;
+  /** A sweep that pendingCount() started and others may share. */
+  private sweeping: Promise<number> | null = null;
 
   /** Opens (or creates) the store in `dir`; throws EmbeddedStoreError with one line. */
   constructor(
@@ -371,16 +373,64 @@ export class EmbeddedMessageStore implements MessageStore {
     return Math.max(MIN_BUDGET, this.limits.maxBytes) * COMMIT_SHARE;
   }
 
-  async pending(uid: string): Promise<StoredMessage[]> {
-    const now = Date.now();
-    const values = this.read(() => [...this.messages.getRange({ start: [uid, 0], end: [uid, Infinity] })].map(({ value }) => value));
-    const out: StoredMessage[] = [];
-    for (const value of values) {
-      const message = readMessageRecord(value);
-      if (message === null) this.damaged('a stored message');
-      else if (message.expiresAt > now) out.push(message);
-    }
-    return out;
+  async pendingCount(uid: string): Promise<number> {
+    // what expired is swept first, so the count is of unexpired ones; a sweep that cannot write
+    // (a full disk) leaves them counted rather than failing the login
+    await this.sweepNow().catch(() => {});
+    return this.read(() => this.perUid.get(uid) ?? 0);
+  }
+
+  async pendingPage(uid: string, after: number, limit: number, maxBytes: number): Promise<PendingPage> {
+    return this.read(() => {
+      const now = Date.now();
+      const entries: PendingEntry[] = [];
+      let bytes = 0;
+      let looked = 0;
+      let next = after;
+      // keys only: a message's JSON is read once it is known to fit
+      for (const [, seq] of this.messages.getKeys({ start: [uid, after + 1], end: [uid, Infinity], limit: limit + 1 })) {
+        if (looked === limit) return { entries, next };
+        const pair = this.order.get(seq);
+        if (pair && pair[2] > now) {
+          const size = pair[3];
+          if (bytes + size > maxBytes) return { entries, next, nextBytes: size };
+          const json = this.messages.get([uid, seq]);
+          const message = json === undefined ? null : readMessageRecord(json);
+          if (message === null) {
+            if (json !== undefined) this.damaged('a stored message');
+          } else {
+            entries.push({ message, bytes: size });
+            bytes += size;
+          }
+        }
+        looked++;
+        next = seq;
+      }
+      return { entries, next: null };
+    });
+  }
+
+  async cursorOf(uid: string, id: string): Promise<number | null> {
+    return this.read(() => this.byId.get([uid, id]) ?? null);
+  }
+
+  async ackThrough(uid: string, through: number, limit: number): Promise<AckedMessage[]> {
+    return this.write((c) => {
+      const acked: AckedMessage[] = [];
+      for (const [, seq] of [...this.messages.getKeys({ start: [uid, 0], end: [uid, through + 1], limit })]) {
+        const pair = this.order.get(seq);
+        if (pair) acked.push({ id: pair[1], expiresAt: pair[2] });
+        this.removePair(c, seq);
+      }
+      return acked;
+    });
+  }
+
+  /** One sweep at a time for the callers that need one now: concurrent logins share it. */
+  private sweepNow(): Promise<number> {
+    if (!this.has(this.expiries, Date.now())) return Promise.resolve(0);
+    this.sweeping ??= this.sweep(Date.now()).finally(() => (this.sweeping = null));
+    return this.sweeping;
   }
 
   async ack(uid: string, id: string): Promise<boolean> {

@@ -78,11 +78,48 @@ export interface StoreStats {
   scheduledBytes: number;
 }
 
+/** A kept message in a page of a uid's, with the bytes the store counts it for (`add`'s). */
+export interface PendingEntry {
+  message: StoredMessage;
+  bytes: number;
+}
+
+/** A page of a uid's kept messages (pendingPage). */
+export interface PendingPage {
+  entries: PendingEntry[];
+  /** Where the next page starts (its `after`); null when no message of the uid follows. */
+  next: number | null;
+  /** The page ended at a message `maxBytes` had no room for: that message's bytes. */
+  nextBytes?: number;
+}
+
+/** A message forgotten by ackThrough(). */
+export type AckedMessage = Pick<StoredMessage, 'id' | 'expiresAt'>;
+
 export interface MessageStore {
   /** Keeps `message` for each uid; `bytes` is its estimated size. Resolves how many were kept. */
   add(uids: readonly string[], message: StoredMessage, bytes: number): Promise<number>;
-  /** The uid's unexpired messages, oldest first. */
-  pending(uid: string): Promise<StoredMessage[]>;
+  /**
+   * How many unexpired messages are kept for the uid (what a login's ack reports), reading
+   * none of them: the expired ones are swept first. Where that sweep cannot write (a full
+   * disk), one expired since the last sweep may still be counted.
+   */
+  pendingCount(uid: string): Promise<number>;
+  /**
+   * The uid's unexpired messages after cursor `after` (0: from the oldest), oldest first, one
+   * page: it looks at no more than `limit` messages (an expired one is skipped, and counts) and
+   * holds no more than `maxBytes` of them (as counted by `add`). A call's work and memory are
+   * bounded by these however many the uid has; a page may be empty and have a next.
+   */
+  pendingPage(uid: string, after: number, limit: number, maxBytes: number): Promise<PendingPage>;
+  /** The cursor of the uid's kept message `id` (a page after it starts past it); null when not kept. */
+  cursorOf(uid: string, id: string): Promise<number | null>;
+  /**
+   * Forgets the uid's oldest messages up to and including cursor `through`, at most `limit`
+   * (expired ones too); resolves those forgotten, oldest first. Fewer than `limit`: none is
+   * left up to `through`.
+   */
+  ackThrough(uid: string, through: number, limit: number): Promise<AckedMessage[]>;
   /** Forgets a message for a uid; false when it was not there. */
   ack(uid: string, id: string): Promise<boolean>;
   /**
@@ -164,10 +201,59 @@ interface Entry {
   uid: string;
   message: StoredMessage;
   bytes: number;
+  /** Its place in push order: the cursor of pendingPage(). */
+  seq: number;
+}
+
+/** One uid's kept messages: by id, and in push order for pages that start at a cursor. */
+class UidQueue {
+  readonly byId = new Map<string, Entry>();
+  /** In push order (seq); a removed entry stays until enough are removed to compact. */
+  private list: Entry[] = [];
+  private removed = 0;
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** The oldest. */
+  first(): Entry | undefined {
+    return this.byId.values().next().value;
+  }
+
+  add(entry: Entry): void {
+    this.byId.set(entry.message.id, entry);
+    this.list.push(entry);
+  }
+
+  remove(entry: Entry): void {
+    if (this.byId.get(entry.message.id) !== entry) return;
+    this.byId.delete(entry.message.id);
+    if (++this.removed > 32 && this.removed * 2 > this.list.length) {
+      this.list = this.list.filter((e) => this.byId.get(e.message.id) === e);
+      this.removed = 0;
+    }
+  }
+
+  /** The entries after cursor `after`, oldest first: a binary search, then only what is read. */
+  *after(after: number): Generator<Entry> {
+    let low = 0;
+    let high = this.list.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.list[mid]!.seq <= after) low = mid + 1;
+      else high = mid;
+    }
+    for (let i = low; i < this.list.length; i++) {
+      const entry = this.list[i]!;
+      if (this.byId.get(entry.message.id) === entry) yield entry;
+    }
+  }
 }
 
 export class MemoryMessageStore implements MessageStore {
-  private readonly byUid = new Map<string, Map<string, Entry>>();
+  private readonly byUid = new Map<string, UidQueue>();
+  private seq = 0;
   /** Every entry in the order it was added: the first is the oldest. */
   private readonly order = new Set<Entry>();
   private readonly expiries = new ExpiryQueue<Entry>();
@@ -201,31 +287,64 @@ export class MemoryMessageStore implements MessageStore {
     let kept = 0;
     for (const uid of uids) {
       let queue = this.byUid.get(uid);
-      if (!queue) this.byUid.set(uid, (queue = new Map()));
-      if (queue.has(message.id)) continue;
-      const entry: Entry = { uid, message, bytes };
-      queue.set(message.id, entry);
+      if (!queue) this.byUid.set(uid, (queue = new UidQueue()));
+      if (queue.byId.has(message.id)) continue;
+      const entry: Entry = { uid, message, bytes, seq: ++this.seq };
+      queue.add(entry);
       this.order.add(entry);
       this.expiries.push(message.expiresAt, entry);
       this.bytes += bytes;
       kept++;
-      if (queue.size > this.limits.maxPendingPerUid) this.drop(queue.values().next().value!);
+      if (queue.size > this.limits.maxPendingPerUid) this.drop(queue.first()!);
     }
     while (this.bytes > this.limits.maxBytes && this.order.size > 0) this.drop(this.order.values().next().value!);
     return kept;
   }
 
-  async pending(uid: string): Promise<StoredMessage[]> {
+  async pendingCount(uid: string): Promise<number> {
+    this.sweep(Date.now()); // only what is due: the count is then of unexpired ones
+    return this.byUid.get(uid)?.size ?? 0;
+  }
+
+  async pendingPage(uid: string, after: number, limit: number, maxBytes: number): Promise<PendingPage> {
     const queue = this.byUid.get(uid);
-    if (!queue) return [];
+    const entries: PendingEntry[] = [];
+    if (!queue) return { entries, next: null };
     const now = Date.now();
-    const out: StoredMessage[] = [];
-    for (const { message } of queue.values()) if (message.expiresAt > now) out.push(message);
-    return out;
+    let bytes = 0;
+    let looked = 0;
+    let next = after;
+    for (const entry of queue.after(after)) {
+      if (looked === limit) return { entries, next };
+      if (entry.message.expiresAt > now) {
+        if (bytes + entry.bytes > maxBytes) return { entries, next, nextBytes: entry.bytes };
+        entries.push({ message: entry.message, bytes: entry.bytes });
+        bytes += entry.bytes;
+      }
+      looked++;
+      next = entry.seq;
+    }
+    return { entries, next: null };
+  }
+
+  async cursorOf(uid: string, id: string): Promise<number | null> {
+    return this.byUid.get(uid)?.byId.get(id)?.seq ?? null;
+  }
+
+  async ackThrough(uid: string, through: number, limit: number): Promise<AckedMessage[]> {
+    const queue = this.byUid.get(uid);
+    const acked: AckedMessage[] = [];
+    if (!queue) return acked;
+    for (const entry of queue.byId.values()) {
+      if (entry.seq > through || acked.length === limit) break;
+      acked.push({ id: entry.message.id, expiresAt: entry.message.expiresAt });
+      this.remove(entry); // deleting the entry the iteration is at is safe for a Map
+    }
+    return acked;
   }
 
   async ack(uid: string, id: string): Promise<boolean> {
-    const entry = this.byUid.get(uid)?.get(id);
+    const entry = this.byUid.get(uid)?.byId.get(id);
     if (!entry) return false;
     this.remove(entry);
     return true;
@@ -386,7 +505,7 @@ export class MemoryMessageStore implements MessageStore {
 
   private remove(entry: Entry): void {
     const queue = this.byUid.get(entry.uid);
-    queue?.delete(entry.message.id);
+    queue?.remove(entry);
     if (queue?.size === 0) this.byUid.delete(entry.uid);
     this.order.delete(entry);
     this.bytes -= entry.bytes;

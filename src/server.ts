@@ -13,7 +13,7 @@ import { MemoryAdminSessions } from './admin/sessions.ts';
 import { SignInThrottle } from './admin/sign-in-throttle.ts';
 import { AdminView } from './admin/view.ts';
 import { createApiApp } from './api/app.ts';
-import { PushApi } from './api/push-routes.ts';
+import { KEPT_PAGE_BYTES, PushApi } from './api/push-routes.ts';
 import type { SignatureLog } from './api/push-auth.ts';
 import { maxRequestHeadBytes } from './api/query.ts';
 import { ClientAddresses } from './client-address.ts';
@@ -24,7 +24,8 @@ import { CatchUp } from './catch-up.ts';
 import { PublishRates, topicMatcher, type ClientMessage } from './client-publish.ts';
 import { Delivery } from './delivery.ts';
 import { LeanEmitter } from './lean-emit.ts';
-import type { PushIo } from './events.ts';
+import type { PushIo, PushSocket } from './events.ts';
+import { FairPool, fairShares } from './fair-pool.ts';
 import { closeHttp, httpServer, listen, readTls, StartupError } from './listeners.ts';
 import { consoleLogger, type Logger } from './log.ts';
 import { LoginVerifier } from './login-auth.ts';
@@ -299,9 +300,11 @@ export async function createServer(config: Config, components: Components = {}):
   const lean = cluster || io._opts.connectionStateRecovery ? null : new LeanEmitter(io.of('/'), config.maxSocketBufferBytes);
   // in a cluster each node keeps what it saw; a status query asks the others
   if (cluster) status.setPeers(statusPeers(io, status));
-  const delivery = new Delivery(io, presence, store, config.ackTimeoutMs, metrics, log, lean, status);
+  const budget = new FairPool(fairShares(config.maxRedeliveryBytes));
+  const delivery = new Delivery(io, presence, store, budget, config.ackTimeoutMs, metrics, log, lean, status);
   const redeliveryWindow = { messages: config.redeliveryWindow, bytes: config.redeliveryWindowBytes };
-  const catchUp = new CatchUp(io, delivery, redeliveryWindow, log);
+  const socketAddress = (socket: PushSocket) => addressOf(socket.request);
+  const catchUp = new CatchUp(io, delivery, redeliveryWindow, socketAddress, log);
   // SSE streams join the rooms of the main namespace's adapter, set by createSockets
   const sseMembers = new SseMembers(io.of('/').adapter as unknown as MemberAdapter, config.sseHeartbeatMs, log);
   if (cluster) {
@@ -334,6 +337,7 @@ export async function createServer(config: Config, components: Components = {}):
     maxTopicsPerSocket: config.maxTopicsPerSocket,
     eventsPerSecond: config.socketEventsPerSecond,
     redeliveryWindow,
+    addressOf: socketAddress,
     loginTimeoutMs: config.loginTimeoutMs,
     clientPublish: {
       allowed: topicMatcher(config.clientPublishTopics),
@@ -362,6 +366,7 @@ export async function createServer(config: Config, components: Components = {}):
     maxBufferBytes: config.maxSocketBufferBytes,
     setupTimeoutMs: config.loginTimeoutMs,
     maxReplays: config.sseMaxReplays,
+    window: redeliveryWindow,
     opensPerSecond: config.sseOpensPerSecond,
     heartbeatMs: config.sseHeartbeatMs,
     slowCut: (address, bytes) => {
@@ -402,7 +407,12 @@ export async function createServer(config: Config, components: Components = {}):
     {
       counts: () => presence.counts(),
       pagesOf: (uid) => presence.pagesOf(uid),
-      pending: (uid) => store.pending(uid),
+      stored: async (uid, limit) => {
+        // bounded as a page of GET /users/:uid/messages; a first message larger comes alone
+        const [count, page] = await Promise.all([store.pendingCount(uid), store.pendingPage(uid, 0, limit, KEPT_PAGE_BYTES)]);
+        const first = page.entries.length === 0 && page.nextBytes !== undefined ? await store.pendingPage(uid, 0, 1, page.nextBytes) : page;
+        return { count, messages: first.entries.map((e) => e.message) };
+      },
       storeStats: () => store.stats(),
       localTransports: (uid) => localTransports(io, uid),
     },

@@ -288,6 +288,12 @@ export const SETTINGS = {
     'most bytes of stored messages (data as JSON) sent to a page at login before it acks them; one message always goes',
     positiveInt(1024 * 1024 * 1024),
   ),
+  maxRedeliveryBytes: setting(
+    'MAX_REDELIVERY_BYTES',
+    '67108864',
+    'bytes of stored messages (counted as for MAX_STORE_BYTES) read or held at once for redelivery, over every login and SSE replay; one uid may hold an eighth of it, one client address a quarter; past it a redelivery waits its turn (the login is answered)',
+    positiveInt(64 * 1024 * 1024 * 1024),
+  ),
   maxSocketBufferBytes: setting(
     'MAX_SOCKET_BUFFER_BYTES',
     '4194304',
@@ -538,7 +544,7 @@ export const SETTINGS = {
   sseMaxReplays: setting(
     'SSE_MAX_REPLAYS',
     '64',
-    'SSE streams sending their stored messages at once (each holds a copy of its uid\'s stored messages until read); past it a new stream is ended at once with a retry of 1-3 s',
+    'SSE streams sending their stored messages at once (each holds the live events that come meanwhile); one uid may have an eighth of them, one client address a quarter; past a bound a new stream is ended at once with a retry of 1-3 s',
     positiveInt(100_000),
   ),
   shutdownTimeoutMs: setting(

@@ -100,6 +100,8 @@ export interface SocketHandlerOptions {
   eventsPerSecond: number;
   /** Stored messages unacked at once on one socket during its login's redelivery. */
   redeliveryWindow: RedeliveryWindow;
+  /** The client address a socket counts under (its share of MAX_REDELIVERY_BYTES). */
+  addressOf(socket: PushSocket): string;
   /** Longest a login may wait on presence and the store before it is undone, ms. */
   loginTimeoutMs: number;
   /** Client messages in topics (CLIENT_PUBLISH_TOPICS); `allowed` matches nothing when off. */
@@ -115,7 +117,7 @@ export interface SocketHandlerOptions {
 }
 
 export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions): void {
-  const { presence, observer, delivery, catchUp, verifier, maxTopicsPerSocket, eventsPerSecond, redeliveryWindow, loginTimeoutMs, clientPublish, log } =
+  const { presence, observer, delivery, catchUp, verifier, maxTopicsPerSocket, eventsPerSecond, redeliveryWindow, addressOf, loginTimeoutMs, clientPublish, log } =
     options;
   const publishing = {
     allowed: clientPublish.allowed,
@@ -255,9 +257,12 @@ export function registerSocketHandlers(io: PushIo, options: SocketHandlerOptions
       socket.emit('update_online_count', formatOnlineCount(counts));
       // a store that cannot be read now: the login works (live pushes reach the page) and its
       // stored messages follow once the store answers, without another login
-      const pending = await delivery.redeliver(socket, uid, redeliveryWindow).catch((err: unknown) => {
+      const owe = (err: unknown) => {
         log.warn(`stored messages for a login could not be read: ${reasonOf(err)}; sent once the store answers`);
         catchUp.owe(socket);
+      };
+      const pending = await delivery.redeliver(socket, uid, { window: redeliveryWindow, address: addressOf(socket), failed: owe }).catch((err: unknown) => {
+        owe(err);
         return 0;
       });
       if (answered) return;

@@ -42,10 +42,10 @@ class AddAfterLoginStore extends MemoryMessageStore {
     return super.add(uids, message, bytes);
   }
 
-  override async pending(uid: string): Promise<StoredMessage[]> {
-    const pending = await super.pending(uid);
+  override async pendingCount(uid: string): Promise<number> {
+    const count = await super.pendingCount(uid);
     this.loginRead();
-    return pending;
+    return count;
   }
 }
 
@@ -114,12 +114,12 @@ async function redisClientIds(url: string): Promise<Set<string>> {
 class UnreadableStore extends MemoryMessageStore {
   unreadable = 1;
 
-  override async pending(uid: string): Promise<StoredMessage[]> {
+  override async pendingCount(uid: string): Promise<number> {
     if (this.unreadable > 0) {
       this.unreadable--;
       throw new StoreUnavailableError('the message store cannot read: test');
     }
-    return super.pending(uid);
+    return super.pendingCount(uid);
   }
 }
 

@@ -40,8 +40,14 @@ async function pagesOf(apiUrl: string, uid: string): Promise<number> {
 }
 
 async function storedIds(apiUrl: string, uid: string): Promise<string[]> {
-  const res = await fetch(`${apiUrl}/api/v1/users/${encodeURIComponent(uid)}/messages`, { headers: AUTH });
-  return ((await res.json()) as { messages: { id: string }[] }).messages.map((m) => m.id);
+  const ids: string[] = [];
+  for (let cursor: string | null = ''; cursor !== null; ) {
+    const res = await fetch(`${apiUrl}/api/v1/users/${encodeURIComponent(uid)}/messages?limit=1000&cursor=${cursor}`, { headers: AUTH });
+    const page = (await res.json()) as { messages: { id: string }[]; cursor: string | null };
+    ids.push(...page.messages.map((m) => m.id));
+    cursor = page.cursor;
+  }
+  return ids;
 }
 
 /** A Socket.IO page logged in as `uid` and subscribed to `topic`, which may publish client messages to it. */

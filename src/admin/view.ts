@@ -61,7 +61,8 @@ export interface UidLookup extends Coverage {
 export interface AdminSources {
   counts(): Promise<OnlineCounts>;
   pagesOf(uid: string): Promise<number>;
-  pending(uid: string): Promise<StoredMessage[]>;
+  /** How many messages are stored for `uid`, and the oldest `limit` of them (none beyond those read). */
+  stored(uid: string, limit: number): Promise<{ count: number; messages: StoredMessage[] }>;
   storeStats(): Promise<StoreStats>;
   /** This node's pages of `uid` by transport. */
   localTransports(uid: string): Transports;
@@ -109,9 +110,9 @@ export class AdminView {
   }
 
   async lookup(uid: string): Promise<UidLookup> {
-    const [pages, pending, others] = await Promise.all([
+    const [pages, stored, others] = await Promise.all([
       this.sources.pagesOf(uid),
-      this.sources.pending(uid).catch(() => null),
+      this.sources.stored(uid, LOOKUP_MESSAGES).catch(() => null),
       this.peers?.uid(uid) ?? { replies: [], complete: true },
     ]);
     const nodes: NodeUid[] = [{ transports: this.sources.localTransports(uid), webhookEvents: this.stats.webhookEventsOf(uid) }, ...others.replies];
@@ -122,9 +123,9 @@ export class AdminView {
       online: pages > 0,
       pages,
       transports,
-      stored: pending && {
-        count: pending.length,
-        messages: pending.slice(0, LOOKUP_MESSAGES).map((m) => ({
+      stored: stored && {
+        count: stored.count,
+        messages: stored.messages.map((m) => ({
           id: m.id,
           event: m.event,
           ts: new Date(m.ts).toISOString(),

@@ -88,7 +88,8 @@ export const keptMessagesAnswer = z.strictObject({
         expiresAt: z.number().describe('kept until, ms since the epoch'),
       }),
     )
-    .describe('kept and not yet acked, oldest first'),
+    .describe('kept and not yet acked, oldest first: one page'),
+  cursor: z.string().nullable().describe('pass it back for the next page; null at the end'),
 });
 
 const uidState = z.enum(UID_STATES);

@@ -12,7 +12,7 @@ import { errorMiddleware, HttpError } from './errors.ts';
 import { legacyRoute } from './legacy-routes.ts';
 import type { Logger } from '../log.ts';
 import { PushAuth, type SignatureLog } from './push-auth.ts';
-import { batchSchema, scheduledQuerySchema, type PushApi } from './push-routes.ts';
+import { batchSchema, keptQuerySchema, scheduledQuerySchema, type PushApi } from './push-routes.ts';
 import { presenceRoutes, usersOnlineSchema, usersQuerySchema } from './presence-routes.ts';
 import { checkDocumented, OPENAPI_PATH, openApiDocument } from './openapi.ts';
 import { statusRoutes } from './status-routes.ts';
@@ -139,6 +139,7 @@ export function createApiApp(options: ApiOptions): { handler: RequestListener; c
     usersOnline: usersOnlineSchema(config.maxUidsPerPush),
     scheduledQuery: scheduledQuerySchema,
     usersQuery: usersQuerySchema,
+    keptQuery: keptQuerySchema,
     secured: config.pushSecret !== null,
     openWithoutSecret: OPEN_WITHOUT_SECRET,
   });

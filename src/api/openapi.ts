@@ -22,6 +22,7 @@ export interface OpenApiOptions {
   usersOnline: ZodType;
   scheduledQuery: z.ZodObject;
   usersQuery: z.ZodObject;
+  keptQuery: z.ZodObject;
   /** PUSH_SECRET is set: every route but the document needs it (else 401). */
   secured: boolean;
   /** Without PUSH_SECRET, the routes open to anyone; the others answer 403 (app.ts). */
@@ -104,9 +105,10 @@ function operations(o: OpenApiOptions): Operation[] {
     {
       method: 'get',
       path: '/api/v1/users/:uid/messages',
-      summary: "A uid's kept messages, not yet acked, oldest first",
+      summary: "A uid's kept messages, not yet acked, oldest first, page by page",
       params: { uid: { description: 'the uid', example: '43' } },
-      answers: { 200: { schema: answers.keptMessagesAnswer, description: 'its kept messages' } },
+      query: o.keptQuery,
+      answers: { 200: { schema: answers.keptMessagesAnswer, description: 'a page of its kept messages' } },
     },
     {
       method: 'get',

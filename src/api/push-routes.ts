@@ -46,6 +46,25 @@ export const scheduledQuerySchema = pageQuerySchema(MAX_SCHEDULED_PAGE);
  */
 export const SCHEDULED_PAGE_BYTES = 4 * 1024 * 1024;
 
+/** Kept messages a page of GET /users/:uid/messages holds at most; 100 when `limit` is not given. */
+const MAX_KEPT_PAGE = 1000;
+
+/** The query of GET /users/:uid/messages: a cursor is the one a previous page gave. */
+export const keptQuerySchema = pageQuerySchema(MAX_KEPT_PAGE).extend({
+  cursor: z
+    .string({ error: 'must be one value' })
+    .regex(/^\d{0,16}$/, 'must be a cursor a previous page gave')
+    .optional()
+    .describe('the cursor the previous page gave; absent or empty for the first page'),
+});
+
+/**
+ * Bytes of the kept messages one page of GET /users/:uid/messages holds at most, as the store
+ * counts them (one message alone may be larger): a uid may have MAX_PENDING_PER_UID of
+ * MAX_DATA_BYTES each, 64 MiB by default, and the route read them all at once before.
+ */
+export const KEPT_PAGE_BYTES = 4 * 1024 * 1024;
+
 const idSchema = z
   .string({ error: 'must be a string' })
   .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be 1-128 letters, digits, _ . : -');
@@ -165,8 +184,16 @@ export class PushApi {
     });
     router.get('/users/:uid/messages', async (ctx) => {
       const uid = ctx.params.uid ?? '';
-      const messages = await this.store.pending(uid);
-      ctx.body = { uid, messages: messages.map((m: StoredMessage) => ({ ...m })) } satisfies KeptMessagesAnswer;
+      const { cursor, limit: size } = queryOf(keptQuerySchema, ctx.query);
+      const after = cursor === undefined || cursor === '' ? 0 : Number(cursor);
+      let page = await this.store.pendingPage(uid, after, size, KEPT_PAGE_BYTES);
+      // a first message larger than the page's bytes comes alone, so the cursor moves on
+      if (page.entries.length === 0 && page.nextBytes !== undefined) page = await this.store.pendingPage(uid, after, 1, page.nextBytes);
+      ctx.body = {
+        uid,
+        messages: page.entries.map(({ message }: { message: StoredMessage }) => ({ ...message })),
+        cursor: page.next === null ? null : String(page.next),
+      } satisfies KeptMessagesAnswer;
     });
     return router;
   }

@@ -92,7 +92,10 @@ function unavailableOnFailure(store: RedisMessageStore): MessageStore {
     };
   return {
     add: wrap(store.add, true),
-    pending: wrap(store.pending, false),
+    pendingCount: wrap(store.pendingCount, false),
+    pendingPage: wrap(store.pendingPage, false),
+    cursorOf: wrap(store.cursorOf, false),
+    ackThrough: wrap(store.ackThrough, true),
     ack: wrap(store.ack, true),
     claim: wrap(store.claim, true),
     settle: wrap(store.settle, true),

@@ -5,10 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { PeriodicTask } from '../periodic.ts';
-import { idempotencyKeyBytes, type ClaimedPush, type ClaimResult, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type ExpiredListener, type StoreLimits, type StoreStats } from '../message-store.ts';
+import { idempotencyKeyBytes, type AckedMessage, type ClaimedPush, type PendingPage, type ClaimResult, type MessageStore, type ScheduledCursor, type ScheduledPage, type ScheduleOutcome, type ExpiredListener, type StoreLimits, type StoreStats } from '../message-store.ts';
 import type { KeptAnswer, ScheduledPush, StoredMessage } from '../messages.ts';
 import type { RedisCommands } from './redis-cluster-client.ts';
-import { ACK, ADD, CANCEL, CLAIM, CLAIM_DUE, FIRED, PENDING, RELEASE, SCHEDULE, SCHEDULED, SETTLE, SWEEP } from './redis-store-scripts.ts';
+import { ACK, ACK_THROUGH, ADD, CANCEL, CLAIM, CLAIM_DUE, FIRED, PENDING_PAGE, RELEASE, SCHEDULE, SCHEDULED, SETTLE, SWEEP } from './redis-store-scripts.ts';
 
 export interface RedisStoreOptions {
   /**
@@ -67,6 +67,8 @@ export class RedisMessageStore implements MessageStore {
   private dropped = 0;
   private expired = 0;
   private readonly confirm: () => Promise<void>;
+  /** A sweep that pendingCount() started and others may share. */
+  private sweeping: Promise<number> | null = null;
 
   /** The client is the caller's: close() leaves it open. */
   constructor(
@@ -107,12 +109,37 @@ export class RedisMessageStore implements MessageStore {
     return toNumber(reply[0]);
   }
 
-  async pending(uid: string): Promise<StoredMessage[]> {
-    const now = Date.now();
-    const reply = await PENDING.run(this.client, this.routing, [this.prefix, uid]);
-    return toStrings(reply)
-      .map((json) => JSON.parse(json) as StoredMessage)
-      .filter((m) => m.expiresAt > now);
+  async pendingCount(uid: string): Promise<number> {
+    // what expired is swept first, so the count is of unexpired ones
+    await this.sweepNow();
+    return this.client.zCard(`${this.prefix}q:${uid}`);
+  }
+
+  async pendingPage(uid: string, after: number, limit: number, maxBytes: number): Promise<PendingPage> {
+    const args = [this.prefix, uid, String(after), String(limit), String(maxBytes), String(Date.now())];
+    const reply = await PENDING_PAGE.run(this.client, this.routing, args);
+    if (!Array.isArray(reply)) throw new Error(`unexpected reply from Redis: ${String(reply)}`);
+    const [next, nextBytes, ...items] = reply.map(String);
+    const page: PendingPage = { entries: [], next: next ? Number(next) : null, ...(nextBytes ? { nextBytes: Number(nextBytes) } : {}) };
+    if (items.length === 0) return page;
+    const ids = items.filter((_, i) => i % 2 === 0);
+    // acked or dropped since the script: missing, skipped
+    const bodies = await this.client.hmGet(`${this.prefix}m:${uid}`, ids);
+    bodies.forEach((json, i) => {
+      if (typeof json === 'string') page.entries.push({ message: JSON.parse(json) as StoredMessage, bytes: Number(items[2 * i + 1]) });
+    });
+    return page;
+  }
+
+  async cursorOf(uid: string, id: string): Promise<number | null> {
+    return this.client.zScore(`${this.prefix}q:${uid}`, id);
+  }
+
+  async ackThrough(uid: string, through: number, limit: number): Promise<AckedMessage[]> {
+    const reply = toStrings(await ACK_THROUGH.run(this.client, this.routing, [this.prefix, uid, String(through), String(limit)]));
+    const acked: AckedMessage[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) acked.push({ id: reply[i]!, expiresAt: Number(reply[i + 1]) });
+    return acked;
   }
 
   async ack(uid: string, id: string): Promise<boolean> {
@@ -215,6 +242,12 @@ export class RedisMessageStore implements MessageStore {
 
   close(): Promise<void> {
     return this.sweeper.close();
+  }
+
+  /** One sweep at a time for the callers that need one now: concurrent logins share it. */
+  private sweepNow(): Promise<number> {
+    this.sweeping ??= this.sweep(Date.now()).finally(() => (this.sweeping = null));
+    return this.sweeping;
   }
 
   /**

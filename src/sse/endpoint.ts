@@ -8,8 +8,9 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConnectionPlaces } from '../connection-limit.ts';
 import { CorsRule } from '../cors.ts';
-import type { Delivery } from '../delivery.ts';
+import type { Delivery, RedeliveryWindow } from '../delivery.ts';
 import type { SocketError } from '../events.ts';
+import { FairPool, fairShares, type FullScope } from '../fair-pool.ts';
 import type { Logger } from '../log.ts';
 import { PRIVATE_TOPIC_PREFIX, type LoginVerifier } from '../login-auth.ts';
 import { describeIssue, topicRoom, topicSchema, uidSchema, userRoom } from '../names.ts';
@@ -25,6 +26,13 @@ export const EVENTS_PATH = '/events';
 
 /** Longest Last-Event-ID taken: message ids are at most 128 characters. */
 const MAX_LAST_EVENT_ID = 256;
+
+/** Why a stream cannot replay now (SSE_MAX_REPLAYS), by the bound it met. */
+const REPLAYS_FULL: Record<FullScope, string> = {
+  total: 'too many streams are replaying stored messages (SSE_MAX_REPLAYS)',
+  uid: 'too many streams of this uid are replaying stored messages (SSE_MAX_REPLAYS)',
+  address: 'too many streams from this address are replaying stored messages (SSE_MAX_REPLAYS)',
+};
 
 export interface EventsOptions {
   members: SseMembers;
@@ -46,11 +54,14 @@ export interface EventsOptions {
   /** LOGIN_TIMEOUT_MS: longest presence and the store may take to start a stream. */
   setupTimeoutMs: number;
   /**
-   * SSE_MAX_REPLAYS: streams replaying stored messages at once, over all uids. Each holds a
-   * copy of its uid's stored messages until the client has read them: past it a new stream is
-   * ended at once with a `retry:` field (EventSource gives up for good on an error status).
+   * SSE_MAX_REPLAYS: streams replaying stored messages at once (each holds the live events that
+   * come meanwhile), over all uids; one uid may have an eighth of them, one client address a
+   * quarter. Past a bound a new stream is ended at once with a `retry:` field (EventSource
+   * gives up for good on an error status).
    */
   maxReplays: number;
+  /** REDELIVERY_WINDOW and REDELIVERY_WINDOW_BYTES: a replay reads its uid's stored messages a page this size at a time. */
+  window: RedeliveryWindow;
   /** SSE_HEARTBEAT_MS: a replay waits at most twice this for a client to take more. */
   heartbeatMs: number;
   /** SSE_OPENS_PER_SECOND: streams one client address may open a second (bursts of twice that). */
@@ -82,14 +93,15 @@ function reasonOf(err: unknown): string {
 export class EventsEndpoint {
   private readonly cors: CorsRule;
   private closed = false;
-  /** Streams between their start and the end of their replay. */
-  private replaying = 0;
+  /** Streams between their start and the end of their replay: SSE_MAX_REPLAYS, per uid and address too. */
+  private readonly replays: FairPool;
   /** SSE_OPENS_PER_SECOND per client address. */
   private readonly opens: RateLimiter<string>;
   private readonly opensSweeper: NodeJS.Timeout;
 
   constructor(private readonly options: EventsOptions) {
     this.cors = new CorsRule(options.corsOrigins);
+    this.replays = new FairPool(fairShares(options.maxReplays));
     this.opens = new RateLimiter(options.opensPerSecond, 2 * options.opensPerSecond);
     this.opensSweeper = setInterval(() => this.opens.sweep(), 10_000);
     this.opensSweeper.unref();
@@ -218,19 +230,15 @@ export class EventsEndpoint {
     };
     // each opening reads the uid's stored messages and counts a page: bounded per address
     if (this.opens.take(address) > 0) return later('too many streams opened from this address (SSE_OPENS_PER_SECOND)');
-    if (this.replaying >= this.options.maxReplays) return later('too many streams are replaying stored messages (SSE_MAX_REPLAYS)');
-    this.replaying++;
-    let replayDone = false;
-    const replayEnded = () => {
-      if (replayDone) return;
-      replayDone = true;
-      this.replaying--;
-    };
+    const { uid, topics, lastEventId } = parsed;
+    const replay = this.replays.holder(uid, address);
+    const full = replay.tryTake(1);
+    if (full !== null) return later(REPLAYS_FULL[full]);
+    const replayEnded = () => replay.close();
     res.once('close', replayEnded);
     res.writeHead(200, headers);
     res.flushHeaders();
 
-    const { uid, topics, lastEventId } = parsed;
     const stream = new SseStream(`sse:${randomBytes(12).toString('base64url')}`, uid, res, this.options.maxBufferBytes, (bytes) =>
       this.options.slowCut(address, bytes),
     );
@@ -253,14 +261,14 @@ export class EventsEndpoint {
       log.warn(`an SSE stream was ended: no answer from presence or the store within ${this.options.setupTimeoutMs} ms`);
       stream.end();
     }, this.options.setupTimeoutMs);
-    let pending;
+    let after: number;
     try {
       counted = presence.addPage(uid);
       if (await counted) observer.firstPage(uid);
       const counts = await presence.counts();
       if (stream.closed) return;
       await stream.writeNow(formatEvent('update_online_count', formatOnlineCount(counts))!);
-      pending = await delivery.resume(uid, lastEventId);
+      after = await delivery.resume(uid, lastEventId);
     } catch (err) {
       // the client reconnects after its retry delay, with the same Last-Event-ID
       log.warn(`an SSE stream was ended: ${reasonOf(err)}`);
@@ -274,22 +282,33 @@ export class EventsEndpoint {
     if (stream.closed) return replayEnded();
     observer.login('ok');
 
-    // the replay, paced by the client: each write waits for a drain when the buffer is full,
-    // at most two heartbeats; each message is let go of once written
+    // the replay, paced by the client: read a page at a time (its bytes taken from
+    // MAX_REDELIVERY_BYTES, given back as each is written), each write waiting for a drain when
+    // the buffer is full, at most two heartbeats
+    const backlog = delivery.backlog(uid, address, after);
+    res.once('close', () => backlog.close());
     const replayed = new Set<string>();
     const drainTimeoutMs = 2 * this.options.heartbeatMs;
+    const { messages: limit, bytes: maxBytes } = this.options.window;
     try {
-      for (let i = 0; i < pending.length; i++) {
-        const m = pending[i]!;
-        (pending as unknown[])[i] = undefined;
-        if (m.expiresAt <= Date.now()) continue;
-        const frame = formatEvent(m.event, m.data, m.id);
-        if (frame === null) continue;
-        replayed.add(m.id);
-        if (!(await stream.writeNow(frame, drainTimeoutMs))) return;
-        delivery.replayed(uid, m);
+      for (let page = await backlog.next(limit, maxBytes); page !== null; page = await backlog.next(limit, maxBytes)) {
+        for (let i = 0; i < page.length; i++) {
+          const { message: m, bytes } = page[i]!;
+          (page as unknown[])[i] = undefined; // let go of once written
+          const frame = m.expiresAt <= Date.now() ? null : formatEvent(m.event, m.data, m.id);
+          if (frame !== null) replayed.add(m.id);
+          const written = frame === null || (await stream.writeNow(frame, drainTimeoutMs));
+          backlog.done(bytes);
+          if (!written) return;
+          if (frame !== null) delivery.replayed(uid, m);
+        }
       }
+    } catch (err) {
+      log.warn(`an SSE stream was ended: its stored messages could not be read (${reasonOf(err)})`);
+      stream.end();
+      return;
     } finally {
+      backlog.close();
       replayEnded();
     }
     stream.release(replayed);

@@ -1,8 +1,9 @@
 // The MessageStore contract, run against every implementation (memory and Redis).
 import { expect } from 'chai';
 import { until as waitUntil } from '../support/until.ts';
-import { idempotencyKeyBytes, type ClaimedPush, type MessageStore, type ScheduledCursor, type StoreLimits } from '../../src/message-store.ts';
+import { idempotencyKeyBytes, type ClaimedPush, type MessageStore, type PendingPage, type ScheduledCursor, type StoreLimits } from '../../src/message-store.ts';
 import type { PushSpec, ScheduledPush, StoredMessage } from '../../src/messages.ts';
+import { allPending } from '../support/stored.ts';
 
 export type StoreFactory = (limits: StoreLimits) => Promise<MessageStore>;
 
@@ -50,6 +51,20 @@ async function allPages(store: MessageStore, limit: number, maxBytes: number): P
   throw new Error('the pages never ended');
 }
 
+/** A uid's kept messages' ids, every page from the oldest, each as its page's ids. */
+async function pendingPages(store: MessageStore, uid: string, limit: number, maxBytes: number): Promise<string[][]> {
+  const pages: string[][] = [];
+  let after = 0;
+  for (let i = 0; i < 1000; i++) {
+    const page: PendingPage = await store.pendingPage(uid, after, limit, maxBytes);
+    pages.push(page.entries.map((e) => e.message.id));
+    if (page.next === null) return pages;
+    expect(page.next, 'a page moves on').to.be.above(after);
+    after = page.next;
+  }
+  throw new Error('the pages never ended');
+}
+
 export function messageStoreContract(name: string, create: StoreFactory): void {
   describe(`MessageStore contract: ${name}`, () => {
     const opened: MessageStore[] = [];
@@ -66,12 +81,12 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       const store = await open();
       expect(await store.add(['a', 'b'], message('m1'), 100)).to.equal(2);
       await store.add(['a'], message('m2'), 100);
-      expect((await store.pending('a')).map((m) => m.id)).to.deep.equal(['m1', 'm2']);
+      expect((await allPending(store, 'a')).map((m) => m.id)).to.deep.equal(['m1', 'm2']);
       expect(await store.ack('a', 'm1')).to.equal(true);
       expect(await store.ack('a', 'm1')).to.equal(false);
-      expect((await store.pending('a')).map((m) => m.id)).to.deep.equal(['m2']);
-      expect((await store.pending('b')).map((m) => m.id)).to.deep.equal(['m1']);
-      expect(await store.pending('nobody')).to.deep.equal([]);
+      expect((await allPending(store, 'a')).map((m) => m.id)).to.deep.equal(['m2']);
+      expect((await allPending(store, 'b')).map((m) => m.id)).to.deep.equal(['m1']);
+      expect(await allPending(store, 'nobody')).to.deep.equal([]);
       expect(await store.stats()).to.include({ messages: 2, bytes: 200 });
     });
 
@@ -79,7 +94,7 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       const store = await open();
       await store.add(['a'], message('m1'), 10);
       expect(await store.add(['a'], message('m1'), 10)).to.equal(0);
-      expect(await store.pending('a')).to.have.length(1);
+      expect(await allPending(store, 'a')).to.have.length(1);
     });
 
     it('stores a push made again (a scheduled push claimed again) once per uid: only uids without it get it', async () => {
@@ -89,15 +104,15 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       // made again later: a new ts and expiry, as Delivery makes them; the kept one stays
       const remade = { ...message('again'), ts: first.ts + 1000, expiresAt: first.expiresAt + 1000 };
       expect(await store.add(['a', 'b', 'c'], remade, 10)).to.equal(1);
-      expect(await store.pending('a')).to.deep.equal([first]);
-      expect(await store.pending('c')).to.deep.equal([remade]);
+      expect(await allPending(store, 'a')).to.deep.equal([first]);
+      expect(await allPending(store, 'c')).to.deep.equal([remade]);
       expect(await store.stats()).to.include({ messages: 3 });
     });
 
     it('drops the oldest past the per-uid bound and counts it', async () => {
       const store = await open({ maxPendingPerUid: 2 });
       for (const id of ['m1', 'm2', 'm3']) await store.add(['a'], message(id), 10);
-      expect((await store.pending('a')).map((m) => m.id)).to.deep.equal(['m2', 'm3']);
+      expect((await allPending(store, 'a')).map((m) => m.id)).to.deep.equal(['m2', 'm3']);
       expect(await store.stats()).to.include({ messages: 2, dropped: 1 });
     });
 
@@ -106,8 +121,8 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       await store.add(['a'], message('m1'), 100);
       await store.add(['b'], message('m2'), 100);
       await store.add(['c'], message('m3'), 100);
-      expect(await store.pending('a')).to.deep.equal([]);
-      expect((await store.pending('b')).map((m) => m.id)).to.deep.equal(['m2']);
+      expect(await allPending(store, 'a')).to.deep.equal([]);
+      expect((await allPending(store, 'b')).map((m) => m.id)).to.deep.equal(['m2']);
       expect(await store.stats()).to.include({ messages: 2, bytes: 200, dropped: 1 });
     });
 
@@ -115,7 +130,87 @@ export function messageStoreContract(name: string, create: StoreFactory): void {
       const store = await open();
       await store.add(['a'], message('gone', -1), 10);
       await store.add(['a'], message('kept'), 10);
-      expect((await store.pending('a')).map((m) => m.id)).to.deep.equal(['kept']);
+      expect((await allPending(store, 'a')).map((m) => m.id)).to.deep.equal(['kept']);
+    });
+
+    it('reads a uid\'s messages a page at a time from a cursor: bounded by the messages looked at and by bytes, expired ones skipped', async () => {
+      const store = await open();
+      for (const id of ['m1', 'm2', 'm3', 'm4', 'm5']) await store.add(['a'], message(id), 100);
+      await store.add(['b'], message('other'), 100);
+      await store.add(['a'], message('gone', -1), 100);
+      await store.add(['a'], message('m6'), 100);
+      expect(await pendingPages(store, 'a', 2, 1 << 20)).to.deep.equal([['m1', 'm2'], ['m3', 'm4'], ['m5'], ['m6']]);
+      expect(await pendingPages(store, 'a', 10, 1 << 20)).to.deep.equal([['m1', 'm2', 'm3', 'm4', 'm5', 'm6']]);
+      // bytes as add() counted them: two fit in 250, a third does not
+      expect(await pendingPages(store, 'a', 10, 250)).to.deep.equal([['m1', 'm2'], ['m3', 'm4'], ['m5', 'm6']]);
+      const first = await store.pendingPage('a', 0, 10, 250);
+      expect(first.entries.map((e) => e.bytes)).to.deep.equal([100, 100]);
+      expect(first.entries[0]!.message).to.deep.include({ id: 'm1', event: 'new_msg', data: { id: 'm1' } });
+      expect(first.nextBytes).to.equal(100);
+      // the last page ends with null; a uid with none has one empty page
+      expect(await store.pendingPage('a', 0, 10, 1 << 20)).to.deep.include({ next: null });
+      expect(await store.pendingPage('nobody', 0, 10, 1 << 20)).to.deep.equal({ entries: [], next: null });
+      // the message a cursor names is gone meanwhile: the next page starts after where it was
+      expect(await store.ack('a', 'm2')).to.equal(true);
+      const next = await store.pendingPage('a', first.next!, 2, 1 << 20);
+      expect(next.entries.map((e) => e.message.id)).to.deep.equal(['m3', 'm4']);
+    });
+
+    it('pages stay in push order through many acks and drops', async () => {
+      const store = await open({ maxPendingPerUid: 90 });
+      const ids = Array.from({ length: 100 }, (_, i) => `m${i}`);
+      for (const id of ids) await store.add(['a'], message(id), 10);
+      // the first 10 were dropped by the bound; every third of the rest is acked
+      const acked = new Set(ids.slice(10).filter((_, i) => i % 3 === 0));
+      for (const id of acked) expect(await store.ack('a', id)).to.equal(true);
+      const left = ids.slice(10).filter((id) => !acked.has(id));
+      expect((await pendingPages(store, 'a', 7, 1 << 20)).flat()).to.deep.equal(left);
+      expect(await store.pendingCount('a')).to.equal(left.length);
+    });
+
+    it('a page with no room for its first message holds none, and names that message\'s bytes', async () => {
+      const store = await open();
+      await store.add(['a'], message('small'), 100);
+      await store.add(['a'], message('large'), 5000);
+      const page = await store.pendingPage('a', 0, 10, 1000);
+      expect(page.entries.map((e) => e.message.id)).to.deep.equal(['small']);
+      expect(page.nextBytes).to.equal(5000);
+      const blocked = await store.pendingPage('a', page.next!, 10, 1000);
+      expect(blocked).to.deep.equal({ entries: [], next: page.next, nextBytes: 5000 });
+      const roomy = await store.pendingPage('a', page.next!, 10, 5000);
+      expect(roomy.entries.map((e) => e.message.id)).to.deep.equal(['large']);
+      expect(roomy.next).to.equal(null);
+    });
+
+    it('counts a uid\'s unexpired messages without reading them', async () => {
+      const store = await open();
+      expect(await store.pendingCount('a')).to.equal(0);
+      await store.add(['a'], message('gone', -1), 10);
+      await store.add(['a', 'b'], message('kept'), 10);
+      // expired, whether or not a sweep ran since: not counted
+      expect(await store.pendingCount('a')).to.equal(1);
+      expect(await store.pendingCount('b')).to.equal(1);
+      expect(await store.stats()).to.include({ messages: 2 });
+    });
+
+    it('forgets a uid\'s oldest messages up to one (an SSE Last-Event-ID), a batch at a time', async () => {
+      const store = await open();
+      const ids = ['m1', 'm2', 'm3', 'm4', 'm5'];
+      for (const id of ids) await store.add(['a', 'b'], message(id), 10);
+      expect(await store.cursorOf('a', 'nope')).to.equal(null);
+      expect(await store.cursorOf('nobody', 'm1')).to.equal(null);
+      const through = (await store.cursorOf('a', 'm4'))!;
+      expect(through).to.be.a('number');
+      const first = await store.ackThrough('a', through, 3);
+      expect(first.map((m) => m.id)).to.deep.equal(['m1', 'm2', 'm3']);
+      expect(first[0]!.expiresAt).to.be.above(Date.now());
+      expect((await store.ackThrough('a', through, 3)).map((m) => m.id)).to.deep.equal(['m4']);
+      expect(await store.ackThrough('a', through, 3)).to.deep.equal([]);
+      // the replay after it starts at the cursor: m5 only; b keeps all of its own
+      expect((await store.pendingPage('a', through, 10, 1 << 20)).entries.map((e) => e.message.id)).to.deep.equal(['m5']);
+      expect(await store.pendingCount('a')).to.equal(1);
+      expect(await store.pendingCount('b')).to.equal(5);
+      expect(await store.stats()).to.include({ messages: 6 });
     });
 
     it('answers a taken idempotency key with its first result until it expires', async () => {
